@@ -1,0 +1,172 @@
+//! The canonical byte strings a device signs with its Ed25519 key.
+//!
+//! Every string is a sequence of fields, each written as a 4-byte big-endian
+//! length followed by that many bytes. The first field is a domain-separation
+//! label naming the purpose and the layout version, so a signature made for
+//! one purpose can never be replayed as another. docs/protocol.md describes
+//! the same layouts for implementers in other languages; change both together.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+/// Label of the stream authentication signature.
+pub const HELLO_LABEL: &str = "assent.v1.hello";
+/// Label of the enrollment proof-of-possession signature.
+pub const ENROLL_LABEL: &str = "assent.v1.enroll";
+/// Label of a confirmation decision signature.
+pub const DECISION_LABEL: &str = "assent.v1.decision";
+/// Label of the hash over what the device showed.
+pub const DISPLAY_LABEL: &str = "assent.v1.display";
+
+/// The decision a device signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedVerdict {
+    /// The login is approved.
+    Accept,
+    /// The login is refused.
+    Deny,
+}
+
+impl SignedVerdict {
+    fn as_bytes(self) -> &'static [u8] {
+        match self {
+            Self::Accept => b"accept",
+            Self::Deny => b"deny",
+        }
+    }
+}
+
+/// Everything a decision signature covers.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionPayload<'a> {
+    /// The application the transaction belongs to.
+    pub application_id: &'a str,
+    /// The transaction decided on.
+    pub transaction_id: &'a str,
+    /// The device that decides.
+    pub device_id: &'a str,
+    /// The fresh nonce from the confirmation request.
+    pub nonce: &'a [u8],
+    /// Accept or deny.
+    pub verdict: SignedVerdict,
+    /// The reason given with a denial (empty when none).
+    pub reason: &'a str,
+    /// [`display_hash`] of the message and context the device showed.
+    pub display_hash: &'a [u8; 32],
+}
+
+/// A length-prefixed field writer; the only way the layouts are built.
+struct Fields(Vec<u8>);
+
+impl Fields {
+    fn new(label: &str) -> Self {
+        let mut fields = Self(Vec::with_capacity(256));
+        fields.push(label.as_bytes());
+        fields
+    }
+
+    fn push(&mut self, field: &[u8]) -> &mut Self {
+        // Fields are bounded by the 64 KiB message limit, far below u32::MAX.
+        let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+        self.0.extend_from_slice(&len.to_be_bytes());
+        self.0.extend_from_slice(field);
+        self
+    }
+}
+
+/// Bytes signed to authenticate a `Connect` stream.
+pub fn hello_bytes(device_id: &str, challenge_nonce: &[u8]) -> Vec<u8> {
+    let mut fields = Fields::new(HELLO_LABEL);
+    fields.push(device_id.as_bytes()).push(challenge_nonce);
+    fields.0
+}
+
+/// Bytes signed with the new key at enrollment (proof of possession).
+pub fn enroll_bytes(code: &str, public_key: &[u8], device_name: &str) -> Vec<u8> {
+    let mut fields = Fields::new(ENROLL_LABEL);
+    fields
+        .push(code.as_bytes())
+        .push(public_key)
+        .push(device_name.as_bytes());
+    fields.0
+}
+
+/// SHA-256 over what the device showed: the message and the context pairs in
+/// key order.
+pub fn display_hash(message: &str, context: &BTreeMap<String, String>) -> [u8; 32] {
+    let mut fields = Fields::new(DISPLAY_LABEL);
+    fields.push(message.as_bytes());
+    let count = u32::try_from(context.len()).unwrap_or(u32::MAX);
+    fields.push(&count.to_be_bytes());
+    for (key, value) in context {
+        fields.push(key.as_bytes()).push(value.as_bytes());
+    }
+    Sha256::digest(&fields.0).into()
+}
+
+/// Bytes signed for a decision.
+pub fn decision_bytes(payload: &DecisionPayload<'_>) -> Vec<u8> {
+    let mut fields = Fields::new(DECISION_LABEL);
+    fields
+        .push(payload.application_id.as_bytes())
+        .push(payload.transaction_id.as_bytes())
+        .push(payload.device_id.as_bytes())
+        .push(payload.nonce)
+        .push(payload.verdict.as_bytes())
+        .push(payload.reason.as_bytes())
+        .push(payload.display_hash);
+    fields.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_length_prefixed_after_the_label() {
+        let bytes = hello_bytes("d", &[7, 8]);
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&15u32.to_be_bytes());
+        expected.extend_from_slice(b"assent.v1.hello");
+        expected.extend_from_slice(&1u32.to_be_bytes());
+        expected.extend_from_slice(b"d");
+        expected.extend_from_slice(&2u32.to_be_bytes());
+        expected.extend_from_slice(&[7, 8]);
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn shifting_bytes_between_fields_changes_the_string() {
+        assert_ne!(hello_bytes("ab", b"c"), hello_bytes("a", b"bc"));
+    }
+
+    #[test]
+    fn display_hash_depends_on_every_context_pair() {
+        let mut context = BTreeMap::new();
+        context.insert("browser".to_owned(), "Firefox".to_owned());
+        let with = display_hash("Log in?", &context);
+        assert_ne!(with, display_hash("Log in?", &BTreeMap::new()));
+        context.insert("browser".to_owned(), "Chrome".to_owned());
+        assert_ne!(with, display_hash("Log in?", &context));
+    }
+
+    #[test]
+    fn accept_and_deny_sign_different_bytes() {
+        let hash = [0u8; 32];
+        let payload = DecisionPayload {
+            application_id: "a",
+            transaction_id: "t",
+            device_id: "d",
+            nonce: &[1; 32],
+            verdict: SignedVerdict::Accept,
+            reason: "",
+            display_hash: &hash,
+        };
+        let deny = DecisionPayload {
+            verdict: SignedVerdict::Deny,
+            ..payload
+        };
+        assert_ne!(decision_bytes(&payload), decision_bytes(&deny));
+    }
+}
