@@ -1,0 +1,135 @@
+//! The one table that turns gRPC statuses and connection failures into
+//! messages a person can act on.
+
+use std::error::Error;
+
+use tonic::{Code, Status};
+
+/// Describes a failed call to the server at `server`.
+pub fn describe(status: &Status, server: &str) -> String {
+    let message = status.message();
+    match status.code() {
+        Code::Unavailable => unreachable(server, &with_sources(message, status.source())),
+        Code::Unauthenticated => format!("the API key was refused: {message}"),
+        Code::NotFound => format!("not found: {message}"),
+        Code::InvalidArgument => format!("invalid input: {message}"),
+        Code::ResourceExhausted => format!("rate limited: {message}"),
+        Code::DeadlineExceeded => format!(
+            "{}: the server at {server} did not answer in time: {message}",
+            code_name(Code::DeadlineExceeded)
+        ),
+        code => format!("{}: {message}", code_name(code)),
+    }
+}
+
+/// Describes a failure to open the connection to `server`.
+pub fn describe_connect_error(error: &tonic::transport::Error, server: &str) -> String {
+    unreachable(server, &with_sources(&error.to_string(), error.source()))
+}
+
+/// The wording of every "server not reachable" failure.
+fn unreachable(server: &str, detail: &str) -> String {
+    format!("cannot reach the Assent server at {server}: {detail} (is `assent-server` running?)")
+}
+
+/// Joins a message with its chain of causes, skipping repeats.
+fn with_sources(message: &str, mut source: Option<&(dyn Error + 'static)>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if !message.is_empty() {
+        parts.push(message.to_owned());
+    }
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    if parts.is_empty() {
+        "no details given".to_owned()
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// The gRPC name of a status code (`FAILED_PRECONDITION`, …).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER: &str = "http://127.0.0.1:50051";
+
+    #[test]
+    fn unavailable_names_the_server_and_suggests_starting_it() {
+        let text = describe(&Status::unavailable("connection refused"), SERVER);
+        assert_eq!(
+            text,
+            "cannot reach the Assent server at http://127.0.0.1:50051: connection refused \
+             (is `assent-server` running?)"
+        );
+    }
+
+    #[test]
+    fn known_codes_get_words() {
+        let cases = [
+            (
+                Status::unauthenticated("bad key"),
+                "the API key was refused: bad key",
+            ),
+            (
+                Status::not_found("no such transaction"),
+                "not found: no such transaction",
+            ),
+            (
+                Status::invalid_argument("message too long"),
+                "invalid input: message too long",
+            ),
+            (
+                Status::resource_exhausted("retry in 3 s"),
+                "rate limited: retry in 3 s",
+            ),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(describe(&status, SERVER), expected);
+        }
+    }
+
+    #[test]
+    fn other_codes_show_their_name_and_message() {
+        let text = describe(&Status::out_of_range("cursor too old"), SERVER);
+        assert_eq!(text, "OUT_OF_RANGE: cursor too old");
+        let text = describe(&Status::failed_precondition("already ended"), SERVER);
+        assert_eq!(text, "FAILED_PRECONDITION: already ended");
+    }
+
+    #[test]
+    fn empty_unavailable_message_still_reads_well() {
+        let text = describe(&Status::unavailable(""), SERVER);
+        assert!(
+            text.contains("at http://127.0.0.1:50051: no details given"),
+            "{text}"
+        );
+    }
+}
