@@ -1,1 +1,35 @@
-//! x
+//! The Assent device agent: holds an enrolled device key and answers login
+//! confirmations for managed hardware.
+//!
+//! Where things live:
+//! - [`config`]: [`AgentConfig`] and the built-in defaults.
+//! - [`credentials`]: the enrollment on disk (`device.key`, `device.json`).
+//! - `enrollment`: [`enroll`], the `Enroll` call with its proof of possession.
+//! - `daemon`: [`run`], the event loop owning the server link, the policy tasks
+//!   and the bookkeeping (`ledger`) of callers and transactions.
+//! - `connection`: endpoint, TLS and the challenge-response handshake;
+//!   `backoff` schedules reconnects; `identity` signs hellos and decisions.
+//! - [`policy`]: `accept | deny | prompt | exec:CMD`.
+//! - [`control`]: the local Unix socket and its client ([`submit_otp`]).
+//! - `otp`: OTP text parsing (base64/base64url → transaction id).
+
+pub mod config;
+pub mod control;
+pub mod credentials;
+pub mod policy;
+
+mod backoff;
+mod connection;
+mod daemon;
+mod enrollment;
+mod error;
+mod identity;
+mod ledger;
+mod otp;
+
+pub use config::AgentConfig;
+pub use control::{DaemonStatus, OtpOutcome, daemon_status, submit_otp};
+pub use daemon::run;
+pub use enrollment::{Enrollment, enroll};
+pub use error::AgentError;
+pub use policy::Policy;

@@ -1,1 +1,286 @@
-fn main() {}
+//! `assent-agent`: parses the command line, builds the configuration, sets
+//! up logging and calls the library; nothing else.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use assent_agent::config::{DEFAULT_SERVER, default_device_name, default_state_dir};
+use assent_agent::credentials::load_profile;
+use assent_agent::{AgentConfig, AgentError, OtpOutcome, Policy};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// The Assent device agent: enroll this device, then answer login confirmations.
+#[derive(Debug, Parser)]
+#[command(name = "assent-agent", version)]
+struct Cli {
+    /// Directory holding the enrollment and the control socket.
+    #[arg(long, global = true, env = "ASSENT_AGENT_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Assent server URL [default: the enrolled server, else http://127.0.0.1:50051].
+    #[arg(long, global = true, env = "ASSENT_SERVER")]
+    server: Option<String>,
+    /// PEM file of the CA that signed the server's certificate (https:// only).
+    #[arg(long, global = true, env = "ASSENT_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Log format on stderr (level from RUST_LOG, default info).
+    #[arg(
+        long,
+        global = true,
+        env = "ASSENT_LOG_FORMAT",
+        default_value = "human"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enroll this device with a code from the application.
+    Enroll {
+        /// The enrollment code.
+        #[arg(long)]
+        code: String,
+        /// Device name shown to the application [default: the host name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace an existing enrollment.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the daemon: stay connected and answer confirmation requests.
+    Run {
+        /// accept | deny | prompt | exec:COMMAND
+        #[arg(long, env = "ASSENT_AGENT_POLICY", default_value = "prompt")]
+        policy: Policy,
+        /// Seconds an exec: policy command may run before the login is denied.
+        #[arg(long, default_value_t = 30)]
+        exec_timeout: u64,
+    },
+    /// Hand an OTP to the running daemon and wait for the outcome.
+    Otp {
+        /// The OTP shown by the login page (base64 or base64url).
+        otp: String,
+        /// Seconds to wait for the outcome.
+        #[arg(long, default_value_t = 150)]
+        timeout: u64,
+    },
+    /// Show the enrollment and whether the daemon runs and is connected.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let state_dir = match &cli.state_dir {
+        Some(dir) => dir.clone(),
+        None => default_state_dir().context(
+            "cannot find a state directory: set --state-dir, ASSENT_AGENT_DIR, XDG_STATE_HOME or HOME",
+        )?,
+    };
+    match cli.command {
+        Command::Enroll {
+            ref code,
+            ref name,
+            force,
+        } => {
+            let server = cli
+                .server
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+            let mut config = AgentConfig::new(state_dir, server, Policy::default());
+            config.ca_cert = cli.ca_cert.clone();
+            let name = name.clone().unwrap_or_else(default_device_name);
+            let enrollment = assent_agent::enroll(&config, code, &name, force).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&enrollment)?);
+            } else {
+                println!(
+                    "Enrolled as device {} of user {} for {}.",
+                    enrollment.device_id, enrollment.user_id, enrollment.application_name
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            policy,
+            exec_timeout,
+        } => {
+            let server = resolve_server(cli.server.clone(), &state_dir);
+            let mut config = AgentConfig::new(state_dir, server, policy);
+            config.exec_timeout = Duration::from_secs(exec_timeout);
+            config.ca_cert = cli.ca_cert.clone();
+            run_until_signalled(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Otp { ref otp, timeout } => {
+            Ok(hand_in(&state_dir, otp, Duration::from_secs(timeout), cli.json).await)
+        }
+        Command::Status => status(&state_dir, cli.server.clone(), cli.json).await,
+    }
+}
+
+/// `--server`/`ASSENT_SERVER`, else the server the device enrolled with.
+fn resolve_server(explicit: Option<String>, state_dir: &Path) -> String {
+    explicit
+        .or_else(|| {
+            load_profile(state_dir)
+                .ok()
+                .flatten()
+                .map(|profile| profile.server)
+        })
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned())
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, then lets it stop cleanly.
+async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let shutdown = CancellationToken::new();
+    let daemon = assent_agent::run(config, shutdown.clone());
+    tokio::pin!(daemon);
+    tokio::select! {
+        result = &mut daemon => return Ok(result?),
+        _ = terminate.recv() => tracing::info!("SIGTERM received; stopping"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received; stopping"),
+    }
+    shutdown.cancel();
+    Ok(daemon.await?)
+}
+
+/// `assent-agent otp`: exit 0 only when the login was accepted.
+async fn hand_in(state_dir: &Path, otp: &str, timeout: Duration, as_json: bool) -> ExitCode {
+    let outcome = assent_agent::submit_otp(state_dir, otp, timeout)
+        .await
+        .unwrap_or_else(|error: AgentError| OtpOutcome {
+            ok: false,
+            state: None,
+            transaction_id: None,
+            reason: None,
+            error: Some(error.to_string()),
+        });
+    let application = load_profile(state_dir)
+        .ok()
+        .flatten()
+        .map(|p| p.application_name);
+    let summary = outcome.summary(application.as_deref());
+    if as_json {
+        println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+    } else if outcome.ok {
+        println!("{summary}");
+    }
+    if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{summary}");
+        ExitCode::FAILURE
+    }
+}
+
+/// `assent-agent status`: asks the daemon, else reads the enrollment file.
+async fn status(
+    state_dir: &Path,
+    server: Option<String>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (report, running) =
+        match assent_agent::daemon_status(state_dir, Duration::from_secs(5)).await {
+            Ok(daemon) => (
+                json!({
+                    "enrolled": true,
+                    "running": true,
+                    "connected": daemon.connected,
+                    "device_id": daemon.device_id,
+                    "user_id": daemon.user_id,
+                    "application_name": daemon.application_name,
+                    "server": daemon.server,
+                }),
+                true,
+            ),
+            Err(error) => {
+                if !matches!(error, AgentError::DaemonNotRunning { .. }) {
+                    tracing::warn!(%error, "the daemon did not answer");
+                }
+                let profile = load_profile(state_dir)?;
+                let server = server.or_else(|| profile.as_ref().map(|p| p.server.clone()));
+                (
+                    json!({
+                        "enrolled": profile.is_some(),
+                        "running": false,
+                        "connected": false,
+                        "device_id": profile.as_ref().map(|p| &p.device_id),
+                        "user_id": profile.as_ref().map(|p| &p.user_id),
+                        "application_name": profile.as_ref().map(|p| &p.application_name),
+                        "server": server,
+                    }),
+                    false,
+                )
+            }
+        };
+    if as_json {
+        println!("{report}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report["enrolled"] != true {
+        println!("not enrolled (state directory {})", state_dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = |field: &str| report[field].as_str().unwrap_or("?").to_owned();
+    println!(
+        "enrolled: device {} of user {} for {}",
+        text("device_id"),
+        text("user_id"),
+        text("application_name")
+    );
+    let daemon = match (running, report["connected"] == true) {
+        (false, _) => "not running".to_owned(),
+        (true, true) => format!("running, connected to {}", text("server")),
+        (true, false) => format!("running, not connected to {}", text("server")),
+    };
+    println!("daemon: {daemon}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The one tracing subscriber: stderr, `RUST_LOG` (default `info`).
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

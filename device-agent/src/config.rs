@@ -1,0 +1,90 @@
+//! Typed settings of the agent with their built-in defaults; `main.rs` layers
+//! environment variables and flags on top.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::policy::Policy;
+
+/// Server used when neither `--server` nor `ASSENT_SERVER` nor an enrollment names one.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+/// How long an `exec:` policy command may run before the login is denied.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest device name the server accepts, in characters.
+pub const MAX_DEVICE_NAME_CHARS: usize = 64;
+/// Device name used when the host name cannot be found.
+const FALLBACK_DEVICE_NAME: &str = "assent-agent";
+
+/// Everything the daemon and the enrollment need to know.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Directory holding `device.key`, `device.json` and `agent.sock`.
+    pub state_dir: PathBuf,
+    /// The Assent server URL (`http://` or `https://`).
+    pub server: String,
+    /// How confirmation requests are answered.
+    pub policy: Policy,
+    /// Upper bound on the run time of an `exec:` policy command.
+    pub exec_timeout: Duration,
+    /// PEM file with the CA that signed the server certificate (`https://` only).
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl AgentConfig {
+    /// A configuration with the default exec timeout and no custom CA.
+    pub fn new(state_dir: PathBuf, server: String, policy: Policy) -> Self {
+        Self {
+            state_dir,
+            server,
+            policy,
+            exec_timeout: DEFAULT_EXEC_TIMEOUT,
+            ca_cert: None,
+        }
+    }
+}
+
+/// `$XDG_STATE_HOME/assent-agent`, else `$HOME/.local/state/assent-agent`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+    };
+    if let Some(state_home) = from_env("XDG_STATE_HOME") {
+        return Some(state_home.join("assent-agent"));
+    }
+    from_env("HOME").map(|home| home.join(".local/state/assent-agent"))
+}
+
+/// The host name (from `/etc/hostname`, else `$HOSTNAME`), cut to 64
+/// characters; `assent-agent` when neither is available.
+pub fn default_device_name() -> String {
+    let from_file = std::fs::read_to_string("/etc/hostname").ok();
+    let from_env = || std::env::var("HOSTNAME").ok();
+    let name = [from_file, from_env()]
+        .into_iter()
+        .flatten()
+        .map(|name| name.trim().to_owned())
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| FALLBACK_DEVICE_NAME.to_owned());
+    name.chars().take(MAX_DEVICE_NAME_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_uses_the_default_exec_timeout_and_no_ca() {
+        let config = AgentConfig::new("/s".into(), DEFAULT_SERVER.into(), Policy::Deny);
+        assert_eq!(config.exec_timeout, DEFAULT_EXEC_TIMEOUT);
+        assert!(config.ca_cert.is_none());
+    }
+
+    #[test]
+    fn default_device_name_is_never_empty_nor_too_long() {
+        let name = default_device_name();
+        assert!(!name.is_empty());
+        assert!(name.chars().count() <= MAX_DEVICE_NAME_CHARS);
+    }
+}

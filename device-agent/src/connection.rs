@@ -1,0 +1,229 @@
+//! The transport to the server: the gRPC endpoint (keepalive, TLS with a
+//! private CA) and the opening of one authenticated `Connect` stream
+//! (challenge → signed hello → ready).
+
+use std::path::Path;
+use std::time::Duration;
+
+use assent_proto::v1::device_service_client::DeviceServiceClient;
+use assent_proto::v1::{AgentMessage, Hello, Ready, ServerMessage, agent_message, server_message};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::error::AgentError;
+use crate::identity::Identity;
+
+/// Longest wait for the challenge and the ready message.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Outgoing messages buffered while HTTP/2 flow control holds them.
+const OUTBOUND_BUFFER: usize = 64;
+
+/// The gRPC endpoint for `server`, with the keepalive settings of a
+/// long-lived device stream; `https://` URLs trust the PEM CA in `ca_cert`.
+pub(crate) fn endpoint(server: &str, ca_cert: Option<&Path>) -> Result<Endpoint, AgentError> {
+    let invalid = |reason: String| AgentError::InvalidServerUrl {
+        url: server.to_owned(),
+        reason,
+    };
+    let endpoint = Endpoint::from_shared(server.to_owned())
+        .map_err(|error| invalid(error.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    match endpoint.uri().scheme_str() {
+        Some("http") => Ok(endpoint),
+        Some("https") => {
+            let Some(path) = ca_cert else {
+                return Err(invalid(
+                    "https:// needs --ca-cert FILE (or ASSENT_CA_CERT): this build trusts no system roots"
+                        .to_owned(),
+                ));
+            };
+            let pem = std::fs::read(path).map_err(|source| AgentError::Storage {
+                path: path.to_owned(),
+                source,
+            })?;
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+            endpoint
+                .tls_config(tls)
+                .map_err(|error| invalid(error.to_string()))
+        }
+        _ => Err(invalid("expected an http:// or https:// URL".to_owned())),
+    }
+}
+
+/// Opens a channel, mapping failures to [`AgentError::ServerUnreachable`].
+pub(crate) async fn channel(endpoint: &Endpoint) -> Result<Channel, AgentError> {
+    endpoint
+        .connect()
+        .await
+        .map_err(|error| AgentError::ServerUnreachable {
+            server: endpoint.uri().to_string(),
+            detail: error_chain(&error),
+        })
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// Network, TLS, timeout or an unexpected server answer: retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The server refused this device (revoked, unknown, bad signature).
+    #[error("the server refused this device: {}", .0.message())]
+    Refused(tonic::Status),
+}
+
+/// One authenticated `Connect` stream.
+#[derive(Debug)]
+pub(crate) struct Session {
+    outbound: mpsc::Sender<AgentMessage>,
+    inbound: Streaming<ServerMessage>,
+    /// What the server confirmed about this device.
+    pub(crate) ready: Ready,
+}
+
+impl Session {
+    /// Queues a message to the server; a closed stream shows up on the
+    /// receiving side, so a failed send needs no handling here.
+    pub(crate) async fn send(&self, body: agent_message::Body) {
+        let _ = self.outbound.send(AgentMessage { body: Some(body) }).await;
+    }
+
+    /// The next server message; `Ok(None)` when the server ended the stream.
+    pub(crate) async fn next(&mut self) -> Result<Option<ServerMessage>, tonic::Status> {
+        self.inbound.message().await
+    }
+}
+
+/// Connects and authenticates: answers the challenge with a signed hello
+/// and waits for ready.
+pub(crate) async fn establish(
+    endpoint: Endpoint,
+    identity: Identity,
+) -> Result<Session, ConnectError> {
+    let channel = channel(&endpoint)
+        .await
+        .map_err(|error| ConnectError::Unavailable(error.to_string()))?;
+    let (outbound, receiver) = mpsc::channel(OUTBOUND_BUFFER);
+    let handshake = async {
+        let mut client = DeviceServiceClient::new(channel);
+        let mut inbound = client
+            .connect(ReceiverStream::new(receiver))
+            .await
+            .map_err(classify)?
+            .into_inner();
+        let nonce = match expect_message(&mut inbound).await? {
+            server_message::Body::Challenge(challenge) => challenge.nonce,
+            other => return Err(unexpected(&other)),
+        };
+        let hello = Hello {
+            device_id: identity.device_id().to_owned(),
+            signature: identity.sign_hello(&nonce),
+        };
+        let sent = outbound.send(AgentMessage {
+            body: Some(agent_message::Body::Hello(hello)),
+        });
+        sent.await.map_err(|_| {
+            ConnectError::Unavailable("the stream closed during the handshake".to_owned())
+        })?;
+        match expect_message(&mut inbound).await? {
+            server_message::Body::Ready(ready) => Ok((inbound, ready)),
+            other => Err(unexpected(&other)),
+        }
+    };
+    let (inbound, ready) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| {
+            ConnectError::Unavailable("no answer to the handshake in time".to_owned())
+        })??;
+    Ok(Session {
+        outbound,
+        inbound,
+        ready,
+    })
+}
+
+async fn expect_message(
+    inbound: &mut Streaming<ServerMessage>,
+) -> Result<server_message::Body, ConnectError> {
+    match inbound.message().await.map_err(classify)? {
+        Some(ServerMessage { body: Some(body) }) => Ok(body),
+        Some(ServerMessage { body: None }) => {
+            Err(ConnectError::Unavailable("empty message".to_owned()))
+        }
+        None => Err(ConnectError::Unavailable(
+            "the server ended the stream during the handshake".to_owned(),
+        )),
+    }
+}
+
+fn unexpected(body: &server_message::Body) -> ConnectError {
+    let name = match body {
+        server_message::Body::Challenge(_) => "challenge",
+        server_message::Body::Ready(_) => "ready",
+        server_message::Body::ConfirmationRequest(_) => "confirmation request",
+        server_message::Body::DecisionResult(_) => "decision result",
+        server_message::Body::Rejection(_) => "rejection",
+        server_message::Body::Cancellation(_) => "cancellation",
+        server_message::Body::GoAway(_) => "go-away",
+    };
+    ConnectError::Unavailable(format!("unexpected {name} during the handshake"))
+}
+
+/// Statuses that say "this device may not connect" stop being transient.
+fn classify(status: tonic::Status) -> ConnectError {
+    match status.code() {
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated | tonic::Code::NotFound => {
+            ConnectError::Refused(status)
+        }
+        _ => ConnectError::Unavailable(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
+
+/// An error and its causes on one line (tonic's transport errors hide the
+/// useful part, e.g. "connection refused", in the source chain).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_tls_urls_are_checked() {
+        assert!(endpoint("http://127.0.0.1:50051", None).is_ok());
+        assert!(matches!(
+            endpoint("https://assent.example", None),
+            Err(AgentError::InvalidServerUrl { .. })
+        ));
+        assert!(matches!(
+            endpoint("ftp://assent.example", None),
+            Err(AgentError::InvalidServerUrl { .. })
+        ));
+        assert!(endpoint("not a url", None).is_err());
+    }
+
+    #[test]
+    fn device_refusals_are_told_apart_from_outages() {
+        assert!(matches!(
+            classify(tonic::Status::permission_denied("device revoked")),
+            ConnectError::Refused(_)
+        ));
+        assert!(matches!(
+            classify(tonic::Status::unavailable("draining")),
+            ConnectError::Unavailable(_)
+        ));
+    }
+}

@@ -1,0 +1,203 @@
+//! The daemon side of the control socket: binds it safely, accepts callers
+//! and turns each request line into a [`ControlCommand`] for the event loop.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{ControlCommand, ControlRequest, OtpOutcome};
+use crate::error::AgentError;
+use crate::otp::Otp;
+
+/// Longest request line accepted (an OTP is 64 characters).
+const MAX_REQUEST: usize = 64 * 1024;
+/// How long connections may take to deliver their last answers at shutdown.
+const DRAIN: Duration = Duration::from_secs(2);
+/// How often a caller that half-closed is checked for a full hang-up.
+const HANGUP_POLL: Duration = Duration::from_millis(250);
+
+/// Binds the socket at `path`, replacing a stale file but never a live daemon.
+pub(crate) async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
+    let storage = |source| AgentError::Storage {
+        path: path.to_owned(),
+        source,
+    };
+    if fs::symlink_metadata(path).is_ok() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(AgentError::AlreadyRunning {
+                socket: path.to_owned(),
+            });
+        }
+        // Nobody answers: a daemon died without cleaning up.
+        fs::remove_file(path).map_err(storage)?;
+    }
+    let listener = UnixListener::bind(path).map_err(storage)?;
+    // The state directory is 0700, so the short window before this chmod
+    // exposes nothing; the mode guards against a directory with wider rights.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(storage)?;
+    Ok(listener)
+}
+
+/// Accepts callers until `stop` fires, then lets open connections deliver
+/// their final answers for a moment before dropping them.
+pub(crate) async fn serve(
+    listener: UnixListener,
+    commands: mpsc::Sender<ControlCommand>,
+    stop: CancellationToken,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(answer(stream, commands.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a control connection");
+                    // Typically out of file descriptors: do not spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(commands);
+    let drained = tokio::time::timeout(DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        connections.shutdown().await;
+    }
+}
+
+/// Serves one caller: reads its request line and writes the single answer.
+async fn answer(mut stream: UnixStream, commands: mpsc::Sender<ControlCommand>) {
+    let response = match read_request(&mut stream).await {
+        Ok(request) => respond(request, &mut stream, &commands).await,
+        Err(error) => Some(serialise(&OtpOutcome::failed(None, error))),
+    };
+    if let Some(mut line) = response {
+        line.push('\n');
+        if let Err(error) = stream.write_all(line.as_bytes()).await {
+            tracing::debug!(%error, "the control caller left before the answer");
+        }
+    }
+}
+
+/// Handles a parsed request; `None` when the caller hung up meanwhile.
+async fn respond(
+    request: ControlRequest,
+    stream: &mut UnixStream,
+    commands: &mpsc::Sender<ControlCommand>,
+) -> Option<String> {
+    const GONE: &str = "the agent daemon is shutting down";
+    if let Some(text) = request.otp {
+        let otp = match Otp::parse(&text) {
+            Ok(otp) => otp,
+            Err(malformed) => {
+                return Some(serialise(&OtpOutcome::failed(None, malformed.to_string())));
+            }
+        };
+        let transaction_id = otp.transaction_id().to_owned();
+        let (reply, outcome) = oneshot::channel();
+        if commands
+            .send(ControlCommand::SubmitOtp { otp, reply })
+            .await
+            .is_err()
+        {
+            return Some(serialise(&OtpOutcome::failed(Some(&transaction_id), GONE)));
+        }
+        let outcome = tokio::select! {
+            outcome = outcome => outcome,
+            // Dropping the receiver tells the event loop nobody waits any more.
+            () = hung_up(stream) => return None,
+        };
+        let outcome = outcome.unwrap_or_else(|_| OtpOutcome::failed(Some(&transaction_id), GONE));
+        return Some(serialise(&outcome));
+    }
+    if request.status == Some(true) {
+        let (reply, status) = oneshot::channel();
+        if commands
+            .send(ControlCommand::Status { reply })
+            .await
+            .is_ok()
+        {
+            if let Ok(status) = status.await {
+                return Some(serialise(&status));
+            }
+        }
+        return Some(serialise(&OtpOutcome::failed(None, GONE)));
+    }
+    Some(serialise(&OtpOutcome::failed(
+        None,
+        r#"unknown request: expected {"otp":"…"} or {"status":true}"#,
+    )))
+}
+
+/// Reads bytes up to the first newline (or EOF) and parses them as JSON.
+async fn read_request(stream: &mut UnixStream) -> Result<ControlRequest, String> {
+    let mut buffer = Vec::new();
+    loop {
+        let mut chunk = [0u8; 1024];
+        let read = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|error| format!("cannot read the request: {error}"))?;
+        buffer.extend_from_slice(&chunk[..read]);
+        if read == 0 || buffer.contains(&b'\n') {
+            break;
+        }
+        if buffer.len() > MAX_REQUEST {
+            return Err("request too long".to_owned());
+        }
+    }
+    let line = buffer
+        .split(|byte| *byte == b'\n')
+        .next()
+        .unwrap_or_default();
+    serde_json::from_slice(line).map_err(|error| format!("invalid request: {error}"))
+}
+
+/// Resolves once the caller has closed the connection. A caller that only
+/// shut down its writing side still waits for the answer, so end of input
+/// alone is not a hang-up; the socket's write-closed state is.
+async fn hung_up(stream: &mut UnixStream) {
+    let mut scratch = [0u8; 256];
+    // Anything after the request line is ignored.
+    while let Ok(read) = stream.read(&mut scratch).await {
+        if read == 0 {
+            break;
+        }
+    }
+    loop {
+        match stream.ready(Interest::WRITABLE).await {
+            Ok(ready) if !ready.is_write_closed() => tokio::time::sleep(HANGUP_POLL).await,
+            _ => return,
+        }
+    }
+}
+
+/// One response line; the answer types always serialise, the fallback is a formality.
+fn serialise<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| {
+        r#"{"ok":false,"state":null,"transaction_id":null,"reason":null,"error":"internal error"}"#
+            .to_owned()
+    })
+}
+
+/// Whether an error from connecting to the socket means "no daemon there".
+pub(super) fn is_absent(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    )
+}

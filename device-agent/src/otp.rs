@@ -1,0 +1,137 @@
+//! OTP text as a user hands it in: checked locally (base64 or base64url, with
+//! or without padding, of a 16-byte transaction UUID and a 32-byte secret) so
+//! the agent knows which transaction an OTP belongs to before the server says.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use uuid::Uuid;
+
+/// Bytes of a decoded OTP: the transaction UUID followed by the secret.
+const OTP_LEN: usize = 16 + 32;
+
+/// A well-formed OTP; its text is sent to the server exactly as the user gave
+/// it (trimmed), since the server accepts both alphabets too.
+#[derive(Clone)]
+pub(crate) struct Otp {
+    text: String,
+    transaction_id: String,
+}
+
+/// The OTP text does not decode to the documented 48-byte layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid OTP (malformed)")]
+pub(crate) struct MalformedOtp;
+
+impl Otp {
+    /// Checks the layout and derives the transaction id.
+    pub(crate) fn parse(raw: &str) -> Result<Self, MalformedOtp> {
+        let text = raw.trim();
+        // Padding is optional for the user, so drop it and decode unpadded;
+        // base64url letters map one-to-one onto the standard alphabet.
+        let normalised: String = text
+            .trim_end_matches('=')
+            .chars()
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                other => other,
+            })
+            .collect();
+        let bytes = STANDARD_NO_PAD
+            .decode(normalised.as_bytes())
+            .map_err(|_| MalformedOtp)?;
+        if bytes.len() != OTP_LEN {
+            return Err(MalformedOtp);
+        }
+        let uuid = Uuid::from_slice(&bytes[..16]).map_err(|_| MalformedOtp)?;
+        Ok(Self {
+            text: text.to_owned(),
+            transaction_id: uuid.hyphenated().to_string(),
+        })
+    }
+
+    /// The OTP as the user gave it, without surrounding whitespace.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The transaction the OTP belongs to (lowercase hyphenated UUID).
+    pub(crate) fn transaction_id(&self) -> &str {
+        &self.transaction_id
+    }
+}
+
+impl fmt::Debug for Otp {
+    // The OTP is a bearer secret until it is used: never print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Otp")
+            .field("transaction_id", &self.transaction_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+    use super::*;
+
+    const TX: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+    fn otp_bytes() -> Vec<u8> {
+        let mut bytes = Uuid::parse_str(TX).unwrap().as_bytes().to_vec();
+        // A secret whose encoding contains both `+`/`/` and so `-`/`_` in url form.
+        bytes.extend((0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(0xf8)));
+        bytes
+    }
+
+    #[test]
+    fn standard_base64_yields_the_transaction_id() {
+        let text = STANDARD.encode(otp_bytes());
+        let otp = Otp::parse(&text).unwrap();
+        assert_eq!(otp.transaction_id(), TX);
+        assert_eq!(otp.as_str(), text);
+    }
+
+    #[test]
+    fn base64url_without_padding_is_accepted_and_sent_as_given() {
+        let text = URL_SAFE_NO_PAD.encode(otp_bytes());
+        assert!(text.contains('-') || text.contains('_'));
+        let otp = Otp::parse(&format!("  {text}\n")).unwrap();
+        assert_eq!(otp.transaction_id(), TX);
+        assert_eq!(otp.as_str(), text);
+    }
+
+    #[test]
+    fn stray_padding_is_tolerated() {
+        let text = STANDARD.encode(otp_bytes());
+        assert_eq!(
+            Otp::parse(&format!("{text}==")).unwrap().transaction_id(),
+            TX
+        );
+    }
+
+    #[test]
+    fn wrong_lengths_are_malformed() {
+        for len in [0, 16, 47, 49, 64] {
+            let text = STANDARD.encode(vec![7u8; len]);
+            assert_eq!(Otp::parse(&text).unwrap_err(), MalformedOtp, "len {len}");
+        }
+    }
+
+    #[test]
+    fn non_base64_text_is_malformed() {
+        assert!(Otp::parse("not an otp!").is_err());
+        assert!(Otp::parse("").is_err());
+    }
+
+    #[test]
+    fn debug_does_not_show_the_secret() {
+        let text = STANDARD.encode(otp_bytes());
+        let shown = format!("{:?}", Otp::parse(&text).unwrap());
+        assert!(!shown.contains(&text));
+        assert!(shown.contains(TX));
+    }
+}

@@ -1,0 +1,251 @@
+//! Decision policies (`accept`, `deny`, `prompt`, `exec:CMD`) and what they
+//! see of a confirmation request. A policy returns `None` only when the server
+//! withdrew the request meanwhile; every failure denies, so the agent never
+//! accepts a login nobody approved.
+
+mod exec;
+mod prompt;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::AgentError;
+
+/// How the agent answers confirmation requests.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Approve every request (for kiosks and tests).
+    Accept,
+    /// Refuse every request with reason `policy`.
+    Deny,
+    /// Ask on the controlling terminal; deny when there is none.
+    #[default]
+    Prompt,
+    /// Run `sh -c CMD` with the request as JSON on stdin; exit 0 accepts.
+    Exec(String),
+}
+
+impl FromStr for Policy {
+    type Err = AgentError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "accept" => Ok(Self::Accept),
+            "deny" => Ok(Self::Deny),
+            "prompt" => Ok(Self::Prompt),
+            other => match other.strip_prefix("exec:") {
+                Some(command) if !command.trim().is_empty() => Ok(Self::Exec(command.to_owned())),
+                _ => Err(AgentError::InvalidPolicy(text.to_owned())),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Accept => f.write_str("accept"),
+            Self::Deny => f.write_str("deny"),
+            Self::Prompt => f.write_str("prompt"),
+            Self::Exec(command) => write!(f, "exec:{command}"),
+        }
+    }
+}
+
+/// Why a login was refused; the wire value goes into the signed decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DenyReason {
+    /// The person says the login was not theirs.
+    NotMe,
+    /// The person gave up on the question.
+    CancelledByUser,
+    /// A rule refused it (deny policy, failed or timed-out command, no terminal).
+    Policy,
+}
+
+impl DenyReason {
+    /// The reason text the server stores.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::NotMe => "not_me",
+            Self::CancelledByUser => "cancelled_by_user",
+            Self::Policy => "policy",
+        }
+    }
+}
+
+/// What a policy decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Approve the login.
+    Accept,
+    /// Refuse it, with a reason.
+    Deny(DenyReason),
+}
+
+/// A confirmation request as a policy sees it; serialised as the JSON an
+/// `exec:` command reads on stdin.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Confirmation {
+    /// The transaction to decide on.
+    pub(crate) transaction_id: String,
+    /// The application's id.
+    pub(crate) application_id: String,
+    /// The application's display name.
+    pub(crate) application_name: String,
+    /// The user the device belongs to.
+    pub(crate) user_id: String,
+    /// The text to show.
+    pub(crate) message: String,
+    /// Extra facts to show, in key order.
+    pub(crate) context: BTreeMap<String, String>,
+    /// When the request stops being answerable, if the server said.
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+}
+
+impl Confirmation {
+    /// Time left until `expires_at`, zero once it has passed.
+    fn time_left(&self) -> Option<Duration> {
+        self.expires_at
+            .map(|expires_at| (expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+    }
+}
+
+/// Runs the configured policy; cheap to clone into one task per request.
+#[derive(Debug, Clone)]
+pub(crate) struct PolicyRunner {
+    policy: Policy,
+    exec_timeout: Duration,
+    prompter: Arc<prompt::Prompter>,
+}
+
+impl PolicyRunner {
+    /// A runner for `policy`; `exec_timeout` bounds `exec:` commands.
+    pub(crate) fn new(policy: Policy, exec_timeout: Duration) -> Self {
+        Self {
+            policy,
+            exec_timeout,
+            prompter: Arc::new(prompt::Prompter::default()),
+        }
+    }
+
+    /// Decides on `request`; `None` when `cancel` fired first.
+    pub(crate) async fn decide(
+        &self,
+        request: &Confirmation,
+        cancel: &CancellationToken,
+    ) -> Option<Verdict> {
+        let time_left = request.time_left();
+        match &self.policy {
+            Policy::Accept => Some(Verdict::Accept),
+            Policy::Deny => Some(Verdict::Deny(DenyReason::Policy)),
+            Policy::Prompt => {
+                // Without an expiry the server's Cancellation still ends the prompt.
+                let deadline = time_left.map(|left| Instant::now() + left);
+                self.prompter.ask(request, deadline, cancel).await
+            }
+            Policy::Exec(command) => {
+                // Never wait past the expiry: the answer would be useless.
+                let timeout =
+                    time_left.map_or(self.exec_timeout, |left| left.min(self.exec_timeout));
+                exec::decide(command, request, timeout, cancel).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn sample_confirmation() -> Confirmation {
+        Confirmation {
+            transaction_id: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+            application_id: "app-1".into(),
+            application_name: "Example Shop".into(),
+            user_id: "alice".into(),
+            message: "Sign in from Firefox".into(),
+            context: BTreeMap::from([("ip".to_owned(), "192.0.2.1".to_owned())]),
+            expires_at: Some(Utc::now() + chrono::Duration::seconds(60)),
+        }
+    }
+
+    #[test]
+    fn policies_parse_from_their_names() {
+        assert_eq!("accept".parse::<Policy>().unwrap(), Policy::Accept);
+        assert_eq!("deny".parse::<Policy>().unwrap(), Policy::Deny);
+        assert_eq!("prompt".parse::<Policy>().unwrap(), Policy::Prompt);
+        assert_eq!(
+            "exec:test -n \"$X\"".parse::<Policy>().unwrap(),
+            Policy::Exec("test -n \"$X\"".into())
+        );
+    }
+
+    #[test]
+    fn unknown_or_empty_policies_are_refused() {
+        for text in ["", "allow", "exec:", "exec:  ", "Accept"] {
+            assert!(
+                matches!(text.parse::<Policy>(), Err(AgentError::InvalidPolicy(_))),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for policy in [
+            Policy::Accept,
+            Policy::Deny,
+            Policy::Prompt,
+            Policy::Exec("true".into()),
+        ] {
+            assert_eq!(policy.to_string().parse::<Policy>().unwrap(), policy);
+        }
+    }
+
+    #[test]
+    fn the_default_policy_prompts() {
+        assert_eq!(Policy::default(), Policy::Prompt);
+    }
+
+    #[tokio::test]
+    async fn fixed_policies_decide_without_asking() {
+        let cancel = CancellationToken::new();
+        let request = sample_confirmation();
+        let accept = PolicyRunner::new(Policy::Accept, Duration::from_secs(1));
+        assert_eq!(
+            accept.decide(&request, &cancel).await,
+            Some(Verdict::Accept)
+        );
+        let deny = PolicyRunner::new(Policy::Deny, Duration::from_secs(1));
+        assert_eq!(
+            deny.decide(&request, &cancel).await,
+            Some(Verdict::Deny(DenyReason::Policy))
+        );
+    }
+
+    #[test]
+    fn exec_input_has_the_documented_fields() {
+        let json = serde_json::to_value(sample_confirmation()).unwrap();
+        for field in [
+            "transaction_id",
+            "application_id",
+            "application_name",
+            "user_id",
+            "message",
+            "context",
+            "expires_at",
+        ] {
+            assert!(json.get(field).is_some(), "{field}");
+        }
+        assert_eq!(json["context"]["ip"], "192.0.2.1");
+    }
+}
