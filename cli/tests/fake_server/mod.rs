@@ -1,0 +1,251 @@
+//! An in-process stand-in for the relying-party API, with canned
+//! transactions, events and devices, so the `assent` binary can be tested
+//! without the real server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use assent_proto::v1::relying_party_service_server::{
+    RelyingPartyService, RelyingPartyServiceServer,
+};
+use assent_proto::v1::{
+    CancelTransactionRequest, CancelTransactionResponse, CreateEnrollmentRequest,
+    CreateEnrollmentResponse, CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse,
+    Device, Event, GetTransactionRequest, GetTransactionResponse, ListDevicesRequest,
+    ListDevicesResponse, RevokeDeviceRequest, RevokeDeviceResponse, SubscribeRequest, Transaction,
+    TransactionState,
+};
+use prost_types::Timestamp;
+use tokio::task::JoinHandle;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+/// The only API key the fake accepts.
+pub const API_KEY: &str = "test-key";
+
+/// Transaction ids the fake knows, and how each behaves.
+pub const TX_ACCEPTED_ON_THIRD_POLL: &str = "11111111-0000-0000-0000-000000000001";
+/// Ends DENIED with reason `not_me`.
+pub const TX_DENIED: &str = "11111111-0000-0000-0000-000000000002";
+/// Stays SCANNED forever.
+pub const TX_SCANNED: &str = "11111111-0000-0000-0000-000000000003";
+/// PENDING with no user, device or reason yet.
+pub const TX_PENDING: &str = "11111111-0000-0000-0000-000000000004";
+
+/// A running fake server; stopped when dropped.
+pub struct FakeServer {
+    /// Its `http://127.0.0.1:PORT` URL.
+    pub url: String,
+    /// What the last CreateOtpAuthentication asked for.
+    pub last_otp_request: Arc<Mutex<Option<CreateOtpAuthenticationRequest>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the fake on a free loopback port. `end_event_stream` makes Subscribe
+/// finish after its events instead of staying open like the real server.
+pub async fn start(end_event_stream: bool) -> FakeServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address: SocketAddr = listener.local_addr().unwrap();
+    let fake = FakeRp {
+        polls: Arc::default(),
+        last_otp_request: Arc::default(),
+        end_event_stream,
+    };
+    let last_otp_request = fake.last_otp_request.clone();
+    let service = RelyingPartyServiceServer::with_interceptor(fake, check_api_key);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await;
+    });
+    FakeServer {
+        url: format!("http://{address}"),
+        last_otp_request,
+        task,
+    }
+}
+
+#[allow(clippy::result_large_err)]
+fn check_api_key(request: Request<()>) -> Result<Request<()>, Status> {
+    let expected = format!("Bearer {API_KEY}");
+    match request.metadata().get("authorization") {
+        Some(value) if value.to_str().ok() == Some(expected.as_str()) => Ok(request),
+        _ => Err(Status::unauthenticated("unknown API key")),
+    }
+}
+
+struct FakeRp {
+    polls: Arc<Mutex<HashMap<String, u32>>>,
+    last_otp_request: Arc<Mutex<Option<CreateOtpAuthenticationRequest>>>,
+    end_event_stream: bool,
+}
+
+fn at(seconds: i64) -> Option<Timestamp> {
+    Some(Timestamp { seconds, nanos: 0 })
+}
+
+fn transaction(id: &str, state: TransactionState, device: &str, reason: &str) -> Transaction {
+    Transaction {
+        transaction_id: id.to_owned(),
+        state: state as i32,
+        user_id: if device.is_empty() {
+            String::new()
+        } else {
+            "alice".to_owned()
+        },
+        device_id: device.to_owned(),
+        reason: reason.to_owned(),
+        message: "Log in?".to_owned(),
+        context: BTreeMap::new(),
+        created_at: at(1_700_000_000),
+        expires_at: at(1_700_000_120),
+        ..Transaction::default()
+    }
+}
+
+fn device(id: &str, revoked: bool) -> Device {
+    Device {
+        device_id: id.to_owned(),
+        user_id: "alice".to_owned(),
+        name: "laptop".to_owned(),
+        revoked,
+        created_at: at(1_700_000_000),
+        last_seen_at: None,
+        public_key: vec![0; 32],
+    }
+}
+
+#[tonic::async_trait]
+impl RelyingPartyService for FakeRp {
+    async fn create_enrollment(
+        &self,
+        request: Request<CreateEnrollmentRequest>,
+    ) -> Result<Response<CreateEnrollmentResponse>, Status> {
+        let user_id = request.into_inner().user_id;
+        Ok(Response::new(CreateEnrollmentResponse {
+            code: "enroll-code-123".to_owned(),
+            expires_at: at(1_700_000_600),
+            user_id,
+        }))
+    }
+
+    async fn create_otp_authentication(
+        &self,
+        request: Request<CreateOtpAuthenticationRequest>,
+    ) -> Result<Response<CreateOtpAuthenticationResponse>, Status> {
+        let request = request.into_inner();
+        if request.message.is_empty() {
+            return Err(Status::invalid_argument("message must not be empty"));
+        }
+        *self.last_otp_request.lock().unwrap() = Some(request);
+        Ok(Response::new(CreateOtpAuthenticationResponse {
+            transaction_id: TX_PENDING.to_owned(),
+            otp: "b3RwLXNlY3JldA==".to_owned(),
+            expires_at: at(1_700_000_120),
+            qr_payload: "b3RwLXNlY3JldA==".to_owned(),
+        }))
+    }
+
+    async fn get_transaction(
+        &self,
+        request: Request<GetTransactionRequest>,
+    ) -> Result<Response<GetTransactionResponse>, Status> {
+        let id = request.into_inner().transaction_id;
+        let polls = {
+            let mut counts = self.polls.lock().unwrap();
+            let count = counts.entry(id.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        let tx = match id.as_str() {
+            TX_ACCEPTED_ON_THIRD_POLL => match polls {
+                1 => transaction(&id, TransactionState::Pending, "", ""),
+                2 => transaction(&id, TransactionState::Scanned, "d-1", ""),
+                _ => transaction(&id, TransactionState::Accepted, "d-1", ""),
+            },
+            TX_DENIED => transaction(&id, TransactionState::Denied, "d-1", "not_me"),
+            TX_SCANNED => transaction(&id, TransactionState::Scanned, "d-1", ""),
+            TX_PENDING => transaction(&id, TransactionState::Pending, "", ""),
+            _ => return Err(Status::not_found(format!("no transaction {id}"))),
+        };
+        Ok(Response::new(GetTransactionResponse {
+            transaction: Some(tx),
+        }))
+    }
+
+    async fn cancel_transaction(
+        &self,
+        request: Request<CancelTransactionRequest>,
+    ) -> Result<Response<CancelTransactionResponse>, Status> {
+        let id = request.into_inner().transaction_id;
+        if id != TX_PENDING {
+            return Err(Status::failed_precondition("the transaction already ended"));
+        }
+        let tx = transaction(&id, TransactionState::Cancelled, "", "");
+        Ok(Response::new(CancelTransactionResponse {
+            transaction: Some(tx),
+        }))
+    }
+
+    type SubscribeStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let after = request.into_inner().after_cursor;
+        let events: Vec<Result<Event, Status>> = (1..=3u64)
+            .filter(|cursor| *cursor > after)
+            .map(|cursor| {
+                Ok(Event {
+                    cursor,
+                    r#type: "transaction.created".to_owned(),
+                    occurred_at: at(1_700_000_000 + cursor as i64),
+                    transaction_id: TX_PENDING.to_owned(),
+                    ..Event::default()
+                })
+            })
+            .collect();
+        let backlog = tokio_stream::iter(events);
+        let stream: Self::SubscribeStream = if self.end_event_stream {
+            Box::pin(backlog)
+        } else {
+            Box::pin(backlog.chain(tokio_stream::pending()))
+        };
+        Ok(Response::new(stream))
+    }
+
+    async fn list_devices(
+        &self,
+        request: Request<ListDevicesRequest>,
+    ) -> Result<Response<ListDevicesResponse>, Status> {
+        let devices = match request.into_inner().user_id.as_str() {
+            "" | "alice" => vec![device("d-1", false), device("d-2", true)],
+            _ => Vec::new(),
+        };
+        Ok(Response::new(ListDevicesResponse { devices }))
+    }
+
+    async fn revoke_device(
+        &self,
+        request: Request<RevokeDeviceRequest>,
+    ) -> Result<Response<RevokeDeviceResponse>, Status> {
+        let id = request.into_inner().device_id;
+        if id != "d-1" {
+            return Err(Status::not_found(format!("no device {id}")));
+        }
+        Ok(Response::new(RevokeDeviceResponse {
+            device: Some(device(&id, true)),
+        }))
+    }
+}
