@@ -79,7 +79,7 @@ enum Link {
     Connecting(Connecting),
     /// Authenticated; `since` is when it became ready.
     Ready {
-        session: Session,
+        session: Box<Session>,
         since: Instant,
         span: tracing::Span,
     },
@@ -196,7 +196,7 @@ impl Daemon {
                 }
                 self.submit_queued(&session).await;
                 Link::Ready {
-                    session,
+                    session: Box::new(session),
                     since: Instant::now(),
                     span,
                 }

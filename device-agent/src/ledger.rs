@@ -124,7 +124,7 @@ impl Ledger {
         match self.tracked.get_mut(transaction_id) {
             Some(Tracked::Deciding { request: held, .. }) => {
                 // Keep the newest copy: its nonce is the one to sign.
-                *held = Box::new(request.clone());
+                **held = request.clone();
                 None
             }
             Some(Tracked::Decided(_)) => None,

@@ -130,10 +130,9 @@ async fn respond(
             .send(ControlCommand::Status { reply })
             .await
             .is_ok()
+            && let Ok(status) = status.await
         {
-            if let Ok(status) = status.await {
-                return Some(serialise(&status));
-            }
+            return Some(serialise(&status));
         }
         return Some(serialise(&OtpOutcome::failed(None, GONE)));
     }
