@@ -1,1 +1,162 @@
-fn main() {}
+//! `assent-server`: parse arguments, load configuration, start telemetry, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use assent_server::config::LogFormat;
+use assent_server::{ServerConfig, admin, open_store, shutdown, telemetry};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// The Assent authentication server.
+#[derive(Debug, Parser)]
+#[command(name = "assent-server", version, about)]
+struct Cli {
+    /// TOML config file (keys as in docs/configuration.md).
+    #[arg(long, env = "ASSENT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long, global = true)]
+    listen: Option<std::net::SocketAddr>,
+    /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/assent.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// PEM certificate chain for TLS.
+    #[arg(long, global = true)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, global = true)]
+    tls_key: Option<PathBuf>,
+    /// Allow plaintext gRPC on a non-loopback address (e.g. behind a TLS proxy).
+    #[arg(long, global = true)]
+    insecure_plaintext: bool,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage applications (relying parties).
+    #[command(subcommand)]
+    App(AppCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// Create an application and print its API key (shown only once).
+    Create {
+        /// Display name shown on devices, e.g. "Example Shop".
+        #[arg(long)]
+        name: String,
+        /// Print `{"app_id","api_key","name"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List applications.
+    List {
+        /// Print a JSON array of `{"app_id","name","created_at"}`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    fn config(&self) -> anyhow::Result<ServerConfig> {
+        let mut config = ServerConfig::load(self.config.as_deref(), &ServerConfig::process_env)?;
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(url) = &self.database_url {
+            config.database_url = Some(url.clone());
+        }
+        if self.tls_cert.is_some() {
+            config.tls_cert.clone_from(&self.tls_cert);
+        }
+        if self.tls_key.is_some() {
+            config.tls_key.clone_from(&self.tls_key);
+        }
+        config.insecure_plaintext |= self.insecure_plaintext;
+        if let Some(format) = self.log_format {
+            config.log_format = format;
+        }
+        Ok(config)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config()?;
+    telemetry::init(config.log_format);
+    // tonic's TLS and sqlx use rustls; pin the ring provider before first use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            open_store(&config).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::App(AppCommand::Create { name, json }) => {
+            let store = open_store(&config).await?;
+            let (app, key) = admin::create_application(store.as_ref(), &name).await?;
+            if json {
+                let out = serde_json::json!({"app_id": app.id.to_string(), "api_key": key, "name": app.name});
+                println!("{out}");
+            } else {
+                println!("Created application {:?} ({})", app.name, app.id);
+                println!("API key (shown only now; store it safely):\n  {key}");
+                println!("Try:\n  export ASSENT_API_KEY={key}");
+            }
+            Ok(())
+        }
+        Command::App(AppCommand::List { json }) => {
+            let store = open_store(&config).await?;
+            let apps = store.list_applications().await?;
+            if json {
+                let out: Vec<_> = apps
+                    .iter()
+                    .map(|a| serde_json::json!({"app_id": a.id.to_string(), "name": a.name, "created_at": a.created_at.to_rfc3339()}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(out));
+            } else {
+                for app in apps {
+                    println!("{}  {}  {}", app.id, app.created_at.to_rfc3339(), app.name);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let stop = CancellationToken::new();
+    let server = assent_server::run(config, listener, stop.clone());
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return Ok(result?),
+        () = shutdown::signal() => stop.cancel(),
+    }
+    Ok(server.await?)
+}

@@ -1,0 +1,266 @@
+//! Typed settings, layered: built-in defaults → TOML file → `ASSENT_*`
+//! environment → command-line flags (applied by `main`). `Debug` redacts the
+//! database URL, which may carry a password.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::service::ServiceLimits;
+
+/// A bad setting, named by where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable has a value of the wrong form.
+    #[error("environment variable {name} has an invalid value: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "human" => Ok(Self::Human),
+            "json" => Ok(Self::Json),
+            _ => Err("expected `human` or `json`".to_owned()),
+        }
+    }
+}
+
+/// Every setting of `assent-server`. Field names are the TOML keys; the
+/// environment variable is `ASSENT_` + the upper-cased name.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// `postgres://user@host/db`.
+    pub database_url: Option<String>,
+    /// PEM certificate chain for TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub tls_key: Option<PathBuf>,
+    /// Allow plaintext on a non-loopback address.
+    pub insecure_plaintext: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// How long events are kept, in seconds.
+    pub event_retention_seconds: u64,
+    /// Sustained creations per second per API key.
+    pub create_rate_per_second: f64,
+    /// Burst of creations per API key.
+    pub create_burst: u32,
+    /// How often the expiry sweeper runs, in milliseconds.
+    pub sweep_interval_ms: u64,
+    /// Database connection pool size.
+    pub max_db_connections: u32,
+    /// How long shutdown waits for in-flight RPCs, in seconds.
+    pub drain_timeout_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database_url: None,
+            tls_cert: None,
+            tls_key: None,
+            insecure_plaintext: false,
+            log_format: LogFormat::Human,
+            event_retention_seconds: 7 * 24 * 3600,
+            create_rate_per_second: 50.0,
+            create_burst: 100,
+            sweep_interval_ms: 1000,
+            max_db_connections: 16,
+            drain_timeout_seconds: 10,
+        }
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<redacted>"))
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("insecure_plaintext", &self.insecure_plaintext)
+            .field("log_format", &self.log_format)
+            .field("event_retention_seconds", &self.event_retention_seconds)
+            .field("create_rate_per_second", &self.create_rate_per_second)
+            .field("create_burst", &self.create_burst)
+            .field("sweep_interval_ms", &self.sweep_interval_ms)
+            .field("max_db_connections", &self.max_db_connections)
+            .field("drain_timeout_seconds", &self.drain_timeout_seconds)
+            .finish()
+    }
+}
+
+/// Overwrites `field` from variable `name` when it is set.
+fn from_env<T: FromStr>(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    field: &mut T,
+) -> Result<(), ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    if let Some(value) = env(name) {
+        *field = value.parse().map_err(|error: T::Err| ConfigError::Env {
+            name: name.to_owned(),
+            message: error.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+impl ServerConfig {
+    /// Defaults, then `file` if given, then the environment as read by `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|error| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: error.to_string(),
+                })?
+            }
+            None => Self::default(),
+        };
+        from_env(env, "ASSENT_LISTEN", &mut config.listen)?;
+        let optional = |name: &str, field: &mut Option<String>| {
+            if let Some(value) = env(name).filter(|v| !v.is_empty()) {
+                *field = Some(value);
+            }
+        };
+        optional("ASSENT_DATABASE_URL", &mut config.database_url);
+        let (mut cert, mut key) = (None, None);
+        optional("ASSENT_TLS_CERT", &mut cert);
+        optional("ASSENT_TLS_KEY", &mut key);
+        config.tls_cert = cert.map(PathBuf::from).or(config.tls_cert);
+        config.tls_key = key.map(PathBuf::from).or(config.tls_key);
+        from_env(env, "ASSENT_INSECURE_PLAINTEXT", &mut config.insecure_plaintext)?;
+        from_env(env, "ASSENT_LOG_FORMAT", &mut config.log_format)?;
+        from_env(env, "ASSENT_EVENT_RETENTION_SECONDS", &mut config.event_retention_seconds)?;
+        from_env(env, "ASSENT_CREATE_RATE_PER_SECOND", &mut config.create_rate_per_second)?;
+        from_env(env, "ASSENT_CREATE_BURST", &mut config.create_burst)?;
+        from_env(env, "ASSENT_SWEEP_INTERVAL_MS", &mut config.sweep_interval_ms)?;
+        from_env(env, "ASSENT_MAX_DB_CONNECTIONS", &mut config.max_db_connections)?;
+        from_env(env, "ASSENT_DRAIN_TIMEOUT_SECONDS", &mut config.drain_timeout_seconds)?;
+        Ok(config)
+    }
+
+    /// Reads `ASSENT_*` from the process environment.
+    pub fn process_env(name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    /// The use-case limits these settings describe.
+    pub fn limits(&self) -> ServiceLimits {
+        ServiceLimits {
+            create_per_second: self.create_rate_per_second,
+            create_burst: self.create_burst,
+            event_retention: Duration::from_secs(self.event_retention_seconds),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_only() {
+        let config = ServerConfig::load(None, &env_of(&[])).ok();
+        assert!(config.is_some_and(|c| c.listen.ip().is_loopback() && !c.insecure_plaintext));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("assent-config-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("server.toml");
+        let written = std::fs::write(&path, "create_burst = 7\nsweep_interval_ms = 250\n");
+        assert!(written.is_ok());
+        let config = ServerConfig::load(Some(&path), &env_of(&[("ASSENT_CREATE_BURST", "9")]));
+        let config = config.ok();
+        assert_eq!(config.as_ref().map(|c| c.create_burst), Some(9));
+        assert_eq!(config.map(|c| c.sweep_interval_ms), Some(250));
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let error = ServerConfig::load(None, &env_of(&[("ASSENT_LISTEN", "nowhere")])).err();
+        assert!(error.is_some_and(|e| e.to_string().contains("ASSENT_LISTEN")));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("assent-config-u-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("server.toml");
+        assert!(std::fs::write(&path, "listne = \"127.0.0.1:1\"\n").is_ok());
+        assert!(ServerConfig::load(Some(&path), &env_of(&[])).is_err());
+    }
+
+    #[test]
+    fn debug_redacts_the_database_url() {
+        let env = env_of(&[("ASSENT_DATABASE_URL", "postgres://u:hunter2@h/db")]);
+        let config = ServerConfig::load(None, &env).ok();
+        assert!(config.is_some_and(|c| !format!("{c:?}").contains("hunter2")));
+    }
+}

@@ -1,0 +1,69 @@
+//! Rate rules: a token bucket for API-key creation rates and the bad-OTP
+//! cooling-off rule. Pure: callers pass the current time.
+
+use std::time::{Duration, Instant};
+
+/// Failed OTP submissions a device may make within [`OTP_FAILURE_WINDOW`].
+pub const OTP_FAILURE_LIMIT: i64 = 5;
+/// The window over which failed OTPs are counted; also the cooling-off period.
+pub const OTP_FAILURE_WINDOW: Duration = Duration::from_secs(300);
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    tokens: f64,
+    burst: f64,
+    per_second: f64,
+    updated: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(per_second: f64, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            tokens: burst,
+            burst,
+            per_second: per_second.max(f64::MIN_POSITIVE),
+            updated: now,
+        }
+    }
+
+    /// Takes one token, or says how long until one is available.
+    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_is_allowed_then_refused_with_a_retry_delay() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(2.0, 3, start);
+        for _ in 0..3 {
+            assert!(bucket.take(start).is_ok());
+        }
+        let retry = bucket.take(start).err();
+        assert!(retry.is_some_and(|d| d > Duration::from_millis(400) && d <= Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn tokens_refill_over_time() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10.0, 1, start);
+        assert!(bucket.take(start).is_ok());
+        assert!(bucket.take(start).is_err());
+        assert!(bucket.take(start + Duration::from_millis(100)).is_ok());
+    }
+}

@@ -1,0 +1,96 @@
+//! Records to wire messages.
+
+use assent_proto::v1;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{TransactionKind, TransactionState};
+use crate::store::{DeviceRecord, EventRecord, TransactionRecord};
+
+/// A wire timestamp.
+pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or_default(),
+    }
+}
+
+/// The wire state.
+pub fn state(state: TransactionState) -> v1::TransactionState {
+    match state {
+        TransactionState::Pending => v1::TransactionState::Pending,
+        TransactionState::Scanned => v1::TransactionState::Scanned,
+        TransactionState::Accepted => v1::TransactionState::Accepted,
+        TransactionState::Denied => v1::TransactionState::Denied,
+        TransactionState::Expired => v1::TransactionState::Expired,
+        TransactionState::Cancelled => v1::TransactionState::Cancelled,
+        TransactionState::Failed => v1::TransactionState::Failed,
+    }
+}
+
+/// The wire transaction, with expiry applied as of `now`.
+pub fn transaction(record: &TransactionRecord, now: DateTime<Utc>) -> v1::Transaction {
+    v1::Transaction {
+        transaction_id: record.id.to_string(),
+        kind: match record.kind {
+            TransactionKind::Otp => v1::TransactionKind::Otp.into(),
+        },
+        state: state(record.state_at(now)).into(),
+        user_id: record.user_id.clone().unwrap_or_default(),
+        device_id: record.device_id.map(|d| d.to_string()).unwrap_or_default(),
+        reason: record.reason.clone().unwrap_or_default(),
+        message: record.message.clone(),
+        context: record.context.clone(),
+        created_at: Some(timestamp(record.created_at)),
+        expires_at: Some(timestamp(record.expires_at)),
+        completed_at: record.completed_at.map(timestamp),
+        decision_signature: record.decision_signature.clone().unwrap_or_default(),
+    }
+}
+
+/// The wire device.
+pub fn device(record: &DeviceRecord) -> v1::Device {
+    v1::Device {
+        device_id: record.id.to_string(),
+        user_id: record.user_id.clone(),
+        name: record.name.clone(),
+        revoked: record.is_revoked(),
+        created_at: Some(timestamp(record.created_at)),
+        last_seen_at: record.last_seen_at.map(timestamp),
+        public_key: record.public_key.to_vec(),
+    }
+}
+
+/// The wire event.
+pub fn event(record: EventRecord) -> v1::Event {
+    v1::Event {
+        cursor: u64::try_from(record.cursor).unwrap_or_default(),
+        r#type: record.event_type,
+        occurred_at: Some(timestamp(record.occurred_at)),
+        transaction_id: record
+            .transaction_id
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        user_id: record.user_id.unwrap_or_default(),
+        device_id: record.device_id.map(|d| d.to_string()).unwrap_or_default(),
+        reason: record.reason.unwrap_or_default(),
+    }
+}
+
+/// The confirmation request a device receives for a scanned transaction.
+pub fn confirmation(
+    record: &TransactionRecord,
+    application_name: &str,
+    request_id: u64,
+) -> v1::ConfirmationRequest {
+    v1::ConfirmationRequest {
+        request_id,
+        transaction_id: record.id.to_string(),
+        application_id: record.application_id.to_string(),
+        application_name: application_name.to_owned(),
+        message: record.message.clone(),
+        context: record.context.clone(),
+        expires_at: Some(timestamp(record.expires_at)),
+        nonce: record.nonce.clone().unwrap_or_default(),
+        user_id: record.user_id.clone().unwrap_or_default(),
+    }
+}

@@ -1,0 +1,18 @@
+//! tonic adapters: decode → call one use case → encode. No SQL, no crypto,
+//! no business branching here; `status` is the one error → Status table.
+
+mod convert;
+mod device;
+mod relying_party;
+mod session;
+pub mod status;
+
+pub use device::DeviceHandler;
+pub use relying_party::RelyingPartyHandler;
+
+/// Randomness for secrets and nonces: the operating system's CSPRNG, read
+/// per use (no user-space state to leak or fork).
+fn secure_rng() -> rand::rand_core::UnwrapErr<rand::rngs::OsRng> {
+    use rand::TryRngCore;
+    rand::rngs::OsRng.unwrap_err()
+}

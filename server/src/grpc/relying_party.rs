@@ -1,0 +1,197 @@
+//! `RelyingPartyService` adapters: authenticate, parse, call one use case, encode.
+
+use std::sync::Arc;
+
+use assent_proto::v1::relying_party_service_server::RelyingPartyService;
+use assent_proto::v1::{
+    CancelTransactionRequest, CancelTransactionResponse, CreateEnrollmentRequest,
+    CreateEnrollmentResponse, CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse,
+    Event, GetTransactionRequest, GetTransactionResponse, ListDevicesRequest, ListDevicesResponse,
+    RevokeDeviceRequest, RevokeDeviceResponse, SubscribeRequest,
+};
+use chrono::Utc;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status};
+use tracing::{Instrument, instrument};
+
+use super::{convert, secure_rng};
+use crate::domain::input::{ENROLLMENT_TTL, OTP_TTL};
+use crate::domain::{Context, DeviceId, InputError, Message, TransactionId, UserId};
+use crate::service::{AuthService, Caller, CreateOtpInput};
+
+/// Serves relying parties.
+pub struct RelyingPartyHandler {
+    service: Arc<AuthService>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl RelyingPartyHandler {
+    /// An adapter over `service`; streams end when `shutdown` fires.
+    pub fn new(service: Arc<AuthService>, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
+        Self {
+            service,
+            tasks,
+            shutdown,
+        }
+    }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let key = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "missing API key: send metadata `authorization: Bearer <api key>`",
+                )
+            })?;
+        Ok(self.service.authenticate(key).await?)
+    }
+}
+
+/// Parses an optional user id (empty means none).
+fn optional_user(text: &str) -> Result<Option<UserId>, InputError> {
+    (!text.is_empty()).then(|| UserId::parse(text)).transpose()
+}
+
+type EventStream = futures::stream::BoxStream<'static, Result<Event, Status>>;
+
+#[tonic::async_trait]
+impl RelyingPartyService for RelyingPartyHandler {
+    #[instrument(skip_all, fields(rpc = "CreateEnrollment"))]
+    async fn create_enrollment(
+        &self,
+        request: Request<CreateEnrollmentRequest>,
+    ) -> Result<Response<CreateEnrollmentResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let body = request.into_inner();
+        let user = UserId::parse(&body.user_id)?;
+        let ttl = ENROLLMENT_TTL.parse(body.ttl_seconds)?;
+        let (code, expires_at) = self
+            .service
+            .create_enrollment(&caller, user.clone(), ttl, Utc::now(), &mut secure_rng())
+            .await?;
+        Ok(Response::new(CreateEnrollmentResponse {
+            code: code.expose(),
+            expires_at: Some(convert::timestamp(expires_at)),
+            user_id: user.to_string(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "CreateOtpAuthentication"))]
+    async fn create_otp_authentication(
+        &self,
+        request: Request<CreateOtpAuthenticationRequest>,
+    ) -> Result<Response<CreateOtpAuthenticationResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let body = request.into_inner();
+        let input = (|| {
+            Ok::<_, InputError>(CreateOtpInput {
+                message: Message::parse(&body.message)?,
+                ttl: OTP_TTL.parse(body.ttl_seconds)?,
+                context: Context::parse(body.context)?,
+                user_id: optional_user(&body.user_id)?,
+            })
+        })()
+        ?;
+        let created = self
+            .service
+            .create_otp_authentication(&caller, input, Utc::now(), &mut secure_rng())
+            .await?;
+        let otp = created.otp.expose();
+        Ok(Response::new(CreateOtpAuthenticationResponse {
+            transaction_id: created.transaction.id.to_string(),
+            qr_payload: otp.clone(),
+            otp,
+            expires_at: Some(convert::timestamp(created.transaction.expires_at)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "GetTransaction"))]
+    async fn get_transaction(
+        &self,
+        request: Request<GetTransactionRequest>,
+    ) -> Result<Response<GetTransactionResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = TransactionId::parse(&request.get_ref().transaction_id)
+            ?;
+        let now = Utc::now();
+        let record = self.service.get_transaction(&caller, id, now).await?;
+        Ok(Response::new(GetTransactionResponse {
+            transaction: Some(convert::transaction(&record, now)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "CancelTransaction"))]
+    async fn cancel_transaction(
+        &self,
+        request: Request<CancelTransactionRequest>,
+    ) -> Result<Response<CancelTransactionResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = TransactionId::parse(&request.get_ref().transaction_id)
+            ?;
+        let now = Utc::now();
+        let record = self.service.cancel_transaction(&caller, id, now).await?;
+        Ok(Response::new(CancelTransactionResponse {
+            transaction: Some(convert::transaction(&record, now)),
+        }))
+    }
+
+    type SubscribeStream = EventStream;
+
+    #[instrument(skip_all, fields(rpc = "Subscribe"))]
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let after = i64::try_from(request.get_ref().after_cursor).unwrap_or(i64::MAX);
+        self.service.check_cursor(after).await?;
+        let (sender, receiver) = mpsc::channel(64);
+        let service = Arc::clone(&self.service);
+        let stop = self.shutdown.child_token();
+        let app = caller.application.id;
+        self.tasks.spawn(
+            async move { service.pump_events(app, after, sender, stop).await }
+                .instrument(tracing::info_span!("subscribe", app = %app)),
+        );
+        let stream = ReceiverStream::new(receiver)
+            .map(|item| item.map(convert::event).map_err(Status::from))
+            .boxed();
+        Ok(Response::new(stream))
+    }
+
+    #[instrument(skip_all, fields(rpc = "ListDevices"))]
+    async fn list_devices(
+        &self,
+        request: Request<ListDevicesRequest>,
+    ) -> Result<Response<ListDevicesResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let user = optional_user(&request.get_ref().user_id)
+            ?;
+        let devices = self.service.list_devices(&caller, user.as_ref()).await?;
+        Ok(Response::new(ListDevicesResponse {
+            devices: devices.iter().map(convert::device).collect(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "RevokeDevice"))]
+    async fn revoke_device(
+        &self,
+        request: Request<RevokeDeviceRequest>,
+    ) -> Result<Response<RevokeDeviceResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = DeviceId::parse(&request.get_ref().device_id)
+            ?;
+        let device = self.service.revoke_device(&caller, id, Utc::now()).await?;
+        Ok(Response::new(RevokeDeviceResponse {
+            device: Some(convert::device(&device)),
+        }))
+    }
+}

@@ -1,0 +1,88 @@
+//! The PostgreSQL engine. Event order: every write that appends an event
+//! takes a per-application transaction-scoped advisory lock first, so events
+//! of one application commit in cursor order and a reader that has seen
+//! cursor N can never later find a smaller one appear (no gap for `Subscribe`).
+
+mod applications;
+mod devices;
+mod events;
+mod rows;
+mod transactions;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
+
+use super::{StoreError, StoreResult};
+use crate::domain::ApplicationId;
+
+/// Storage on PostgreSQL; cheap to clone (a pool handle).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects a pool of at most `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let options: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies the embedded migrations (`migrations/postgres`).
+    pub async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::Migrate)
+    }
+
+    /// The pool, for cross-replica notification.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Serialises event appends of one application until the transaction ends.
+async fn lock_event_log(conn: &mut PgConnection, app: ApplicationId) -> StoreResult<()> {
+    let (high, _) = app.as_uuid().as_u64_pair();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(i64::from_be_bytes(high.to_be_bytes()))
+        .execute(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Classifies a driver error by what the caller can do about it.
+fn db_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(error)
+        }
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if code == "23505" && db.constraint() == Some("devices_public_key_key") {
+                StoreError::DuplicatePublicKey
+            } else if code.starts_with("08") || code == "57P01" || code == "53300" {
+                // Connection exceptions, admin shutdown, too many connections.
+                StoreError::Unavailable(error)
+            } else {
+                StoreError::Database(error)
+            }
+        }
+        _ => StoreError::Database(error),
+    }
+}
