@@ -1,0 +1,266 @@
+//! Databases, servers, applications and clients for tests.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use assent_proto::v1::relying_party_service_client::RelyingPartyServiceClient;
+use assent_server::ServerConfig;
+use assent_server::store::{PgStore, Store};
+use sqlx::Connection;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+/// Where test databases are created: `ASSENT_TEST_DATABASE_URL`, else
+/// `DATABASE_URL`, else the local PostgreSQL as user `postgres`.
+pub fn admin_url() -> String {
+    std::env::var("ASSENT_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Replaces the database name of a PostgreSQL URL.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let prefix_end = base.rfind('/').filter(|&i| i > "postgres://".len()).unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..prefix_end], name);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// A fresh database, dropped when the value is.
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    name: String,
+}
+
+impl TestDb {
+    /// Creates an empty database.
+    pub async fn create() -> Self {
+        let name = format!("assent_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach PostgreSQL at {} ({e}); start it or set ASSENT_TEST_DATABASE_URL",
+                    admin_url()
+                )
+            });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        Self {
+            url: with_database(&admin_url(), &name),
+            name,
+        }
+    }
+
+    /// A migrated store on this database.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let store = PgStore::connect(&self.url, 8).await.expect("connect store");
+        store.migrate().await.expect("migrate");
+        Arc::new(store)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async context; a short-lived runtime on its own
+        // thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// An embedded server on a loopback port.
+pub struct TestServer {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// The database it uses.
+    pub database_url: String,
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
+    config: ServerConfig,
+}
+
+impl TestServer {
+    /// Starts a server on a random port.
+    pub async fn start(db: &TestDb) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Starts a server after adjusting its configuration.
+    pub async fn start_with(db: &TestDb, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let mut config = ServerConfig {
+            database_url: Some(db.url.clone()),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            sweep_interval_ms: 100,
+            drain_timeout_seconds: 3,
+            ..ServerConfig::default()
+        };
+        adjust(&mut config);
+        Self::launch(config, db.url.clone()).await
+    }
+
+    async fn launch(mut config: ServerConfig, database_url: String) -> Self {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .expect("bind test server");
+        let addr = listener.local_addr().expect("local addr");
+        config.listen = addr;
+        let stop = CancellationToken::new();
+        let run = assent_server::run(config.clone(), listener, stop.clone());
+        let task = tokio::spawn(async move {
+            if let Err(error) = run.await {
+                panic!("test server failed: {error:?}");
+            }
+        });
+        let server = Self {
+            addr,
+            database_url,
+            stop,
+            task: Some(task),
+            config,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if Endpoint::from_shared(self.url())
+                .expect("url")
+                .connect()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("test server on {} never accepted connections", self.addr);
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to test server")
+    }
+
+    /// Drains and stops the server (SIGTERM path).
+    pub async fn stop(&mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+
+    /// Stops the server and starts a new one on the same port and database.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let fresh = Self::launch(self.config.clone(), self.database_url.clone()).await;
+        *self = fresh;
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// An application created directly in the store, with its API key.
+#[derive(Clone)]
+pub struct TestApp {
+    /// Application id.
+    pub id: String,
+    /// API key text.
+    pub api_key: String,
+}
+
+impl TestApp {
+    /// Creates an application named `name`.
+    pub async fn create(db: &TestDb, name: &str) -> Self {
+        let store = db.store().await;
+        let (app, api_key) = assent_server::admin::create_application(store.as_ref(), name)
+            .await
+            .expect("create application");
+        Self {
+            id: app.id.to_string(),
+            api_key,
+        }
+    }
+}
+
+/// Adds `authorization: Bearer <key>`.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A relying-party client.
+pub type RpClient = RelyingPartyServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A relying-party client for `api_key`.
+pub async fn rp_client(server: &TestServer, api_key: &str) -> RpClient {
+    let value = format!("Bearer {api_key}").parse().expect("ascii key");
+    RelyingPartyServiceClient::with_interceptor(server.channel().await, Bearer(value))
+}
+
+/// The path of a workspace binary built by `cargo test --workspace`
+/// (`target/<profile>/NAME`, next to this test executable's `deps/`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
