@@ -80,22 +80,24 @@ pub(crate) enum ConnectError {
 /// One authenticated `Connect` stream.
 #[derive(Debug)]
 pub(crate) struct Session {
-    outbound: mpsc::Sender<AgentMessage>,
-    inbound: Streaming<ServerMessage>,
+    /// The sending half, shareable with the handlers.
+    pub(crate) sender: SessionSender,
+    /// The server's messages.
+    pub(crate) inbound: Streaming<ServerMessage>,
     /// What the server confirmed about this device.
     pub(crate) ready: Ready,
 }
 
-impl Session {
+/// The sending half of a session (`Sync`, unlike the receiving half, so
+/// handlers can hold it across awaits).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionSender(mpsc::Sender<AgentMessage>);
+
+impl SessionSender {
     /// Queues a message to the server; a closed stream shows up on the
     /// receiving side, so a failed send needs no handling here.
     pub(crate) async fn send(&self, body: agent_message::Body) {
-        let _ = self.outbound.send(AgentMessage { body: Some(body) }).await;
-    }
-
-    /// The next server message; `Ok(None)` when the server ended the stream.
-    pub(crate) async fn next(&mut self) -> Result<Option<ServerMessage>, tonic::Status> {
-        self.inbound.message().await
+        let _ = self.0.send(AgentMessage { body: Some(body) }).await;
     }
 }
 
@@ -141,7 +143,7 @@ pub(crate) async fn establish(
             ConnectError::Unavailable("no answer to the handshake in time".to_owned())
         })??;
     Ok(Session {
-        outbound,
+        sender: SessionSender(outbound),
         inbound,
         ready,
     })

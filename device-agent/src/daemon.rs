@@ -13,12 +13,13 @@ use tokio::sync::mpsc;
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
 use tonic::transport::Endpoint;
 use tracing::Instrument;
 
 use crate::backoff::{Backoff, STABLE_SESSION};
 use crate::config::AgentConfig;
-use crate::connection::{self, ConnectError, Session};
+use crate::connection::{self, ConnectError, Session, SessionSender};
 use crate::control::{self, ControlCommand, DaemonStatus};
 use crate::credentials::{self, DeviceProfile};
 use crate::error::AgentError;
@@ -79,7 +80,8 @@ enum Link {
     Connecting(Connecting),
     /// Authenticated; `since` is when it became ready.
     Ready {
-        session: Box<Session>,
+        sender: SessionSender,
+        inbound: Box<Streaming<ServerMessage>>,
         since: Instant,
         span: tracing::Span,
     },
@@ -101,7 +103,15 @@ impl Link {
                 LinkEvent::RetryDue
             }
             Self::Connecting(attempt) => LinkEvent::Established(attempt.await),
-            Self::Ready { session, .. } => LinkEvent::Received(session.next().await),
+            Self::Ready { inbound, .. } => LinkEvent::Received(inbound.message().await),
+        }
+    }
+
+    /// The sending half when the link is ready.
+    fn sender(&self) -> Option<&SessionSender> {
+        match self {
+            Self::Ready { sender, .. } => Some(sender),
+            _ => None,
         }
     }
 }
@@ -136,7 +146,7 @@ impl Daemon {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                Some(command) = commands.recv() => self.on_command(command, &link).await,
+                Some(command) = commands.recv() => self.on_command(command, link.sender()).await,
                 Some(joined) = self.policies.join_next_with_id(), if !self.policies.is_empty() => {
                     let (transaction_id, verdict) = match joined {
                         Ok((id, output)) => {
@@ -150,7 +160,7 @@ impl Daemon {
                         }
                     };
                     if let Some(verdict) = verdict {
-                        self.on_verdict(&transaction_id, verdict, &link).await;
+                        self.on_verdict(&transaction_id, verdict, link.sender()).await;
                     }
                 }
                 event = link.next_event() => {
@@ -163,9 +173,9 @@ impl Daemon {
                         }
                         LinkEvent::Established(result) => self.on_established(result, attempt).await,
                         LinkEvent::Received(received) => match link {
-                            Link::Ready { session, since, span } => {
+                            Link::Ready { sender, inbound, since, span } => {
                                 let next = self.on_received(received, since).instrument(span.clone()).await;
-                                next.unwrap_or(Link::Ready { session, since, span })
+                                next.unwrap_or(Link::Ready { sender, inbound, since, span })
                             }
                             other => other,
                         },
@@ -191,12 +201,16 @@ impl Daemon {
                 span.in_scope(|| tracing::info!(user_id = %session.ready.user_id, "connected"));
                 // Unacknowledged decisions first, then the waiting OTPs; the
                 // server re-sends pending confirmations before reading either.
+                let Session {
+                    sender, inbound, ..
+                } = session;
                 for decision in self.ledger.unacknowledged() {
-                    session.send(agent_message::Body::Decision(decision)).await;
+                    sender.send(agent_message::Body::Decision(decision)).await;
                 }
-                self.submit_queued(&session).await;
+                self.submit_queued(&sender).await;
                 Link::Ready {
-                    session: Box::new(session),
+                    sender,
+                    inbound: Box::new(inbound),
                     since: Instant::now(),
                     span,
                 }
@@ -304,7 +318,12 @@ impl Daemon {
         self.policy_tasks.insert(handle.id(), transaction_id);
     }
 
-    async fn on_verdict(&mut self, transaction_id: &str, verdict: Verdict, link: &Link) {
+    async fn on_verdict(
+        &mut self,
+        transaction_id: &str,
+        verdict: Verdict,
+        sender: Option<&SessionSender>,
+    ) {
         let span = tracing::info_span!("transaction", transaction_id = %transaction_id);
         let Some(request) = self.ledger.deciding(transaction_id) else {
             span.in_scope(|| tracing::info!("verdict for a withdrawn request dropped"));
@@ -313,24 +332,24 @@ impl Daemon {
         let decision = self.identity.sign_decision(request, verdict);
         span.in_scope(|| tracing::info!(verdict = ?verdict, "decided"));
         self.ledger.on_decided(decision.clone());
-        if let Link::Ready { session, .. } = link {
-            session.send(agent_message::Body::Decision(decision)).await;
+        if let Some(sender) = sender {
+            sender.send(agent_message::Body::Decision(decision)).await;
         }
     }
 
-    async fn on_command(&mut self, command: ControlCommand, link: &Link) {
+    async fn on_command(&mut self, command: ControlCommand, sender: Option<&SessionSender>) {
         match command {
             ControlCommand::SubmitOtp { otp, reply } => {
                 tracing::info!(transaction_id = %otp.transaction_id(), "OTP handed in");
                 self.ledger.enqueue(otp, reply);
-                if let Link::Ready { session, .. } = link {
-                    self.submit_queued(session).await;
+                if let Some(sender) = sender {
+                    self.submit_queued(sender).await;
                 }
             }
             ControlCommand::Status { reply } => {
                 let _ = reply.send(DaemonStatus {
                     ok: true,
-                    connected: matches!(link, Link::Ready { .. }),
+                    connected: sender.is_some(),
                     device_id: self.profile.device_id.clone(),
                     user_id: self.profile.user_id.clone(),
                     application_name: self.profile.application_name.clone(),
@@ -341,9 +360,9 @@ impl Daemon {
         }
     }
 
-    async fn submit_queued(&mut self, session: &Session) {
+    async fn submit_queued(&mut self, sender: &SessionSender) {
         for submission in self.ledger.take_submissions() {
-            session
+            sender
                 .send(agent_message::Body::SubmitOtp(submission))
                 .await;
         }
