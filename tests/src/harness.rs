@@ -244,8 +244,18 @@ pub type RpClient = RelyingPartyServiceClient<InterceptedService<Channel, Bearer
 
 /// A relying-party client for `api_key`.
 pub async fn rp_client(server: &TestServer, api_key: &str) -> RpClient {
+    rp_client_at(&server.url(), api_key).await
+}
+
+/// A relying-party client for `api_key` on the server at `url`.
+pub async fn rp_client_at(url: &str, api_key: &str) -> RpClient {
+    let channel = Endpoint::from_shared(url.to_owned())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect to test server");
     let value = format!("Bearer {api_key}").parse().expect("ascii key");
-    RelyingPartyServiceClient::with_interceptor(server.channel().await, Bearer(value))
+    RelyingPartyServiceClient::with_interceptor(channel, Bearer(value))
 }
 
 /// The path of a workspace binary built by `cargo test --workspace`

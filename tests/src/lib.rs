@@ -7,7 +7,7 @@ pub mod device;
 pub mod harness;
 
 pub use device::{DeviceStream, TestDevice};
-pub use harness::{RpClient, TestApp, TestDb, TestServer, binary, rp_client};
+pub use harness::{RpClient, TestApp, TestDb, TestServer, binary, rp_client, rp_client_at};
 
 /// Waits up to `secs` seconds for the future; panics with `what` otherwise.
 pub async fn within<T>(secs: u64, what: &str, future: impl std::future::Future<Output = T>) -> T {

@@ -75,6 +75,7 @@ impl TransactionStore for PgStore {
                  user_id = COALESCE(user_id, $5), nonce = $6, otp_hash = NULL \
                WHERE id = $1 AND application_id = $2 AND state = $7 AND expires_at > $8 \
                  AND (user_id IS NULL OR user_id = $5) \
+                 AND EXISTS (SELECT 1 FROM devices WHERE id = $3 AND revoked_at IS NULL) \
                RETURNING * \
              ), e AS ( \
                INSERT INTO events (application_id, type, transaction_id, user_id, device_id, occurred_at) \
