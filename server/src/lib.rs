@@ -146,6 +146,9 @@ pub async fn serve(
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     let mut builder = Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            grpc::limits::oversized_to_resource_exhausted::<tonic::body::Body>,
+        ))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)

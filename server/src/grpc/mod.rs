@@ -3,6 +3,7 @@
 
 mod convert;
 mod device;
+pub mod limits;
 mod relying_party;
 mod session;
 pub mod status;

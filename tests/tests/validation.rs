@@ -1,0 +1,196 @@
+//! Bad input gets a clear status and stores nothing.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use assent_proto::v1::server_message::Body;
+use assent_proto::v1::{
+    CreateEnrollmentRequest, CreateOtpAuthenticationRequest, GetTransactionRequest,
+};
+use assent_server::domain::ApplicationId;
+use assent_tests::{TestApp, TestDb, TestDevice, TestServer, rp_client};
+use tonic::Code;
+
+/// Number of events the application has; every stored change appends one.
+async fn event_count(db: &TestDb, app: &TestApp) -> usize {
+    let app_id = ApplicationId::parse(&app.id).unwrap();
+    db.store().await.events_after(app_id, 0, 10_000).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn malformed_input_is_invalid_argument_and_stores_nothing() {
+    let db = TestDb::create().await;
+    let server = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+
+    let cases: Vec<(&str, CreateOtpAuthenticationRequest, &str)> = vec![
+        (
+            "control characters in the message",
+            CreateOtpAuthenticationRequest {
+                message: "Log in?\u{1b}[2J".to_owned(),
+                ..Default::default()
+            },
+            "message",
+        ),
+        (
+            "empty message",
+            CreateOtpAuthenticationRequest::default(),
+            "message",
+        ),
+        (
+            "message over 200 characters",
+            CreateOtpAuthenticationRequest {
+                message: "x".repeat(201),
+                ..Default::default()
+            },
+            "message",
+        ),
+        (
+            "ttl out of range",
+            CreateOtpAuthenticationRequest {
+                message: "Log in?".to_owned(),
+                ttl_seconds: 5,
+                ..Default::default()
+            },
+            "ttl_seconds",
+        ),
+        (
+            "upper-case context key",
+            CreateOtpAuthenticationRequest {
+                message: "Log in?".to_owned(),
+                context: [("Browser".to_owned(), "Firefox".to_owned())].into(),
+                ..Default::default()
+            },
+            "context",
+        ),
+        (
+            "user id with a newline",
+            CreateOtpAuthenticationRequest {
+                message: "Log in?".to_owned(),
+                user_id: "alice\n".to_owned(),
+                ..Default::default()
+            },
+            "user_id",
+        ),
+    ];
+    for (what, request, field) in cases {
+        let status = rp
+            .create_otp_authentication(request)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what} must be refused"));
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}");
+        assert!(status.message().starts_with(field), "{what}: {}", status.message());
+    }
+    let status = rp
+        .create_enrollment(CreateEnrollmentRequest {
+            user_id: String::new(),
+            ttl_seconds: 0,
+        })
+        .await
+        .err()
+        .expect("an empty user id must be refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let status = rp
+        .get_transaction(GetTransactionRequest {
+            transaction_id: "42".to_owned(),
+        })
+        .await
+        .err()
+        .expect("a malformed id must be refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(event_count(&db, &app).await, 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn oversized_request_is_resource_exhausted_and_stores_nothing() {
+    let db = TestDb::create().await;
+    let server = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let status = rp
+        .create_otp_authentication(CreateOtpAuthenticationRequest {
+            message: "Log in?".to_owned(),
+            context: [("blob".to_owned(), "x".repeat(70 * 1024))].into(),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .expect("a request over 64 KiB must be refused");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("64 KiB"));
+    assert_eq!(event_count(&db, &app).await, 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn malformed_base64_otp_is_rejected_as_invalid_argument() {
+    let db = TestDb::create().await;
+    let server = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let device = TestDevice::enroll(&server, &app, "alice").await;
+    let mut stream = device.connect(&server).await.expect("connect");
+    let before = event_count(&db, &app).await;
+    for bad in ["not base64 at all!", "QUJD", ""] {
+        let Body::Rejection(rejection) = stream.submit(bad).await else {
+            panic!("{bad:?} must be rejected");
+        };
+        assert_eq!(Code::from_i32(rejection.code), Code::InvalidArgument, "{bad:?}");
+        assert!(rejection.message.contains("otp"));
+    }
+    assert_eq!(event_count(&db, &app).await, before, "nothing was stored");
+}
+
+#[tokio::test]
+async fn five_bad_otps_cool_the_device_off() {
+    let db = TestDb::create().await;
+    let server = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let device = TestDevice::enroll(&server, &app, "alice").await;
+    let mut stream = device.connect(&server).await.expect("connect");
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let wrong = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode([7u8; 48])
+    };
+    for _ in 0..5 {
+        let Body::Rejection(rejection) = stream.submit(&wrong).await else {
+            panic!("a wrong OTP must be rejected");
+        };
+        assert_eq!(Code::from_i32(rejection.code), Code::NotFound);
+    }
+    // Even a genuine OTP is refused during the cooling-off period.
+    let genuine = rp
+        .create_otp_authentication(CreateOtpAuthenticationRequest {
+            message: "Log in?".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    let Body::Rejection(rejection) = stream.submit(&genuine.otp).await else {
+        panic!("a cooled-off device must be refused");
+    };
+    assert_eq!(Code::from_i32(rejection.code), Code::ResourceExhausted);
+    assert!(rejection.message.contains("too many"));
+}
+
+#[tokio::test]
+async fn missing_or_wrong_api_key_is_unauthenticated() {
+    let db = TestDb::create().await;
+    let server = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let mut wrong_secret = app.api_key.clone();
+    let last = wrong_secret.pop().unwrap();
+    wrong_secret.push(if last == 'A' { 'B' } else { 'A' });
+    for key in ["", "nonsense", wrong_secret.as_str()] {
+        let mut rp = rp_client(&server, key).await;
+        let status = rp
+            .get_transaction(GetTransactionRequest {
+                transaction_id: uuid::Uuid::new_v4().to_string(),
+            })
+            .await
+            .err()
+            .expect("must be refused");
+        assert_eq!(status.code(), Code::Unauthenticated, "key {key:?}");
+    }
+}
