@@ -119,7 +119,10 @@ impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
             .field("listen", &self.listen)
-            .field("database_url", &self.database_url.as_ref().map(|_| "<redacted>"))
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("insecure_plaintext", &self.insecure_plaintext)
@@ -183,14 +186,38 @@ impl ServerConfig {
         optional("ASSENT_TLS_KEY", &mut key);
         config.tls_cert = cert.map(PathBuf::from).or(config.tls_cert);
         config.tls_key = key.map(PathBuf::from).or(config.tls_key);
-        from_env(env, "ASSENT_INSECURE_PLAINTEXT", &mut config.insecure_plaintext)?;
+        from_env(
+            env,
+            "ASSENT_INSECURE_PLAINTEXT",
+            &mut config.insecure_plaintext,
+        )?;
         from_env(env, "ASSENT_LOG_FORMAT", &mut config.log_format)?;
-        from_env(env, "ASSENT_EVENT_RETENTION_SECONDS", &mut config.event_retention_seconds)?;
-        from_env(env, "ASSENT_CREATE_RATE_PER_SECOND", &mut config.create_rate_per_second)?;
+        from_env(
+            env,
+            "ASSENT_EVENT_RETENTION_SECONDS",
+            &mut config.event_retention_seconds,
+        )?;
+        from_env(
+            env,
+            "ASSENT_CREATE_RATE_PER_SECOND",
+            &mut config.create_rate_per_second,
+        )?;
         from_env(env, "ASSENT_CREATE_BURST", &mut config.create_burst)?;
-        from_env(env, "ASSENT_SWEEP_INTERVAL_MS", &mut config.sweep_interval_ms)?;
-        from_env(env, "ASSENT_MAX_DB_CONNECTIONS", &mut config.max_db_connections)?;
-        from_env(env, "ASSENT_DRAIN_TIMEOUT_SECONDS", &mut config.drain_timeout_seconds)?;
+        from_env(
+            env,
+            "ASSENT_SWEEP_INTERVAL_MS",
+            &mut config.sweep_interval_ms,
+        )?;
+        from_env(
+            env,
+            "ASSENT_MAX_DB_CONNECTIONS",
+            &mut config.max_db_connections,
+        )?;
+        from_env(
+            env,
+            "ASSENT_DRAIN_TIMEOUT_SECONDS",
+            &mut config.drain_timeout_seconds,
+        )?;
         Ok(config)
     }
 

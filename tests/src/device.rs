@@ -132,7 +132,9 @@ impl TestDevice {
     }
 }
 
-async fn next_body(inbound: &mut Streaming<assent_proto::v1::ServerMessage>) -> Result<Option<Body>, Status> {
+async fn next_body(
+    inbound: &mut Streaming<assent_proto::v1::ServerMessage>,
+) -> Result<Option<Body>, Status> {
     match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
         Ok(Ok(Some(message))) => Ok(message.body),
         Ok(Ok(None)) => Ok(None),

@@ -30,7 +30,10 @@ fn with_database(url: &str, name: &str) -> String {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
     };
-    let prefix_end = base.rfind('/').filter(|&i| i > "postgres://".len()).unwrap_or(base.len());
+    let prefix_end = base
+        .rfind('/')
+        .filter(|&i| i > "postgres://".len())
+        .unwrap_or(base.len());
     let mut out = format!("{}/{}", &base[..prefix_end], name);
     if let Some(query) = query {
         out.push('?');
@@ -82,7 +85,9 @@ impl Drop for TestDb {
         // Drop runs outside async context; a short-lived runtime on its own
         // thread does the cleanup.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build()
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
             else {
                 return;
             };
@@ -233,8 +238,13 @@ impl TestApp {
 pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
 
 impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use assent_proto::v1::{CreateEnrollmentRequest, CreateOtpAuthenticationRequest, GetTransactionRequest, TransactionState};
+use assent_proto::v1::{
+    CreateEnrollmentRequest, CreateOtpAuthenticationRequest, GetTransactionRequest,
+    TransactionState,
+};
 use assent_tests::{TestApp, TestDb, TestServer, binary, rp_client, within};
 
 struct Daemon(Child);
@@ -21,7 +24,10 @@ impl Drop for Daemon {
 
 fn state_dir() -> PathBuf {
     // Short: Unix socket paths are limited to about 100 bytes.
-    let dir = std::env::temp_dir().join(format!("assent-rc-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let dir = std::env::temp_dir().join(format!(
+        "assent-rc-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("agent")
 }
@@ -29,10 +35,9 @@ fn state_dir() -> PathBuf {
 async fn wait_connected(dir: &std::path::Path) {
     within(20, "the agent to connect", async {
         loop {
-            if let Ok(status) = assent_agent::daemon_status(dir, Duration::from_secs(2)).await {
-                if status.connected {
-                    return;
-                }
+            let status = assent_agent::daemon_status(dir, Duration::from_secs(2)).await;
+            if status.is_ok_and(|s| s.connected) {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -91,12 +96,15 @@ async fn agent_reconnects_after_a_server_restart_and_the_pending_otp_outcome_is_
     let pending = {
         let dir = dir.clone();
         let otp = created.otp.clone();
-        tokio::spawn(async move {
-            assent_agent::submit_otp(&dir, &otp, Duration::from_secs(60)).await
-        })
+        tokio::spawn(
+            async move { assent_agent::submit_otp(&dir, &otp, Duration::from_secs(60)).await },
+        )
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!pending.is_finished(), "the agent must wait for the server, not fail");
+    assert!(
+        !pending.is_finished(),
+        "the agent must wait for the server, not fail"
+    );
 
     server.restart().await;
     let outcome = within(45, "the OTP outcome after the restart", pending)

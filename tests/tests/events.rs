@@ -50,7 +50,9 @@ async fn subscribe_resumed_from_a_cursor_while_events_are_produced_has_no_gap_an
     within(60, "all created events", async {
         while seen_created.len() < TRANSACTIONS {
             let mut stream = rp
-                .subscribe(SubscribeRequest { after_cursor: cursor })
+                .subscribe(SubscribeRequest {
+                    after_cursor: cursor,
+                })
                 .await
                 .expect("subscribe")
                 .into_inner();
@@ -79,7 +81,10 @@ async fn subscribe_resumed_from_a_cursor_while_events_are_produced_has_no_gap_an
     for producer in producers {
         created_ids.extend(producer.await.expect("producer"));
     }
-    assert_eq!(seen_created, created_ids, "every created transaction was seen once");
+    assert_eq!(
+        seen_created, created_ids,
+        "every created transaction was seen once"
+    );
     assert!(seen_cursors.windows(2).all(|w| w[0] < w[1]));
 }
 
@@ -98,14 +103,16 @@ async fn subscribe_from_a_purged_cursor_is_out_of_range() {
     // Retention of zero seconds: everything older than now is purged.
     let store = db.store().await;
     store
-        .purge(chrono::Utc::now() + chrono::TimeDelta::seconds(1), chrono::Utc::now())
+        .purge(
+            chrono::Utc::now() + chrono::TimeDelta::seconds(1),
+            chrono::Utc::now(),
+        )
         .await
         .expect("purge");
     let status = rp
         .subscribe(SubscribeRequest { after_cursor: 0 })
         .await
-        .err()
-        .expect("resuming before the purge horizon must fail");
+        .expect_err("resuming before the purge horizon must fail");
     assert_eq!(status.code(), Code::OutOfRange);
     assert!(status.message().contains("retention"));
 }

@@ -73,7 +73,10 @@ async fn accept_path_subscriber_sees_scanned_then_accepted_with_ids() {
     let request = stream.scan(&created.otp).await;
     assert_eq!(request.message, "Log in to Example Shop?");
     assert_eq!(request.application_name, "Example Shop");
-    assert_eq!(request.context.get("browser").map(String::as_str), Some("Firefox"));
+    assert_eq!(
+        request.context.get("browser").map(String::as_str),
+        Some("Firefox")
+    );
     assert_eq!(request.nonce.len(), 32);
 
     let scanned = wait_for_event(&mut events, &created.transaction_id, "transaction.scanned").await;
@@ -89,7 +92,8 @@ async fn accept_path_subscriber_sees_scanned_then_accepted_with_ids() {
     assert!(result.applied);
     assert_eq!(result.state(), TransactionState::Accepted);
 
-    let accepted = wait_for_event(&mut events, &created.transaction_id, "transaction.accepted").await;
+    let accepted =
+        wait_for_event(&mut events, &created.transaction_id, "transaction.accepted").await;
     assert_eq!(accepted.user_id, "alice");
     assert_eq!(accepted.device_id, device.device_id);
     assert!(accepted.cursor > scanned.cursor);
@@ -106,7 +110,11 @@ async fn accept_path_subscriber_sees_scanned_then_accepted_with_ids() {
     assert_eq!(tx.state(), TransactionState::Accepted);
     assert_eq!(tx.user_id, "alice");
     assert_eq!(tx.device_id, device.device_id);
-    assert_eq!(tx.decision_signature.len(), 64, "the signature is kept with the outcome");
+    assert_eq!(
+        tx.decision_signature.len(),
+        64,
+        "the signature is kept with the outcome"
+    );
 }
 
 #[tokio::test]
@@ -157,7 +165,10 @@ async fn otp_replay_is_refused_even_for_the_same_device() {
         panic!("a replayed OTP must be rejected, got {replay:?}");
     };
     assert_eq!(Code::from_i32(rejection.code), Code::NotFound);
-    assert_eq!(state_of(&mut rp, &created.transaction_id).await, TransactionState::Scanned);
+    assert_eq!(
+        state_of(&mut rp, &created.transaction_id).await,
+        TransactionState::Scanned
+    );
 }
 
 #[tokio::test]
@@ -183,7 +194,10 @@ async fn otp_restricted_to_another_user_is_refused_like_an_unknown_one() {
     };
     assert_eq!(foreign.code, unknown.code, "no oracle: same code");
     assert_eq!(foreign.message, unknown.message, "no oracle: same message");
-    assert_eq!(state_of(&mut rp, &for_erin.transaction_id).await, TransactionState::Pending);
+    assert_eq!(
+        state_of(&mut rp, &for_erin.transaction_id).await,
+        TransactionState::Pending
+    );
 }
 
 #[tokio::test]
@@ -217,7 +231,10 @@ async fn cancel_before_scan_ends_cancelled_and_the_otp_is_dead() {
         .await
         .expect_err("a terminal transaction cannot be cancelled again");
     assert_eq!(again.code(), Code::FailedPrecondition);
-    assert_eq!(state_of(&mut rp, &created.transaction_id).await, TransactionState::Cancelled);
+    assert_eq!(
+        state_of(&mut rp, &created.transaction_id).await,
+        TransactionState::Cancelled
+    );
 }
 
 #[tokio::test]

@@ -58,7 +58,11 @@ async fn two_devices_racing_for_one_otp_yield_exactly_one_scan() {
             .transaction
             .expect("transaction");
         assert_eq!(tx.state(), TransactionState::Scanned);
-        let winner = if matches!(left, Body::ConfirmationRequest(_)) { &first } else { &second };
+        let winner = if matches!(left, Body::ConfirmationRequest(_)) {
+            &first
+        } else {
+            &second
+        };
         assert_eq!(tx.device_id, winner.device_id);
     }
     assert_eq!(wins[0] + wins[1], ITERATIONS);
@@ -82,7 +86,11 @@ async fn decision_racing_expiry_ends_in_exactly_one_terminal_state() {
     let server = TestServer::start(&db).await;
     let device = TestDevice::enroll(&server, &app, "alice").await;
     let device_id = DeviceId::parse(&device.device_id).expect("device id");
-    let record = store.find_device(device_id).await.expect("find").expect("device");
+    let record = store
+        .find_device(device_id)
+        .await
+        .expect("find")
+        .expect("device");
 
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
     let mut outcomes = [0usize; 2];
@@ -133,8 +141,15 @@ async fn decision_racing_expiry_ends_in_exactly_one_terminal_state() {
             let service = Arc::clone(&service);
             tokio::spawn(async move { service.sweep(sweep_at).await })
         };
-        let (decided, swept) = (decide.await.unwrap().expect("decide"), sweep.await.unwrap().expect("sweep"));
-        assert_eq!(usize::from(decided.is_some()) + swept, 1, "exactly one transition wins");
+        let (decided, swept) = (
+            decide.await.unwrap().expect("decide"),
+            sweep.await.unwrap().expect("sweep"),
+        );
+        assert_eq!(
+            usize::from(decided.is_some()) + swept,
+            1,
+            "exactly one transition wins"
+        );
         let final_state = store
             .find_transaction(caller.application.id, id)
             .await
@@ -153,7 +168,9 @@ async fn decision_racing_expiry_ends_in_exactly_one_terminal_state() {
         let terminal_events = events
             .iter()
             .filter(|e| e.transaction_id == Some(id))
-            .filter(|e| e.event_type == "transaction.accepted" || e.event_type == "transaction.expired")
+            .filter(|e| {
+                e.event_type == "transaction.accepted" || e.event_type == "transaction.expired"
+            })
             .count();
         assert_eq!(terminal_events, 1, "exactly one terminal event");
     }

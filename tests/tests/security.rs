@@ -65,7 +65,10 @@ async fn forged_decision_signature_is_refused_and_changes_nothing() {
     let Body::Rejection(_) = stream.decide(flipped).await else {
         panic!("a signature over another verdict must be rejected");
     };
-    assert_eq!(state(&mut rp, &created.transaction_id).await, TransactionState::Scanned);
+    assert_eq!(
+        state(&mut rp, &created.transaction_id).await,
+        TransactionState::Scanned
+    );
 }
 
 #[tokio::test]
@@ -93,7 +96,10 @@ async fn replayed_signature_from_another_transaction_is_refused() {
         panic!("a signature from another transaction must be rejected");
     };
     assert_eq!(Code::from_i32(rejection.code), Code::PermissionDenied);
-    assert_eq!(state(&mut rp, &second.transaction_id).await, TransactionState::Scanned);
+    assert_eq!(
+        state(&mut rp, &second.transaction_id).await,
+        TransactionState::Scanned
+    );
 
     // Re-sending the original decision changes nothing and says so.
     let Body::DecisionResult(again) = stream.decide(old).await else {
@@ -154,7 +160,10 @@ async fn tenant_b_can_neither_get_cancel_nor_see_events_of_tenant_a() {
         .into_inner()
         .devices;
     assert!(listed.iter().all(|d| d.device_id != device_a.device_id));
-    assert_eq!(state(&mut rp_a, &created.transaction_id).await, TransactionState::Pending);
+    assert_eq!(
+        state(&mut rp_a, &created.transaction_id).await,
+        TransactionState::Pending
+    );
 
     // B's stream carries only B's own events (its device enrollment, then a
     // marker transaction); A's transaction never appears.
@@ -162,8 +171,14 @@ async fn tenant_b_can_neither_get_cancel_nor_see_events_of_tenant_a() {
     within(10, "B's own marker event", async {
         loop {
             let event = events_b.message().await.expect("stream").expect("open");
-            assert_ne!(event.transaction_id, created.transaction_id, "A's event leaked to B");
-            assert_ne!(event.device_id, device_a.device_id, "A's device leaked to B");
+            assert_ne!(
+                event.transaction_id, created.transaction_id,
+                "A's event leaked to B"
+            );
+            assert_ne!(
+                event.device_id, device_a.device_id,
+                "A's device leaked to B"
+            );
             if event.transaction_id == marker.transaction_id {
                 break;
             }
@@ -209,6 +224,10 @@ async fn revoked_device_stream_is_closed_its_confirmation_fails_and_it_cannot_re
     assert_eq!(tx.state(), TransactionState::Failed);
     assert_eq!(tx.reason, "device_revoked");
 
-    let refused = device.connect(&server).await.err().expect("a revoked device cannot connect");
+    let refused = device
+        .connect(&server)
+        .await
+        .err()
+        .expect("a revoked device cannot connect");
     assert_eq!(refused.code(), Code::PermissionDenied);
 }

@@ -13,7 +13,12 @@ use tonic::Code;
 /// Number of events the application has; every stored change appends one.
 async fn event_count(db: &TestDb, app: &TestApp) -> usize {
     let app_id = ApplicationId::parse(&app.id).unwrap();
-    db.store().await.events_after(app_id, 0, 10_000).await.unwrap().len()
+    db.store()
+        .await
+        .events_after(app_id, 0, 10_000)
+        .await
+        .unwrap()
+        .len()
 }
 
 #[tokio::test]
@@ -80,7 +85,11 @@ async fn malformed_input_is_invalid_argument_and_stores_nothing() {
             .err()
             .unwrap_or_else(|| panic!("{what} must be refused"));
         assert_eq!(status.code(), Code::InvalidArgument, "{what}");
-        assert!(status.message().starts_with(field), "{what}: {}", status.message());
+        assert!(
+            status.message().starts_with(field),
+            "{what}: {}",
+            status.message()
+        );
     }
     let status = rp
         .create_enrollment(CreateEnrollmentRequest {
@@ -88,16 +97,14 @@ async fn malformed_input_is_invalid_argument_and_stores_nothing() {
             ttl_seconds: 0,
         })
         .await
-        .err()
-        .expect("an empty user id must be refused");
+        .expect_err("an empty user id must be refused");
     assert_eq!(status.code(), Code::InvalidArgument);
     let status = rp
         .get_transaction(GetTransactionRequest {
             transaction_id: "42".to_owned(),
         })
         .await
-        .err()
-        .expect("a malformed id must be refused");
+        .expect_err("a malformed id must be refused");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(event_count(&db, &app).await, 0, "nothing was stored");
 }
@@ -115,8 +122,7 @@ async fn oversized_request_is_resource_exhausted_and_stores_nothing() {
             ..Default::default()
         })
         .await
-        .err()
-        .expect("a request over 64 KiB must be refused");
+        .expect_err("a request over 64 KiB must be refused");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("64 KiB"));
     assert_eq!(event_count(&db, &app).await, 0, "nothing was stored");
@@ -134,7 +140,11 @@ async fn malformed_base64_otp_is_rejected_as_invalid_argument() {
         let Body::Rejection(rejection) = stream.submit(bad).await else {
             panic!("{bad:?} must be rejected");
         };
-        assert_eq!(Code::from_i32(rejection.code), Code::InvalidArgument, "{bad:?}");
+        assert_eq!(
+            Code::from_i32(rejection.code),
+            Code::InvalidArgument,
+            "{bad:?}"
+        );
         assert!(rejection.message.contains("otp"));
     }
     assert_eq!(event_count(&db, &app).await, before, "nothing was stored");
@@ -189,8 +199,7 @@ async fn missing_or_wrong_api_key_is_unauthenticated() {
                 transaction_id: uuid::Uuid::new_v4().to_string(),
             })
             .await
-            .err()
-            .expect("must be refused");
+            .expect_err("must be refused");
         assert_eq!(status.code(), Code::Unauthenticated, "key {key:?}");
     }
 }

@@ -42,7 +42,10 @@ fn run(cmd: &mut Command) -> Output {
 
 fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not one JSON document ({e}): {}", String::from_utf8_lossy(&output.stdout))
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
     })
 }
 
@@ -76,7 +79,10 @@ async fn readme_walkthrough_works_with_real_processes_and_sigterm_drains() {
     let db = TestDb::create().await;
     let port = free_port();
     let server_url = format!("http://127.0.0.1:{port}");
-    let work = std::env::temp_dir().join(format!("assent-wt-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let work = std::env::temp_dir().join(format!(
+        "assent-wt-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
     std::fs::create_dir_all(&work).unwrap();
     let agent_dir = work.join("agent");
 
@@ -97,7 +103,13 @@ async fn readme_walkthrough_works_with_real_processes_and_sigterm_drains() {
     );
     wait_for_port(port, &mut server.0);
 
-    let app = json(&run(&mut server_cmd(&["app", "create", "--name", "Example Shop", "--json"])));
+    let app = json(&run(&mut server_cmd(&[
+        "app",
+        "create",
+        "--name",
+        "Example Shop",
+        "--json",
+    ])));
     let api_key = app["api_key"].as_str().expect("api_key").to_owned();
     assert!(app["app_id"].is_string());
 
@@ -116,12 +128,23 @@ async fn readme_walkthrough_works_with_real_processes_and_sigterm_drains() {
         cmd
     };
 
-    let enrollment = json(&run(&mut assent(&["enrollment", "create", "--user", "alice", "--json"])));
+    let enrollment = json(&run(&mut assent(&[
+        "enrollment",
+        "create",
+        "--user",
+        "alice",
+        "--json",
+    ])));
     let code = enrollment["code"].as_str().expect("code").to_owned();
     assert!(enrollment["expires_at"].is_string());
 
-    let enrolled = json(&run(&mut agent(&["enroll", "--code", &code, "--name", "Kiosk 7", "--json"])));
-    let device_id = enrolled["device_id"].as_str().expect("device_id").to_owned();
+    let enrolled = json(&run(&mut agent(&[
+        "enroll", "--code", &code, "--name", "Kiosk 7", "--json",
+    ])));
+    let device_id = enrolled["device_id"]
+        .as_str()
+        .expect("device_id")
+        .to_owned();
     assert_eq!(enrolled["user_id"], "alice");
     assert_eq!(enrolled["application_name"], "Example Shop");
 
@@ -135,10 +158,22 @@ async fn readme_walkthrough_works_with_real_processes_and_sigterm_drains() {
     wait_for_socket(&agent_dir);
 
     let login = json(&run(&mut assent(&[
-        "login", "otp", "--user", "alice", "--message", "Log in to Example Shop?",
-        "--context", "browser=Firefox", "--context", "city=Berlin", "--json",
+        "login",
+        "otp",
+        "--user",
+        "alice",
+        "--message",
+        "Log in to Example Shop?",
+        "--context",
+        "browser=Firefox",
+        "--context",
+        "city=Berlin",
+        "--json",
     ])));
-    let tx = login["transaction_id"].as_str().expect("transaction_id").to_owned();
+    let tx = login["transaction_id"]
+        .as_str()
+        .expect("transaction_id")
+        .to_owned();
     let otp = login["otp"].as_str().expect("otp").to_owned();
     assert!(login["expires_at"].is_string());
 
@@ -151,7 +186,14 @@ async fn readme_walkthrough_works_with_real_processes_and_sigterm_drains() {
     assert_eq!(got["state"], "ACCEPTED");
     assert_eq!(got["user_id"], "alice");
     assert_eq!(got["device_id"], device_id.as_str());
-    let waited = run(&mut assent(&["tx", "wait", &tx, "--timeout", "5", "--json"]));
+    let waited = run(&mut assent(&[
+        "tx",
+        "wait",
+        &tx,
+        "--timeout",
+        "5",
+        "--json",
+    ]));
     assert_eq!(json(&waited)["state"], "ACCEPTED");
 
     let events = run(&mut assent(&["events", "--json"]));
@@ -161,9 +203,18 @@ async fn readme_walkthrough_works_with_real_processes_and_sigterm_drains() {
         .filter(|event| event["transaction_id"] == tx.as_str())
         .map(|event| event["type"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(types, ["transaction.created", "transaction.scanned", "transaction.accepted"]);
+    assert_eq!(
+        types,
+        [
+            "transaction.created",
+            "transaction.scanned",
+            "transaction.accepted"
+        ]
+    );
 
-    let devices = json(&run(&mut assent(&["devices", "list", "--user", "alice", "--json"])));
+    let devices = json(&run(&mut assent(&[
+        "devices", "list", "--user", "alice", "--json",
+    ])));
     assert_eq!(devices[0]["device_id"], device_id.as_str());
     assert_eq!(devices[0]["name"], "Kiosk 7");
     assert_eq!(devices[0]["revoked"], false);
@@ -180,9 +231,15 @@ async fn readme_walkthrough_works_with_real_processes_and_sigterm_drains() {
         if let Some(status) = server.0.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "the server did not exit within 20 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit within 20 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(status.success(), "SIGTERM must end the server with exit 0, got {status}");
+    assert!(
+        status.success(),
+        "SIGTERM must end the server with exit 0, got {status}"
+    );
     let _ = std::fs::remove_dir_all(&work);
 }

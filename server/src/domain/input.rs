@@ -281,13 +281,20 @@ mod tests {
         assert_eq!(OTP_TTL.parse(0), Ok(Duration::from_secs(120)));
         assert!(OTP_TTL.parse(9).is_err());
         assert!(OTP_TTL.parse(601).is_err());
-        assert_eq!(ENROLLMENT_TTL.parse(86_400), Ok(Duration::from_secs(86_400)));
+        assert_eq!(
+            ENROLLMENT_TTL.parse(86_400),
+            Ok(Duration::from_secs(86_400))
+        );
         assert!(ENROLLMENT_TTL.parse(86_401).is_err());
     }
 
     #[test]
     fn deny_reasons_round_trip() {
-        for reason in [DenyReason::NotMe, DenyReason::CancelledByUser, DenyReason::Policy] {
+        for reason in [
+            DenyReason::NotMe,
+            DenyReason::CancelledByUser,
+            DenyReason::Policy,
+        ] {
             assert_eq!(DenyReason::parse(reason.as_str()), Ok(Some(reason)));
         }
         assert!(DenyReason::parse("because").is_err());

@@ -38,7 +38,9 @@ impl TokenBucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
+            Err(Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.per_second,
+            ))
         }
     }
 }
@@ -55,7 +57,10 @@ mod tests {
             assert!(bucket.take(start).is_ok());
         }
         let retry = bucket.take(start).err();
-        assert!(retry.is_some_and(|d| d > Duration::from_millis(400) && d <= Duration::from_millis(500)));
+        assert!(
+            retry
+                .is_some_and(|d| d > Duration::from_millis(400) && d <= Duration::from_millis(500))
+        );
     }
 
     #[test]

@@ -207,7 +207,11 @@ impl ApiKey {
 
     /// The key text, shown once to the operator.
     pub fn expose(&self) -> String {
-        format!("{}{}", Self::PREFIX, URL_SAFE_NO_PAD.encode(self.0.to_bytes()))
+        format!(
+            "{}{}",
+            Self::PREFIX,
+            URL_SAFE_NO_PAD.encode(self.0.to_bytes())
+        )
     }
 }
 

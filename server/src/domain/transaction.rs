@@ -147,8 +147,9 @@ mod tests {
     use super::*;
     use TransactionState::*;
 
-    const ALL: [TransactionState; 7] =
-        [Pending, Scanned, Accepted, Denied, Expired, Cancelled, Failed];
+    const ALL: [TransactionState; 7] = [
+        Pending, Scanned, Accepted, Denied, Expired, Cancelled, Failed,
+    ];
 
     #[test]
     fn storage_names_round_trip() {

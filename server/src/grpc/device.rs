@@ -85,8 +85,11 @@ impl DeviceService for DeviceHandler {
             outbound,
             self.shutdown.child_token(),
         );
-        self.tasks
-            .spawn(session.run().instrument(tracing::info_span!("device_session")));
+        self.tasks.spawn(
+            session
+                .run()
+                .instrument(tracing::info_span!("device_session")),
+        );
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 }

@@ -98,8 +98,7 @@ impl RelyingPartyService for RelyingPartyHandler {
                 context: Context::parse(body.context)?,
                 user_id: optional_user(&body.user_id)?,
             })
-        })()
-        ?;
+        })()?;
         let created = self
             .service
             .create_otp_authentication(&caller, input, Utc::now(), &mut secure_rng())
@@ -119,8 +118,7 @@ impl RelyingPartyService for RelyingPartyHandler {
         request: Request<GetTransactionRequest>,
     ) -> Result<Response<GetTransactionResponse>, Status> {
         let caller = self.caller(&request).await?;
-        let id = TransactionId::parse(&request.get_ref().transaction_id)
-            ?;
+        let id = TransactionId::parse(&request.get_ref().transaction_id)?;
         let now = Utc::now();
         let record = self.service.get_transaction(&caller, id, now).await?;
         Ok(Response::new(GetTransactionResponse {
@@ -134,8 +132,7 @@ impl RelyingPartyService for RelyingPartyHandler {
         request: Request<CancelTransactionRequest>,
     ) -> Result<Response<CancelTransactionResponse>, Status> {
         let caller = self.caller(&request).await?;
-        let id = TransactionId::parse(&request.get_ref().transaction_id)
-            ?;
+        let id = TransactionId::parse(&request.get_ref().transaction_id)?;
         let now = Utc::now();
         let record = self.service.cancel_transaction(&caller, id, now).await?;
         Ok(Response::new(CancelTransactionResponse {
@@ -173,8 +170,7 @@ impl RelyingPartyService for RelyingPartyHandler {
         request: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
         let caller = self.caller(&request).await?;
-        let user = optional_user(&request.get_ref().user_id)
-            ?;
+        let user = optional_user(&request.get_ref().user_id)?;
         let devices = self.service.list_devices(&caller, user.as_ref()).await?;
         Ok(Response::new(ListDevicesResponse {
             devices: devices.iter().map(convert::device).collect(),
@@ -187,8 +183,7 @@ impl RelyingPartyService for RelyingPartyHandler {
         request: Request<RevokeDeviceRequest>,
     ) -> Result<Response<RevokeDeviceResponse>, Status> {
         let caller = self.caller(&request).await?;
-        let id = DeviceId::parse(&request.get_ref().device_id)
-            ?;
+        let id = DeviceId::parse(&request.get_ref().device_id)?;
         let device = self.service.revoke_device(&caller, id, Utc::now()).await?;
         Ok(Response::new(RevokeDeviceResponse {
             device: Some(convert::device(&device)),

@@ -16,9 +16,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
-use super::{convert, secure_rng};
 use super::device::signature;
 use super::status::to_status;
+use super::{convert, secure_rng};
 use crate::domain::{DenyReason, DeviceId, InputError, TransactionId};
 use crate::notify::DeviceCommand;
 use crate::service::{AuthService, DecisionInput, ServiceError};
@@ -217,7 +217,11 @@ impl DeviceSession {
             Ok(v1::Decision::Accept) => SignedVerdict::Accept,
             Ok(v1::Decision::Deny) => SignedVerdict::Deny,
             _ => {
-                return Err(InputError::new("decision", "must be DECISION_ACCEPT or DECISION_DENY").into());
+                return Err(InputError::new(
+                    "decision",
+                    "must be DECISION_ACCEPT or DECISION_DENY",
+                )
+                .into());
             }
         };
         let reason = DenyReason::parse(&decision.reason)?;

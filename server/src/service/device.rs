@@ -13,9 +13,7 @@ use crate::domain::{
     DenyReason, DeviceId, DeviceName, EnrollmentCode, InputError, Otp, TransactionId,
     TransactionState,
 };
-use crate::store::{
-    DeviceRecord, ExpiryGuard, NewDevice, Scan, TransactionRecord, Transition,
-};
+use crate::store::{DeviceRecord, ExpiryGuard, NewDevice, Scan, TransactionRecord, Transition};
 
 /// A parsed `Enroll` request.
 #[derive(Debug, Clone)]
@@ -133,12 +131,15 @@ impl AuthService {
             ));
         }
         let key = verifying_key(&device.public_key)?;
-        key.verify_strict(&signing::hello_bytes(&device_id.to_string(), challenge), signature)
-            .map_err(|_| {
-                ServiceError::Unauthenticated(
-                    "the hello signature does not verify with this device's key".to_owned(),
-                )
-            })?;
+        key.verify_strict(
+            &signing::hello_bytes(&device_id.to_string(), challenge),
+            signature,
+        )
+        .map_err(|_| {
+            ServiceError::Unauthenticated(
+                "the hello signature does not verify with this device's key".to_owned(),
+            )
+        })?;
         self.store.touch_device(device_id, now).await?;
         Ok(device)
     }
@@ -191,7 +192,10 @@ impl AuthService {
             .find_transaction(device.application_id, otp.id())
             .await?
             .ok_or(ServiceError::OtpRefused)?;
-        let is_genuine = record.otp_hash.as_ref().is_some_and(|hash| otp.matches(hash));
+        let is_genuine = record
+            .otp_hash
+            .as_ref()
+            .is_some_and(|hash| otp.matches(hash));
         if !is_genuine || record.state_at(now) != TransactionState::Pending {
             return Err(ServiceError::OtpRefused);
         }

@@ -22,7 +22,9 @@ pub enum ServiceError {
     #[error("the OTP is not valid: unknown, expired, already used or not meant for this device")]
     OtpRefused,
     /// The enrollment code is unknown, used or expired: deliberately one answer.
-    #[error("the enrollment code is not valid: unknown, expired or already used; ask for a new one")]
+    #[error(
+        "the enrollment code is not valid: unknown, expired or already used; ask for a new one"
+    )]
     EnrollmentRefused,
     /// The target is in the wrong state for this.
     #[error("{0}")]

@@ -11,8 +11,8 @@ use tracing::instrument;
 use super::{AuthService, ServiceError, span};
 use crate::domain::rate::TokenBucket;
 use crate::domain::{
-    ApiKey, ApiKeyId, Context, DeviceId, EnrollmentCode, EnrollmentId, Message, Otp,
-    TransactionId, TransactionKind, TransactionState, UserId,
+    ApiKey, ApiKeyId, Context, DeviceId, EnrollmentCode, EnrollmentId, Message, Otp, TransactionId,
+    TransactionKind, TransactionState, UserId,
 };
 use crate::notify::DeviceCommand;
 use crate::store::{
@@ -60,7 +60,11 @@ impl AuthService {
             )
         };
         let key = ApiKey::parse(key_text).map_err(|_| refused())?;
-        let record = self.store.find_api_key(key.id()).await?.ok_or_else(refused)?;
+        let record = self
+            .store
+            .find_api_key(key.id())
+            .await?
+            .ok_or_else(refused)?;
         if !key.matches(&record.secret_hash) {
             return Err(refused());
         }
@@ -218,7 +222,8 @@ impl AuthService {
             .revoke_device(caller.application.id, device, now)
             .await?
             .ok_or(ServiceError::NotFound("device"))?;
-        self.notifier.send_to_device(device.id, DeviceCommand::Revoked);
+        self.notifier
+            .send_to_device(device.id, DeviceCommand::Revoked);
         self.notifier.events_appended(caller.application.id);
         tracing::info!(failed = failed.len(), "device revoked");
         Ok(device)

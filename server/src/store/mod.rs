@@ -15,9 +15,7 @@ use chrono::{DateTime, Utc};
 pub use postgres::PgStore;
 pub use records::*;
 
-use crate::domain::{
-    ApiKeyId, ApplicationId, DeviceId, EnrollmentId, TransactionId, UserId,
-};
+use crate::domain::{ApiKeyId, ApplicationId, DeviceId, EnrollmentId, TransactionId, UserId};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -135,8 +133,11 @@ pub trait EventStore: Send + Sync {
     /// The highest cursor that retention has removed (0 if none).
     async fn purged_through(&self) -> StoreResult<i64>;
     /// Deletes events and OTP-failure records older than `before`.
-    async fn purge(&self, events_before: DateTime<Utc>, failures_before: DateTime<Utc>)
-    -> StoreResult<u64>;
+    async fn purge(
+        &self,
+        events_before: DateTime<Utc>,
+        failures_before: DateTime<Utc>,
+    ) -> StoreResult<u64>;
 }
 
 /// Everything the services need from storage.

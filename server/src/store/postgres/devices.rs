@@ -10,8 +10,8 @@ use crate::domain::{
     ApplicationId, DeviceId, EnrollmentId, EventType, SecretHash, TransactionState, UserId,
 };
 use crate::store::{
-    DeviceRecord, DeviceStore, EnrollmentRecord, NewDevice, NewEnrollment, Revocation,
-    StoreError, StoreResult,
+    DeviceRecord, DeviceStore, EnrollmentRecord, NewDevice, NewEnrollment, Revocation, StoreError,
+    StoreResult,
 };
 
 #[async_trait]
@@ -70,7 +70,9 @@ impl DeviceStore for PgStore {
                INSERT INTO events (application_id, type, user_id, device_id, occurred_at) \
                SELECT application_id, $7, user_id, id, created_at FROM d \
              ) \
-             SELECT ", device_columns!(), " FROM d JOIN applications a ON a.id = d.application_id"
+             SELECT ",
+            device_columns!(),
+            " FROM d JOIN applications a ON a.id = d.application_id"
         ))
         .bind(device.id.as_uuid())
         .bind(device.application_id.as_uuid())
@@ -88,7 +90,9 @@ impl DeviceStore for PgStore {
 
     async fn find_device(&self, id: DeviceId) -> StoreResult<Option<DeviceRecord>> {
         let row: Option<DeviceRow> = sqlx::query_as(concat!(
-            "SELECT ", device_columns!(), " FROM devices d JOIN applications a ON a.id = d.application_id \
+            "SELECT ",
+            device_columns!(),
+            " FROM devices d JOIN applications a ON a.id = d.application_id \
              WHERE d.id = $1"
         ))
         .bind(id.as_uuid())
@@ -104,7 +108,9 @@ impl DeviceStore for PgStore {
         user: Option<&UserId>,
     ) -> StoreResult<Vec<DeviceRecord>> {
         let rows: Vec<DeviceRow> = sqlx::query_as(concat!(
-            "SELECT ", device_columns!(), " FROM devices d JOIN applications a ON a.id = d.application_id \
+            "SELECT ",
+            device_columns!(),
+            " FROM devices d JOIN applications a ON a.id = d.application_id \
              WHERE d.application_id = $1 AND ($2::text IS NULL OR d.user_id = $2) \
              ORDER BY d.created_at, d.id"
         ))

@@ -140,6 +140,8 @@ impl From<EventRow> for EventRecord {
 }
 
 /// Converts a batch of transaction rows.
-pub(super) fn transactions(rows: Vec<TransactionRow>) -> Result<Vec<TransactionRecord>, StoreError> {
+pub(super) fn transactions(
+    rows: Vec<TransactionRow>,
+) -> Result<Vec<TransactionRecord>, StoreError> {
     rows.into_iter().map(TryInto::try_into).collect()
 }

@@ -9,12 +9,9 @@ use uuid::Uuid;
 use super::devices::open_states;
 use super::rows::{TransactionRow, transaction_columns, transactions};
 use super::{PgStore, db_error, lock_event_log};
-use crate::domain::{
-    ApplicationId, DeviceId, EventType, TransactionId, TransactionState,
-};
+use crate::domain::{ApplicationId, DeviceId, EventType, TransactionId, TransactionState};
 use crate::store::{
-    ExpiryGuard, NewTransaction, Scan, StoreResult, TransactionRecord, TransactionStore,
-    Transition,
+    ExpiryGuard, NewTransaction, Scan, StoreResult, TransactionRecord, TransactionStore, Transition,
 };
 
 #[async_trait]
@@ -30,7 +27,9 @@ impl TransactionStore for PgStore {
              ), e AS ( \
                INSERT INTO events (application_id, type, transaction_id, user_id, occurred_at) \
                SELECT application_id, $11, id, user_id, created_at FROM t \
-             ) SELECT ", transaction_columns!(), " FROM t"
+             ) SELECT ",
+            transaction_columns!(),
+            " FROM t"
         ))
         .bind(new.id.as_uuid())
         .bind(new.application_id.as_uuid())
@@ -56,7 +55,9 @@ impl TransactionStore for PgStore {
         id: TransactionId,
     ) -> StoreResult<Option<TransactionRecord>> {
         let row: Option<TransactionRow> = sqlx::query_as(concat!(
-            "SELECT ", transaction_columns!(), " FROM transactions WHERE id = $1 AND application_id = $2"
+            "SELECT ",
+            transaction_columns!(),
+            " FROM transactions WHERE id = $1 AND application_id = $2"
         ))
         .bind(id.as_uuid())
         .bind(app.as_uuid())
@@ -99,7 +100,12 @@ impl TransactionStore for PgStore {
     }
 
     async fn transition(&self, change: &Transition) -> StoreResult<Option<TransactionRecord>> {
-        let from: Vec<&str> = change.to.entered_from().iter().map(|s| s.as_str()).collect();
+        let from: Vec<&str> = change
+            .to
+            .entered_from()
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
         let expiry = match change.expiry {
             ExpiryGuard::Unexpired => "unexpired",
             ExpiryGuard::Expired => "expired",
@@ -168,7 +174,9 @@ impl TransactionStore for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<TransactionRecord>> {
         let rows: Vec<TransactionRow> = sqlx::query_as(concat!(
-            "SELECT ", transaction_columns!(), " FROM transactions \
+            "SELECT ",
+            transaction_columns!(),
+            " FROM transactions \
              WHERE device_id = $1 AND state = $2 AND expires_at > $3 ORDER BY created_at"
         ))
         .bind(device.as_uuid())
