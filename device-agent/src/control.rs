@@ -131,6 +131,9 @@ struct ControlRequest {
 }
 
 #[cfg(test)]
+mod socket_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

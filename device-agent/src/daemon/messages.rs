@@ -1,0 +1,162 @@
+//! The daemon's reactions to server messages, finished policies and
+//! control commands.
+
+use std::time::Duration;
+
+use assent_proto::v1::{ConfirmationRequest, ServerMessage, agent_message, server_message};
+use chrono::DateTime;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::Daemon;
+use super::link::Link;
+use crate::connection::SessionSender;
+use crate::control::{ControlCommand, DaemonStatus};
+use crate::policy::{Confirmation, Verdict};
+
+impl Daemon {
+    /// Handles one stream event; `Some(link)` when the session is over.
+    pub(super) async fn on_received(
+        &mut self,
+        received: Result<Option<ServerMessage>, tonic::Status>,
+        since: Instant,
+    ) -> Option<Link> {
+        let body = match received {
+            Ok(Some(ServerMessage { body: Some(body) })) => body,
+            Ok(Some(ServerMessage { body: None })) => return None,
+            Ok(None) => {
+                tracing::warn!("the server ended the stream");
+                return Some(self.disconnected(since, None));
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "the stream failed");
+                if status.code() == tonic::Code::PermissionDenied {
+                    self.ledger.fail_waiters(&format!(
+                        "the server refused this device: {}",
+                        status.message()
+                    ));
+                }
+                return Some(self.disconnected(since, None));
+            }
+        };
+        match body {
+            server_message::Body::ConfirmationRequest(request) => self.on_confirmation(request),
+            server_message::Body::DecisionResult(result) => {
+                let state = assent_proto::v1::TransactionState::try_from(result.state)
+                    .map_or("UNKNOWN", |state| state.spec_name());
+                tracing::info!(transaction_id = %result.transaction_id, state, applied = result.applied, "decision result");
+                self.ledger.on_decision_result(&result);
+            }
+            server_message::Body::Rejection(rejection) => {
+                tracing::warn!(
+                    request_id = rejection.request_id,
+                    transaction_id = %rejection.transaction_id,
+                    code = rejection.code,
+                    message = %rejection.message,
+                    "request rejected"
+                );
+                self.ledger.on_rejection(&rejection);
+            }
+            server_message::Body::Cancellation(cancellation) => {
+                tracing::info!(transaction_id = %cancellation.transaction_id, reason = %cancellation.reason, "request withdrawn");
+                self.ledger.on_cancellation(&cancellation);
+            }
+            server_message::Body::GoAway(go_away) => {
+                let delay = Duration::from_millis(u64::from(go_away.reconnect_after_ms));
+                tracing::info!(
+                    delay_ms = go_away.reconnect_after_ms,
+                    "server draining; reconnecting"
+                );
+                return Some(self.disconnected(since, Some(delay)));
+            }
+            server_message::Body::Challenge(_) | server_message::Body::Ready(_) => {
+                tracing::warn!("ignoring a handshake message on a ready stream");
+            }
+        }
+        None
+    }
+
+    /// Starts the policy for a new confirmation request (once per transaction).
+    pub(super) fn on_confirmation(&mut self, request: ConfirmationRequest) {
+        let span = tracing::info_span!("transaction", transaction_id = %request.transaction_id);
+        let Some(cancel) = self.ledger.on_confirmation(&request) else {
+            span.in_scope(|| tracing::info!("confirmation already being handled"));
+            return;
+        };
+        span.in_scope(|| tracing::info!(request_id = request.request_id, "confirmation requested"));
+        let confirmation = Confirmation {
+            transaction_id: request.transaction_id.clone(),
+            application_id: request.application_id,
+            application_name: request.application_name,
+            user_id: request.user_id,
+            message: request.message,
+            context: request.context,
+            expires_at: request.expires_at.and_then(|at| {
+                DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
+            }),
+        };
+        let runner = self.runner.clone();
+        let transaction_id = request.transaction_id;
+        let owned_id = transaction_id.clone();
+        let task = async move {
+            let verdict = runner.decide(&confirmation, &cancel).await;
+            (owned_id, verdict)
+        };
+        let handle = self.policies.spawn(task.instrument(span));
+        self.policy_tasks.insert(handle.id(), transaction_id);
+    }
+
+    pub(super) async fn on_verdict(
+        &mut self,
+        transaction_id: &str,
+        verdict: Verdict,
+        sender: Option<&SessionSender>,
+    ) {
+        let span = tracing::info_span!("transaction", transaction_id = %transaction_id);
+        let Some(request) = self.ledger.deciding(transaction_id) else {
+            span.in_scope(|| tracing::info!("verdict for a withdrawn request dropped"));
+            return;
+        };
+        let decision = self.identity.sign_decision(request, verdict);
+        span.in_scope(|| tracing::info!(verdict = ?verdict, "decided"));
+        self.ledger.on_decided(decision.clone());
+        if let Some(sender) = sender {
+            sender.send(agent_message::Body::Decision(decision)).await;
+        }
+    }
+
+    pub(super) async fn on_command(
+        &mut self,
+        command: ControlCommand,
+        sender: Option<&SessionSender>,
+    ) {
+        match command {
+            ControlCommand::SubmitOtp { otp, reply } => {
+                tracing::info!(transaction_id = %otp.transaction_id(), "OTP handed in");
+                self.ledger.enqueue(otp, reply);
+                if let Some(sender) = sender {
+                    self.submit_queued(sender).await;
+                }
+            }
+            ControlCommand::Status { reply } => {
+                let _ = reply.send(DaemonStatus {
+                    ok: true,
+                    connected: sender.is_some(),
+                    device_id: self.profile.device_id.clone(),
+                    user_id: self.profile.user_id.clone(),
+                    application_name: self.profile.application_name.clone(),
+                    server: self.config.server.clone(),
+                    policy: self.config.policy.to_string(),
+                });
+            }
+        }
+    }
+
+    pub(super) async fn submit_queued(&mut self, sender: &SessionSender) {
+        for submission in self.ledger.take_submissions() {
+            sender
+                .send(agent_message::Body::SubmitOtp(submission))
+                .await;
+        }
+    }
+}
