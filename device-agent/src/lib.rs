@@ -5,13 +5,18 @@
 //! - [`config`]: [`AgentConfig`] and the built-in defaults.
 //! - [`credentials`]: the enrollment on disk (`device.key`, `device.json`).
 //! - `enrollment`: [`enroll`], the `Enroll` call with its proof of possession.
-//! - `daemon`: [`run`], the event loop owning the server link, the policy tasks
-//!   and the bookkeeping (`ledger`) of callers and transactions.
+//! - `daemon`: [`run`], the event loop owning the server link (`daemon::link`),
+//!   the policy tasks and the bookkeeping (`ledger`) of callers and
+//!   transactions; `daemon::messages` reacts to server messages and commands.
 //! - `connection`: endpoint, TLS and the challenge-response handshake;
 //!   `backoff` schedules reconnects; `identity` signs hellos and decisions.
 //! - [`policy`]: `accept | deny | prompt | exec:CMD`.
 //! - [`control`]: the local Unix socket and its client ([`submit_otp`]).
 //! - `otp`: OTP text parsing (base64/base64url → transaction id).
+//! - `error`: [`AgentError`], the one error enum.
+//!
+//! The control socket protocol and the choices made where the specification
+//! is silent are written down in `device-agent/README.md`.
 
 pub mod config;
 pub mod control;

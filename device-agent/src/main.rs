@@ -74,6 +74,8 @@ enum Command {
     /// Hand an OTP to the running daemon and wait for the outcome.
     Otp {
         /// The OTP shown by the login page (base64 or base64url).
+        // base64url text may start with `-`: it is still the OTP, not a flag.
+        #[arg(allow_hyphen_values = true)]
         otp: String,
         /// Seconds to wait for the outcome.
         #[arg(long, default_value_t = 150)]

@@ -81,3 +81,11 @@ fn an_unknown_policy_is_refused() {
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("invalid policy"));
 }
+
+#[test]
+fn an_otp_starting_with_a_dash_is_not_taken_for_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = agent(dir.path(), &["otp", "-AAAA_bbbb"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("the agent daemon is not running"));
+}
