@@ -42,6 +42,24 @@ pub enum ConfigError {
     },
 }
 
+/// File name of the embedded database inside the data directory.
+pub const SQLITE_FILE: &str = "assent.db";
+
+/// Which storage engine serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL at this URL (may carry a password: never log it).
+    Postgres {
+        /// The URL.
+        url: String,
+    },
+    /// The embedded SQLite file.
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -72,8 +90,11 @@ impl FromStr for LogFormat {
 pub struct ServerConfig {
     /// gRPC listen address.
     pub listen: SocketAddr,
-    /// `postgres://user@host/db`.
+    /// `postgres://user@host/db` selects PostgreSQL; `sqlite:PATH` a SQLite
+    /// file; unset, the embedded SQLite file in `data_dir`.
     pub database_url: Option<String>,
+    /// Where the embedded engine keeps its files.
+    pub data_dir: Option<PathBuf>,
     /// PEM certificate chain for TLS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
@@ -101,6 +122,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             database_url: None,
+            data_dir: None,
             tls_cert: None,
             tls_key: None,
             insecure_plaintext: false,
@@ -123,6 +145,7 @@ impl fmt::Debug for ServerConfig {
                 "database_url",
                 &self.database_url.as_ref().map(|_| "<redacted>"),
             )
+            .field("data_dir", &self.data_dir)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("insecure_plaintext", &self.insecure_plaintext)
@@ -181,9 +204,11 @@ impl ServerConfig {
             }
         };
         optional("ASSENT_DATABASE_URL", &mut config.database_url);
-        let (mut cert, mut key) = (None, None);
+        let (mut cert, mut key, mut data_dir) = (None, None, None);
         optional("ASSENT_TLS_CERT", &mut cert);
         optional("ASSENT_TLS_KEY", &mut key);
+        optional("ASSENT_DATA_DIR", &mut data_dir);
+        config.data_dir = data_dir.map(PathBuf::from).or(config.data_dir);
         config.tls_cert = cert.map(PathBuf::from).or(config.tls_cert);
         config.tls_key = key.map(PathBuf::from).or(config.tls_key);
         from_env(
@@ -224,6 +249,42 @@ impl ServerConfig {
     /// Reads `ASSENT_*` from the process environment.
     pub fn process_env(name: &str) -> Option<String> {
         std::env::var(name).ok()
+    }
+
+    /// The storage engine these settings select.
+    pub fn engine(&self) -> Engine {
+        match self.database_url.as_deref() {
+            Some(url) if url.starts_with("sqlite:") => {
+                let path = url
+                    .trim_start_matches("sqlite:")
+                    .trim_start_matches("//")
+                    .split('?')
+                    .next()
+                    .unwrap_or_default();
+                Engine::Sqlite {
+                    path: PathBuf::from(path),
+                }
+            }
+            Some(url) => Engine::Postgres {
+                url: url.to_owned(),
+            },
+            None => Engine::Sqlite {
+                path: self.data_dir().join(SQLITE_FILE),
+            },
+        }
+    }
+
+    /// The data directory: configured, else `$XDG_DATA_HOME/assent`, else
+    /// `$HOME/.local/share/assent`, else `./assent-data`.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        env("XDG_DATA_HOME")
+            .map(|base| PathBuf::from(base).join("assent"))
+            .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".local/share/assent")))
+            .unwrap_or_else(|| PathBuf::from("assent-data"))
     }
 
     /// The use-case limits these settings describe.
@@ -282,6 +343,32 @@ mod tests {
         let path = dir.join("server.toml");
         assert!(std::fs::write(&path, "listne = \"127.0.0.1:1\"\n").is_ok());
         assert!(ServerConfig::load(Some(&path), &env_of(&[])).is_err());
+    }
+
+    #[test]
+    fn engine_is_sqlite_in_the_data_dir_unless_a_url_says_otherwise() {
+        let env = env_of(&[("ASSENT_DATA_DIR", "/srv/assent")]);
+        let config = ServerConfig::load(None, &env).ok();
+        assert_eq!(
+            config.map(|c| c.engine()),
+            Some(Engine::Sqlite {
+                path: PathBuf::from("/srv/assent/assent.db")
+            })
+        );
+        let env = env_of(&[("ASSENT_DATABASE_URL", "postgres://u@h/db")]);
+        let config = ServerConfig::load(None, &env).ok();
+        assert!(matches!(
+            config.map(|c| c.engine()),
+            Some(Engine::Postgres { .. })
+        ));
+        let env = env_of(&[("ASSENT_DATABASE_URL", "sqlite:///tmp/x.db")]);
+        let config = ServerConfig::load(None, &env).ok();
+        assert_eq!(
+            config.map(|c| c.engine()),
+            Some(Engine::Sqlite {
+                path: PathBuf::from("/tmp/x.db")
+            })
+        );
     }
 
     #[test]

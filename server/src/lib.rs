@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod config;
 pub mod domain;
+pub mod first_run;
 pub mod grpc;
 pub mod notify;
 pub mod service;
@@ -22,6 +23,7 @@ mod sweeper;
 pub mod telemetry;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,11 +35,11 @@ use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-pub use config::ServerConfig;
+pub use config::{Engine, ServerConfig};
 use grpc::{DeviceHandler, RelyingPartyHandler};
 use notify::Notifier;
 use service::AuthService;
-use store::{PgStore, Store, StoreError};
+use store::{PgStore, SqliteStore, Store, StoreError};
 
 /// Largest gRPC message accepted or sent on any service (SPEC §6).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -47,12 +49,25 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// No database was configured.
+    /// Another process already serves this SQLite file.
     #[error(
-        "no database configured: set ASSENT_DATABASE_URL=postgres://USER@HOST:5432/DB \
-         (or pass --database-url)"
+        "another assent-server already serves {0}; the embedded SQLite engine is \
+         single-process: stop the other one, pick another --data-dir, or run several \
+         replicas on PostgreSQL (ASSENT_DATABASE_URL=postgres://…)"
     )]
-    NoDatabase,
+    AlreadyRunning(PathBuf),
+    /// The data directory could not be prepared.
+    #[error("cannot prepare the data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// First-run setup failed.
+    #[error(transparent)]
+    FirstRun(#[from] first_run::FirstRunError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -76,26 +91,106 @@ pub enum ServerError {
     Reflection(String),
 }
 
-/// Opens the configured store and applies its migrations.
-pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
-    let url = config
-        .database_url
-        .as_deref()
-        .ok_or(ServerError::NoDatabase)?;
-    let store = PgStore::connect(url, config.max_db_connections).await?;
-    store.migrate().await?;
-    tracing::info!(engine = "postgres", "storage ready");
-    Ok(Arc::new(store))
+/// An opened, migrated store and what it runs on.
+pub struct OpenedStore {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The engine behind it.
+    pub engine: Engine,
+    /// Held while serving an embedded file, so a second server refuses it.
+    _lock: Option<std::fs::File>,
+}
+
+/// Opens the configured store and applies its migrations (admin commands:
+/// no single-process lock).
+pub async fn open_store(config: &ServerConfig) -> Result<OpenedStore, ServerError> {
+    let engine = config.engine();
+    let store: Arc<dyn Store> = match &engine {
+        Engine::Postgres { url } => {
+            let store = PgStore::connect(url, config.max_db_connections).await?;
+            store.migrate().await?;
+            tracing::info!(engine = "postgres", "storage ready");
+            Arc::new(store)
+        }
+        Engine::Sqlite { path } => {
+            prepare_dir(path)?;
+            let store = SqliteStore::open(path).await?;
+            store.migrate().await?;
+            tracing::info!(engine = "sqlite", file = %path.display(), "storage ready");
+            Arc::new(store)
+        }
+    };
+    Ok(OpenedStore {
+        store,
+        engine,
+        _lock: None,
+    })
+}
+
+/// Creates the parent directory of the embedded database, owner-only.
+fn prepare_dir(db: &Path) -> Result<(), ServerError> {
+    let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let error = |source| ServerError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    if !dir.exists() {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(error)?;
+    }
+    Ok(())
+}
+
+/// Opens the store for serving: an embedded file is locked for this process.
+async fn open_for_serving(config: &ServerConfig) -> Result<OpenedStore, ServerError> {
+    let lock = match config.engine() {
+        Engine::Sqlite { path } => {
+            prepare_dir(&path)?;
+            let lock_path = path.with_extension("db.lock");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|source| ServerError::DataDir {
+                    path: lock_path.clone(),
+                    source,
+                })?;
+            if file.try_lock().is_err() {
+                return Err(ServerError::AlreadyRunning(path));
+            }
+            Some(file)
+        }
+        Engine::Postgres { .. } => None,
+    };
+    let mut opened = open_store(config).await?;
+    opened._lock = lock;
+    Ok(opened)
 }
 
 /// Opens the store and serves on `listener` until `shutdown` fires, then drains.
+/// On an empty embedded store, first creates the `default` application.
 pub async fn run(
     config: ServerConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let store = open_store(&config).await?;
-    serve(config, store, listener, shutdown).await
+    let opened = open_for_serving(&config).await?;
+    if let Engine::Sqlite { path } = &opened.engine {
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        if let Some(key_file) = first_run::bootstrap(opened.store.as_ref(), dir).await? {
+            println!("{}", first_run::banner(path, &key_file));
+        }
+    }
+    let result = serve(config, Arc::clone(&opened.store), listener, shutdown).await;
+    drop(opened);
+    result
 }
 
 /// Serves an already opened store.

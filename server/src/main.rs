@@ -19,9 +19,13 @@ struct Cli {
     /// gRPC listen address [default: 127.0.0.1:50051].
     #[arg(long, global = true)]
     listen: Option<std::net::SocketAddr>,
-    /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/assent.
+    /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/assent
+    /// [default: the embedded SQLite file in the data directory].
     #[arg(long, global = true)]
     database_url: Option<String>,
+    /// Directory of the embedded SQLite store [default: ~/.local/share/assent].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     /// PEM certificate chain for TLS.
     #[arg(long, global = true)]
     tls_cert: Option<PathBuf>,
@@ -77,6 +81,9 @@ impl Cli {
         if let Some(url) = &self.database_url {
             config.database_url = Some(url.clone());
         }
+        if self.data_dir.is_some() {
+            config.data_dir.clone_from(&self.data_dir);
+        }
         if self.tls_cert.is_some() {
             config.tls_cert.clone_from(&self.tls_cert);
         }
@@ -116,7 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::App(AppCommand::Create { name, json }) => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config).await?.store;
             let (app, key) = admin::create_application(store.as_ref(), &name).await?;
             if json {
                 let out = serde_json::json!({"app_id": app.id.to_string(), "api_key": key, "name": app.name});
@@ -129,7 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::App(AppCommand::List { json }) => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config).await?.store;
             let apps = store.list_applications().await?;
             if json {
                 let out: Vec<_> = apps

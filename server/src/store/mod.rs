@@ -8,12 +8,14 @@
 
 mod postgres;
 mod records;
+mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use postgres::PgStore;
 pub use records::*;
+pub use sqlite::SqliteStore;
 
 use crate::domain::{ApiKeyId, ApplicationId, DeviceId, EnrollmentId, TransactionId, UserId};
 

@@ -1,0 +1,134 @@
+//! The embedded SQLite engine: zero configuration, one process.
+//!
+//! One writer connection serialises every write, so events commit in cursor
+//! order (no gap for `Subscribe`) and conditional updates never race inside
+//! the process; a small pool of read-only connections serves reads (WAL lets
+//! them run beside the writer). Other processes (`assent-server app create`)
+//! may write too: the busy timeout makes them take turns.
+
+mod applications;
+mod devices;
+mod events;
+mod rows;
+mod transactions;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use uuid::Uuid;
+
+use super::{StoreError, StoreResult};
+use crate::domain::TransactionState;
+
+/// How long a connection waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Storage in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        Self::with_options(options).await
+    }
+
+    /// Opens `sqlite://PATH` / `sqlite:PATH` URLs.
+    pub async fn open_url(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Database)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        Self::with_options(options).await
+    }
+
+    async fn with_options(options: SqliteConnectOptions) -> StoreResult<Self> {
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(db_error)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db_error)?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Applies the embedded migrations (`migrations/sqlite`).
+    pub async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&self.writer)
+            .await
+            .map_err(StoreError::Migrate)
+    }
+}
+
+/// Times are integer microseconds since the epoch, compared numerically.
+pub(super) fn micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+/// The inverse of [`micros`].
+pub(super) fn time(micros: i64) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {micros} out of range")))
+}
+
+/// An optional stored time.
+pub(super) fn optional_time(micros: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
+    micros.map(time).transpose()
+}
+
+/// A stored UUID text.
+pub(super) fn uuid(text: &str) -> StoreResult<Uuid> {
+    Uuid::try_parse(text).map_err(|_| StoreError::Corrupt(format!("bad id {text:?}")))
+}
+
+/// States as a JSON array for `state IN (SELECT value FROM json_each(?))`.
+pub(super) fn state_list(states: &[TransactionState]) -> String {
+    let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+    serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Classifies a driver error by what the caller can do about it.
+pub(super) fn db_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(error)
+        }
+        sqlx::Error::Database(db) => {
+            let code: i32 = db.code().and_then(|c| c.parse().ok()).unwrap_or_default();
+            if code == 2067 && db.message().contains("devices.public_key") {
+                StoreError::DuplicatePublicKey
+            } else if matches!(code & 0xff, 5 | 6) {
+                // SQLITE_BUSY / SQLITE_LOCKED, with any extended code.
+                StoreError::Unavailable(error)
+            } else {
+                StoreError::Database(error)
+            }
+        }
+        _ => StoreError::Database(error),
+    }
+}
