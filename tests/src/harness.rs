@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use assent_proto::v1::relying_party_service_client::RelyingPartyServiceClient;
 use assent_server::ServerConfig;
-use assent_server::store::{PgStore, Store};
+use assent_server::store::{PgStore, SqliteStore, Store};
 use sqlx::Connection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -42,15 +42,41 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+/// Where a [`TestDb`] lives.
+enum Place {
+    /// A database on the PostgreSQL server.
+    Postgres(String),
+    /// A directory holding the SQLite file.
+    Sqlite(PathBuf),
+}
+
 /// A fresh database, dropped when the value is.
 pub struct TestDb {
-    /// Its URL.
+    /// Its URL (`postgres://…` or `sqlite://…`).
     pub url: String,
-    name: String,
+    place: Place,
 }
 
 impl TestDb {
-    /// Creates an empty database.
+    /// A fresh SQLite file in a new temporary directory.
+    pub fn sqlite() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "assent-test-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ));
+        std::fs::create_dir_all(&dir).expect("create test directory");
+        Self {
+            url: format!("sqlite://{}", dir.join("assent.db").display()),
+            place: Place::Sqlite(dir),
+        }
+    }
+
+    /// Whether this is the embedded engine.
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.place, Place::Sqlite(_))
+    }
+
+    /// Creates an empty PostgreSQL database.
     pub async fn create() -> Self {
         let name = format!("assent_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&admin_url())
@@ -67,21 +93,38 @@ impl TestDb {
             .expect("create test database");
         Self {
             url: with_database(&admin_url(), &name),
-            name,
+            place: Place::Postgres(name),
         }
     }
 
     /// A migrated store on this database.
     pub async fn store(&self) -> Arc<dyn Store> {
-        let store = PgStore::connect(&self.url, 8).await.expect("connect store");
-        store.migrate().await.expect("migrate");
-        Arc::new(store)
+        match &self.place {
+            Place::Postgres(_) => {
+                let store = PgStore::connect(&self.url, 8).await.expect("connect store");
+                store.migrate().await.expect("migrate");
+                Arc::new(store)
+            }
+            Place::Sqlite(dir) => {
+                let store = SqliteStore::open(&dir.join("assent.db"))
+                    .await
+                    .expect("open sqlite");
+                store.migrate().await.expect("migrate");
+                Arc::new(store)
+            }
+        }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let name = match &self.place {
+            Place::Postgres(name) => name.clone(),
+            Place::Sqlite(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+                return;
+            }
+        };
         // Drop runs outside async context; a short-lived runtime on its own
         // thread does the cleanup.
         let _ = std::thread::spawn(move || {
@@ -159,15 +202,24 @@ impl TestServer {
         server
     }
 
+    /// Waits until the health service answers SERVING (the store is open and
+    /// migrated by then; a bare TCP connect would succeed earlier).
     async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if Endpoint::from_shared(self.url())
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        for _ in 0..400 {
+            if let Ok(channel) = Endpoint::from_shared(self.url())
                 .expect("url")
                 .connect()
                 .await
-                .is_ok()
             {
-                return;
+                let serving = HealthClient::new(channel)
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .is_ok_and(|r| r.into_inner().status == 1);
+                if serving {
+                    return;
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }

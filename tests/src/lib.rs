@@ -16,3 +16,27 @@ pub async fn within<T>(secs: u64, what: &str, future: impl std::future::Future<O
         Err(_) => panic!("timed out after {secs} s waiting for {what}"),
     }
 }
+
+/// Runs each named `async fn(TestDb)` twice: on a fresh PostgreSQL database
+/// (module `postgres`) and on a fresh SQLite file (module `sqlite`).
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::TestDb::create().await).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::TestDb::sqlite()).await;
+                }
+            )*
+        }
+    };
+}

@@ -45,9 +45,9 @@ async fn wait_connected(dir: &std::path::Path) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_reconnects_after_a_server_restart_and_the_pending_otp_outcome_is_delivered() {
-    let db = TestDb::create().await;
+async fn agent_reconnects_after_a_server_restart_and_the_pending_otp_outcome_is_delivered(
+    db: TestDb,
+) {
     let mut server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Example Shop").await;
     let mut rp = rp_client(&server, &app.api_key).await;
@@ -127,3 +127,7 @@ async fn agent_reconnects_after_a_server_restart_and_the_pending_otp_outcome_is_
     assert_eq!(tx.state(), TransactionState::Accepted);
     assert_eq!(tx.user_id, "alice");
 }
+
+assent_tests::on_both_engines!(
+    agent_reconnects_after_a_server_restart_and_the_pending_otp_outcome_is_delivered,
+);

@@ -22,9 +22,7 @@ async fn code_for(server: &TestServer, app: &TestApp, user: &str) -> String {
         .code
 }
 
-#[tokio::test]
-async fn an_enrollment_code_works_once() {
-    let db = TestDb::create().await;
+async fn an_enrollment_code_works_once(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let code = code_for(&server, &app, "alice").await;
@@ -41,9 +39,7 @@ async fn an_enrollment_code_works_once() {
     assert!(again.message().contains("enrollment code"));
 }
 
-#[tokio::test]
-async fn a_bad_proof_is_refused_and_still_uses_up_the_code() {
-    let db = TestDb::create().await;
+async fn a_bad_proof_is_refused_and_still_uses_up_the_code(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let code = code_for(&server, &app, "alice").await;
@@ -76,9 +72,7 @@ async fn a_bad_proof_is_refused_and_still_uses_up_the_code() {
     assert!(devices.is_empty(), "no device was created");
 }
 
-#[tokio::test]
-async fn a_weak_public_key_is_refused() {
-    let db = TestDb::create().await;
+async fn a_weak_public_key_is_refused(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let code = code_for(&server, &app, "alice").await;
@@ -97,3 +91,9 @@ async fn a_weak_public_key_is_refused() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("weak"));
 }
+
+assent_tests::on_both_engines!(
+    an_enrollment_code_works_once,
+    a_bad_proof_is_refused_and_still_uses_up_the_code,
+    a_weak_public_key_is_refused,
+);

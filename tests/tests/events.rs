@@ -11,9 +11,9 @@ use tonic::Code;
 
 const TRANSACTIONS: usize = 300;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscribe_resumed_from_a_cursor_while_events_are_produced_has_no_gap_and_no_duplicate() {
-    let db = TestDb::create().await;
+async fn subscribe_resumed_from_a_cursor_while_events_are_produced_has_no_gap_and_no_duplicate(
+    db: TestDb,
+) {
     let server = TestServer::start_with(&db, |config| config.create_burst = 10_000).await;
     let app = TestApp::create(&db, "Shop").await;
 
@@ -88,9 +88,7 @@ async fn subscribe_resumed_from_a_cursor_while_events_are_produced_has_no_gap_an
     assert!(seen_cursors.windows(2).all(|w| w[0] < w[1]));
 }
 
-#[tokio::test]
-async fn subscribe_from_a_purged_cursor_is_out_of_range() {
-    let db = TestDb::create().await;
+async fn subscribe_from_a_purged_cursor_is_out_of_range(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let mut rp = rp_client(&server, &app.api_key).await;
@@ -116,3 +114,8 @@ async fn subscribe_from_a_purged_cursor_is_out_of_range() {
     assert_eq!(status.code(), Code::OutOfRange);
     assert!(status.message().contains("retention"));
 }
+
+assent_tests::on_both_engines!(
+    subscribe_resumed_from_a_cursor_while_events_are_produced_has_no_gap_and_no_duplicate,
+    subscribe_from_a_purged_cursor_is_out_of_range,
+);

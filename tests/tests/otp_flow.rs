@@ -55,9 +55,7 @@ async fn wait_for_event(
     .await
 }
 
-#[tokio::test]
-async fn accept_path_subscriber_sees_scanned_then_accepted_with_ids() {
-    let db = TestDb::create().await;
+async fn accept_path_subscriber_sees_scanned_then_accepted_with_ids(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Example Shop").await;
     let device = TestDevice::enroll(&server, &app, "alice").await;
@@ -117,9 +115,7 @@ async fn accept_path_subscriber_sees_scanned_then_accepted_with_ids() {
     );
 }
 
-#[tokio::test]
-async fn deny_path_records_the_device_reason() {
-    let db = TestDb::create().await;
+async fn deny_path_records_the_device_reason(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Example Shop").await;
     let device = TestDevice::enroll(&server, &app, "bob").await;
@@ -149,9 +145,7 @@ async fn deny_path_records_the_device_reason() {
     assert_eq!(tx.reason, "not_me");
 }
 
-#[tokio::test]
-async fn otp_replay_is_refused_even_for_the_same_device() {
-    let db = TestDb::create().await;
+async fn otp_replay_is_refused_even_for_the_same_device(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Example Shop").await;
     let device = TestDevice::enroll(&server, &app, "carol").await;
@@ -171,9 +165,7 @@ async fn otp_replay_is_refused_even_for_the_same_device() {
     );
 }
 
-#[tokio::test]
-async fn otp_restricted_to_another_user_is_refused_like_an_unknown_one() {
-    let db = TestDb::create().await;
+async fn otp_restricted_to_another_user_is_refused_like_an_unknown_one(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Example Shop").await;
     let device = TestDevice::enroll(&server, &app, "dave").await;
@@ -200,9 +192,7 @@ async fn otp_restricted_to_another_user_is_refused_like_an_unknown_one() {
     );
 }
 
-#[tokio::test]
-async fn cancel_before_scan_ends_cancelled_and_the_otp_is_dead() {
-    let db = TestDb::create().await;
+async fn cancel_before_scan_ends_cancelled_and_the_otp_is_dead(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Example Shop").await;
     let device = TestDevice::enroll(&server, &app, "frank").await;
@@ -237,9 +227,7 @@ async fn cancel_before_scan_ends_cancelled_and_the_otp_is_dead() {
     );
 }
 
-#[tokio::test]
-async fn cancel_after_scan_reaches_the_device() {
-    let db = TestDb::create().await;
+async fn cancel_after_scan_reaches_the_device(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Example Shop").await;
     let device = TestDevice::enroll(&server, &app, "gina").await;
@@ -279,3 +267,12 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+assent_tests::on_both_engines!(
+    accept_path_subscriber_sees_scanned_then_accepted_with_ids,
+    deny_path_records_the_device_reason,
+    otp_replay_is_refused_even_for_the_same_device,
+    otp_restricted_to_another_user_is_refused_like_an_unknown_one,
+    cancel_before_scan_ends_cancelled_and_the_otp_is_dead,
+    cancel_after_scan_reaches_the_device,
+);

@@ -15,9 +15,7 @@ use assent_tests::{TestApp, TestDb, TestDevice, TestServer, rp_client};
 
 const ITERATIONS: usize = 200;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_devices_racing_for_one_otp_yield_exactly_one_scan() {
-    let db = TestDb::create().await;
+async fn two_devices_racing_for_one_otp_yield_exactly_one_scan(db: TestDb) {
     let server = TestServer::start_with(&db, |config| config.create_burst = 10_000).await;
     let app = TestApp::create(&db, "Race Shop").await;
     let first = TestDevice::enroll(&server, &app, "alice").await;
@@ -68,9 +66,7 @@ async fn two_devices_racing_for_one_otp_yield_exactly_one_scan() {
     assert_eq!(wins[0] + wins[1], ITERATIONS);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decision_racing_expiry_ends_in_exactly_one_terminal_state() {
-    let db = TestDb::create().await;
+async fn decision_racing_expiry_ends_in_exactly_one_terminal_state(db: TestDb) {
     let store = db.store().await;
     let app = TestApp::create(&db, "Race Shop").await;
     let service = Arc::new(AuthService::new(
@@ -176,3 +172,8 @@ async fn decision_racing_expiry_ends_in_exactly_one_terminal_state() {
     }
     assert_eq!(outcomes[0] + outcomes[1], ITERATIONS);
 }
+
+assent_tests::on_both_engines!(
+    two_devices_racing_for_one_otp_yield_exactly_one_scan,
+    decision_racing_expiry_ends_in_exactly_one_terminal_state,
+);

@@ -34,9 +34,7 @@ async fn state(rp: &mut RpClient, id: &str) -> TransactionState {
     .state()
 }
 
-#[tokio::test]
-async fn forged_decision_signature_is_refused_and_changes_nothing() {
-    let db = TestDb::create().await;
+async fn forged_decision_signature_is_refused_and_changes_nothing(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let device = TestDevice::enroll(&server, &app, "alice").await;
@@ -71,9 +69,7 @@ async fn forged_decision_signature_is_refused_and_changes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn replayed_signature_from_another_transaction_is_refused() {
-    let db = TestDb::create().await;
+async fn replayed_signature_from_another_transaction_is_refused(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let device = TestDevice::enroll(&server, &app, "alice").await;
@@ -109,9 +105,7 @@ async fn replayed_signature_from_another_transaction_is_refused() {
     assert_eq!(again.state(), TransactionState::Accepted);
 }
 
-#[tokio::test]
-async fn tenant_b_can_neither_get_cancel_nor_see_events_of_tenant_a() {
-    let db = TestDb::create().await;
+async fn tenant_b_can_neither_get_cancel_nor_see_events_of_tenant_a(db: TestDb) {
     let server = TestServer::start(&db).await;
     let shop_a = TestApp::create(&db, "Shop A").await;
     let shop_b = TestApp::create(&db, "Shop B").await;
@@ -187,9 +181,9 @@ async fn tenant_b_can_neither_get_cancel_nor_see_events_of_tenant_a() {
     .await;
 }
 
-#[tokio::test]
-async fn revoked_device_stream_is_closed_its_confirmation_fails_and_it_cannot_reconnect() {
-    let db = TestDb::create().await;
+async fn revoked_device_stream_is_closed_its_confirmation_fails_and_it_cannot_reconnect(
+    db: TestDb,
+) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let device = TestDevice::enroll(&server, &app, "alice").await;
@@ -231,3 +225,10 @@ async fn revoked_device_stream_is_closed_its_confirmation_fails_and_it_cannot_re
         .expect("a revoked device cannot connect");
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
+
+assent_tests::on_both_engines!(
+    forged_decision_signature_is_refused_and_changes_nothing,
+    replayed_signature_from_another_transaction_is_refused,
+    tenant_b_can_neither_get_cancel_nor_see_events_of_tenant_a,
+    revoked_device_stream_is_closed_its_confirmation_fails_and_it_cannot_reconnect,
+);

@@ -21,9 +21,7 @@ async fn event_count(db: &TestDb, app: &TestApp) -> usize {
         .len()
 }
 
-#[tokio::test]
-async fn malformed_input_is_invalid_argument_and_stores_nothing() {
-    let db = TestDb::create().await;
+async fn malformed_input_is_invalid_argument_and_stores_nothing(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let mut rp = rp_client(&server, &app.api_key).await;
@@ -109,9 +107,7 @@ async fn malformed_input_is_invalid_argument_and_stores_nothing() {
     assert_eq!(event_count(&db, &app).await, 0, "nothing was stored");
 }
 
-#[tokio::test]
-async fn oversized_request_is_resource_exhausted_and_stores_nothing() {
-    let db = TestDb::create().await;
+async fn oversized_request_is_resource_exhausted_and_stores_nothing(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let mut rp = rp_client(&server, &app.api_key).await;
@@ -128,9 +124,7 @@ async fn oversized_request_is_resource_exhausted_and_stores_nothing() {
     assert_eq!(event_count(&db, &app).await, 0, "nothing was stored");
 }
 
-#[tokio::test]
-async fn malformed_base64_otp_is_rejected_as_invalid_argument() {
-    let db = TestDb::create().await;
+async fn malformed_base64_otp_is_rejected_as_invalid_argument(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let device = TestDevice::enroll(&server, &app, "alice").await;
@@ -150,9 +144,7 @@ async fn malformed_base64_otp_is_rejected_as_invalid_argument() {
     assert_eq!(event_count(&db, &app).await, before, "nothing was stored");
 }
 
-#[tokio::test]
-async fn five_bad_otps_cool_the_device_off() {
-    let db = TestDb::create().await;
+async fn five_bad_otps_cool_the_device_off(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let device = TestDevice::enroll(&server, &app, "alice").await;
@@ -184,9 +176,7 @@ async fn five_bad_otps_cool_the_device_off() {
     assert!(rejection.message.contains("too many"));
 }
 
-#[tokio::test]
-async fn missing_or_wrong_api_key_is_unauthenticated() {
-    let db = TestDb::create().await;
+async fn missing_or_wrong_api_key_is_unauthenticated(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let mut wrong_secret = app.api_key.clone();
@@ -203,3 +193,11 @@ async fn missing_or_wrong_api_key_is_unauthenticated() {
         assert_eq!(status.code(), Code::Unauthenticated, "key {key:?}");
     }
 }
+
+assent_tests::on_both_engines!(
+    malformed_input_is_invalid_argument_and_stores_nothing,
+    oversized_request_is_resource_exhausted_and_stores_nothing,
+    malformed_base64_otp_is_rejected_as_invalid_argument,
+    five_bad_otps_cool_the_device_off,
+    missing_or_wrong_api_key_is_unauthenticated,
+);

@@ -74,9 +74,7 @@ fn wait_for_socket(state_dir: &Path) {
     panic!("the agent never opened its control socket");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readme_walkthrough_works_with_real_processes_and_sigterm_drains() {
-    let db = TestDb::create().await;
+async fn readme_walkthrough_works_with_real_processes_and_sigterm_drains(db: TestDb) {
     let port = free_port();
     let server_url = format!("http://127.0.0.1:{port}");
     let work = std::env::temp_dir().join(format!(
@@ -243,3 +241,5 @@ async fn readme_walkthrough_works_with_real_processes_and_sigterm_drains() {
     );
     let _ = std::fs::remove_dir_all(&work);
 }
+
+assent_tests::on_both_engines!(readme_walkthrough_works_with_real_processes_and_sigterm_drains,);

@@ -12,7 +12,7 @@ mod events;
 mod rows;
 mod transactions;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Serialises migrations across processes (a server starting while
+    /// `assent-server app create` runs); SQLite has no advisory locks.
+    migration_lock: Option<PathBuf>,
 }
 
 impl SqliteStore {
@@ -45,7 +48,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        Self::with_options(options).await
+        let mut store = Self::with_options(options).await?;
+        store.migration_lock = Some(path.with_extension("db.migrate-lock"));
+        Ok(store)
     }
 
     /// Opens `sqlite://PATH` / `sqlite:PATH` URLs.
@@ -73,15 +78,51 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(db_error)?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            migration_lock: None,
+        })
     }
 
-    /// Applies the embedded migrations (`migrations/sqlite`).
+    /// Applies the embedded migrations (`migrations/sqlite`), one process at a time.
     pub async fn migrate(&self) -> StoreResult<()> {
+        let _guard = match &self.migration_lock {
+            Some(path) => Some(lock_file(path).await?),
+            None => None,
+        };
         sqlx::migrate!("../migrations/sqlite")
             .run(&self.writer)
             .await
             .map_err(StoreError::Migrate)
+    }
+}
+
+/// Takes an exclusive lock on `path`, waiting up to [`BUSY_TIMEOUT`] twice over.
+async fn lock_file(path: &Path) -> StoreResult<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+    let deadline = tokio::time::Instant::now() + 2 * BUSY_TIMEOUT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Corrupt(format!(
+                    "another process holds the migration lock {}",
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Unavailable(sqlx::Error::Io(e)));
+            }
+        }
     }
 }
 
