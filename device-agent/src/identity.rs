@@ -51,12 +51,14 @@ impl Identity {
             verdict: signed,
             reason,
             display_hash: &display_hash,
+            number: None,
         });
         SignedDecision {
             transaction_id: request.transaction_id.clone(),
             decision: decision.into(),
             reason: reason.to_owned(),
             signature: self.key.0.sign(&bytes).to_bytes().to_vec(),
+            number: 0,
         }
     }
 }
@@ -90,6 +92,7 @@ mod tests {
             verdict: SignedVerdict::Deny,
             reason: "not_me",
             display_hash: &signing::display_hash("hi", &Default::default()),
+            number: None,
         });
         let signature = Signature::from_slice(&decision.signature).unwrap();
         assert!(key.verifying_key().verify(&bytes, &signature).is_ok());

@@ -54,6 +54,8 @@ pub struct DecisionPayload<'a> {
     pub reason: &'a str,
     /// [`display_hash`] of the message and context the device showed.
     pub display_hash: &'a [u8; 32],
+    /// The number picked under number matching, if the request offered choices.
+    pub number: Option<u32>,
 }
 
 /// A length-prefixed field writer; the only way the layouts are built.
@@ -115,7 +117,14 @@ pub fn decision_bytes(payload: &DecisionPayload<'_>) -> Vec<u8> {
         .push(payload.nonce)
         .push(payload.verdict.as_bytes())
         .push(payload.reason.as_bytes())
-        .push(payload.display_hash);
+        .push(payload.display_hash)
+        .push(
+            payload
+                .number
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
     fields.0
 }
 
@@ -162,11 +171,17 @@ mod tests {
             verdict: SignedVerdict::Accept,
             reason: "",
             display_hash: &hash,
+            number: None,
         };
         let deny = DecisionPayload {
             verdict: SignedVerdict::Deny,
             ..payload
         };
         assert_ne!(decision_bytes(&payload), decision_bytes(&deny));
+        let picked = DecisionPayload {
+            number: Some(42),
+            ..payload
+        };
+        assert_ne!(decision_bytes(&payload), decision_bytes(&picked));
     }
 }

@@ -119,6 +119,7 @@ impl TestDevice {
             verdict,
             reason,
             display_hash: &signing::display_hash(&request.message, &request.context),
+            number: None,
         });
         SignedDecision {
             transaction_id: request.transaction_id.clone(),
@@ -128,6 +129,7 @@ impl TestDevice {
             },
             reason: reason.to_owned(),
             signature: self.key.sign(&bytes).to_bytes().to_vec(),
+            number: 0,
         }
     }
 }

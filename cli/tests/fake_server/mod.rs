@@ -122,6 +122,7 @@ fn device(id: &str, revoked: bool) -> Device {
         created_at: at(1_700_000_000),
         last_seen_at: None,
         public_key: vec![0; 32],
+        connected: false,
     }
 }
 
@@ -247,5 +248,19 @@ impl RelyingPartyService for FakeRp {
         Ok(Response::new(RevokeDeviceResponse {
             device: Some(device(&id, true)),
         }))
+    }
+
+    async fn create_push_authentication(
+        &self,
+        _request: Request<assent_proto::v1::CreatePushAuthenticationRequest>,
+    ) -> Result<Response<assent_proto::v1::CreatePushAuthenticationResponse>, Status> {
+        Err(Status::unimplemented("not faked yet"))
+    }
+
+    async fn get_device(
+        &self,
+        _request: Request<assent_proto::v1::GetDeviceRequest>,
+    ) -> Result<Response<assent_proto::v1::GetDeviceResponse>, Status> {
+        Err(Status::unimplemented("not faked yet"))
     }
 }

@@ -273,6 +273,7 @@ impl Fake {
             },
             reason: &decision.reason,
             display_hash: &hash,
+            number: None,
         });
         let signature = Signature::from_slice(&decision.signature).unwrap();
         if key.verify(&bytes, &signature).is_err() {

@@ -44,6 +44,7 @@ pub fn transaction(record: &TransactionRecord, now: DateTime<Utc>) -> v1::Transa
         expires_at: Some(timestamp(record.expires_at)),
         completed_at: record.completed_at.map(timestamp),
         decision_signature: record.decision_signature.clone().unwrap_or_default(),
+        number_matching: false,
     }
 }
 
@@ -57,6 +58,7 @@ pub fn device(record: &DeviceRecord) -> v1::Device {
         created_at: Some(timestamp(record.created_at)),
         last_seen_at: record.last_seen_at.map(timestamp),
         public_key: record.public_key.to_vec(),
+        connected: false,
     }
 }
 
@@ -73,6 +75,7 @@ pub fn event(record: EventRecord) -> v1::Event {
         user_id: record.user_id.unwrap_or_default(),
         device_id: record.device_id.map(|d| d.to_string()).unwrap_or_default(),
         reason: record.reason.unwrap_or_default(),
+        fraud_reported: false,
     }
 }
 
@@ -92,5 +95,7 @@ pub fn confirmation(
         expires_at: Some(timestamp(record.expires_at)),
         nonce: record.nonce.clone().unwrap_or_default(),
         user_id: record.user_id.clone().unwrap_or_default(),
+        kind: v1::TransactionKind::Otp.into(),
+        number_choices: Vec::new(),
     }
 }

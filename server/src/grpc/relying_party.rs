@@ -112,6 +112,22 @@ impl RelyingPartyService for RelyingPartyHandler {
         }))
     }
 
+    #[instrument(skip_all, fields(rpc = "CreatePushAuthentication"))]
+    async fn create_push_authentication(
+        &self,
+        _request: Request<assent_proto::v1::CreatePushAuthenticationRequest>,
+    ) -> Result<Response<assent_proto::v1::CreatePushAuthenticationResponse>, Status> {
+        Err(Status::unimplemented("push login is not implemented yet"))
+    }
+
+    #[instrument(skip_all, fields(rpc = "GetDevice"))]
+    async fn get_device(
+        &self,
+        _request: Request<assent_proto::v1::GetDeviceRequest>,
+    ) -> Result<Response<assent_proto::v1::GetDeviceResponse>, Status> {
+        Err(Status::unimplemented("GetDevice is not implemented yet"))
+    }
+
     #[instrument(skip_all, fields(rpc = "GetTransaction"))]
     async fn get_transaction(
         &self,

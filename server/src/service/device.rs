@@ -242,6 +242,7 @@ impl AuthService {
             verdict: input.verdict,
             reason: reason.unwrap_or_default(),
             display_hash: &signing::display_hash(&record.message, &record.context),
+            number: None,
         });
         verifying_key(&device.public_key)?
             .verify_strict(&bytes, &input.signature)
