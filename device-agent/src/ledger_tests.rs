@@ -38,6 +38,7 @@ fn decision(transaction_id: &str) -> SignedDecision {
         decision: 1,
         reason: String::new(),
         signature: vec![9; 64],
+        number: 0,
     }
 }
 

@@ -11,8 +11,8 @@ use assent_proto::signing::{self, DecisionPayload, SignedVerdict};
 use assent_proto::v1::device_service_server::{DeviceService, DeviceServiceServer};
 use assent_proto::v1::{
     AgentMessage, Cancellation, Challenge, ConfirmationRequest, DecisionResult, EnrollRequest,
-    EnrollResponse, GoAway, Ready, Rejection, ServerMessage, TransactionState, agent_message,
-    server_message,
+    EnrollResponse, GoAway, Ready, Rejection, ServerMessage, TransactionKind, TransactionState,
+    agent_message, server_message,
 };
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -210,6 +210,8 @@ impl Fake {
                         }),
                         nonce: NONCE.to_vec(),
                         user_id: "alice".into(),
+                        kind: TransactionKind::Otp.into(),
+                        number_choices: Vec::new(),
                     };
                     tx.scanned = Some(request.clone());
                     if drop_stream {
