@@ -9,8 +9,10 @@ use anyhow::{Context, anyhow, bail};
 use assent_proto::v1::relying_party_service_client::RelyingPartyServiceClient;
 use assent_proto::v1::{
     CancelTransactionRequest, CreateEnrollmentRequest, CreateEnrollmentResponse,
-    CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse, Device, Event,
-    GetTransactionRequest, ListDevicesRequest, RevokeDeviceRequest, SubscribeRequest, Transaction,
+    CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse,
+    CreatePushAuthenticationRequest, CreatePushAuthenticationResponse, Device, Event,
+    GetDeviceRequest, GetTransactionRequest, ListDevicesRequest, RevokeDeviceRequest,
+    SubscribeRequest, Transaction,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -128,6 +130,19 @@ impl AssentClient {
             .map_err(|s| self.explain(&s))
     }
 
+    /// CreatePushAuthentication, keeping the raw status so the caller can add
+    /// advice for the failures it understands.
+    pub async fn try_create_push_authentication(
+        &mut self,
+        request: CreatePushAuthenticationRequest,
+    ) -> Result<CreatePushAuthenticationResponse, Status> {
+        let response = self
+            .rpc
+            .create_push_authentication(deadline(request))
+            .await?;
+        Ok(response.into_inner())
+    }
+
     /// GetTransaction, keeping the raw status so callers can decide to retry.
     pub async fn try_get_transaction(&mut self, id: &str) -> Result<Transaction, Status> {
         let request = GetTransactionRequest {
@@ -175,6 +190,19 @@ impl AssentClient {
         result
             .map(|response| response.into_inner().devices)
             .map_err(|s| self.explain(&s))
+    }
+
+    /// GetDevice.
+    pub async fn get_device(&mut self, device_id: &str) -> anyhow::Result<Device> {
+        let request = GetDeviceRequest {
+            device_id: device_id.to_owned(),
+        };
+        let result = self.rpc.get_device(deadline(request)).await;
+        let response = result.map_err(|s| self.explain(&s))?;
+        response
+            .into_inner()
+            .device
+            .context("the server sent no device")
     }
 
     /// RevokeDevice.

@@ -70,7 +70,7 @@ enum Command {
     /// Enrollment codes that turn a device agent into a device of one user.
     #[command(subcommand)]
     Enrollment(enrollment::EnrollmentCommand),
-    /// Start logins.
+    /// Start logins: an OTP shown as a QR code, or a push to the user's devices.
     #[command(subcommand)]
     Login(login::LoginCommand),
     /// Inspect, wait for or cancel one transaction.
@@ -78,7 +78,7 @@ enum Command {
     Tx(tx::TxCommand),
     /// Print the application's event log.
     Events(events::EventsArgs),
-    /// List or revoke enrolled devices.
+    /// List, inspect or revoke enrolled devices.
     #[command(subcommand)]
     Devices(devices::DevicesCommand),
 }
@@ -152,6 +152,26 @@ mod tests {
     fn json_flag_is_accepted_after_the_subcommand() {
         let cli = Cli::try_parse_from(["assent", "tx", "get", "abc", "--json"]).unwrap();
         assert!(cli.json);
+    }
+
+    #[test]
+    fn login_push_takes_its_flags() {
+        let cli = Cli::try_parse_from([
+            "assent",
+            "login",
+            "push",
+            "--user",
+            "alice",
+            "--number-matching",
+            "--ttl",
+            "30",
+            "--context",
+            "ip=10.0.0.1",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Login(_)));
+        let missing_user = Cli::try_parse_from(["assent", "login", "push"]).unwrap_err();
+        assert_eq!(missing_user.kind(), ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

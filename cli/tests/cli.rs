@@ -3,47 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
+#[allow(dead_code)] // shared by several test binaries, each using a part
 mod fake_server;
+#[allow(dead_code)]
+mod support;
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use fake_server::{API_KEY, TX_ACCEPTED_ON_THIRD_POLL, TX_DENIED, TX_PENDING, TX_SCANNED};
-
-/// Runs `assent` with `args`, isolated from the caller's ASSENT_* variables.
-async fn assent(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_assent"))
-        .args(args)
-        .env_remove("ASSENT_SERVER")
-        .env_remove("ASSENT_API_KEY")
-        .env_remove("ASSENT_CA_CERT")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap()
-}
-
-/// Runs `assent --server URL --api-key KEY args…`.
-async fn assent_at(url: &str, args: &[&str]) -> Output {
-    let mut full = vec!["--server", url, "--api-key", API_KEY];
-    full.extend_from_slice(args);
-    assent(&full).await
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn json_stdout(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", stdout(output)))
-}
+use fake_server::{TX_ACCEPTED_ON_THIRD_POLL, TX_DENIED, TX_PENDING, TX_PUSH, TX_SCANNED};
+use support::{assent, assent_at, json_stdout, stderr, stdout};
 
 #[tokio::test]
 async fn help_lists_every_subcommand() {
@@ -124,10 +94,28 @@ async fn tx_get_json_prints_spec_state_and_nulls_for_empty_fields() {
     let value = json_stdout(&output);
     assert_eq!(value["transaction_id"], TX_PENDING);
     assert_eq!(value["state"], "PENDING");
+    assert_eq!(value["kind"], "OTP");
+    assert_eq!(value["number_matching"], false);
     assert_eq!(value["user_id"], Value::Null);
     assert_eq!(value["device_id"], Value::Null);
     assert_eq!(value["reason"], Value::Null);
     assert_eq!(value["expires_at"], "2023-11-14T22:15:20Z");
+}
+
+#[tokio::test]
+async fn tx_get_json_tells_a_push_with_number_matching() {
+    let server = fake_server::start(false).await;
+    let output = assent_at(&server.url, &["--json", "tx", "get", TX_PUSH]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let value = json_stdout(&output);
+    assert_eq!(value["kind"], "PUSH");
+    assert_eq!(value["number_matching"], true);
+    assert_eq!(value["user_id"], "alice");
+    for key in ["message", "context", "created_at", "completed_at"] {
+        assert!(value.get(key).is_some(), "{key} missing from {value}");
+    }
+    let text = stdout(&assent_at(&server.url, &["tx", "get", TX_PUSH]).await);
+    assert!(text.contains("PUSH"), "{text}");
 }
 
 #[tokio::test]
@@ -263,9 +251,13 @@ async fn events_without_follow_prints_the_backlog_and_stops() {
             "device_id": null,
             "reason": null,
             "occurred_at": "2023-11-14T22:13:22Z",
+            "fraud_reported": false,
         })
     );
     assert_eq!(lines[1]["cursor"], 3);
+    assert_eq!(lines[1]["type"], "transaction.denied");
+    assert_eq!(lines[1]["reason"], "not_me");
+    assert_eq!(lines[1]["fraud_reported"], true);
 }
 
 #[tokio::test]
@@ -278,31 +270,10 @@ async fn events_follow_ends_with_the_stream_and_gives_the_resume_cursor() {
 }
 
 #[tokio::test]
-async fn devices_list_json_is_an_array_of_devices() {
-    let server = fake_server::start(false).await;
-    let output = assent_at(
-        &server.url,
-        &["devices", "list", "--user", "alice", "--json"],
-    )
-    .await;
+async fn events_human_line_flags_a_fraud_report() {
+    let server = fake_server::start(true).await;
+    let output = assent_at(&server.url, &["events", "--after", "2"]).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    let value = json_stdout(&output);
-    let devices = value.as_array().unwrap();
-    assert_eq!(devices.len(), 2);
-    assert_eq!(devices[0]["device_id"], "d-1");
-    assert_eq!(devices[0]["user_id"], "alice");
-    assert_eq!(devices[0]["name"], "laptop");
-    assert_eq!(devices[0]["revoked"], false);
-    assert_eq!(devices[1]["revoked"], true);
-    assert_eq!(devices[0]["last_seen_at"], Value::Null);
-}
-
-#[tokio::test]
-async fn devices_revoke_prints_the_revoked_device() {
-    let server = fake_server::start(false).await;
-    let output = assent_at(&server.url, &["devices", "revoke", "d-1", "--json"]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
-    let value = json_stdout(&output);
-    assert_eq!(value["device_id"], "d-1");
-    assert_eq!(value["revoked"], true);
+    let text = stdout(&output);
+    assert!(text.contains("reason=not_me  FRAUD REPORTED"), "{text}");
 }

@@ -18,8 +18,8 @@ const BACKLOG_IDLE: Duration = Duration::from_secs(1);
 /// no event has arrived for 1 s (after the last one, or from the start).
 /// With --follow it runs until the server ends the stream or Ctrl-C (exit 0).
 /// With --json each event is one line:
-/// {"cursor","type","transaction_id","user_id","device_id","reason","occurred_at"},
-/// cursor a number, empty fields null.
+/// {"cursor","type","transaction_id","user_id","device_id","reason","occurred_at","fraud_reported"},
+/// cursor a number, empty fields null, fraud_reported true on a `not_me` denial.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Only events after this cursor (0: every retained event).

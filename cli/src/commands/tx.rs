@@ -21,15 +21,16 @@ const POLL_GRACE: Duration = Duration::from_secs(2);
 /// `assent tx …`
 ///
 /// Each prints the transaction; with --json the object is
-/// {"transaction_id","state","user_id","device_id","reason","message","context",
-/// "created_at","expires_at","completed_at"}, where state is PENDING, SCANNED,
-/// ACCEPTED, DENIED, EXPIRED, CANCELLED or FAILED, and user_id, device_id,
-/// reason and unset times are null (never "") while unknown.
+/// {"transaction_id","state","kind","number_matching","user_id","device_id",
+/// "reason","message","context","created_at","expires_at","completed_at"},
+/// where state is PENDING, SCANNED, ACCEPTED, DENIED, EXPIRED, CANCELLED or
+/// FAILED, kind is OTP or PUSH, and user_id, device_id, reason and unset times
+/// are null (never "") while unknown.
 #[derive(Debug, Subcommand)]
 pub enum TxCommand {
     /// Print a transaction's current state.
     ///
-    /// With --json: {"transaction_id","state","user_id","device_id","reason",…};
+    /// With --json: {"transaction_id","state","kind","number_matching","user_id",…};
     /// user_id, device_id and reason are null while empty.
     Get {
         /// The transaction id.

@@ -13,6 +13,8 @@ pub fn transaction(view: &TransactionView) -> String {
     let mut rows = vec![
         ("transaction", view.transaction_id.clone()),
         ("state", view.state.to_owned()),
+        ("kind", shown(view.kind)),
+        ("number matching", yes_no(view.number_matching).to_owned()),
         ("user", shown(view.user_id.as_deref())),
         ("device", shown(view.device_id.as_deref())),
         ("reason", shown(view.reason.as_deref())),
@@ -36,8 +38,9 @@ pub fn device(view: &DeviceView) -> String {
         ("user", view.user_id.clone()),
         ("name", view.name.clone()),
         ("status", status(view.revoked).to_owned()),
+        ("connected", yes_no(view.connected).to_owned()),
         ("created", shown(view.created_at.as_deref())),
-        ("last seen", shown(view.last_seen_at.as_deref())),
+        ("last seen", shown(view.last_seen.as_deref())),
     ])
 }
 
@@ -60,6 +63,9 @@ pub fn event(view: &EventView) -> String {
             let _ = write!(line, "  {label}={value}");
         }
     }
+    if view.fraud_reported {
+        line.push_str("  FRAUD REPORTED");
+    }
     line
 }
 
@@ -73,11 +79,12 @@ pub fn devices_table(views: &[DeviceView]) -> String {
         "USER",
         "NAME",
         "STATUS",
+        "CONNECTED",
         "CREATED",
         "LAST SEEN",
     ]
     .map(str::to_owned);
-    let rows: Vec<[String; 6]> = views
+    let rows: Vec<[String; 7]> = views
         .iter()
         .map(|view| {
             [
@@ -85,8 +92,9 @@ pub fn devices_table(views: &[DeviceView]) -> String {
                 view.user_id.clone(),
                 view.name.clone(),
                 status(view.revoked).to_owned(),
+                yes_no(view.connected).to_owned(),
                 shown(view.created_at.as_deref()),
-                shown(view.last_seen_at.as_deref()),
+                shown(view.last_seen.as_deref()),
             ]
         })
         .collect();
@@ -124,6 +132,11 @@ fn shown(value: Option<&str>) -> String {
     value.unwrap_or(NONE).to_owned()
 }
 
+/// `yes` or `no`.
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
+}
+
 /// A device's status word.
 fn status(is_revoked: bool) -> &'static str {
     if is_revoked { "revoked" } else { "active" }
@@ -141,6 +154,8 @@ mod tests {
             revoked,
             created_at: Some("2025-01-01T00:00:00Z".into()),
             last_seen_at: None,
+            connected: !revoked,
+            last_seen: None,
         }
     }
 
@@ -155,6 +170,9 @@ mod tests {
         let status_column = lines[0].find("STATUS").unwrap();
         assert_eq!(&lines[1][status_column..status_column + 6], "active");
         assert_eq!(&lines[2][status_column..status_column + 7], "revoked");
+        let connected_column = lines[0].find("CONNECTED").unwrap();
+        assert_eq!(&lines[1][connected_column..connected_column + 3], "yes");
+        assert_eq!(&lines[2][connected_column..connected_column + 2], "no");
     }
 
     #[test]
@@ -172,10 +190,12 @@ mod tests {
             device_id: Some("d-1".into()),
             reason: Some("not_me".into()),
             occurred_at: Some("2025-01-01T00:00:00Z".into()),
+            fraud_reported: true,
         });
         assert_eq!(
             line,
-            "     7  2025-01-01T00:00:00Z  transaction.denied  tx=t-1  device=d-1  reason=not_me"
+            "     7  2025-01-01T00:00:00Z  transaction.denied  tx=t-1  device=d-1  reason=not_me  \
+             FRAUD REPORTED"
         );
     }
 }

@@ -1,8 +1,10 @@
 //! An in-process stand-in for the relying-party API, with canned
-//! transactions, events and devices, so the `assent` binary can be tested
-//! without the real server.
+//! transactions, events and devices ([`fixtures`]), so the `assent` binary can
+//! be tested without the real server.
 
-use std::collections::{BTreeMap, HashMap};
+mod fixtures;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -13,14 +15,16 @@ use assent_proto::v1::relying_party_service_server::{
 use assent_proto::v1::{
     CancelTransactionRequest, CancelTransactionResponse, CreateEnrollmentRequest,
     CreateEnrollmentResponse, CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse,
-    Device, Event, GetTransactionRequest, GetTransactionResponse, ListDevicesRequest,
-    ListDevicesResponse, RevokeDeviceRequest, RevokeDeviceResponse, SubscribeRequest, Transaction,
+    CreatePushAuthenticationRequest, CreatePushAuthenticationResponse, Event, GetDeviceRequest,
+    GetDeviceResponse, GetTransactionRequest, GetTransactionResponse, ListDevicesRequest,
+    ListDevicesResponse, RevokeDeviceRequest, RevokeDeviceResponse, SubscribeRequest,
     TransactionState,
 };
-use prost_types::Timestamp;
 use tokio::task::JoinHandle;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+
+use fixtures::{at, device, event, push_transaction, transaction};
 
 /// The only API key the fake accepts.
 pub const API_KEY: &str = "test-key";
@@ -33,6 +37,15 @@ pub const TX_DENIED: &str = "11111111-0000-0000-0000-000000000002";
 pub const TX_SCANNED: &str = "11111111-0000-0000-0000-000000000003";
 /// PENDING with no user, device or reason yet.
 pub const TX_PENDING: &str = "11111111-0000-0000-0000-000000000004";
+/// A PENDING push for alice with number matching; what CreatePushAuthentication returns.
+pub const TX_PUSH: &str = "11111111-0000-0000-0000-000000000005";
+
+/// The number the fake's push logins show under number matching.
+pub const PUSH_NUMBER: u32 = 42;
+/// A user with no device: CreatePushAuthentication fails FAILED_PRECONDITION.
+pub const USER_WITHOUT_DEVICE: &str = "nobody";
+/// A user with a push still open: CreatePushAuthentication fails RESOURCE_EXHAUSTED.
+pub const USER_WITH_OPEN_PUSH: &str = "busy";
 
 /// A running fake server; stopped when dropped.
 pub struct FakeServer {
@@ -40,6 +53,8 @@ pub struct FakeServer {
     pub url: String,
     /// What the last CreateOtpAuthentication asked for.
     pub last_otp_request: Arc<Mutex<Option<CreateOtpAuthenticationRequest>>>,
+    /// What the last CreatePushAuthentication asked for.
+    pub last_push_request: Arc<Mutex<Option<CreatePushAuthenticationRequest>>>,
     task: JoinHandle<()>,
 }
 
@@ -57,9 +72,11 @@ pub async fn start(end_event_stream: bool) -> FakeServer {
     let fake = FakeRp {
         polls: Arc::default(),
         last_otp_request: Arc::default(),
+        last_push_request: Arc::default(),
         end_event_stream,
     };
     let last_otp_request = fake.last_otp_request.clone();
+    let last_push_request = fake.last_push_request.clone();
     let service = RelyingPartyServiceServer::with_interceptor(fake, check_api_key);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let task = tokio::spawn(async move {
@@ -71,6 +88,7 @@ pub async fn start(end_event_stream: bool) -> FakeServer {
     FakeServer {
         url: format!("http://{address}"),
         last_otp_request,
+        last_push_request,
         task,
     }
 }
@@ -87,43 +105,8 @@ fn check_api_key(request: Request<()>) -> Result<Request<()>, Status> {
 struct FakeRp {
     polls: Arc<Mutex<HashMap<String, u32>>>,
     last_otp_request: Arc<Mutex<Option<CreateOtpAuthenticationRequest>>>,
+    last_push_request: Arc<Mutex<Option<CreatePushAuthenticationRequest>>>,
     end_event_stream: bool,
-}
-
-fn at(seconds: i64) -> Option<Timestamp> {
-    Some(Timestamp { seconds, nanos: 0 })
-}
-
-fn transaction(id: &str, state: TransactionState, device: &str, reason: &str) -> Transaction {
-    Transaction {
-        transaction_id: id.to_owned(),
-        state: state as i32,
-        user_id: if device.is_empty() {
-            String::new()
-        } else {
-            "alice".to_owned()
-        },
-        device_id: device.to_owned(),
-        reason: reason.to_owned(),
-        message: "Log in?".to_owned(),
-        context: BTreeMap::new(),
-        created_at: at(1_700_000_000),
-        expires_at: at(1_700_000_120),
-        ..Transaction::default()
-    }
-}
-
-fn device(id: &str, revoked: bool) -> Device {
-    Device {
-        device_id: id.to_owned(),
-        user_id: "alice".to_owned(),
-        name: "laptop".to_owned(),
-        revoked,
-        created_at: at(1_700_000_000),
-        last_seen_at: None,
-        public_key: vec![0; 32],
-        connected: false,
-    }
 }
 
 #[tonic::async_trait]
@@ -157,6 +140,39 @@ impl RelyingPartyService for FakeRp {
         }))
     }
 
+    /// Alice has one connected device; other users with devices have none connected.
+    async fn create_push_authentication(
+        &self,
+        request: Request<CreatePushAuthenticationRequest>,
+    ) -> Result<Response<CreatePushAuthenticationResponse>, Status> {
+        let request = request.into_inner();
+        if request.message.is_empty() {
+            return Err(Status::invalid_argument("message must not be empty"));
+        }
+        let user = request.user_id.clone();
+        let number_matching = request.number_matching;
+        *self.last_push_request.lock().unwrap() = Some(request);
+        match user.as_str() {
+            USER_WITHOUT_DEVICE => {
+                return Err(Status::failed_precondition(format!(
+                    "user {user} has no device"
+                )));
+            }
+            USER_WITH_OPEN_PUSH => {
+                return Err(Status::resource_exhausted(format!(
+                    "a push for user {user} is still open (transaction {TX_PUSH})"
+                )));
+            }
+            _ => {}
+        }
+        Ok(Response::new(CreatePushAuthenticationResponse {
+            transaction_id: TX_PUSH.to_owned(),
+            expires_at: at(1_700_000_120),
+            number: if number_matching { PUSH_NUMBER } else { 0 },
+            devices_reached: u32::from(user == "alice"),
+        }))
+    }
+
     async fn get_transaction(
         &self,
         request: Request<GetTransactionRequest>,
@@ -177,6 +193,7 @@ impl RelyingPartyService for FakeRp {
             TX_DENIED => transaction(&id, TransactionState::Denied, "d-1", "not_me"),
             TX_SCANNED => transaction(&id, TransactionState::Scanned, "d-1", ""),
             TX_PENDING => transaction(&id, TransactionState::Pending, "", ""),
+            TX_PUSH => push_transaction(&id),
             _ => return Err(Status::not_found(format!("no transaction {id}"))),
         };
         Ok(Response::new(GetTransactionResponse {
@@ -207,15 +224,7 @@ impl RelyingPartyService for FakeRp {
         let after = request.into_inner().after_cursor;
         let events: Vec<Result<Event, Status>> = (1..=3u64)
             .filter(|cursor| *cursor > after)
-            .map(|cursor| {
-                Ok(Event {
-                    cursor,
-                    r#type: "transaction.created".to_owned(),
-                    occurred_at: at(1_700_000_000 + cursor as i64),
-                    transaction_id: TX_PENDING.to_owned(),
-                    ..Event::default()
-                })
-            })
+            .map(|cursor| Ok(event(cursor)))
             .collect();
         let backlog = tokio_stream::iter(events);
         let stream: Self::SubscribeStream = if self.end_event_stream {
@@ -231,36 +240,36 @@ impl RelyingPartyService for FakeRp {
         request: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
         let devices = match request.into_inner().user_id.as_str() {
-            "" | "alice" => vec![device("d-1", false), device("d-2", true)],
+            "" | "alice" => ["d-1", "d-2"].into_iter().filter_map(device).collect(),
             _ => Vec::new(),
         };
         Ok(Response::new(ListDevicesResponse { devices }))
     }
 
+    async fn get_device(
+        &self,
+        request: Request<GetDeviceRequest>,
+    ) -> Result<Response<GetDeviceResponse>, Status> {
+        let id = request.into_inner().device_id;
+        let device = device(&id).ok_or_else(|| Status::not_found(format!("no device {id}")))?;
+        Ok(Response::new(GetDeviceResponse {
+            device: Some(device),
+        }))
+    }
+
+    /// Only `d-1` can be revoked; revoking closes its stream.
     async fn revoke_device(
         &self,
         request: Request<RevokeDeviceRequest>,
     ) -> Result<Response<RevokeDeviceResponse>, Status> {
         let id = request.into_inner().device_id;
-        if id != "d-1" {
+        let Some(mut device) = device(&id).filter(|device| !device.revoked) else {
             return Err(Status::not_found(format!("no device {id}")));
-        }
+        };
+        device.revoked = true;
+        device.connected = false;
         Ok(Response::new(RevokeDeviceResponse {
-            device: Some(device(&id, true)),
+            device: Some(device),
         }))
-    }
-
-    async fn create_push_authentication(
-        &self,
-        _request: Request<assent_proto::v1::CreatePushAuthenticationRequest>,
-    ) -> Result<Response<assent_proto::v1::CreatePushAuthenticationResponse>, Status> {
-        Err(Status::unimplemented("not faked yet"))
-    }
-
-    async fn get_device(
-        &self,
-        _request: Request<assent_proto::v1::GetDeviceRequest>,
-    ) -> Result<Response<assent_proto::v1::GetDeviceResponse>, Status> {
-        Err(Status::unimplemented("not faked yet"))
     }
 }

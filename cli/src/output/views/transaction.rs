@@ -1,61 +1,11 @@
-//! The JSON shapes the command line prints, one per API object. Field names
-//! are a contract with scripts: empty server strings become `null`, states
-//! use their SPEC names, timestamps are RFC 3339 UTC strings.
+//! The views of transactions and of the events that report on them.
 
 use std::collections::BTreeMap;
 
-use assent_proto::v1::{
-    CreateEnrollmentResponse, CreateOtpAuthenticationResponse, Device, Event, Transaction,
-};
-use chrono::{DateTime, SecondsFormat};
-use prost_types::Timestamp;
+use assent_proto::v1::{Event, Transaction, TransactionKind};
 use serde::Serialize;
 
-/// `assent enrollment create`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EnrollmentView {
-    /// The single-use enrollment code.
-    pub code: String,
-    /// When the code stops working.
-    pub expires_at: Option<String>,
-    /// The user the code enrolls a device for.
-    pub user_id: Option<String>,
-}
-
-impl From<&CreateEnrollmentResponse> for EnrollmentView {
-    fn from(response: &CreateEnrollmentResponse) -> Self {
-        Self {
-            code: response.code.clone(),
-            expires_at: rfc3339(response.expires_at.as_ref()),
-            user_id: non_empty(&response.user_id),
-        }
-    }
-}
-
-/// `assent login otp`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LoginView {
-    /// The new transaction.
-    pub transaction_id: String,
-    /// The one-time password.
-    pub otp: String,
-    /// When the OTP stops working.
-    pub expires_at: Option<String>,
-    /// The text to encode in the login page's QR code.
-    pub qr_payload: String,
-}
-
-impl From<&CreateOtpAuthenticationResponse> for LoginView {
-    fn from(response: &CreateOtpAuthenticationResponse) -> Self {
-        Self {
-            transaction_id: response.transaction_id.clone(),
-            otp: response.otp.clone(),
-            expires_at: rfc3339(response.expires_at.as_ref()),
-            // An older server may leave it empty; the OTP itself is what agents accept.
-            qr_payload: non_empty(&response.qr_payload).unwrap_or_else(|| response.otp.clone()),
-        }
-    }
-}
+use super::{non_empty, rfc3339};
 
 /// `assent tx get|wait|cancel`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -64,6 +14,10 @@ pub struct TransactionView {
     pub transaction_id: String,
     /// SPEC state name: PENDING, SCANNED, ACCEPTED, DENIED, EXPIRED, CANCELLED or FAILED.
     pub state: &'static str,
+    /// How it reaches a device: `OTP` or `PUSH` (null if the server did not say).
+    pub kind: Option<&'static str>,
+    /// Whether the device had to pick the number shown on the login page.
+    pub number_matching: bool,
     /// The user, once known.
     pub user_id: Option<String>,
     /// The bound device, once scanned.
@@ -87,6 +41,8 @@ impl From<&Transaction> for TransactionView {
         Self {
             transaction_id: tx.transaction_id.clone(),
             state: tx.state().spec_name(),
+            kind: kind_name(tx.kind()),
+            number_matching: tx.number_matching,
             user_id: non_empty(&tx.user_id),
             device_id: non_empty(&tx.device_id),
             reason: non_empty(&tx.reason),
@@ -96,6 +52,15 @@ impl From<&Transaction> for TransactionView {
             expires_at: rfc3339(tx.expires_at.as_ref()),
             completed_at: rfc3339(tx.completed_at.as_ref()),
         }
+    }
+}
+
+/// The contract name of a transaction kind; `None` for the unset value.
+fn kind_name(kind: TransactionKind) -> Option<&'static str> {
+    match kind {
+        TransactionKind::Unspecified => None,
+        TransactionKind::Otp => Some("OTP"),
+        TransactionKind::Push => Some("PUSH"),
     }
 }
 
@@ -117,6 +82,8 @@ pub struct EventView {
     pub reason: Option<String>,
     /// When it happened.
     pub occurred_at: Option<String>,
+    /// True on a denial whose reason is `not_me`: the user reports someone else tried to log in.
+    pub fraud_reported: bool,
 }
 
 impl From<&Event> for EventView {
@@ -129,56 +96,15 @@ impl From<&Event> for EventView {
             device_id: non_empty(&event.device_id),
             reason: non_empty(&event.reason),
             occurred_at: rfc3339(event.occurred_at.as_ref()),
+            fraud_reported: event.fraud_reported,
         }
     }
-}
-
-/// `assent devices list|revoke`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeviceView {
-    /// The device's id.
-    pub device_id: String,
-    /// The user it belongs to.
-    pub user_id: String,
-    /// The name it gave itself.
-    pub name: String,
-    /// Whether it was revoked.
-    pub revoked: bool,
-    /// When it enrolled.
-    pub created_at: Option<String>,
-    /// When it last connected (null if never).
-    pub last_seen_at: Option<String>,
-}
-
-impl From<&Device> for DeviceView {
-    fn from(device: &Device) -> Self {
-        Self {
-            device_id: device.device_id.clone(),
-            user_id: device.user_id.clone(),
-            name: device.name.clone(),
-            revoked: device.revoked,
-            created_at: rfc3339(device.created_at.as_ref()),
-            last_seen_at: rfc3339(device.last_seen_at.as_ref()),
-        }
-    }
-}
-
-/// `None` for the empty string, which proto3 uses for "not set".
-pub fn non_empty(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.to_owned())
-}
-
-/// A protobuf timestamp as RFC 3339 UTC text (`2025-01-31T12:00:00Z`); `None` when unset or out of range.
-pub fn rfc3339(timestamp: Option<&Timestamp>) -> Option<String> {
-    let timestamp = timestamp?;
-    let nanos = u32::try_from(timestamp.nanos).ok()?;
-    let time = DateTime::from_timestamp(timestamp.seconds, nanos)?;
-    Some(time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
 #[cfg(test)]
 mod tests {
     use assent_proto::v1::TransactionState;
+    use prost_types::Timestamp;
     use serde_json::json;
 
     use super::*;
@@ -199,11 +125,30 @@ mod tests {
         let value = serde_json::to_value(TransactionView::from(&tx)).unwrap();
         assert_eq!(value["transaction_id"], "t-1");
         assert_eq!(value["state"], "PENDING");
+        assert_eq!(value["kind"], json!(null));
+        assert_eq!(value["number_matching"], false);
         assert_eq!(value["user_id"], json!(null));
         assert_eq!(value["device_id"], json!(null));
         assert_eq!(value["reason"], json!(null));
         assert_eq!(value["completed_at"], json!(null));
         assert_eq!(value["expires_at"], "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn transaction_kind_and_number_matching_are_shown() {
+        let push = Transaction {
+            kind: TransactionKind::Push as i32,
+            number_matching: true,
+            ..Transaction::default()
+        };
+        let view = TransactionView::from(&push);
+        assert_eq!(view.kind, Some("PUSH"));
+        assert!(view.number_matching);
+        let otp = Transaction {
+            kind: TransactionKind::Otp as i32,
+            ..Transaction::default()
+        };
+        assert_eq!(TransactionView::from(&otp).kind, Some("OTP"));
     }
 
     #[test]
@@ -279,29 +224,19 @@ mod tests {
                 "device_id": "d-1",
                 "reason": null,
                 "occurred_at": "1970-01-01T00:00:00.500Z",
+                "fraud_reported": false,
             })
         );
     }
 
     #[test]
-    fn unset_or_invalid_timestamps_are_none() {
-        assert_eq!(rfc3339(None), None);
-        assert_eq!(
-            rfc3339(Some(&Timestamp {
-                seconds: 0,
-                nanos: -1
-            })),
-            None
-        );
-    }
-
-    #[test]
-    fn login_falls_back_to_the_otp_as_qr_payload() {
-        let response = CreateOtpAuthenticationResponse {
-            transaction_id: "t".into(),
-            otp: "b3Rw".into(),
-            ..CreateOtpAuthenticationResponse::default()
+    fn fraud_report_is_carried() {
+        let event = Event {
+            r#type: "transaction.denied".into(),
+            reason: "not_me".into(),
+            fraud_reported: true,
+            ..Event::default()
         };
-        assert_eq!(LoginView::from(&response).qr_payload, "b3Rw");
+        assert!(EventView::from(&event).fraud_reported);
     }
 }
