@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::push::PushLimits;
 use crate::service::ServiceLimits;
 
 /// A bad setting, named by where it came from.
@@ -115,6 +116,12 @@ pub struct ServerConfig {
     pub max_db_connections: u32,
     /// How long shutdown waits for in-flight RPCs, in seconds.
     pub drain_timeout_seconds: u64,
+    /// Pushes to one user allowed within `push_window_seconds` without an accepted one.
+    pub push_unanswered_limit: i64,
+    /// The window of `push_unanswered_limit`, in seconds.
+    pub push_window_seconds: u64,
+    /// How long pushes to a user are blocked after a `not_me` denial, in seconds.
+    pub fraud_cooldown_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -133,6 +140,9 @@ impl Default for ServerConfig {
             sweep_interval_ms: 1000,
             max_db_connections: 16,
             drain_timeout_seconds: 10,
+            push_unanswered_limit: 5,
+            push_window_seconds: 600,
+            fraud_cooldown_seconds: 3600,
         }
     }
 }
@@ -156,6 +166,9 @@ impl fmt::Debug for ServerConfig {
             .field("sweep_interval_ms", &self.sweep_interval_ms)
             .field("max_db_connections", &self.max_db_connections)
             .field("drain_timeout_seconds", &self.drain_timeout_seconds)
+            .field("push_unanswered_limit", &self.push_unanswered_limit)
+            .field("push_window_seconds", &self.push_window_seconds)
+            .field("fraud_cooldown_seconds", &self.fraud_cooldown_seconds)
             .finish()
     }
 }
@@ -243,6 +256,21 @@ impl ServerConfig {
             "ASSENT_DRAIN_TIMEOUT_SECONDS",
             &mut config.drain_timeout_seconds,
         )?;
+        from_env(
+            env,
+            "ASSENT_PUSH_UNANSWERED_LIMIT",
+            &mut config.push_unanswered_limit,
+        )?;
+        from_env(
+            env,
+            "ASSENT_PUSH_WINDOW_SECONDS",
+            &mut config.push_window_seconds,
+        )?;
+        from_env(
+            env,
+            "ASSENT_FRAUD_COOLDOWN_SECONDS",
+            &mut config.fraud_cooldown_seconds,
+        )?;
         Ok(config)
     }
 
@@ -293,6 +321,11 @@ impl ServerConfig {
             create_per_second: self.create_rate_per_second,
             create_burst: self.create_burst,
             event_retention: Duration::from_secs(self.event_retention_seconds),
+            push: PushLimits {
+                unanswered: self.push_unanswered_limit,
+                window: Duration::from_secs(self.push_window_seconds),
+                fraud_cooldown: Duration::from_secs(self.fraud_cooldown_seconds),
+            },
         }
     }
 }

@@ -111,6 +111,17 @@ impl TestDevice {
         verdict: SignedVerdict,
         reason: &str,
     ) -> SignedDecision {
+        self.decision_with_number(request, verdict, reason, None)
+    }
+
+    /// A correctly signed decision that picks `number` under number matching.
+    pub fn decision_with_number(
+        &self,
+        request: &ConfirmationRequest,
+        verdict: SignedVerdict,
+        reason: &str,
+        number: Option<u32>,
+    ) -> SignedDecision {
         let bytes = signing::decision_bytes(&DecisionPayload {
             application_id: &request.application_id,
             transaction_id: &request.transaction_id,
@@ -119,7 +130,7 @@ impl TestDevice {
             verdict,
             reason,
             display_hash: &signing::display_hash(&request.message, &request.context),
-            number: None,
+            number,
         });
         SignedDecision {
             transaction_id: request.transaction_id.clone(),
@@ -129,7 +140,7 @@ impl TestDevice {
             },
             reason: reason.to_owned(),
             signature: self.key.sign(&bytes).to_bytes().to_vec(),
-            number: 0,
+            number: number.unwrap_or_default(),
         }
     }
 }

@@ -126,6 +126,7 @@ async fn decision_racing_expiry_ends_in_exactly_one_terminal_state(db: TestDb) {
                         to: State::Accepted,
                         reason: None,
                         bound_device: Some(device_id),
+                        bound_user: None,
                         signature: Some(vec![0; 64]),
                         expiry: ExpiryGuard::Unexpired,
                         now: decide_at,

@@ -61,7 +61,9 @@ async fn transaction(
             user_id: None,
             message: Message::parse("Log in?").unwrap(),
             context: Context::default(),
-            otp_hash: hash(1),
+            otp_hash: Some(hash(1)),
+            nonce: None,
+            number_match: None,
             created_at: now,
             expires_at: now + TimeDelta::seconds(60),
         })
@@ -87,6 +89,7 @@ fn to(record: &TransactionRecord, state: State, now: DateTime<Utc>) -> Transitio
         to: state,
         reason: None,
         bound_device: None,
+        bound_user: None,
         signature: None,
         expiry: ExpiryGuard::Unexpired,
         now,

@@ -7,6 +7,7 @@
 
 pub mod ids;
 pub mod input;
+pub mod push;
 pub mod rate;
 pub mod secret;
 pub mod transaction;

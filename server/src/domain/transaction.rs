@@ -58,11 +58,15 @@ impl TransactionState {
 
     /// The states this one may be entered from; empty for `Pending`, the
     /// initial state. The store's conditional updates use exactly this table.
+    /// A decision comes from `Scanned` for an OTP transaction (the device
+    /// that scanned it decides) and from `Pending` for a push (the first of
+    /// the user's devices to answer claims it); the store's device guard
+    /// tells the two apart.
     pub fn entered_from(self) -> &'static [Self] {
         match self {
             Self::Pending => &[],
             Self::Scanned => &[Self::Pending],
-            Self::Accepted | Self::Denied => &[Self::Scanned],
+            Self::Accepted | Self::Denied => Self::OPEN,
             Self::Expired | Self::Cancelled | Self::Failed => Self::OPEN,
         }
     }
@@ -86,6 +90,8 @@ impl TransactionState {
 pub enum TransactionKind {
     /// The device hands in an OTP shown on the login page.
     Otp,
+    /// The request is pushed to every device of the user.
+    Push,
 }
 
 impl TransactionKind {
@@ -93,12 +99,25 @@ impl TransactionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Otp => "OTP",
+            Self::Push => "PUSH",
         }
     }
 
     /// Parses the storage name.
     pub fn parse(text: &str) -> Option<Self> {
-        (text == "OTP").then_some(Self::Otp)
+        match text {
+            "OTP" => Some(Self::Otp),
+            "PUSH" => Some(Self::Push),
+            _ => None,
+        }
+    }
+
+    /// The state a transaction of this kind is decided from.
+    pub fn decided_from(self) -> TransactionState {
+        match self {
+            Self::Otp => TransactionState::Scanned,
+            Self::Push => TransactionState::Pending,
+        }
     }
 }
 
@@ -167,9 +186,13 @@ mod tests {
     }
 
     #[test]
-    fn decisions_require_a_scan_first() {
-        assert_eq!(Accepted.entered_from(), &[Scanned]);
-        assert_eq!(Denied.entered_from(), &[Scanned]);
+    fn otp_decisions_follow_a_scan_and_push_decisions_a_pending_push() {
+        assert_eq!(TransactionKind::Otp.decided_from(), Scanned);
+        assert_eq!(TransactionKind::Push.decided_from(), Pending);
+        for kind in [TransactionKind::Otp, TransactionKind::Push] {
+            assert!(Accepted.entered_from().contains(&kind.decided_from()));
+            assert_eq!(TransactionKind::parse(kind.as_str()), Some(kind));
+        }
     }
 
     #[test]

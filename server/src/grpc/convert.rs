@@ -4,7 +4,8 @@ use assent_proto::v1;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{TransactionKind, TransactionState};
-use crate::store::{DeviceRecord, EventRecord, TransactionRecord};
+use crate::service::DeviceView;
+use crate::store::{EventRecord, TransactionRecord};
 
 /// A wire timestamp.
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
@@ -31,9 +32,7 @@ pub fn state(state: TransactionState) -> v1::TransactionState {
 pub fn transaction(record: &TransactionRecord, now: DateTime<Utc>) -> v1::Transaction {
     v1::Transaction {
         transaction_id: record.id.to_string(),
-        kind: match record.kind {
-            TransactionKind::Otp => v1::TransactionKind::Otp.into(),
-        },
+        kind: kind(record.kind).into(),
         state: state(record.state_at(now)).into(),
         user_id: record.user_id.clone().unwrap_or_default(),
         device_id: record.device_id.map(|d| d.to_string()).unwrap_or_default(),
@@ -44,12 +43,21 @@ pub fn transaction(record: &TransactionRecord, now: DateTime<Utc>) -> v1::Transa
         expires_at: Some(timestamp(record.expires_at)),
         completed_at: record.completed_at.map(timestamp),
         decision_signature: record.decision_signature.clone().unwrap_or_default(),
-        number_matching: false,
+        number_matching: record.match_number.is_some(),
+    }
+}
+
+/// The wire kind.
+pub fn kind(kind: TransactionKind) -> v1::TransactionKind {
+    match kind {
+        TransactionKind::Otp => v1::TransactionKind::Otp,
+        TransactionKind::Push => v1::TransactionKind::Push,
     }
 }
 
 /// The wire device.
-pub fn device(record: &DeviceRecord) -> v1::Device {
+pub fn device(view: &DeviceView) -> v1::Device {
+    let record = &view.record;
     v1::Device {
         device_id: record.id.to_string(),
         user_id: record.user_id.clone(),
@@ -58,7 +66,7 @@ pub fn device(record: &DeviceRecord) -> v1::Device {
         created_at: Some(timestamp(record.created_at)),
         last_seen_at: record.last_seen_at.map(timestamp),
         public_key: record.public_key.to_vec(),
-        connected: false,
+        connected: view.is_connected,
     }
 }
 
@@ -75,7 +83,7 @@ pub fn event(record: EventRecord) -> v1::Event {
         user_id: record.user_id.unwrap_or_default(),
         device_id: record.device_id.map(|d| d.to_string()).unwrap_or_default(),
         reason: record.reason.unwrap_or_default(),
-        fraud_reported: false,
+        fraud_reported: record.fraud_reported,
     }
 }
 
@@ -95,7 +103,11 @@ pub fn confirmation(
         expires_at: Some(timestamp(record.expires_at)),
         nonce: record.nonce.clone().unwrap_or_default(),
         user_id: record.user_id.clone().unwrap_or_default(),
-        kind: v1::TransactionKind::Otp.into(),
-        number_choices: Vec::new(),
+        kind: kind(record.kind).into(),
+        number_choices: record
+            .number_choices
+            .iter()
+            .map(|&n| u32::from(n))
+            .collect(),
     }
 }

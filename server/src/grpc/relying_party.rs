@@ -6,8 +6,9 @@ use assent_proto::v1::relying_party_service_server::RelyingPartyService;
 use assent_proto::v1::{
     CancelTransactionRequest, CancelTransactionResponse, CreateEnrollmentRequest,
     CreateEnrollmentResponse, CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse,
-    Event, GetTransactionRequest, GetTransactionResponse, ListDevicesRequest, ListDevicesResponse,
-    RevokeDeviceRequest, RevokeDeviceResponse, SubscribeRequest,
+    CreatePushAuthenticationRequest, CreatePushAuthenticationResponse, Event, GetDeviceRequest,
+    GetDeviceResponse, GetTransactionRequest, GetTransactionResponse, ListDevicesRequest,
+    ListDevicesResponse, RevokeDeviceRequest, RevokeDeviceResponse, SubscribeRequest,
 };
 use chrono::Utc;
 use futures::StreamExt;
@@ -21,7 +22,7 @@ use tracing::{Instrument, instrument};
 use super::{convert, secure_rng};
 use crate::domain::input::{ENROLLMENT_TTL, OTP_TTL};
 use crate::domain::{Context, DeviceId, InputError, Message, TransactionId, UserId};
-use crate::service::{AuthService, Caller, CreateOtpInput};
+use crate::service::{AuthService, Caller, CreateOtpInput, CreatePushInput};
 
 /// Serves relying parties.
 pub struct RelyingPartyHandler {
@@ -115,17 +116,40 @@ impl RelyingPartyService for RelyingPartyHandler {
     #[instrument(skip_all, fields(rpc = "CreatePushAuthentication"))]
     async fn create_push_authentication(
         &self,
-        _request: Request<assent_proto::v1::CreatePushAuthenticationRequest>,
-    ) -> Result<Response<assent_proto::v1::CreatePushAuthenticationResponse>, Status> {
-        Err(Status::unimplemented("push login is not implemented yet"))
+        request: Request<CreatePushAuthenticationRequest>,
+    ) -> Result<Response<CreatePushAuthenticationResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let body = request.into_inner();
+        let input = CreatePushInput {
+            user_id: UserId::parse(&body.user_id)?,
+            message: Message::parse(&body.message)?,
+            ttl: OTP_TTL.parse(body.ttl_seconds)?,
+            context: Context::parse(body.context)?,
+            number_matching: body.number_matching,
+        };
+        let created = self
+            .service
+            .create_push_authentication(&caller, input, Utc::now(), &mut secure_rng())
+            .await?;
+        Ok(Response::new(CreatePushAuthenticationResponse {
+            transaction_id: created.transaction.id.to_string(),
+            expires_at: Some(convert::timestamp(created.transaction.expires_at)),
+            number: created.number.map(u32::from).unwrap_or_default(),
+            devices_reached: u32::try_from(created.devices_reached).unwrap_or(u32::MAX),
+        }))
     }
 
     #[instrument(skip_all, fields(rpc = "GetDevice"))]
     async fn get_device(
         &self,
-        _request: Request<assent_proto::v1::GetDeviceRequest>,
-    ) -> Result<Response<assent_proto::v1::GetDeviceResponse>, Status> {
-        Err(Status::unimplemented("GetDevice is not implemented yet"))
+        request: Request<GetDeviceRequest>,
+    ) -> Result<Response<GetDeviceResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = DeviceId::parse(&request.get_ref().device_id)?;
+        let device = self.service.get_device(&caller, id).await?;
+        Ok(Response::new(GetDeviceResponse {
+            device: Some(convert::device(&device)),
+        }))
     }
 
     #[instrument(skip_all, fields(rpc = "GetTransaction"))]

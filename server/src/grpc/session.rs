@@ -26,6 +26,8 @@ use crate::store::DeviceRecord;
 
 /// How long a new stream may take to answer the challenge.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a connected device's `last_seen` is refreshed.
+const LAST_SEEN_EVERY: Duration = Duration::from_secs(30);
 /// Suggested delay before an agent reconnects after GoAway.
 const RECONNECT_AFTER_MS: u32 = 500;
 
@@ -95,6 +97,9 @@ impl DeviceSession {
         if !self.send(Body::Ready(ready)).await || !self.resend_open(&device).await {
             return;
         }
+        let mut heartbeat = tokio::time::interval(LAST_SEEN_EVERY);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
         loop {
             tokio::select! {
                 biased;
@@ -113,11 +118,18 @@ impl DeviceSession {
                             break;
                         }
                     }
+                    Some(DeviceCommand::Confirm(record)) => {
+                        let request = convert::confirmation(&record, &device.application_name, 0);
+                        if !self.send(Body::ConfirmationRequest(request)).await {
+                            break;
+                        }
+                    }
                     Some(DeviceCommand::Revoked) | None => {
                         self.fail(Status::permission_denied("this device has been revoked")).await;
                         break;
                     }
                 },
+                _ = heartbeat.tick() => self.touch(&device).await,
                 message = self.inbound.message() => match message {
                     Ok(Some(message)) => {
                         if !self.handle(&device, message).await {
@@ -128,7 +140,16 @@ impl DeviceSession {
                 },
             }
         }
+        drop(registration);
+        self.touch(&device).await;
         tracing::info!(device_id = %device.id, "device disconnected");
+    }
+
+    /// Records `last_seen`; a failure only delays presence, so it is logged.
+    async fn touch(&self, device: &DeviceRecord) {
+        if let Err(error) = self.service.touch_device(device.id, Utc::now()).await {
+            tracing::warn!(%error, "cannot record last_seen");
+        }
     }
 
     async fn authenticate(&mut self, nonce: &[u8]) -> Result<DeviceRecord, Status> {
@@ -154,7 +175,7 @@ impl DeviceSession {
     /// Re-sends confirmations the device scanned but has not answered, so a
     /// reconnect never strands a login.
     async fn resend_open(&self, device: &DeviceRecord) -> bool {
-        match self.service.open_confirmations(device.id, Utc::now()).await {
+        match self.service.open_confirmations(device, Utc::now()).await {
             Ok(open) => {
                 for record in open {
                     let request = convert::confirmation(&record, &device.application_name, 0);
@@ -228,10 +249,20 @@ impl DeviceSession {
         if verdict == SignedVerdict::Accept && reason.is_some() {
             return Err(InputError::new("reason", "must be empty when accepting").into());
         }
+        let number = match decision.number {
+            0 => None,
+            n @ 10..=99 => u8::try_from(n).ok(),
+            _ => {
+                return Err(
+                    InputError::new("number", "must be 0 or one of the offered choices").into(),
+                );
+            }
+        };
         let input = DecisionInput {
             transaction_id: TransactionId::parse(&decision.transaction_id)?,
             verdict,
             reason,
+            number,
             signature: signature("signature", &decision.signature)?,
         };
         let now = Utc::now();

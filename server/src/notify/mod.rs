@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, watch};
 
 use crate::domain::{ApplicationId, DeviceId, TransactionId};
+use crate::store::TransactionRecord;
 
 /// How many commands a slow device session may have queued before new ones
 /// are dropped (the session re-reads state on reconnect, so nothing is lost).
@@ -30,6 +31,8 @@ pub enum DeviceCommand {
     },
     /// The device was revoked: close the stream.
     Revoked,
+    /// A push to the device's user: ask the device to confirm it.
+    Confirm(Box<TransactionRecord>),
 }
 
 type Sessions = HashMap<DeviceId, Vec<(u64, mpsc::Sender<DeviceCommand>)>>;

@@ -11,7 +11,7 @@ use super::{AuthService, ServiceError, span};
 use crate::domain::rate::{OTP_FAILURE_LIMIT, OTP_FAILURE_WINDOW};
 use crate::domain::{
     DenyReason, DeviceId, DeviceName, EnrollmentCode, InputError, Otp, TransactionId,
-    TransactionState,
+    TransactionKind, TransactionState,
 };
 use crate::store::{DeviceRecord, ExpiryGuard, NewDevice, Scan, TransactionRecord, Transition};
 
@@ -39,6 +39,8 @@ pub struct DecisionInput {
     pub verdict: SignedVerdict,
     /// The reason of a denial.
     pub reason: Option<DenyReason>,
+    /// The number picked under number matching.
+    pub number: Option<u8>,
     /// The signature over the canonical decision bytes.
     pub signature: Signature,
 }
@@ -63,6 +65,18 @@ fn verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, InputError> {
         ));
     }
     Ok(key)
+}
+
+/// Whether `device` may decide `record`: the device that scanned an OTP
+/// transaction, or any device of a push's user until one claims it.
+fn is_held_by(record: &TransactionRecord, device: &DeviceRecord) -> bool {
+    match record.kind {
+        TransactionKind::Otp => record.device_id == Some(device.id),
+        TransactionKind::Push => {
+            record.user_id.as_deref() == Some(device.user_id.as_str())
+                && record.device_id.is_none_or(|bound| bound == device.id)
+        }
+    }
 }
 
 impl AuthService {
@@ -227,12 +241,25 @@ impl AuthService {
             .store
             .find_transaction(device.application_id, input.transaction_id)
             .await?
-            .filter(|record| record.device_id == Some(device.id))
+            .filter(|record| is_held_by(record, device))
             .ok_or(not_held)?;
         let nonce = record
             .nonce
             .as_deref()
             .ok_or(ServiceError::NotFound("confirmation nonce"))?;
+        let number = match (record.match_number, input.number, input.verdict) {
+            (Some(_), None, SignedVerdict::Accept) => {
+                return Err(InputError::new(
+                    "number",
+                    "number matching is on: pick the number the login page shows",
+                )
+                .into());
+            }
+            (None, Some(_), _) => {
+                return Err(InputError::new("number", "must be 0: no number matching here").into());
+            }
+            (_, number, _) => number,
+        };
         let reason = input.reason.map(DenyReason::as_str);
         let bytes = signing::decision_bytes(&DecisionPayload {
             application_id: &record.application_id.to_string(),
@@ -242,7 +269,7 @@ impl AuthService {
             verdict: input.verdict,
             reason: reason.unwrap_or_default(),
             display_hash: &signing::display_hash(&record.message, &record.context),
-            number: None,
+            number: number.map(u32::from),
         });
         verifying_key(&device.public_key)?
             .verify_strict(&bytes, &input.signature)
@@ -252,9 +279,12 @@ impl AuthService {
                         .to_owned(),
                 )
             })?;
-        let to = match input.verdict {
-            SignedVerdict::Accept => TransactionState::Accepted,
-            SignedVerdict::Deny => TransactionState::Denied,
+        let (to, reason) = match input.verdict {
+            SignedVerdict::Accept if number != record.match_number => {
+                (TransactionState::Denied, Some("wrong_number"))
+            }
+            SignedVerdict::Accept => (TransactionState::Accepted, None),
+            SignedVerdict::Deny => (TransactionState::Denied, reason),
         };
         let decided = self
             .store
@@ -264,6 +294,7 @@ impl AuthService {
                 to,
                 reason: reason.map(str::to_owned),
                 bound_device: Some(device.id),
+                bound_user: Some(device.user_id.clone()),
                 signature: Some(input.signature.to_bytes().to_vec()),
                 expiry: ExpiryGuard::Unexpired,
                 now,
@@ -271,7 +302,8 @@ impl AuthService {
             .await?;
         if let Some(transaction) = decided {
             tracing::info!(state = to.as_str(), "transaction decided");
-            self.notifier.events_appended(transaction.application_id);
+            self.after_transition(&transaction, "answered_elsewhere", Some(device.id))
+                .await;
             return Ok(DecisionOutcome {
                 transaction,
                 applied: true,
@@ -291,12 +323,22 @@ impl AuthService {
         })
     }
 
-    /// Confirmations the device scanned and has not answered yet.
+    /// What the device should be asked now: OTP transactions it scanned
+    /// and has not answered, and pending pushes to its user.
     pub async fn open_confirmations(
         &self,
-        device: DeviceId,
+        device: &DeviceRecord,
         now: DateTime<Utc>,
     ) -> Result<Vec<TransactionRecord>, ServiceError> {
         Ok(self.store.open_confirmations(device, now).await?)
+    }
+
+    /// Records that a connected device is still there.
+    pub async fn touch_device(
+        &self,
+        device: DeviceId,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        Ok(self.store.touch_device(device, now).await?)
     }
 }

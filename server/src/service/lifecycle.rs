@@ -29,6 +29,7 @@ impl AuthService {
                 to: TransactionState::Expired,
                 reason: None,
                 bound_device: None,
+                bound_user: None,
                 signature: None,
                 expiry: ExpiryGuard::Expired,
                 now,
@@ -36,7 +37,7 @@ impl AuthService {
             .await?;
         if let Some(record) = &expired {
             tracing::info!(transaction_id = %id, "transaction expired");
-            self.after_transition(record, "expired");
+            self.after_transition(record, "expired", None).await;
         }
         Ok(expired)
     }

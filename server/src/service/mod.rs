@@ -5,6 +5,7 @@ mod device;
 mod error;
 mod events;
 mod lifecycle;
+mod push;
 mod relying_party;
 
 use std::collections::HashMap;
@@ -13,9 +14,11 @@ use std::time::Duration;
 
 pub use device::{DecisionInput, DecisionOutcome, EnrollInput};
 pub use error::ServiceError;
-pub use relying_party::{Caller, CreateOtpInput, CreatedOtp};
+pub use push::{CreatePushInput, CreatedPush};
+pub use relying_party::{Caller, CreateOtpInput, CreatedOtp, DeviceView};
 
 use crate::domain::ApiKeyId;
+use crate::domain::push::PushLimits;
 use crate::domain::rate::TokenBucket;
 use crate::notify::Notifier;
 use crate::store::Store;
@@ -29,6 +32,8 @@ pub struct ServiceLimits {
     pub create_burst: u32,
     /// How long events are kept.
     pub event_retention: Duration,
+    /// Anti-fatigue limits of push logins.
+    pub push: PushLimits,
 }
 
 impl Default for ServiceLimits {
@@ -37,6 +42,7 @@ impl Default for ServiceLimits {
             create_per_second: 50.0,
             create_burst: 100,
             event_retention: Duration::from_secs(7 * 24 * 3600),
+            push: PushLimits::default(),
         }
     }
 }

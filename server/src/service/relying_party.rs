@@ -42,6 +42,15 @@ pub struct CreateOtpInput {
     pub user_id: Option<UserId>,
 }
 
+/// A device and whether it is connected now.
+#[derive(Debug, Clone)]
+pub struct DeviceView {
+    /// The stored device.
+    pub record: DeviceRecord,
+    /// Whether it holds a live authenticated stream on this server.
+    pub is_connected: bool,
+}
+
 /// A created OTP login.
 #[derive(Debug, Clone)]
 pub struct CreatedOtp {
@@ -75,7 +84,7 @@ impl AuthService {
     }
 
     /// Spends one creation token of the caller's key.
-    fn check_rate(&self, caller: &Caller) -> Result<(), ServiceError> {
+    pub(super) fn check_rate(&self, caller: &Caller) -> Result<(), ServiceError> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let bucket = buckets.entry(caller.key_id).or_insert_with(|| {
@@ -135,7 +144,9 @@ impl AuthService {
                 user_id: input.user_id,
                 message: input.message,
                 context: input.context,
-                otp_hash: otp.hash(),
+                otp_hash: Some(otp.hash()),
+                nonce: None,
+                number_match: None,
                 created_at: now,
                 expires_at: now + span(input.ttl),
             })
@@ -180,6 +191,7 @@ impl AuthService {
                 to: TransactionState::Cancelled,
                 reason: None,
                 bound_device: None,
+                bound_user: None,
                 signature: None,
                 expiry: ExpiryGuard::Unexpired,
                 now,
@@ -187,7 +199,7 @@ impl AuthService {
             .await?;
         match cancelled {
             Some(record) => {
-                self.after_transition(&record, "cancelled");
+                self.after_transition(&record, "cancelled", None).await;
                 Ok(record)
             }
             None => {
@@ -200,48 +212,66 @@ impl AuthService {
         }
     }
 
-    /// The caller's devices, optionally of one user.
+    /// The caller's devices, optionally of one user, with their presence.
     pub async fn list_devices(
         &self,
         caller: &Caller,
         user: Option<&UserId>,
-    ) -> Result<Vec<DeviceRecord>, ServiceError> {
-        Ok(self.store.list_devices(caller.application.id, user).await?)
+    ) -> Result<Vec<DeviceView>, ServiceError> {
+        let devices = self.store.list_devices(caller.application.id, user).await?;
+        Ok(devices.into_iter().map(|d| self.view(d)).collect())
     }
 
-    /// Revokes a device at once: closes its streams, fails its confirmations.
+    /// One of the caller's devices with its presence.
+    pub async fn get_device(
+        &self,
+        caller: &Caller,
+        id: DeviceId,
+    ) -> Result<DeviceView, ServiceError> {
+        let device = self
+            .store
+            .find_device(id)
+            .await?
+            .filter(|d| d.application_id == caller.application.id)
+            .ok_or(ServiceError::NotFound("device"))?;
+        Ok(self.view(device))
+    }
+
+    fn view(&self, record: DeviceRecord) -> DeviceView {
+        DeviceView {
+            is_connected: self.notifier.is_connected(record.id),
+            record,
+        }
+    }
+
+    /// Revokes a device at once: withdraws its confirmations, closes its
+    /// streams, fails its open transactions.
     #[instrument(skip_all, fields(device_id = %device))]
     pub async fn revoke_device(
         &self,
         caller: &Caller,
         device: DeviceId,
         now: DateTime<Utc>,
-    ) -> Result<DeviceRecord, ServiceError> {
+    ) -> Result<DeviceView, ServiceError> {
         let Revocation { device, failed } = self
             .store
             .revoke_device(caller.application.id, device, now)
             .await?
             .ok_or(ServiceError::NotFound("device"))?;
+        // Withdraw its confirmations first, then close its streams.
+        for record in &failed {
+            self.notifier.send_to_device(
+                device.id,
+                DeviceCommand::Cancel {
+                    transaction_id: record.id,
+                    reason: "device_revoked".to_owned(),
+                },
+            );
+        }
         self.notifier
             .send_to_device(device.id, DeviceCommand::Revoked);
         self.notifier.events_appended(caller.application.id);
         tracing::info!(failed = failed.len(), "device revoked");
-        Ok(device)
-    }
-
-    /// Publishes a transition: wakes subscribers and withdraws the
-    /// confirmation from the bound device when the transaction ended
-    /// without its decision.
-    pub(super) fn after_transition(&self, record: &TransactionRecord, cancel_reason: &str) {
-        self.notifier.events_appended(record.application_id);
-        if let Some(device) = record.device_id {
-            self.notifier.send_to_device(
-                device,
-                DeviceCommand::Cancel {
-                    transaction_id: record.id,
-                    reason: cancel_reason.to_owned(),
-                },
-            );
-        }
+        Ok(self.view(device))
     }
 }

@@ -25,6 +25,9 @@ pub enum StoreError {
     /// The public key is already enrolled as another device.
     #[error("a device with this public key is already enrolled")]
     DuplicatePublicKey,
+    /// The user already has a pending push.
+    #[error("the user already has an open push")]
+    OpenPushExists,
     /// The database cannot be reached or is overloaded; the call may be retried.
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -114,12 +117,33 @@ pub trait TransactionStore: Send + Sync {
         now: DateTime<Utc>,
         limit: i64,
     ) -> StoreResult<Vec<(ApplicationId, TransactionId)>>;
-    /// SCANNED, unexpired transactions bound to the device.
+    /// What the device should be asked now: its SCANNED, unexpired OTP
+    /// transactions and the unexpired pending pushes to its user.
     async fn open_confirmations(
         &self,
-        device: DeviceId,
+        device: &DeviceRecord,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<TransactionRecord>>;
+    /// The user's pending push, if any (expired or not).
+    async fn open_push(
+        &self,
+        app: ApplicationId,
+        user: &UserId,
+    ) -> StoreResult<Option<TransactionRecord>>;
+    /// Pushes to the user created after `since` and after the user's last
+    /// accepted push.
+    async fn count_unanswered_pushes(
+        &self,
+        app: ApplicationId,
+        user: &UserId,
+        since: DateTime<Utc>,
+    ) -> StoreResult<i64>;
+    /// When the user last denied a login with `not_me`.
+    async fn last_fraud_report(
+        &self,
+        app: ApplicationId,
+        user: &UserId,
+    ) -> StoreResult<Option<DateTime<Utc>>>;
 }
 
 /// The event log.

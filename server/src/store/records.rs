@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::push::NumberMatch;
 use crate::domain::{
     ApiKeyId, ApplicationId, Context, DeviceId, DeviceName, EnrollmentId, Message, SecretHash,
     TransactionId, TransactionKind, TransactionState, UserId,
@@ -143,8 +144,12 @@ pub struct NewTransaction {
     pub message: Message,
     /// Extra facts shown.
     pub context: Context,
-    /// SHA-256 of the OTP's secret part.
-    pub otp_hash: SecretHash,
+    /// SHA-256 of the OTP's secret part (OTP transactions only).
+    pub otp_hash: Option<SecretHash>,
+    /// The confirmation nonce, set at creation for pushes (at scan for OTPs).
+    pub nonce: Option<[u8; 32]>,
+    /// Number matching: the number shown and the choices offered.
+    pub number_match: Option<NumberMatch>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Expiry.
@@ -178,6 +183,10 @@ pub struct TransactionRecord {
     pub nonce: Option<Vec<u8>>,
     /// The device's decision signature.
     pub decision_signature: Option<Vec<u8>>,
+    /// Under number matching, the number the login page shows.
+    pub match_number: Option<u8>,
+    /// Under number matching, the numbers the device offers (else empty).
+    pub number_choices: Vec<u8>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Expiry.
@@ -237,8 +246,11 @@ pub struct Transition {
     pub to: TransactionState,
     /// Reason stored with the outcome.
     pub reason: Option<String>,
-    /// When set, the transaction must be bound to this device.
+    /// When set, the transaction must be bound to this device, or be a
+    /// pending push that this device then claims.
     pub bound_device: Option<DeviceId>,
+    /// When set, the transaction's user must be this one.
+    pub bound_user: Option<String>,
     /// The decision signature to store.
     pub signature: Option<Vec<u8>>,
     /// Expiry requirement.
@@ -262,6 +274,13 @@ pub struct EventRecord {
     pub device_id: Option<DeviceId>,
     /// Reason, for denied and failed outcomes.
     pub reason: Option<String>,
+    /// A `not_me` denial: the user reports fraud.
+    pub fraud_reported: bool,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
+}
+
+/// Whether an outcome in `state` with `reason` reports fraud.
+pub fn is_fraud_report(state: TransactionState, reason: Option<&str>) -> bool {
+    state == TransactionState::Denied && reason == Some("not_me")
 }

@@ -17,7 +17,8 @@ impl EventStore for PgStore {
         limit: i64,
     ) -> StoreResult<Vec<EventRecord>> {
         let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT cursor, type, transaction_id, user_id, device_id, reason, occurred_at \
+            "SELECT cursor, type, transaction_id, user_id, device_id, reason, fraud_reported, \
+             occurred_at \
              FROM events WHERE application_id = $1 AND cursor > $2 ORDER BY cursor LIMIT $3",
         )
         .bind(app.as_uuid())

@@ -76,6 +76,8 @@ fn db_error(error: sqlx::Error) -> StoreError {
             let code = db.code().unwrap_or_default();
             if code == "23505" && db.constraint() == Some("devices_public_key_key") {
                 StoreError::DuplicatePublicKey
+            } else if code == "23505" && db.constraint() == Some("transactions_one_open_push") {
+                StoreError::OpenPushExists
             } else if code.starts_with("08") || code == "57P01" || code == "53300" {
                 // Connection exceptions, admin shutdown, too many connections.
                 StoreError::Unavailable(error)

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use crate::domain::push::NumberMatch;
 use crate::domain::{
     ApplicationId, DeviceId, SecretHash, TransactionId, TransactionKind, TransactionState,
 };
@@ -15,7 +16,8 @@ use crate::store::{DeviceRecord, EventRecord, StoreError, TransactionRecord};
 macro_rules! transaction_columns {
     () => {
         "id, application_id, kind, state, user_id, device_id, reason, message, context, \
-         otp_hash, nonce, decision_signature, created_at, expires_at, completed_at"
+         otp_hash, nonce, decision_signature, created_at, expires_at, completed_at, \
+         match_number, number_choices"
     };
 }
 
@@ -46,6 +48,8 @@ pub(super) struct TransactionRow {
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
+    match_number: Option<i16>,
+    number_choices: String,
 }
 
 impl TryFrom<TransactionRow> for TransactionRecord {
@@ -74,6 +78,12 @@ impl TryFrom<TransactionRow> for TransactionRecord {
             created_at: row.created_at,
             expires_at: row.expires_at,
             completed_at: row.completed_at,
+            match_number: row
+                .match_number
+                .map(|n| u8::try_from(n).map_err(|_| corrupt("bad match number")))
+                .transpose()?,
+            number_choices: NumberMatch::parse_choices(&row.number_choices)
+                .ok_or_else(|| corrupt("bad number choices"))?,
         })
     }
 }
@@ -122,6 +132,7 @@ pub(super) struct EventRow {
     user_id: Option<String>,
     device_id: Option<Uuid>,
     reason: Option<String>,
+    fraud_reported: bool,
     occurred_at: DateTime<Utc>,
 }
 
@@ -134,6 +145,7 @@ impl From<EventRow> for EventRecord {
             user_id: row.user_id,
             device_id: row.device_id.map(DeviceId::from_uuid),
             reason: row.reason,
+            fraud_reported: row.fraud_reported,
             occurred_at: row.occurred_at,
         }
     }

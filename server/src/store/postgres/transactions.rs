@@ -9,9 +9,11 @@ use uuid::Uuid;
 use super::devices::open_states;
 use super::rows::{TransactionRow, transaction_columns, transactions};
 use super::{PgStore, db_error, lock_event_log};
-use crate::domain::{ApplicationId, DeviceId, EventType, TransactionId, TransactionState};
+use crate::domain::push::NumberMatch;
+use crate::domain::{ApplicationId, EventType, TransactionId, TransactionState, UserId};
 use crate::store::{
-    ExpiryGuard, NewTransaction, Scan, StoreResult, TransactionRecord, TransactionStore, Transition,
+    DeviceRecord, ExpiryGuard, NewTransaction, Scan, StoreResult, TransactionRecord,
+    TransactionStore, Transition,
 };
 
 #[async_trait]
@@ -22,8 +24,8 @@ impl TransactionStore for PgStore {
         let row: TransactionRow = sqlx::query_as(concat!(
             "WITH t AS ( \
                INSERT INTO transactions (id, application_id, kind, state, user_id, message, \
-                 context, otp_hash, created_at, expires_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING * \
+                 context, otp_hash, created_at, expires_at, nonce, match_number, number_choices) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $13, $14) RETURNING * \
              ), e AS ( \
                INSERT INTO events (application_id, type, transaction_id, user_id, occurred_at) \
                SELECT application_id, $11, id, user_id, created_at FROM t \
@@ -38,10 +40,18 @@ impl TransactionStore for PgStore {
         .bind(new.user_id.as_ref().map(|u| u.as_str()))
         .bind(new.message.as_str())
         .bind(Json(new.context.pairs()))
-        .bind(new.otp_hash.as_bytes().as_slice())
+        .bind(new.otp_hash.as_ref().map(|h| h.as_bytes().to_vec()))
         .bind(new.created_at)
         .bind(new.expires_at)
         .bind(EventType::TransactionCreated.as_str())
+        .bind(new.nonce.map(|n| n.to_vec()))
+        .bind(new.number_match.as_ref().map(|m| i16::from(m.number)))
+        .bind(
+            new.number_match
+                .as_ref()
+                .map(NumberMatch::choices_text)
+                .unwrap_or_default(),
+        )
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -118,15 +128,19 @@ impl TransactionStore for PgStore {
             "WITH t AS ( \
                UPDATE transactions SET state = $3, reason = COALESCE($4, reason), \
                  decision_signature = COALESCE($5, decision_signature), \
-                 completed_at = COALESCE($6, completed_at), otp_hash = NULL \
+                 completed_at = COALESCE($6, completed_at), otp_hash = NULL, \
+                 device_id = COALESCE(device_id, $8) \
                WHERE id = $1 AND application_id = $2 AND state = ANY($7) \
-                 AND ($8::uuid IS NULL OR device_id = $8) \
+                 AND ($8::uuid IS NULL OR device_id = $8 OR (device_id IS NULL AND kind = 'PUSH')) \
+                 AND ($12::text IS NULL OR user_id = $12) \
                  AND CASE $9 WHEN 'unexpired' THEN expires_at > $10 \
                              WHEN 'expired' THEN expires_at <= $10 ELSE TRUE END \
                RETURNING * \
              ), e AS ( \
-               INSERT INTO events (application_id, type, transaction_id, user_id, device_id, reason, occurred_at) \
-               SELECT application_id, $11, id, user_id, device_id, reason, $10 FROM t \
+               INSERT INTO events (application_id, type, transaction_id, user_id, device_id, reason, \
+                 fraud_reported, occurred_at) \
+               SELECT application_id, $11, id, user_id, device_id, reason, \
+                 (state = 'DENIED' AND reason IS NOT DISTINCT FROM 'not_me'), $10 FROM t \
              ) SELECT ", transaction_columns!(), " FROM t"
         ))
         .bind(change.id.as_uuid())
@@ -140,6 +154,7 @@ impl TransactionStore for PgStore {
         .bind(expiry)
         .bind(change.now)
         .bind(change.to.event().as_str())
+        .bind(change.bound_user.as_deref())
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -170,21 +185,80 @@ impl TransactionStore for PgStore {
 
     async fn open_confirmations(
         &self,
-        device: DeviceId,
+        device: &DeviceRecord,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<TransactionRecord>> {
         let rows: Vec<TransactionRow> = sqlx::query_as(concat!(
             "SELECT ",
             transaction_columns!(),
-            " FROM transactions \
-             WHERE device_id = $1 AND state = $2 AND expires_at > $3 ORDER BY created_at"
+            " FROM transactions WHERE expires_at > $4 AND ( \
+               (device_id = $1 AND state = 'SCANNED') \
+               OR (kind = 'PUSH' AND state = 'PENDING' AND application_id = $2 AND user_id = $3) \
+             ) ORDER BY created_at"
         ))
-        .bind(device.as_uuid())
-        .bind(TransactionState::Scanned.as_str())
+        .bind(device.id.as_uuid())
+        .bind(device.application_id.as_uuid())
+        .bind(&device.user_id)
         .bind(now)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
         transactions(rows)
+    }
+
+    async fn open_push(
+        &self,
+        app: ApplicationId,
+        user: &UserId,
+    ) -> StoreResult<Option<TransactionRecord>> {
+        let row: Option<TransactionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            transaction_columns!(),
+            " FROM transactions WHERE application_id = $1 AND user_id = $2 \
+               AND kind = 'PUSH' AND state = 'PENDING'"
+        ))
+        .bind(app.as_uuid())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn count_unanswered_pushes(
+        &self,
+        app: ApplicationId,
+        user: &UserId,
+        since: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM transactions t WHERE t.application_id = $1 AND t.user_id = $2 \
+               AND t.kind = 'PUSH' AND t.created_at > $3 \
+               AND t.created_at > COALESCE((SELECT max(a.completed_at) FROM transactions a \
+                 WHERE a.application_id = $1 AND a.user_id = $2 AND a.kind = 'PUSH' \
+                 AND a.state = 'ACCEPTED'), '-infinity')",
+        )
+        .bind(app.as_uuid())
+        .bind(user.as_str())
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn last_fraud_report(
+        &self,
+        app: ApplicationId,
+        user: &UserId,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        sqlx::query_scalar(
+            "SELECT max(completed_at) FROM transactions WHERE application_id = $1 \
+               AND user_id = $2 AND state = 'DENIED' AND reason = 'not_me'",
+        )
+        .bind(app.as_uuid())
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)
     }
 }

@@ -83,6 +83,7 @@ impl DeviceStore for SqliteStore {
                 user_id: Some(&device.user_id),
                 device_id: Some(device.id),
                 reason: None,
+                fraud_reported: false,
                 at: device.created_at,
             },
         )
@@ -171,6 +172,7 @@ impl DeviceStore for SqliteStore {
                     user_id: Some(&user_id),
                     device_id: Some(id),
                     reason: None,
+                    fraud_reported: false,
                     at: now,
                 },
             )
@@ -200,6 +202,7 @@ impl DeviceStore for SqliteStore {
                         user_id: record.user_id.as_deref(),
                         device_id: record.device_id,
                         reason: record.reason.as_deref(),
+                        fraud_reported: false,
                         at: now,
                     },
                 )

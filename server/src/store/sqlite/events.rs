@@ -17,6 +17,7 @@ pub(super) struct NewEvent<'a> {
     pub(super) user_id: Option<&'a str>,
     pub(super) device_id: Option<DeviceId>,
     pub(super) reason: Option<&'a str>,
+    pub(super) fraud_reported: bool,
     pub(super) at: DateTime<Utc>,
 }
 
@@ -24,7 +25,7 @@ pub(super) struct NewEvent<'a> {
 pub(super) async fn append(conn: &mut SqliteConnection, event: NewEvent<'_>) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO events (application_id, type, transaction_id, user_id, device_id, reason, \
-         occurred_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         fraud_reported, occurred_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .bind(event.application_id.to_string())
     .bind(event.event_type.as_str())
@@ -32,6 +33,7 @@ pub(super) async fn append(conn: &mut SqliteConnection, event: NewEvent<'_>) -> 
     .bind(event.user_id)
     .bind(event.device_id.map(|d| d.to_string()))
     .bind(event.reason)
+    .bind(event.fraud_reported)
     .bind(micros(event.at))
     .execute(conn)
     .await
@@ -48,7 +50,8 @@ impl EventStore for SqliteStore {
         limit: i64,
     ) -> StoreResult<Vec<EventRecord>> {
         let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT cursor, type, transaction_id, user_id, device_id, reason, occurred_at \
+            "SELECT cursor, type, transaction_id, user_id, device_id, reason, fraud_reported, \
+             occurred_at \
              FROM events WHERE application_id = ?1 AND cursor > ?2 ORDER BY cursor LIMIT ?3",
         )
         .bind(app.to_string())

@@ -163,6 +163,9 @@ pub(super) fn db_error(error: sqlx::Error) -> StoreError {
             let code: i32 = db.code().and_then(|c| c.parse().ok()).unwrap_or_default();
             if code == 2067 && db.message().contains("devices.public_key") {
                 StoreError::DuplicatePublicKey
+            } else if code == 2067 && db.message().contains("transactions.application_id") {
+                // The partial unique index allowing one pending push per user.
+                StoreError::OpenPushExists
             } else if matches!(code & 0xff, 5 | 6) {
                 // SQLITE_BUSY / SQLITE_LOCKED, with any extended code.
                 StoreError::Unavailable(error)

@@ -1,6 +1,7 @@
 //! Row shapes as SQLite returns them, and their checked conversion into records.
 
 use super::{optional_time, time, uuid};
+use crate::domain::push::NumberMatch;
 use crate::domain::{
     ApplicationId, DeviceId, SecretHash, TransactionId, TransactionKind, TransactionState,
 };
@@ -10,7 +11,8 @@ use crate::store::{DeviceRecord, EventRecord, StoreError, StoreResult, Transacti
 macro_rules! transaction_columns {
     () => {
         "id, application_id, kind, state, user_id, device_id, reason, message, context, \
-         otp_hash, nonce, decision_signature, created_at, expires_at, completed_at"
+         otp_hash, nonce, decision_signature, created_at, expires_at, completed_at, \
+         match_number, number_choices"
     };
 }
 
@@ -41,6 +43,8 @@ pub(super) struct TransactionRow {
     created_at: i64,
     expires_at: i64,
     completed_at: Option<i64>,
+    match_number: Option<i64>,
+    number_choices: String,
 }
 
 impl TryFrom<TransactionRow> for TransactionRecord {
@@ -74,6 +78,12 @@ impl TryFrom<TransactionRow> for TransactionRecord {
             created_at: time(row.created_at)?,
             expires_at: time(row.expires_at)?,
             completed_at: optional_time(row.completed_at)?,
+            match_number: row
+                .match_number
+                .map(|n| u8::try_from(n).map_err(|_| corrupt("bad match number")))
+                .transpose()?,
+            number_choices: NumberMatch::parse_choices(&row.number_choices)
+                .ok_or_else(|| corrupt("bad number choices"))?,
         })
     }
 }
@@ -122,6 +132,7 @@ pub(super) struct EventRow {
     user_id: Option<String>,
     device_id: Option<String>,
     reason: Option<String>,
+    fraud_reported: bool,
     occurred_at: i64,
 }
 
@@ -146,6 +157,7 @@ impl TryFrom<EventRow> for EventRecord {
                 .transpose()?
                 .map(DeviceId::from_uuid),
             reason: row.reason,
+            fraud_reported: row.fraud_reported,
             occurred_at: time(row.occurred_at)?,
         })
     }

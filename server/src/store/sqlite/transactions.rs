@@ -7,10 +7,12 @@ use chrono::{DateTime, Utc};
 
 use super::events::{NewEvent, append};
 use super::rows::{TransactionRow, transaction_columns, transactions};
-use super::{SqliteStore, db_error, micros, state_list, uuid};
-use crate::domain::{ApplicationId, DeviceId, EventType, TransactionId, TransactionState};
+use super::{SqliteStore, db_error, micros, optional_time, state_list, uuid};
+use crate::domain::push::NumberMatch;
+use crate::domain::{ApplicationId, EventType, TransactionId, TransactionState, UserId};
 use crate::store::{
-    ExpiryGuard, NewTransaction, Scan, StoreResult, TransactionRecord, TransactionStore, Transition,
+    DeviceRecord, ExpiryGuard, NewTransaction, Scan, StoreResult, TransactionRecord,
+    TransactionStore, Transition, is_fraud_report,
 };
 
 /// Appends the event a transition into `record.state` records.
@@ -29,6 +31,7 @@ async fn append_for(
             user_id: record.user_id.as_deref(),
             device_id: record.device_id,
             reason: record.reason.as_deref(),
+            fraud_reported: is_fraud_report(record.state, record.reason.as_deref()),
             at,
         },
     )
@@ -43,8 +46,8 @@ impl TransactionStore for SqliteStore {
         let mut tx = self.writer.begin().await.map_err(db_error)?;
         let row: TransactionRow = sqlx::query_as(concat!(
             "INSERT INTO transactions (id, application_id, kind, state, user_id, message, \
-             context, otp_hash, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING ",
+             context, otp_hash, created_at, expires_at, nonce, match_number, number_choices) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING ",
             transaction_columns!()
         ))
         .bind(new.id.to_string())
@@ -54,9 +57,17 @@ impl TransactionStore for SqliteStore {
         .bind(new.user_id.as_ref().map(|u| u.as_str()))
         .bind(new.message.as_str())
         .bind(context)
-        .bind(new.otp_hash.as_bytes().as_slice())
+        .bind(new.otp_hash.as_ref().map(|h| h.as_bytes().to_vec()))
         .bind(micros(new.created_at))
         .bind(micros(new.expires_at))
+        .bind(new.nonce.map(|n| n.to_vec()))
+        .bind(new.number_match.as_ref().map(|m| i64::from(m.number)))
+        .bind(
+            new.number_match
+                .as_ref()
+                .map(NumberMatch::choices_text)
+                .unwrap_or_default(),
+        )
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -131,10 +142,12 @@ impl TransactionStore for SqliteStore {
         let row: Option<TransactionRow> = sqlx::query_as(concat!(
             "UPDATE transactions SET state = ?3, reason = COALESCE(?4, reason), \
                decision_signature = COALESCE(?5, decision_signature), \
-               completed_at = COALESCE(?6, completed_at), otp_hash = NULL \
+               completed_at = COALESCE(?6, completed_at), otp_hash = NULL, \
+               device_id = COALESCE(device_id, ?8) \
              WHERE id = ?1 AND application_id = ?2 \
                AND state IN (SELECT value FROM json_each(?7)) \
-               AND (?8 IS NULL OR device_id = ?8) \
+               AND (?8 IS NULL OR device_id = ?8 OR (device_id IS NULL AND kind = 'PUSH')) \
+               AND (?11 IS NULL OR user_id = ?11) \
                AND CASE ?9 WHEN 'unexpired' THEN expires_at > ?10 \
                            WHEN 'expired' THEN expires_at <= ?10 ELSE 1 END \
              RETURNING ",
@@ -150,6 +163,7 @@ impl TransactionStore for SqliteStore {
         .bind(change.bound_device.map(|d| d.to_string()))
         .bind(expiry)
         .bind(micros(change.now))
+        .bind(change.bound_user.as_deref())
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -189,21 +203,81 @@ impl TransactionStore for SqliteStore {
 
     async fn open_confirmations(
         &self,
-        device: DeviceId,
+        device: &DeviceRecord,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<TransactionRecord>> {
         let rows: Vec<TransactionRow> = sqlx::query_as(concat!(
             "SELECT ",
             transaction_columns!(),
-            " FROM transactions WHERE device_id = ?1 AND state = ?2 AND expires_at > ?3 \
-             ORDER BY created_at"
+            " FROM transactions WHERE expires_at > ?4 AND ( \
+               (device_id = ?1 AND state = 'SCANNED') \
+               OR (kind = 'PUSH' AND state = 'PENDING' AND application_id = ?2 AND user_id = ?3) \
+             ) ORDER BY created_at"
         ))
-        .bind(device.to_string())
-        .bind(TransactionState::Scanned.as_str())
+        .bind(device.id.to_string())
+        .bind(device.application_id.to_string())
+        .bind(&device.user_id)
         .bind(micros(now))
         .fetch_all(&self.reader)
         .await
         .map_err(db_error)?;
         transactions(rows)
+    }
+
+    async fn open_push(
+        &self,
+        app: ApplicationId,
+        user: &UserId,
+    ) -> StoreResult<Option<TransactionRecord>> {
+        let row: Option<TransactionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            transaction_columns!(),
+            " FROM transactions WHERE application_id = ?1 AND user_id = ?2 \
+               AND kind = 'PUSH' AND state = 'PENDING'"
+        ))
+        .bind(app.to_string())
+        .bind(user.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error)?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn count_unanswered_pushes(
+        &self,
+        app: ApplicationId,
+        user: &UserId,
+        since: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM transactions t WHERE t.application_id = ?1 AND t.user_id = ?2 \
+               AND t.kind = 'PUSH' AND t.created_at > ?3 \
+               AND t.created_at > COALESCE((SELECT max(a.completed_at) FROM transactions a \
+                 WHERE a.application_id = ?1 AND a.user_id = ?2 AND a.kind = 'PUSH' \
+                 AND a.state = 'ACCEPTED'), -9223372036854775808)",
+        )
+        .bind(app.to_string())
+        .bind(user.as_str())
+        .bind(micros(since))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db_error)
+    }
+
+    async fn last_fraud_report(
+        &self,
+        app: ApplicationId,
+        user: &UserId,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT max(completed_at) FROM transactions WHERE application_id = ?1 \
+               AND user_id = ?2 AND state = 'DENIED' AND reason = 'not_me'",
+        )
+        .bind(app.to_string())
+        .bind(user.as_str())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db_error)?;
+        optional_time(last)
     }
 }
