@@ -1,0 +1,129 @@
+//! The `assent-server` binary from the outside: subcommands, the embedded
+//! engine's single-process rule, and the plaintext guard. (Also makes
+//! `cargo test --workspace` build the binary the end-to-end tests run.)
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+fn server() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_assent-server"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("ASSENT_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// A fresh directory per call (tests run in parallel threads of one process).
+fn data_dir() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("assent-server-cli-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let output = server().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = text(&output);
+    for word in ["serve", "migrate", "app"] {
+        assert!(help.contains(word), "{help}");
+    }
+}
+
+#[test]
+fn app_create_and_list_work_on_the_embedded_store() {
+    let dir = data_dir();
+    let output = server()
+        .args(["--data-dir"])
+        .arg(&dir)
+        .args(["app", "create", "--name", "Example Shop", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let created: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(created["api_key"].as_str().unwrap().starts_with("ak_"));
+    let listed = server()
+        .args(["--data-dir"])
+        .arg(&dir)
+        .args(["app", "list", "--json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["app_id"], created["app_id"]);
+    assert_eq!(listed[0]["name"], "Example Shop");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn plaintext_on_a_non_loopback_address_is_refused_without_the_flag() {
+    let dir = data_dir();
+    let output = server()
+        .args(["--data-dir"])
+        .arg(&dir)
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("--insecure-plaintext"),
+        "{}",
+        text(&output)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_second_server_on_the_same_embedded_store_is_refused() {
+    let dir = data_dir();
+    let mut first = server()
+        .args(["--data-dir"])
+        .arg(&dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first server prints its first-run banner once it holds the store.
+    let key_file = dir.join("default-api-key");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !key_file.exists() {
+        assert!(Instant::now() < deadline, "the first server never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = server()
+        .args(["--data-dir"])
+        .arg(&dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(!second.status.success());
+    assert!(
+        text(&second).contains("already serves"),
+        "{}",
+        text(&second)
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the key file is owner-only");
+    let _ = std::fs::remove_dir_all(dir);
+}
