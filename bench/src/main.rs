@@ -1,0 +1,3 @@
+//! `assent-bench`: placeholder until the load generator lands.
+
+fn main() {}
