@@ -32,15 +32,17 @@ impl Identity {
         self.key.0.sign(&bytes).to_bytes().to_vec()
     }
 
-    /// The signed decision answering `request`.
+    /// The signed decision answering `request`; the number picked under
+    /// number matching is signed and sent with an acceptance (a denial picks
+    /// none).
     pub(crate) fn sign_decision(
         &self,
         request: &ConfirmationRequest,
         verdict: Verdict,
     ) -> SignedDecision {
-        let (signed, decision, reason) = match verdict {
-            Verdict::Accept => (SignedVerdict::Accept, Decision::Accept, ""),
-            Verdict::Deny(reason) => (SignedVerdict::Deny, Decision::Deny, reason.as_str()),
+        let (signed, decision, reason, number) = match verdict {
+            Verdict::Accept { number } => (SignedVerdict::Accept, Decision::Accept, "", number),
+            Verdict::Deny(reason) => (SignedVerdict::Deny, Decision::Deny, reason.as_str(), None),
         };
         let display_hash = signing::display_hash(&request.message, &request.context);
         let bytes = signing::decision_bytes(&DecisionPayload {
@@ -51,14 +53,14 @@ impl Identity {
             verdict: signed,
             reason,
             display_hash: &display_hash,
-            number: None,
+            number,
         });
         SignedDecision {
             transaction_id: request.transaction_id.clone(),
             decision: decision.into(),
             reason: reason.to_owned(),
             signature: self.key.0.sign(&bytes).to_bytes().to_vec(),
-            number: 0,
+            number: number.unwrap_or(0),
         }
     }
 }
@@ -96,6 +98,48 @@ mod tests {
         });
         let signature = Signature::from_slice(&decision.signature).unwrap();
         assert!(key.verifying_key().verify(&bytes, &signature).is_ok());
+    }
+
+    #[test]
+    fn a_picked_number_is_signed_and_sent() {
+        let key = SigningKey::from_bytes(&[4; 32]);
+        let identity = Identity::new("dev-1".into(), DeviceKey(key.clone()));
+        let request = ConfirmationRequest {
+            transaction_id: "tx".into(),
+            application_id: "app".into(),
+            message: "hi".into(),
+            nonce: vec![5; 32],
+            number_choices: vec![12, 45, 78],
+            ..Default::default()
+        };
+        let decision = identity.sign_decision(&request, Verdict::Accept { number: Some(45) });
+        assert_eq!(decision.decision, i32::from(Decision::Accept));
+        assert_eq!(decision.number, 45);
+        let payload = DecisionPayload {
+            application_id: "app",
+            transaction_id: "tx",
+            device_id: "dev-1",
+            nonce: &[5; 32],
+            verdict: SignedVerdict::Accept,
+            reason: "",
+            display_hash: &signing::display_hash("hi", &Default::default()),
+            number: Some(45),
+        };
+        let signature = Signature::from_slice(&decision.signature).unwrap();
+        let verify = |payload| {
+            key.verifying_key()
+                .verify(&signing::decision_bytes(&payload), &signature)
+                .is_ok()
+        };
+        assert!(verify(payload));
+        assert!(!verify(DecisionPayload {
+            number: Some(12),
+            ..payload
+        }));
+        assert!(!verify(DecisionPayload {
+            number: None,
+            ..payload
+        }));
     }
 
     #[test]

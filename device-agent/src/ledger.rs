@@ -1,9 +1,10 @@
 //! Who waits for what, across reconnects: callers waiting for an OTP's
 //! outcome, and the confirmation requests being decided or whose signed
 //! decision the server has not acknowledged yet. Pure bookkeeping: no I/O, so
-//! every reconnect race is a unit test.
+//! every reconnect race is a unit test. The same rules hold for OTP and push
+//! confirmations; a push simply has no caller waiting for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use assent_proto::v1::{
     Cancellation, ConfirmationRequest, DecisionResult, Rejection, SignedDecision, SubmitOtp,
@@ -46,12 +47,18 @@ enum Tracked {
     Decided(SignedDecision),
 }
 
+/// How many ended transactions are remembered to ignore a late copy of
+/// their confirmation request (a push delivered twice across replicas).
+const REMEMBERED_ENDINGS: usize = 256;
+
 /// The daemon's bookkeeping of callers and transactions.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     last_request_id: u64,
     waiters: Vec<Waiter>,
     tracked: HashMap<String, Tracked>,
+    /// Transactions the server reported terminal, newest last.
+    ended: VecDeque<String>,
 }
 
 impl Ledger {
@@ -102,7 +109,8 @@ impl Ledger {
     }
 
     /// Binds the waiting caller(s) to the request; returns a token when a
-    /// policy must now run, `None` when one already runs or has decided.
+    /// policy must now run, `None` when one already runs, has decided, or the
+    /// transaction has ended.
     pub(crate) fn on_confirmation(
         &mut self,
         request: &ConfirmationRequest,
@@ -128,6 +136,7 @@ impl Ledger {
                 None
             }
             Some(Tracked::Decided(_)) => None,
+            None if self.ended.contains(transaction_id) => None,
             None => {
                 let cancel = CancellationToken::new();
                 self.tracked.insert(
@@ -156,29 +165,36 @@ impl Ledger {
             .insert(decision.transaction_id.clone(), Tracked::Decided(decision));
     }
 
-    /// The server's answer to a decision: reports it to the caller(s).
-    pub(crate) fn on_decision_result(&mut self, result: &DecisionResult) {
+    /// The server's answer to a decision: reports it to the caller(s);
+    /// returns how many callers were told.
+    pub(crate) fn on_decision_result(&mut self, result: &DecisionResult) -> usize {
         let state =
             TransactionState::try_from(result.state).map_or("FAILED", TransactionState::spec_name);
+        self.remember_ended(&result.transaction_id);
         self.finish(&result.transaction_id, |_| {
             OtpOutcome::finished(state, &result.transaction_id, &result.reason)
-        });
+        })
     }
 
-    /// The server withdrew a request: stop its policy and tell the caller(s).
-    pub(crate) fn on_cancellation(&mut self, cancellation: &Cancellation) {
+    /// The server withdrew a request: stop its policy, drop its unacknowledged
+    /// decision and tell the caller(s); returns how many callers were told.
+    pub(crate) fn on_cancellation(&mut self, cancellation: &Cancellation) -> usize {
         let transaction_id = &cancellation.transaction_id;
         let outcome = OtpOutcome::finished("CANCELLED", transaction_id, &cancellation.reason);
-        self.finish(transaction_id, |_| outcome.clone());
-        // Callers whose OTP is still on its way belong to the same transaction.
-        self.reply_where(
-            |w| w.otp.transaction_id() == transaction_id,
-            |_| outcome.clone(),
-        );
+        self.remember_ended(transaction_id);
+        self.finish(transaction_id, |_| outcome.clone())
+            // Callers whose OTP is still on its way belong to the same transaction.
+            + self.reply_where(
+                |w| w.otp.transaction_id() == transaction_id,
+                |_| outcome.clone(),
+            )
     }
 
-    /// A refused OTP or decision: tells the caller(s) concerned.
-    pub(crate) fn on_rejection(&mut self, rejection: &Rejection) {
+    /// A refused OTP or decision: tells the caller(s) concerned; returns how
+    /// many callers were told. A refused decision is forgotten but not taken
+    /// as the end of the transaction: if the server asks again, the policy
+    /// runs again.
+    pub(crate) fn on_rejection(&mut self, rejection: &Rejection) -> usize {
         if rejection.request_id != 0 {
             // A rejection for an OTP whose transaction was already matched by a
             // re-sent confirmation finds no submitted waiter and is ignored.
@@ -186,12 +202,14 @@ impl Ledger {
             self.reply_where(
                 |w| w.stage == Stage::Submitted(rejection.request_id),
                 |w| OtpOutcome::failed(Some(w.otp.transaction_id()), error.clone()),
-            );
+            )
         } else if !rejection.transaction_id.is_empty() {
             let error = format!("the server rejected the decision: {}", rejection.message);
             self.finish(&rejection.transaction_id, |id| {
                 OtpOutcome::failed(Some(id), error.clone())
-            });
+            })
+        } else {
+            0
         }
     }
 
@@ -217,32 +235,47 @@ impl Ledger {
         self.waiters.retain(|waiter| !waiter.reply.is_closed());
     }
 
-    /// Ends a transaction: stops its policy, forgets it, answers its callers.
-    fn finish(&mut self, transaction_id: &str, outcome: impl Fn(&str) -> OtpOutcome) {
+    /// Ends a transaction: stops its policy, forgets it (and any decision
+    /// not yet acknowledged), answers its callers and returns their number.
+    fn finish(&mut self, transaction_id: &str, outcome: impl Fn(&str) -> OtpOutcome) -> usize {
         if let Some(Tracked::Deciding { cancel, .. }) = self.tracked.remove(transaction_id) {
             cancel.cancel();
         }
         self.reply_where(
             |w| w.stage == Stage::Confirming(transaction_id.to_owned()),
             |_| outcome(transaction_id),
-        );
+        )
     }
 
-    /// Removes the matching waiters and sends each its outcome.
+    /// Remembers that the server reported the transaction terminal.
+    fn remember_ended(&mut self, transaction_id: &str) {
+        if self.ended.iter().any(|ended| ended == transaction_id) {
+            return;
+        }
+        if self.ended.len() == REMEMBERED_ENDINGS {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(transaction_id.to_owned());
+    }
+
+    /// Removes the matching waiters, sends each its outcome and returns how
+    /// many there were.
     fn reply_where(
         &mut self,
         matches: impl Fn(&Waiter) -> bool,
         outcome: impl Fn(&Waiter) -> OtpOutcome,
-    ) {
-        let (done, waiting) = std::mem::take(&mut self.waiters)
+    ) -> usize {
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
             .into_iter()
             .partition(|w| matches(w));
         self.waiters = waiting;
+        let count = done.len();
         for waiter in done {
             let outcome = outcome(&waiter);
             // A caller that hung up no longer cares.
             let _ = waiter.reply.send(outcome);
         }
+        count
     }
 }
 

@@ -1,35 +1,39 @@
 //! Decision policies (`accept`, `deny`, `prompt`, `exec:CMD`) and what they
-//! see of a confirmation request. A policy returns `None` only when the server
-//! withdrew the request meanwhile; every failure denies, so the agent never
-//! accepts a login nobody approved.
+//! see of a confirmation request (`confirmation`, `number`). A policy returns
+//! `None` only when the server withdrew the request meanwhile; every failure
+//! denies, so the agent never accepts a login nobody approved. Under number
+//! matching an acceptance carries the number picked by a person (`prompt`) or
+//! a command (`exec:`); `accept` cannot pick, so it denies.
 
+mod confirmation;
 mod exec;
+mod number;
 mod prompt;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use self::confirmation::Confirmation;
 use crate::error::AgentError;
 
 /// How the agent answers confirmation requests.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Policy {
-    /// Approve every request (for kiosks and tests).
+    /// Approve every request (for kiosks and tests); denies requests that
+    /// need number matching, since it cannot know the number.
     Accept,
     /// Refuse every request with reason `policy`.
     Deny,
     /// Ask on the controlling terminal; deny when there is none.
     #[default]
     Prompt,
-    /// Run `sh -c CMD` with the request as JSON on stdin; exit 0 accepts.
+    /// Run `sh -c CMD` with the request as JSON on stdin; exit 0 accepts
+    /// (under number matching, with the picked number on stdout).
     Exec(String),
 }
 
@@ -85,37 +89,26 @@ impl DenyReason {
 /// What a policy decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// Approve the login.
-    Accept,
+    /// Approve the login, with the number picked under number matching.
+    Accept {
+        /// One of the request's number choices; `None` when it offered none.
+        number: Option<u32>,
+    },
     /// Refuse it, with a reason.
     Deny(DenyReason),
 }
 
-/// A confirmation request as a policy sees it; serialised as the JSON an
-/// `exec:` command reads on stdin.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Confirmation {
-    /// The transaction to decide on.
-    pub(crate) transaction_id: String,
-    /// The application's id.
-    pub(crate) application_id: String,
-    /// The application's display name.
-    pub(crate) application_name: String,
-    /// The user the device belongs to.
-    pub(crate) user_id: String,
-    /// The text to show.
-    pub(crate) message: String,
-    /// Extra facts to show, in key order.
-    pub(crate) context: BTreeMap<String, String>,
-    /// When the request stops being answerable, if the server said.
-    pub(crate) expires_at: Option<DateTime<Utc>>,
-}
-
-impl Confirmation {
-    /// Time left until `expires_at`, zero once it has passed.
-    fn time_left(&self) -> Option<Duration> {
-        self.expires_at
-            .map(|expires_at| (expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+impl Verdict {
+    /// Whether this verdict can answer a request offering `choices`: an
+    /// acceptance picks one of them exactly when some are offered.
+    pub(crate) fn answers(&self, choices: &[u32]) -> bool {
+        match self {
+            Self::Deny(_) => true,
+            Self::Accept { number: None } => choices.is_empty(),
+            Self::Accept {
+                number: Some(number),
+            } => choices.contains(number),
+        }
     }
 }
 
@@ -145,7 +138,13 @@ impl PolicyRunner {
     ) -> Option<Verdict> {
         let time_left = request.time_left();
         match &self.policy {
-            Policy::Accept => Some(Verdict::Accept),
+            Policy::Accept if request.number_choices.is_offered() => {
+                tracing::warn!(
+                    "number matching needs a person (prompt policy) or an exec policy; denying"
+                );
+                Some(Verdict::Deny(DenyReason::Policy))
+            }
+            Policy::Accept => Some(Verdict::Accept { number: None }),
             Policy::Deny => Some(Verdict::Deny(DenyReason::Policy)),
             Policy::Prompt => {
                 // Without an expiry the server's Cancellation still ends the prompt.
@@ -164,17 +163,31 @@ impl PolicyRunner {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use super::number::NumberChoices;
     use super::*;
 
     pub(super) fn sample_confirmation() -> Confirmation {
         Confirmation {
             transaction_id: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+            kind: confirmation::Kind::Otp,
             application_id: "app-1".into(),
             application_name: "Example Shop".into(),
             user_id: "alice".into(),
             message: "Sign in from Firefox".into(),
             context: BTreeMap::from([("ip".to_owned(), "192.0.2.1".to_owned())]),
-            expires_at: Some(Utc::now() + chrono::Duration::seconds(60)),
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(60)),
+            number_choices: NumberChoices::default(),
+        }
+    }
+
+    /// The sample request under number matching, offering 12, 45 and 78.
+    pub(super) fn matching_confirmation() -> Confirmation {
+        Confirmation {
+            kind: confirmation::Kind::Push,
+            number_choices: NumberChoices::parse(&[12, 45, 78]).unwrap(),
+            ..sample_confirmation()
         }
     }
 
@@ -223,7 +236,7 @@ mod tests {
         let accept = PolicyRunner::new(Policy::Accept, Duration::from_secs(1));
         assert_eq!(
             accept.decide(&request, &cancel).await,
-            Some(Verdict::Accept)
+            Some(Verdict::Accept { number: None })
         );
         let deny = PolicyRunner::new(Policy::Deny, Duration::from_secs(1));
         assert_eq!(
@@ -233,19 +246,26 @@ mod tests {
     }
 
     #[test]
-    fn exec_input_has_the_documented_fields() {
-        let json = serde_json::to_value(sample_confirmation()).unwrap();
-        for field in [
-            "transaction_id",
-            "application_id",
-            "application_name",
-            "user_id",
-            "message",
-            "context",
-            "expires_at",
-        ] {
-            assert!(json.get(field).is_some(), "{field}");
-        }
-        assert_eq!(json["context"]["ip"], "192.0.2.1");
+    fn an_acceptance_must_pick_exactly_when_numbers_are_offered() {
+        let deny = Verdict::Deny(DenyReason::NotMe);
+        assert!(deny.answers(&[]) && deny.answers(&[12, 45, 78]));
+        let plain = Verdict::Accept { number: None };
+        assert!(plain.answers(&[]));
+        assert!(!plain.answers(&[12, 45, 78]));
+        let picked = Verdict::Accept { number: Some(45) };
+        assert!(picked.answers(&[12, 45, 78]));
+        assert!(!picked.answers(&[12, 44, 78]));
+        assert!(!picked.answers(&[]));
+    }
+
+    #[tokio::test]
+    async fn the_accept_policy_denies_when_a_number_must_be_picked() {
+        let accept = PolicyRunner::new(Policy::Accept, Duration::from_secs(1));
+        assert_eq!(
+            accept
+                .decide(&matching_confirmation(), &CancellationToken::new())
+                .await,
+            Some(Verdict::Deny(DenyReason::Policy))
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! The daemon's reactions to server messages, finished policies and
-//! control commands.
+//! control commands. Confirmation requests are handled alike whether a caller
+//! handed in an OTP or the server pushed them (request id 0, nobody waiting):
+//! the policy decides and the outcome is reported to the callers, if any, and
+//! logged.
 
 use std::time::Duration;
 
 use assent_proto::v1::{ConfirmationRequest, ServerMessage, agent_message, server_message};
-use chrono::DateTime;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -12,7 +14,7 @@ use super::Daemon;
 use super::link::Link;
 use crate::connection::SessionSender;
 use crate::control::{ControlCommand, DaemonStatus};
-use crate::policy::{Confirmation, Verdict};
+use crate::policy::{Confirmation, DenyReason, Verdict};
 
 impl Daemon {
     /// Handles one stream event; `Some(link)` when the session is over.
@@ -44,22 +46,36 @@ impl Daemon {
             server_message::Body::DecisionResult(result) => {
                 let state = assent_proto::v1::TransactionState::try_from(result.state)
                     .map_or("UNKNOWN", |state| state.spec_name());
-                tracing::info!(transaction_id = %result.transaction_id, state, applied = result.applied, "decision result");
-                self.ledger.on_decision_result(&result);
+                let callers = self.ledger.on_decision_result(&result);
+                tracing::info!(
+                    transaction_id = %result.transaction_id,
+                    state,
+                    reason = %result.reason,
+                    applied = result.applied,
+                    callers,
+                    "decision result"
+                );
             }
             server_message::Body::Rejection(rejection) => {
+                let callers = self.ledger.on_rejection(&rejection);
                 tracing::warn!(
                     request_id = rejection.request_id,
                     transaction_id = %rejection.transaction_id,
                     code = rejection.code,
                     message = %rejection.message,
+                    callers,
                     "request rejected"
                 );
-                self.ledger.on_rejection(&rejection);
             }
             server_message::Body::Cancellation(cancellation) => {
-                tracing::info!(transaction_id = %cancellation.transaction_id, reason = %cancellation.reason, "request withdrawn");
-                self.ledger.on_cancellation(&cancellation);
+                // The ledger stops the policy task at once (its token fires).
+                let callers = self.ledger.on_cancellation(&cancellation);
+                tracing::info!(
+                    transaction_id = %cancellation.transaction_id,
+                    reason = %cancellation.reason,
+                    callers,
+                    "request withdrawn"
+                );
             }
             server_message::Body::GoAway(go_away) => {
                 let delay = Duration::from_millis(u64::from(go_away.reconnect_after_ms));
@@ -76,30 +92,35 @@ impl Daemon {
         None
     }
 
-    /// Starts the policy for a new confirmation request (once per transaction).
+    /// Starts the policy for a new confirmation request (once per
+    /// transaction); a request the policy cannot be asked about (unknown
+    /// kind, malformed number choices) is denied with reason `policy`.
     pub(super) fn on_confirmation(&mut self, request: ConfirmationRequest) {
         let span = tracing::info_span!("transaction", transaction_id = %request.transaction_id);
         let Some(cancel) = self.ledger.on_confirmation(&request) else {
-            span.in_scope(|| tracing::info!("confirmation already being handled"));
+            span.in_scope(|| tracing::info!("confirmation already handled"));
             return;
         };
-        span.in_scope(|| tracing::info!(request_id = request.request_id, "confirmation requested"));
-        let confirmation = Confirmation {
-            transaction_id: request.transaction_id.clone(),
-            application_id: request.application_id,
-            application_name: request.application_name,
-            user_id: request.user_id,
-            message: request.message,
-            context: request.context,
-            expires_at: request.expires_at.and_then(|at| {
-                DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
-            }),
-        };
+        span.in_scope(|| {
+            tracing::info!(
+                request_id = request.request_id,
+                kind = request.kind().as_str_name(),
+                number_matching = !request.number_choices.is_empty(),
+                "confirmation requested"
+            );
+        });
+        let confirmation = Confirmation::from_request(&request);
         let runner = self.runner.clone();
         let transaction_id = request.transaction_id;
         let owned_id = transaction_id.clone();
         let task = async move {
-            let verdict = runner.decide(&confirmation, &cancel).await;
+            let verdict = match confirmation {
+                Ok(confirmation) => runner.decide(&confirmation, &cancel).await,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot put the request to the policy; denying");
+                    Some(Verdict::Deny(DenyReason::Policy))
+                }
+            };
             (owned_id, verdict)
         };
         let handle = self.policies.spawn(task.instrument(span));
@@ -116,6 +137,15 @@ impl Daemon {
         let Some(request) = self.ledger.deciding(transaction_id) else {
             span.in_scope(|| tracing::info!("verdict for a withdrawn request dropped"));
             return;
+        };
+        let verdict = if verdict.answers(&request.number_choices) {
+            verdict
+        } else {
+            // The request was re-sent with other choices while the policy ran.
+            span.in_scope(|| {
+                tracing::warn!(verdict = ?verdict, "the verdict does not answer the number choices; denying");
+            });
+            Verdict::Deny(DenyReason::Policy)
         };
         let decision = self.identity.sign_decision(request, verdict);
         span.in_scope(|| tracing::info!(verdict = ?verdict, "decided"));

@@ -1,6 +1,9 @@
 //! The `prompt` policy: asks on the controlling terminal, one question at a
 //! time, and denies (reason `policy`) when stdin is not a terminal, so the
-//! default policy never accepts silently.
+//! default policy never accepts silently. Under number matching the person
+//! types the number the login page shows instead of `y`; after
+//! [`MATCHING_TRIES`] answers that name none of the offered numbers the login
+//! is denied as cancelled by the user.
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, IsTerminal, Write};
@@ -10,7 +13,12 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::confirmation::Kind;
+use super::number::NumberChoices;
 use super::{Confirmation, DenyReason, Verdict};
+
+/// How many answers naming none of the offered numbers end the question.
+const MATCHING_TRIES: usize = 3;
 
 /// Serialises prompts and owns the lines typed on stdin.
 #[derive(Debug, Default)]
@@ -40,34 +48,57 @@ impl Prompter {
         let lines = lines.get_or_insert_with(spawn_stdin_reader);
         // Whatever was typed before the question does not answer it.
         while lines.try_recv().is_ok() {}
-        say(&question(request));
-        loop {
-            let expired = async {
-                match deadline {
-                    Some(deadline) => tokio::time::sleep_until(deadline).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                line = lines.recv() => match line {
-                    Some(line) => match parse_answer(&line) {
-                        Some(verdict) => return Some(verdict),
-                        None => say("Please answer y (yes), n (no, not me) or c (cancel): "),
-                    },
-                    None => {
-                        // End of input (Ctrl-D) is the person walking away from the question.
-                        tracing::warn!("stdin closed while prompting; denying");
-                        return Some(Verdict::Deny(DenyReason::CancelledByUser));
+        converse(request, lines, deadline, cancel, say).await
+    }
+}
+
+/// Puts the question, reads `lines` until an answer, the deadline (deny) or
+/// `cancel` (`None`), and shows hints through `say`.
+async fn converse(
+    request: &Confirmation,
+    lines: &mut mpsc::Receiver<String>,
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+    mut say: impl FnMut(&str),
+) -> Option<Verdict> {
+    say(&question(request));
+    let choices = &request.number_choices;
+    let mut wrong_answers = 0;
+    loop {
+        let expired = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some(line) => match parse_answer(&line, choices) {
+                    Ok(verdict) => return Some(verdict),
+                    Err(hint) if choices.is_offered() => {
+                        wrong_answers += 1;
+                        if wrong_answers >= MATCHING_TRIES {
+                            tracing::info!("no offered number picked; denying");
+                            say("(no number picked; the login is cancelled)\n");
+                            return Some(Verdict::Deny(DenyReason::CancelledByUser));
+                        }
+                        say(&hint);
                     }
+                    Err(hint) => say(&hint),
                 },
-                () = expired => {
-                    say("\n(the request expired)\n");
-                    return Some(Verdict::Deny(DenyReason::Policy));
+                None => {
+                    // End of input (Ctrl-D) is the person walking away from the question.
+                    tracing::warn!("stdin closed while prompting; denying");
+                    return Some(Verdict::Deny(DenyReason::CancelledByUser));
                 }
-                () = cancel.cancelled() => {
-                    say("\n(the request was withdrawn)\n");
-                    return None;
-                }
+            },
+            () = expired => {
+                say("\n(the request expired)\n");
+                return Some(Verdict::Deny(DenyReason::Policy));
+            }
+            () = cancel.cancelled() => {
+                say("\n(the request was withdrawn)\n");
+                return None;
             }
         }
     }
@@ -122,24 +153,49 @@ fn question(request: &Confirmation) -> String {
             expires_at.format("%H:%M:%S UTC")
         ));
     }
-    text.push_str("Accept? [y]es / [n]o, not me / [c]ancel: ");
+    if request.kind == Kind::Push {
+        text.push_str(
+            "This request was pushed to your device: accept only if you are logging in right now.\n",
+        );
+    }
+    if request.number_choices.is_offered() {
+        text.push_str(&format!(
+            "Which number does the login page show? {} ([n]o, not me / [c]ancel): ",
+            request.number_choices
+        ));
+    } else {
+        text.push_str("Accept? [y]es / [n]o, not me / [c]ancel: ");
+    }
     text
 }
 
-/// `y`/`yes` accepts, `n`/`no` denies as "not me", `c`/`cancel` denies as
-/// cancelled by the user; anything else asks again.
-fn parse_answer(line: &str) -> Option<Verdict> {
+/// `n`/`no` denies as "not me" and `c`/`cancel` as cancelled by the user;
+/// under number matching one of the offered numbers accepts with that number,
+/// otherwise `y`/`yes` accepts. Anything else is `Err` with the hint to show
+/// before asking again.
+fn parse_answer(line: &str, choices: &NumberChoices) -> Result<Verdict, String> {
     match line.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Some(Verdict::Accept),
-        "n" | "no" => Some(Verdict::Deny(DenyReason::NotMe)),
-        "c" | "cancel" => Some(Verdict::Deny(DenyReason::CancelledByUser)),
-        _ => None,
+        "n" | "no" => return Ok(Verdict::Deny(DenyReason::NotMe)),
+        "c" | "cancel" => return Ok(Verdict::Deny(DenyReason::CancelledByUser)),
+        "y" | "yes" if !choices.is_offered() => return Ok(Verdict::Accept { number: None }),
+        _ => {}
+    }
+    if !choices.is_offered() {
+        return Err("Please answer y (yes), n (no, not me) or c (cancel): ".to_owned());
+    }
+    match choices.pick(line) {
+        Ok(number) => Ok(Verdict::Accept {
+            number: Some(number),
+        }),
+        Err(error) => Err(format!(
+            "({error}) Which number does the login page show? Type {choices}, n (not me) or c (cancel): "
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::sample_confirmation;
+    use super::super::tests::{matching_confirmation, sample_confirmation};
     use super::*;
 
     #[test]
@@ -152,15 +208,106 @@ mod tests {
 
     #[test]
     fn answers_are_yes_or_no_and_nothing_else() {
-        assert_eq!(parse_answer(" Y\n"), Some(Verdict::Accept));
-        assert_eq!(parse_answer("yes"), Some(Verdict::Accept));
-        assert_eq!(parse_answer("n"), Some(Verdict::Deny(DenyReason::NotMe)));
+        let none = NumberChoices::default();
+        let accept = Verdict::Accept { number: None };
+        assert_eq!(parse_answer(" Y\n", &none), Ok(accept));
+        assert_eq!(parse_answer("yes", &none), Ok(accept));
         assert_eq!(
-            parse_answer("cancel"),
-            Some(Verdict::Deny(DenyReason::CancelledByUser))
+            parse_answer("n", &none),
+            Ok(Verdict::Deny(DenyReason::NotMe))
         );
-        assert_eq!(parse_answer(""), None);
-        assert_eq!(parse_answer("sure"), None);
+        assert_eq!(
+            parse_answer("cancel", &none),
+            Ok(Verdict::Deny(DenyReason::CancelledByUser))
+        );
+        assert!(parse_answer("", &none).is_err());
+        assert!(parse_answer("sure", &none).is_err());
+        assert!(parse_answer("45", &none).is_err());
+    }
+
+    #[test]
+    fn the_matching_question_asks_for_the_number() {
+        let text = question(&matching_confirmation());
+        assert!(text.contains("pushed to your device"));
+        assert!(text.ends_with(
+            "Which number does the login page show? 12, 45 or 78 ([n]o, not me / [c]ancel): "
+        ));
+        assert!(!question(&sample_confirmation()).contains("pushed"));
+    }
+
+    #[test]
+    fn under_number_matching_only_an_offered_number_accepts() {
+        let choices = matching_confirmation().number_choices;
+        assert_eq!(
+            parse_answer(" 45 ", &choices),
+            Ok(Verdict::Accept { number: Some(45) })
+        );
+        assert_eq!(
+            parse_answer("NO", &choices),
+            Ok(Verdict::Deny(DenyReason::NotMe))
+        );
+        assert_eq!(
+            parse_answer("c", &choices),
+            Ok(Verdict::Deny(DenyReason::CancelledByUser))
+        );
+        let hint = parse_answer("13", &choices).unwrap_err();
+        assert!(
+            hint.contains("13 is not one of the numbers offered"),
+            "{hint}"
+        );
+        assert!(hint.contains("12, 45 or 78"), "{hint}");
+        for answer in ["y", "yes", "", "4 5"] {
+            assert!(parse_answer(answer, &choices).is_err(), "{answer:?}");
+        }
+    }
+
+    /// Answers `request` with `typed` lines; returns the verdict and what was shown.
+    async fn answer(request: &Confirmation, typed: &[&str]) -> (Option<Verdict>, String) {
+        let (sender, mut lines) = mpsc::channel(8);
+        for line in typed {
+            sender.send((*line).to_owned()).await.unwrap();
+        }
+        let mut shown = String::new();
+        let verdict = converse(
+            request,
+            &mut lines,
+            None,
+            &CancellationToken::new(),
+            |text| shown.push_str(text),
+        )
+        .await;
+        (verdict, shown)
+    }
+
+    #[tokio::test]
+    async fn a_wrong_answer_is_asked_again_then_the_number_accepts() {
+        let (verdict, shown) = answer(&matching_confirmation(), &["y", "78"]).await;
+        assert_eq!(verdict, Some(Verdict::Accept { number: Some(78) }));
+        assert!(shown.contains("Type 12, 45 or 78"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn three_answers_without_an_offered_number_cancel() {
+        let (verdict, shown) = answer(&matching_confirmation(), &["13", "yes", "", "45"]).await;
+        assert_eq!(verdict, Some(Verdict::Deny(DenyReason::CancelledByUser)));
+        assert!(shown.ends_with("(no number picked; the login is cancelled)\n"));
+        let (verdict, _) = answer(&matching_confirmation(), &["13", "n"]).await;
+        assert_eq!(verdict, Some(Verdict::Deny(DenyReason::NotMe)));
+    }
+
+    #[tokio::test]
+    async fn without_number_matching_wrong_answers_are_not_counted() {
+        let (verdict, _) = answer(&sample_confirmation(), &["?", "?", "?", "y"]).await;
+        assert_eq!(verdict, Some(Verdict::Accept { number: None }));
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_question_has_no_verdict() {
+        let (_sender, mut lines) = mpsc::channel(1);
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let verdict = converse(&matching_confirmation(), &mut lines, None, &cancel, |_| {}).await;
+        assert_eq!(verdict, None);
     }
 
     #[tokio::test]

@@ -1,0 +1,156 @@
+//! The policy command's process: `sh -c CMD` as the leader of its own
+//! process group, so stopping it early kills everything it started, and the
+//! first line of its stdout when the policy needs a number from it.
+
+use std::io;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// At most this many bytes of the command's stdout are read.
+pub(super) const STDOUT_LIMIT: usize = 64;
+
+/// How long stdout is still read after the command exited, for output that
+/// is already in the pipe; a process the command left behind holding stdout
+/// open does not hold up the decision longer than this.
+const STDOUT_GRACE: Duration = Duration::from_millis(100);
+
+/// A running policy command. Dropping it before the command was reaped kills
+/// the whole process group (and, through `kill_on_drop`, the leader).
+#[derive(Debug)]
+pub(super) struct PolicyChild {
+    child: Child,
+}
+
+impl PolicyChild {
+    /// Starts `sh -c command` in a new process group, stdin piped, stdout
+    /// piped when `capture_stdout` (else discarded), stderr inherited.
+    pub(super) fn spawn(command: &str, capture_stdout: bool) -> io::Result<Self> {
+        let stdout = if capture_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(Stdio::inherit())
+            // Its own group: a kill reaches whatever the command started,
+            // and a Ctrl-C meant for the daemon's terminal does not.
+            .process_group(0)
+            // A backstop: if this value is dropped, the leader must not outlive it.
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok(Self { child })
+    }
+
+    /// Feeds `input` on stdin (then closes it) and waits for the command to
+    /// exit; returns its status and the start of its stdout (up to the first
+    /// newline, at most [`STDOUT_LIMIT`] bytes; empty when not captured).
+    pub(super) async fn run(&mut self, input: &[u8]) -> io::Result<(ExitStatus, Vec<u8>)> {
+        let stdin = self.child.stdin.take();
+        // Held until the command exited, so that output after the first
+        // line fills the pipe instead of killing the command with SIGPIPE.
+        let mut stdout = self.child.stdout.take();
+        let mut head = Vec::with_capacity(STDOUT_LIMIT);
+        let status = {
+            let reading = read_first_line(stdout.as_mut(), &mut head);
+            tokio::pin!(reading);
+            let waiting = async {
+                let ((), status) = tokio::join!(write_input(stdin, input), self.child.wait());
+                status
+            };
+            tokio::pin!(waiting);
+            let mut is_read = false;
+            let status = loop {
+                tokio::select! {
+                    status = &mut waiting => break status?,
+                    () = &mut reading, if !is_read => is_read = true,
+                }
+            };
+            if !is_read
+                && tokio::time::timeout(STDOUT_GRACE, &mut reading)
+                    .await
+                    .is_err()
+            {
+                tracing::warn!("the policy command left its stdout open; using what it printed");
+            }
+            status
+        };
+        Ok((status, head))
+    }
+
+    /// Kills the process group and reaps the leader, so neither a stray
+    /// process nor a zombie remains.
+    pub(super) async fn kill(&mut self) {
+        if self.child.id().is_none() {
+            // Already reaped: its pid may name someone else's group by now.
+            return;
+        }
+        self.kill_group();
+        if let Err(error) = self.child.kill().await {
+            tracing::warn!(%error, "cannot kill the policy command");
+        }
+    }
+
+    /// SIGKILL to the command's process group, only while the leader is not
+    /// reaped: until then its pid (the group id) cannot be reused, so the
+    /// signal cannot reach an unrelated process.
+    fn kill_group(&self) {
+        let Some(leader) = self.child.id() else {
+            return;
+        };
+        // Never pid 1 or below: kill(-1) would signal every process.
+        let Some(group) = i32::try_from(leader)
+            .ok()
+            .filter(|&pid| pid > 1)
+            .and_then(Pid::from_raw)
+        else {
+            return;
+        };
+        match kill_process_group(group, Signal::KILL) {
+            Ok(()) | Err(Errno::SRCH) => {}
+            Err(error) => tracing::warn!(%error, "cannot kill the policy command's process group"),
+        }
+    }
+}
+
+impl Drop for PolicyChild {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+/// Writes the request and closes stdin; a command may ignore its input and
+/// exit early, so a broken pipe is fine.
+async fn write_input(stdin: Option<ChildStdin>, input: &[u8]) {
+    if let Some(mut stdin) = stdin {
+        let _ = stdin.write_all(input).await;
+    }
+}
+
+/// Reads into `head` until a newline, [`STDOUT_LIMIT`] bytes or the end of
+/// stdout; a read error ends it with what was read.
+async fn read_first_line(stdout: Option<&mut ChildStdout>, head: &mut Vec<u8>) {
+    let Some(stdout) = stdout else {
+        return;
+    };
+    let mut buffer = [0u8; STDOUT_LIMIT];
+    while head.len() < STDOUT_LIMIT && !head.contains(&b'\n') {
+        let room = STDOUT_LIMIT - head.len();
+        match stdout.read(&mut buffer[..room]).await {
+            Ok(0) => break,
+            Ok(read) => head.extend_from_slice(&buffer[..read]),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the policy command's output");
+                break;
+            }
+        }
+    }
+}

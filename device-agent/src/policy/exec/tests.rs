@@ -1,0 +1,187 @@
+//! Unit tests of the `exec:` policy against real `sh` commands.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::super::tests::{matching_confirmation, sample_confirmation};
+use super::*;
+
+async fn run(command: &str, timeout: Duration) -> Option<Verdict> {
+    decide(
+        command,
+        &sample_confirmation(),
+        timeout,
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+/// Runs `command` for a request offering 12, 45 and 78.
+async fn run_matching(command: &str) -> Option<Verdict> {
+    decide(
+        command,
+        &matching_confirmation(),
+        Duration::from_secs(5),
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+const ACCEPT: Option<Verdict> = Some(Verdict::Accept { number: None });
+
+/// Whether the process is gone (a zombie left for init to reap counts).
+fn is_gone(pid: &str) -> bool {
+    match std::fs::read_to_string(Path::new("/proc").join(pid).join("stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+async fn wait_for_file(path: &Path) -> String {
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.ends_with('\n')
+        {
+            return text.trim().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn exit_zero_accepts() {
+    assert_eq!(run("exit 0", Duration::from_secs(5)).await, ACCEPT);
+}
+
+#[tokio::test]
+async fn nonzero_exit_denies_by_policy() {
+    assert_eq!(run("exit 1", Duration::from_secs(5)).await, Some(DENY));
+}
+
+#[tokio::test]
+async fn the_command_reads_the_request_as_json() {
+    let command = r#"grep -q '"application_name":"Example Shop"'"#;
+    assert_eq!(run(command, Duration::from_secs(5)).await, ACCEPT);
+    let command = r#"grep -q '"application_name":"Other"'"#;
+    assert_eq!(run(command, Duration::from_secs(5)).await, Some(DENY));
+    let command = r#"grep -q '"kind":"OTP".*"number_choices":\[\]'"#;
+    assert_eq!(run(command, Duration::from_secs(5)).await, ACCEPT);
+}
+
+#[tokio::test]
+async fn without_number_matching_stdout_is_ignored() {
+    assert_eq!(
+        run("echo 45; echo no", Duration::from_secs(5)).await,
+        ACCEPT
+    );
+}
+
+#[tokio::test]
+async fn a_slow_command_is_denied_at_the_timeout() {
+    let started = Instant::now();
+    assert_eq!(run("sleep 10", Duration::from_secs(1)).await, Some(DENY));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_printed_number_is_the_pick() {
+    let command = r#"grep -q '"kind":"PUSH".*"number_choices":\[12,45,78\]' && echo 45"#;
+    assert_eq!(
+        run_matching(command).await,
+        Some(Verdict::Accept { number: Some(45) })
+    );
+    // Only the first line counts; later output does not disturb the command.
+    assert_eq!(
+        run_matching("printf ' 78\\r\\nchosen by a test\\n'; seq 1 2000").await,
+        Some(Verdict::Accept { number: Some(78) })
+    );
+}
+
+#[tokio::test]
+async fn exit_zero_without_an_offered_number_denies_by_policy() {
+    for command in [
+        "true",
+        "echo",
+        "echo 13",
+        "echo yes",
+        "echo; echo 45",
+        "head -c 100 /dev/zero | tr '\\0' 4",
+    ] {
+        assert_eq!(run_matching(command).await, Some(DENY), "{command}");
+    }
+}
+
+#[tokio::test]
+async fn a_number_with_a_failing_exit_denies() {
+    assert_eq!(run_matching("echo 45; exit 3").await, Some(DENY));
+}
+
+#[tokio::test]
+async fn a_process_left_holding_stdout_does_not_delay_the_pick() {
+    let started = Instant::now();
+    assert_eq!(
+        run_matching("printf 12; sleep 3 &").await,
+        Some(Verdict::Accept { number: Some(12) })
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn the_pick_is_the_first_line_of_stdout() {
+    let choices = NumberChoices::parse(&[12, 45, 78]).unwrap();
+    assert_eq!(picked_number(&choices, b"45\n"), Ok(45));
+    assert_eq!(picked_number(&choices, b"12"), Ok(12));
+    assert_eq!(picked_number(&choices, b"78\nextra"), Ok(78));
+    assert_eq!(picked_number(&choices, b""), Err(InvalidPick::Empty));
+    assert_eq!(picked_number(&choices, b"\n45\n"), Err(InvalidPick::Empty));
+    assert_eq!(
+        picked_number(&choices, b"4\xff5"),
+        Err(InvalidPick::NotANumber)
+    );
+    assert_eq!(
+        picked_number(&choices, b"44\n"),
+        Err(InvalidPick::NotAChoice(44))
+    );
+}
+
+#[tokio::test]
+async fn cancellation_kills_the_whole_process_group_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pids");
+    // The leader waits on a background grandchild in the same group.
+    let command = format!("sleep 30 & echo $$ $! > '{}'; wait", pid_file.display());
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let request = sample_confirmation();
+    let (verdict, (pids, cancelled_at)) = tokio::join!(
+        decide(&command, &request, Duration::from_secs(60), &cancel),
+        async {
+            let pids = wait_for_file(&pid_file).await;
+            let cancelled_at = Instant::now();
+            trigger.cancel();
+            (pids, cancelled_at)
+        }
+    );
+    assert_eq!(verdict, None);
+    assert!(
+        cancelled_at.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        cancelled_at.elapsed()
+    );
+    for pid in pids.split_whitespace() {
+        for _ in 0..50 {
+            if is_gone(pid) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(is_gone(pid), "process {pid} still runs");
+    }
+}
