@@ -218,3 +218,78 @@ fn failing_waiters_answers_everyone() {
     );
     assert!(ledger.take_submissions().is_empty());
 }
+
+#[test]
+fn a_push_without_a_caller_is_decided_and_acknowledged_like_an_otp() {
+    let mut ledger = Ledger::default();
+    assert!(ledger.on_confirmation(&confirmation(0, TX)).is_some());
+    assert!(ledger.deciding(TX).is_some());
+    ledger.on_decided(decision(TX));
+    assert_eq!(ledger.unacknowledged(), vec![decision(TX)]);
+    let callers = ledger.on_decision_result(&result(TX, TransactionState::Accepted, true));
+    assert_eq!(callers, 0, "nobody waits for a push");
+    assert!(ledger.unacknowledged().is_empty());
+}
+
+#[test]
+fn a_cancellation_drops_the_unacknowledged_decision() {
+    let mut ledger = Ledger::default();
+    let mut outcome = waiting(&mut ledger, TX);
+    let id = ledger.take_submissions()[0].request_id;
+    ledger.on_confirmation(&confirmation(id, TX));
+    ledger.on_decided(decision(TX));
+    ledger.on_disconnect();
+    let callers = ledger.on_cancellation(&Cancellation {
+        transaction_id: TX.to_owned(),
+        reason: "expired".to_owned(),
+    });
+    assert_eq!(callers, 1);
+    assert!(ledger.unacknowledged().is_empty(), "never re-sent");
+    let outcome = outcome.try_recv().unwrap();
+    assert_eq!(outcome.state.as_deref(), Some("CANCELLED"));
+    assert_eq!(outcome.reason.as_deref(), Some("expired"));
+}
+
+#[test]
+fn a_late_copy_of_an_ended_transaction_runs_no_policy() {
+    let mut ledger = Ledger::default();
+    ledger.on_confirmation(&confirmation(0, TX));
+    ledger.on_decided(decision(TX));
+    ledger.on_decision_result(&result(TX, TransactionState::Accepted, true));
+    assert!(ledger.on_confirmation(&confirmation(0, TX)).is_none());
+    let other = "00000000-0000-4000-8000-000000000002";
+    ledger.on_confirmation(&confirmation(0, other));
+    ledger.on_cancellation(&Cancellation {
+        transaction_id: other.to_owned(),
+        reason: "answered_elsewhere".to_owned(),
+    });
+    assert!(ledger.on_confirmation(&confirmation(0, other)).is_none());
+    assert!(ledger.deciding(other).is_none());
+}
+
+#[test]
+fn a_rejected_decision_may_be_decided_again_when_asked_again() {
+    let mut ledger = Ledger::default();
+    ledger.on_confirmation(&confirmation(0, TX));
+    ledger.on_decided(decision(TX));
+    ledger.on_rejection(&Rejection {
+        transaction_id: TX.to_owned(),
+        code: 13,
+        ..Default::default()
+    });
+    assert!(ledger.on_confirmation(&confirmation(0, TX)).is_some());
+}
+
+#[test]
+fn only_the_latest_endings_are_remembered() {
+    let mut ledger = Ledger::default();
+    for n in 0..=REMEMBERED_ENDINGS {
+        ledger.on_cancellation(&Cancellation {
+            transaction_id: format!("tx-{n}"),
+            reason: "expired".to_owned(),
+        });
+    }
+    assert_eq!(ledger.ended.len(), REMEMBERED_ENDINGS);
+    assert!(ledger.on_confirmation(&confirmation(0, "tx-0")).is_some());
+    assert!(ledger.on_confirmation(&confirmation(0, "tx-1")).is_none());
+}

@@ -1,18 +1,17 @@
-//! The scripted in-process `DeviceService`: it checks every signature with
-//! `assent_proto::signing` (including the picked number) and decides the
-//! way the real server does.
+//! The scripted in-process `DeviceService`: the handshake and the session
+//! loop; decisions are verified in `transactions`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use assent_proto::signing::{self, DecisionPayload, SignedVerdict};
+use assent_proto::signing;
 use assent_proto::v1::device_service_server::{DeviceService, DeviceServiceServer};
 use assent_proto::v1::{
-    AgentMessage, Cancellation, Challenge, ConfirmationRequest, DecisionResult, EnrollRequest,
-    EnrollResponse, GoAway, Ready, Rejection, ServerMessage, SignedDecision, TransactionState,
-    agent_message, server_message,
+    AgentMessage, Cancellation, Challenge, ConfirmationRequest, EnrollRequest, EnrollResponse,
+    GoAway, Ready, Rejection, ServerMessage, SignedDecision, TransactionState, agent_message,
+    server_message,
 };
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use tokio::net::TcpListener;
@@ -259,68 +258,6 @@ impl Fake {
             transaction_id: transaction_id.into(),
             reason: reason.into(),
         }
-    }
-
-    /// Verifies a decision like the server: the number is 0 or an offered
-    /// one, an acceptance under number matching must pick, the signature
-    /// covers the number, and a wrong pick denies with `wrong_number`.
-    fn decide(&self, decision: &SignedDecision, key: &VerifyingKey) -> server_message::Body {
-        let mut world = self.0.lock().unwrap();
-        let tx = world
-            .transactions
-            .get_mut(&decision.transaction_id)
-            .unwrap();
-        let request = tx.scanned.clone().unwrap();
-        let accept = decision.decision == 1;
-        let number = (decision.number != 0).then_some(decision.number);
-        let reject = |code, message: &str| {
-            server_message::Body::Rejection(Rejection {
-                transaction_id: decision.transaction_id.clone(),
-                code,
-                message: message.into(),
-                ..Default::default()
-            })
-        };
-        match (tx.match_number, number) {
-            (Some(_), None) if accept => return reject(3, "pick the number"),
-            (None, Some(_)) => return reject(3, "number must be 0"),
-            (_, Some(n)) if !request.number_choices.contains(&n) => {
-                return reject(3, "number not offered");
-            }
-            _ => {}
-        }
-        let hash = signing::display_hash(&request.message, &request.context);
-        let bytes = signing::decision_bytes(&DecisionPayload {
-            application_id: &request.application_id,
-            transaction_id: &request.transaction_id,
-            device_id: DEVICE_ID,
-            nonce: &request.nonce,
-            verdict: if accept {
-                SignedVerdict::Accept
-            } else {
-                SignedVerdict::Deny
-            },
-            reason: &decision.reason,
-            display_hash: &hash,
-            number,
-        });
-        let signature = Signature::from_slice(&decision.signature).unwrap();
-        if key.verify(&bytes, &signature).is_err() {
-            return reject(16, "bad signature");
-        }
-        let applied = tx.outcome.is_none();
-        let decided = match (accept, number == tx.match_number) {
-            (true, true) => (TransactionState::Accepted, String::new()),
-            (true, false) => (TransactionState::Denied, "wrong_number".into()),
-            (false, _) => (TransactionState::Denied, decision.reason.clone()),
-        };
-        let (state, reason) = tx.outcome.get_or_insert(decided).clone();
-        server_message::Body::DecisionResult(DecisionResult {
-            transaction_id: decision.transaction_id.clone(),
-            state: state.into(),
-            reason,
-            applied,
-        })
     }
 
     pub async fn serve_on(self, listener: TcpListener, stop: CancellationToken) {

@@ -1,14 +1,20 @@
 //! Transactions of the fake server and the test's levers on them: new OTPs,
-//! pushes (pending or sent live), re-sends, cancellations and dropped streams.
+//! pushes (pending or sent live), re-sends, cancellations and dropped
+//! streams; and the verification of decisions, as the real server does it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use assent_proto::v1::{ConfirmationRequest, TransactionKind, TransactionState, server_message};
+use assent_proto::signing::{self, DecisionPayload, SignedVerdict};
+use assent_proto::v1::{
+    ConfirmationRequest, DecisionResult, Rejection, SignedDecision, TransactionKind,
+    TransactionState, server_message,
+};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 
-use super::fake::{Fake, NONCE, Tx, World, send};
+use super::fake::{DEVICE_ID, Fake, NONCE, Tx, World, send};
 
 /// A confirmation request as the fake sends it.
 fn confirmation(
@@ -57,6 +63,72 @@ impl World {
 }
 
 impl Fake {
+    /// Verifies a decision like the server: the number is 0 or an offered
+    /// one, an acceptance under number matching must pick, the signature
+    /// covers the number, and a wrong pick denies with `wrong_number`.
+    pub(super) fn decide(
+        &self,
+        decision: &SignedDecision,
+        key: &VerifyingKey,
+    ) -> server_message::Body {
+        let mut world = self.0.lock().unwrap();
+        let tx = world
+            .transactions
+            .get_mut(&decision.transaction_id)
+            .unwrap();
+        let request = tx.scanned.clone().unwrap();
+        let accept = decision.decision == 1;
+        let number = (decision.number != 0).then_some(decision.number);
+        let reject = |code, message: &str| {
+            server_message::Body::Rejection(Rejection {
+                transaction_id: decision.transaction_id.clone(),
+                code,
+                message: message.into(),
+                ..Default::default()
+            })
+        };
+        match (tx.match_number, number) {
+            (Some(_), None) if accept => return reject(3, "pick the number"),
+            (None, Some(_)) => return reject(3, "number must be 0"),
+            (_, Some(n)) if !request.number_choices.contains(&n) => {
+                return reject(3, "number not offered");
+            }
+            _ => {}
+        }
+        let hash = signing::display_hash(&request.message, &request.context);
+        let bytes = signing::decision_bytes(&DecisionPayload {
+            application_id: &request.application_id,
+            transaction_id: &request.transaction_id,
+            device_id: DEVICE_ID,
+            nonce: &request.nonce,
+            verdict: if accept {
+                SignedVerdict::Accept
+            } else {
+                SignedVerdict::Deny
+            },
+            reason: &decision.reason,
+            display_hash: &hash,
+            number,
+        });
+        let signature = Signature::from_slice(&decision.signature).unwrap();
+        if key.verify(&bytes, &signature).is_err() {
+            return reject(16, "bad signature");
+        }
+        let applied = tx.outcome.is_none();
+        let decided = match (accept, number == tx.match_number) {
+            (true, true) => (TransactionState::Accepted, String::new()),
+            (true, false) => (TransactionState::Denied, "wrong_number".into()),
+            (false, _) => (TransactionState::Denied, decision.reason.clone()),
+        };
+        let (state, reason) = tx.outcome.get_or_insert(decided).clone();
+        server_message::Body::DecisionResult(DecisionResult {
+            transaction_id: decision.transaction_id.clone(),
+            state: state.into(),
+            reason,
+            applied,
+        })
+    }
+
     /// A fresh OTP for a new transaction (base64url without padding).
     pub fn new_otp(&self) -> (String, String) {
         let id = uuid::Uuid::new_v4();
