@@ -7,10 +7,13 @@
 //! - `enrollment`: [`enroll`], the `Enroll` call with its proof of possession.
 //! - `daemon`: [`run`], the event loop owning the server link (`daemon::link`),
 //!   the policy tasks and the bookkeeping (`ledger`) of callers and
-//!   transactions; `daemon::messages` reacts to server messages and commands.
+//!   transactions (OTP and push alike); `daemon::messages` reacts to server
+//!   messages and commands.
 //! - `connection`: endpoint, TLS and the challenge-response handshake;
 //!   `backoff` schedules reconnects; `identity` signs hellos and decisions.
-//! - [`policy`]: `accept | deny | prompt | exec:CMD`.
+//! - [`policy`]: `accept | deny | prompt | exec:CMD`, the request as a policy
+//!   sees it (`policy::confirmation`), number matching (`policy::number`) and
+//!   the exec command's process group (`policy::exec::child`).
 //! - [`control`]: the local Unix socket and its client ([`submit_otp`]).
 //! - `otp`: OTP text parsing (base64/base64url → transaction id).
 //! - `error`: [`AgentError`], the one error enum.
