@@ -1,0 +1,108 @@
+//! Command-line arguments of `assent-bench`: the mode, where the server is
+//! (started here against a database, or already running), and the load shape.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Full OTP flows: create → device submits the OTP → confirmation →
+    /// signed accept → the relying party sees `transaction.accepted`.
+    Flows,
+    /// Push logins to connected devices: create → confirmation on the device
+    /// → signed accept → event.
+    Push,
+    /// Hold many authenticated agent streams and report the server's RSS per agent.
+    Idle,
+}
+
+impl Mode {
+    /// The mode's name as it appears in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Flows => "flows",
+            Self::Push => "push",
+            Self::Idle => "idle",
+        }
+    }
+}
+
+/// Load generator for Assent, over the public gRPC API only.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "assent-bench", version, about)]
+pub struct Args {
+    /// flows, push or idle.
+    #[arg(value_enum)]
+    pub mode: Mode,
+    /// PostgreSQL URL: start an `assent-server` on it (and run the pgbench
+    /// ceiling against it).
+    #[arg(long, conflicts_with = "server")]
+    pub database_url: Option<String>,
+    /// Target an already running server, e.g. http://127.0.0.1:50051.
+    #[arg(long, requires = "api_key")]
+    pub server: Option<String>,
+    /// API key of the application to use on `--server`.
+    #[arg(long, requires = "server")]
+    pub api_key: Option<String>,
+    /// PID of the `--server` process, for RSS and CPU figures.
+    #[arg(long, requires = "server")]
+    pub server_pid: Option<u32>,
+    /// Database of the `--server` process, for the pgbench ceiling.
+    #[arg(long, requires = "server")]
+    pub ceiling_database_url: Option<String>,
+    /// The `assent-server` binary [default: the one next to this executable].
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// Extra `KEY=VALUE` environment for the started server (repeatable),
+    /// e.g. `ASSENT_MAX_DB_CONNECTIONS=32`.
+    #[arg(long = "server-env", value_name = "KEY=VALUE")]
+    pub server_env: Vec<String>,
+    /// Concurrent relying-party workers.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Measured seconds (flows, push), or how long idle agents are held.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of load before measuring (not counted).
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Devices (push: each of its own user) [default: max(concurrency, 1)].
+    #[arg(long)]
+    pub devices: Option<usize>,
+    /// Agent streams to hold in `idle` mode.
+    #[arg(long, default_value_t = 1000)]
+    pub agents: usize,
+    /// Distinct enrolled devices behind the idle agents [default: --agents].
+    #[arg(long)]
+    pub idle_devices: Option<usize>,
+    /// Loopback source addresses 127.0.0.1… to spread idle connections over.
+    #[arg(long, default_value_t = 4)]
+    pub source_addresses: u8,
+    /// Connections (and enrollments) in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub in_flight: usize,
+    /// Seconds to wait after the last idle agent connected before measuring.
+    #[arg(long, default_value_t = 3.0)]
+    pub settle: f64,
+    /// Skip the pgbench ceiling (ceiling and ratio are null).
+    #[arg(long)]
+    pub no_ceiling: bool,
+    /// Seconds the pgbench ceiling runs.
+    #[arg(long, default_value_t = 5)]
+    pub ceiling_seconds: u32,
+    /// Print one JSON object on stdout instead of a text report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    /// Devices to enroll and connect for `flows` and `push`.
+    pub fn device_count(&self) -> usize {
+        self.devices
+            .unwrap_or(self.concurrency)
+            .max(self.concurrency)
+            .max(1)
+    }
+}
