@@ -9,8 +9,8 @@ use assent_proto::signing::SignedVerdict;
 use assent_proto::v1::server_message::Body;
 use assent_proto::v1::{
     CancelTransactionRequest, ConfirmationRequest, CreatePushAuthenticationRequest,
-    CreatePushAuthenticationResponse, GetDeviceRequest, GetTransactionRequest,
-    ListDevicesRequest, SubscribeRequest, TransactionKind, TransactionState,
+    CreatePushAuthenticationResponse, GetDeviceRequest, GetTransactionRequest, ListDevicesRequest,
+    SubscribeRequest, TransactionKind, TransactionState,
 };
 use assent_tests::{
     DeviceStream, RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client, within,
@@ -26,8 +26,14 @@ fn push_request(user: &str) -> CreatePushAuthenticationRequest {
     }
 }
 
-async fn push(rp: &mut RpClient, request: CreatePushAuthenticationRequest) -> CreatePushAuthenticationResponse {
-    rp.create_push_authentication(request).await.expect("push").into_inner()
+async fn push(
+    rp: &mut RpClient,
+    request: CreatePushAuthenticationRequest,
+) -> CreatePushAuthenticationResponse {
+    rp.create_push_authentication(request)
+        .await
+        .expect("push")
+        .into_inner()
 }
 
 /// The next message on the stream must be a confirmation request.
@@ -76,13 +82,28 @@ async fn push_to_two_devices_has_exactly_one_winner_and_the_other_is_told(db: Te
             decide_and_collect(&mut b, db_, &created.transaction_id)
         );
         let winners = [outcome_a.applied, outcome_b.applied];
-        assert_eq!(winners.iter().filter(|&&w| w).count(), 1, "{outcome_a:?} {outcome_b:?}");
-        let loser = if outcome_a.applied { &outcome_b } else { &outcome_a };
+        assert_eq!(
+            winners.iter().filter(|&&w| w).count(),
+            1,
+            "{outcome_a:?} {outcome_b:?}"
+        );
+        let loser = if outcome_a.applied {
+            &outcome_b
+        } else {
+            &outcome_a
+        };
         assert_eq!(loser.cancelled.as_deref(), Some("answered_elsewhere"));
-        let winner = if outcome_a.applied { &outcome_a } else { &outcome_b };
+        let winner = if outcome_a.applied {
+            &outcome_a
+        } else {
+            &outcome_b
+        };
         assert_eq!(winner.cancelled, None, "the winner is not told to cancel");
         wins[usize::from(outcome_b.applied)] += 1;
-        assert_eq!(state(&mut rp, &created.transaction_id).await.0, TransactionState::Accepted);
+        assert_eq!(
+            state(&mut rp, &created.transaction_id).await.0,
+            TransactionState::Accepted
+        );
     }
     assert_eq!(wins[0] + wins[1], 200);
 }
@@ -113,7 +134,11 @@ async fn decide_and_collect(
                 outcome.applied = result.applied;
             }
             Body::Rejection(rejection) => {
-                assert_eq!(Code::from_i32(rejection.code), Code::NotFound, "{rejection:?}");
+                assert_eq!(
+                    Code::from_i32(rejection.code),
+                    Code::NotFound,
+                    "{rejection:?}"
+                );
                 answered = true;
             }
             Body::Cancellation(cancellation) => {
@@ -170,7 +195,10 @@ async fn cancelling_a_push_reaches_the_device_at_once(db: TestDb) {
     assert_eq!(cancellation.reason, "cancelled");
     // The target is 100 ms on loopback; the bound here only catches a
     // cancellation that waits for a poll or a timeout.
-    assert!(latency < Duration::from_secs(1), "cancellation took {latency:?}");
+    assert!(
+        latency < Duration::from_secs(1),
+        "cancellation took {latency:?}"
+    );
 }
 
 async fn presence_flips_when_the_device_disconnects(db: TestDb) {
@@ -237,7 +265,8 @@ async fn number_matching_accepts_the_right_pick_and_denies_a_wrong_one(db: TestD
         panic!("an accept without a number must be rejected");
     };
     assert_eq!(Code::from_i32(rejection.code), Code::InvalidArgument);
-    let right = device.decision_with_number(&request, SignedVerdict::Accept, "", Some(created.number));
+    let right =
+        device.decision_with_number(&request, SignedVerdict::Accept, "", Some(created.number));
     let Body::DecisionResult(result) = stream.decide(right).await else {
         panic!("expected a decision result");
     };
@@ -259,7 +288,10 @@ async fn number_matching_accepts_the_right_pick_and_denies_a_wrong_one(db: TestD
     assert_eq!(result.state(), TransactionState::Denied);
     assert_eq!(result.reason, "wrong_number");
     let (final_state, reason) = state(&mut rp, &created.transaction_id).await;
-    assert_eq!((final_state, reason.as_str()), (TransactionState::Denied, "wrong_number"));
+    assert_eq!(
+        (final_state, reason.as_str()),
+        (TransactionState::Denied, "wrong_number")
+    );
 }
 
 async fn a_second_push_while_one_is_open_is_refused_naming_it(db: TestDb) {
@@ -273,7 +305,11 @@ async fn a_second_push_while_one_is_open_is_refused_naming_it(db: TestDb) {
         .await
         .expect_err("a second open push must be refused");
     assert_eq!(refused.code(), Code::ResourceExhausted);
-    assert!(refused.message().contains(&open.transaction_id), "{}", refused.message());
+    assert!(
+        refused.message().contains(&open.transaction_id),
+        "{}",
+        refused.message()
+    );
     rp.cancel_transaction(CancelTransactionRequest {
         transaction_id: open.transaction_id,
     })
@@ -300,7 +336,11 @@ async fn unanswered_pushes_are_capped(db: TestDb) {
         .await
         .expect_err("the sixth unanswered push must be refused");
     assert_eq!(refused.code(), Code::ResourceExhausted);
-    assert!(refused.message().contains("unaccepted"), "{}", refused.message());
+    assert!(
+        refused.message().contains("unaccepted"),
+        "{}",
+        refused.message()
+    );
     // Other users are not affected.
     TestDevice::enroll(&server, &app, "bob").await;
     push(&mut rp, push_request("bob")).await;
@@ -339,7 +379,11 @@ async fn a_not_me_denial_reports_fraud_and_blocks_pushes(db: TestDb) {
         .await
         .expect_err("pushes to alice must be blocked");
     assert_eq!(blocked.code(), Code::ResourceExhausted);
-    assert!(blocked.message().contains("blocked"), "{}", blocked.message());
+    assert!(
+        blocked.message().contains("blocked"),
+        "{}",
+        blocked.message()
+    );
 }
 
 async fn a_push_to_a_user_without_devices_or_of_another_application_is_refused(db: TestDb) {
@@ -368,7 +412,10 @@ async fn a_push_to_a_user_without_devices_or_of_another_application_is_refused(d
     };
     assert_eq!(Code::from_i32(rejection.code), Code::NotFound);
     let mut rp_b = rp_client(&server, &shop_b.api_key).await;
-    assert_eq!(state(&mut rp_b, &created.transaction_id).await.0, TransactionState::Pending);
+    assert_eq!(
+        state(&mut rp_b, &created.transaction_id).await.0,
+        TransactionState::Pending
+    );
 }
 
 async fn an_unanswered_push_expires_and_is_withdrawn(db: TestDb) {
@@ -386,6 +433,8 @@ async fn an_unanswered_push_expires_and_is_withdrawn(db: TestDb) {
     )
     .await;
     confirmation(&mut stream).await;
+    // The stream reader gives up after 10 s of silence; the TTL is 10 s.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let cancellation = within(20, "the expiry", async {
         loop {
             if let Some(Body::Cancellation(c)) = stream.next().await.expect("stream") {
@@ -396,7 +445,10 @@ async fn an_unanswered_push_expires_and_is_withdrawn(db: TestDb) {
     .await;
     assert_eq!(cancellation.transaction_id, created.transaction_id);
     assert_eq!(cancellation.reason, "expired");
-    assert_eq!(state(&mut rp, &created.transaction_id).await.0, TransactionState::Expired);
+    assert_eq!(
+        state(&mut rp, &created.transaction_id).await.0,
+        TransactionState::Expired
+    );
 }
 
 assent_tests::on_both_engines!(
