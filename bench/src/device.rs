@@ -1,5 +1,5 @@
 //! Simulated devices: real Ed25519 keys enrolled through `CreateEnrollment`
-//! + `Enroll`, real `Connect` streams (challenge → signed hello → Ready),
+//! and `Enroll`, real `Connect` streams (challenge → signed hello → Ready),
 //! and real signed decisions.
 
 use std::time::{Duration, Instant};

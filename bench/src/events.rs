@@ -32,6 +32,8 @@ pub struct Outcome {
 }
 
 type Waiting = HashMap<String, oneshot::Sender<Outcome>>;
+/// The backlog marker's transaction id and who waits for it.
+type Marker = Option<(String, oneshot::Sender<()>)>;
 
 /// Routes outcome events to the workers that registered their transactions.
 #[derive(Clone, Default)]
@@ -40,7 +42,7 @@ pub struct EventRouter {
     /// `transaction.created` of this transaction id ends the backlog sync.
     /// (tokio's mutex: held while the marker is created, so its event
     /// cannot slip past before the id is known).
-    marker: Arc<tokio::sync::Mutex<Option<(String, oneshot::Sender<()>)>>>,
+    marker: Arc<tokio::sync::Mutex<Marker>>,
 }
 
 impl EventRouter {

@@ -34,7 +34,7 @@ pub async fn run(
         target,
         database_url,
         |i| format!("flow-user-{i}"),
-        |kit| worker(kit),
+        worker,
     )
     .await
 }

@@ -35,7 +35,7 @@ pub async fn run(
         target,
         database_url,
         |i| format!("push-user-{i}"),
-        |kit| worker(kit),
+        worker,
     )
     .await
 }
