@@ -12,7 +12,7 @@ use assent_server::domain::{
     TransactionKind, TransactionState as State, UserId,
 };
 use assent_server::store::{
-    ExpiryGuard, NewDevice, NewEnrollment, NewTransaction, Scan, Store, StoreError,
+    ExpiryGuard, NewDevice, NewEnrollment, NewTransaction, Scan, Store, StoreError, StoreResult,
     TransactionRecord, Transition,
 };
 use chrono::{DateTime, TimeDelta, Utc};
@@ -184,11 +184,9 @@ async fn terminal_states_never_change(db: assent_tests::TestDb) {
             .await
             .unwrap()
             .unwrap();
-        let ended = store
-            .transition(&to(&record, terminal, now))
-            .await
-            .unwrap()
-            .unwrap();
+        let mut end = to(&record, terminal, now);
+        end.bound_device = Some(dev);
+        let ended = store.transition(&end).await.unwrap().unwrap();
         assert_eq!(ended.state, terminal);
         for next in [
             State::Scanned,
@@ -198,6 +196,7 @@ async fn terminal_states_never_change(db: assent_tests::TestDb) {
             State::Failed,
         ] {
             let mut change = to(&record, next, now);
+            change.bound_device = Some(dev);
             change.expiry = ExpiryGuard::Any;
             assert!(
                 store.transition(&change).await.unwrap().is_none(),
@@ -368,13 +367,146 @@ async fn expiry_guards_and_overdue_listing(db: assent_tests::TestDb) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(store.open_confirmations(dev, now).await.unwrap().len(), 1);
+    let record = store.find_device(dev).await.unwrap().unwrap();
+    assert_eq!(
+        store.open_confirmations(&record, now).await.unwrap().len(),
+        1
+    );
     assert!(
         store
-            .open_confirmations(dev, later)
+            .open_confirmations(&record, later)
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+async fn push_record(
+    store: &dyn Store,
+    app: ApplicationId,
+    user: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<TransactionRecord> {
+    store
+        .insert_transaction(&NewTransaction {
+            id: TransactionId::random(),
+            application_id: app,
+            kind: TransactionKind::Push,
+            user_id: Some(UserId::parse(user).unwrap()),
+            message: Message::parse("Log in?").unwrap(),
+            context: Context::default(),
+            otp_hash: None,
+            nonce: Some([5; 32]),
+            number_match: None,
+            created_at: now,
+            expires_at: now + TimeDelta::seconds(60),
+        })
+        .await
+}
+
+async fn pushes_are_claimed_by_one_device_of_their_user_and_limited_to_one_open(
+    db: assent_tests::TestDb,
+) {
+    let store: Arc<dyn Store> = db.store().await;
+    let store = store.as_ref();
+    let now = Utc::now();
+    let app = app(store, "Shop").await;
+    let alice_1 = device(store, app, "alice").await;
+    let alice_2 = device(store, app, "alice").await;
+    let bob = device(store, app, "bob").await;
+    let record = push_record(store, app, "alice", now).await.unwrap();
+    assert!(matches!(
+        push_record(store, app, "alice", now).await,
+        Err(StoreError::OpenPushExists)
+    ));
+    assert!(
+        push_record(store, app, "bob", now).await.is_ok(),
+        "other users are independent"
+    );
+    let alice = UserId::parse("alice").unwrap();
+    assert_eq!(
+        store.open_push(app, &alice).await.unwrap().map(|r| r.id),
+        Some(record.id)
+    );
+    let alice_device = store.find_device(alice_1).await.unwrap().unwrap();
+    let bob_device = store.find_device(bob).await.unwrap().unwrap();
+    assert!(
+        store
+            .open_confirmations(&alice_device, now)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.id == record.id)
+    );
+    assert!(
+        !store
+            .open_confirmations(&bob_device, now)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.id == record.id)
+    );
+
+    let mut decide = to(&record, State::Denied, now);
+    assert!(
+        store.transition(&decide).await.unwrap().is_none(),
+        "a decision needs a device"
+    );
+    decide.bound_device = Some(bob);
+    decide.bound_user = Some("bob".to_owned());
+    assert!(
+        store.transition(&decide).await.unwrap().is_none(),
+        "bob cannot decide alice's push"
+    );
+    decide.bound_device = Some(alice_1);
+    decide.bound_user = Some("alice".to_owned());
+    decide.reason = Some("not_me".to_owned());
+    let denied = store.transition(&decide).await.unwrap().unwrap();
+    assert_eq!(
+        denied.device_id,
+        Some(alice_1),
+        "the deciding device claims the push"
+    );
+    decide.bound_device = Some(alice_2);
+    assert!(
+        store.transition(&decide).await.unwrap().is_none(),
+        "one winner"
+    );
+    let fraud = store
+        .events_after(app, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "transaction.denied")
+        .unwrap();
+    assert!(fraud.fraud_reported);
+    let reported = store.last_fraud_report(app, &alice).await.unwrap();
+    assert_eq!(
+        reported.map(|t| t.timestamp_micros()),
+        Some(now.timestamp_micros())
+    );
+    assert!(store.open_push(app, &alice).await.unwrap().is_none());
+    let since = now - TimeDelta::minutes(10);
+    assert_eq!(
+        store
+            .count_unanswered_pushes(app, &alice, since)
+            .await
+            .unwrap(),
+        1
+    );
+    let accepted = push_record(store, app, "alice", now + TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    let mut accept = to(&accepted, State::Accepted, now + TimeDelta::seconds(2));
+    accept.bound_device = Some(alice_2);
+    store.transition(&accept).await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .count_unanswered_pushes(app, &alice, since)
+            .await
+            .unwrap(),
+        0,
+        "an accepted push resets the count"
     );
 }
 
@@ -584,4 +716,5 @@ assent_tests::on_both_engines!(
     enrollments_are_single_use_and_keys_unique,
     revocation_fails_open_confirmations_once,
     otp_failures_are_counted_in_their_window,
+    pushes_are_claimed_by_one_device_of_their_user_and_limited_to_one_open,
 );

@@ -247,7 +247,9 @@ pub struct Transition {
     /// Reason stored with the outcome.
     pub reason: Option<String>,
     /// When set, the transaction must be bound to this device, or be a
-    /// pending push that this device then claims.
+    /// pending push that this device then claims. Required for decisions
+    /// (ACCEPTED, DENIED): the store refuses a decision without a device, an
+    /// OTP decision before its scan, and a push decision once claimed.
     pub bound_device: Option<DeviceId>,
     /// When set, the transaction's user must be this one.
     pub bound_user: Option<String>,

@@ -131,7 +131,10 @@ impl TransactionStore for PgStore {
                  completed_at = COALESCE($6, completed_at), otp_hash = NULL, \
                  device_id = COALESCE(device_id, $8) \
                WHERE id = $1 AND application_id = $2 AND state = ANY($7) \
-                 AND ($8::uuid IS NULL OR device_id = $8 OR (device_id IS NULL AND kind = 'PUSH')) \
+                 AND CASE WHEN $3 IN ('ACCEPTED', 'DENIED') THEN $8::uuid IS NOT NULL AND ( \
+                       (kind = 'OTP' AND state = 'SCANNED' AND device_id = $8) \
+                       OR (kind = 'PUSH' AND state = 'PENDING' AND device_id IS NULL)) \
+                     ELSE $8::uuid IS NULL OR device_id = $8 END \
                  AND ($12::text IS NULL OR user_id = $12) \
                  AND CASE $9 WHEN 'unexpired' THEN expires_at > $10 \
                              WHEN 'expired' THEN expires_at <= $10 ELSE TRUE END \

@@ -146,7 +146,10 @@ impl TransactionStore for SqliteStore {
                device_id = COALESCE(device_id, ?8) \
              WHERE id = ?1 AND application_id = ?2 \
                AND state IN (SELECT value FROM json_each(?7)) \
-               AND (?8 IS NULL OR device_id = ?8 OR (device_id IS NULL AND kind = 'PUSH')) \
+               AND CASE WHEN ?3 IN ('ACCEPTED', 'DENIED') THEN ?8 IS NOT NULL AND ( \
+                     (kind = 'OTP' AND state = 'SCANNED' AND device_id = ?8) \
+                     OR (kind = 'PUSH' AND state = 'PENDING' AND device_id IS NULL)) \
+                   ELSE ?8 IS NULL OR device_id = ?8 END \
                AND (?11 IS NULL OR user_id = ?11) \
                AND CASE ?9 WHEN 'unexpired' THEN expires_at > ?10 \
                            WHEN 'expired' THEN expires_at <= ?10 ELSE 1 END \
