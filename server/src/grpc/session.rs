@@ -2,6 +2,7 @@
 //! OTP submissions, decisions, and commands from the notifier, until the
 //! device leaves, is revoked, or the server drains.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,9 +95,14 @@ impl DeviceSession {
             user_id: device.user_id.clone(),
             application_name: device.application_name.clone(),
         };
-        if !self.send(Body::Ready(ready)).await || !self.resend_open(&device).await {
+        if !self.send(Body::Ready(ready)).await {
             return;
         }
+        // A push created while this query runs is both in its result and in
+        // the inbox: remember what was sent so it goes out once.
+        let Some(mut already_sent) = self.resend_open(&device).await else {
+            return;
+        };
         let mut heartbeat = tokio::time::interval(LAST_SEEN_EVERY);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
@@ -118,6 +124,7 @@ impl DeviceSession {
                             break;
                         }
                     }
+                    Some(DeviceCommand::Confirm(record)) if already_sent.remove(&record.id) => {}
                     Some(DeviceCommand::Confirm(record)) => {
                         let request = convert::confirmation(&record, &device.application_name, 0);
                         if !self.send(Body::ConfirmationRequest(request)).await {
@@ -172,22 +179,26 @@ impl DeviceSession {
             .await?)
     }
 
-    /// Re-sends confirmations the device scanned but has not answered, so a
+    /// Sends what the device should be asked now (OTP transactions it scanned
+    /// and has not answered, pending pushes to its user), so a
     /// reconnect never strands a login.
-    async fn resend_open(&self, device: &DeviceRecord) -> bool {
+    /// Returns the transactions sent, or `None` once the client is gone.
+    async fn resend_open(&self, device: &DeviceRecord) -> Option<HashSet<TransactionId>> {
         match self.service.open_confirmations(device, Utc::now()).await {
             Ok(open) => {
+                let mut sent = HashSet::with_capacity(open.len());
                 for record in open {
                     let request = convert::confirmation(&record, &device.application_name, 0);
                     if !self.send(Body::ConfirmationRequest(request)).await {
-                        return false;
+                        return None;
                     }
+                    sent.insert(record.id);
                 }
-                true
+                Some(sent)
             }
             Err(error) => {
                 self.fail(to_status(&error)).await;
-                false
+                None
             }
         }
     }
