@@ -1,7 +1,7 @@
 //! The database ceiling of the same run: `pgbench` runs `sql/flow.sql` (one
-//! OTP flow's statements, as the server issues them) against the run's
-//! database at the load's concurrency, and its tps is the flows/s the
-//! database alone would allow.
+//! OTP flow's statements, as the server issues them) or `sql/push.sql` (one
+//! push login's) against the run's database at the load's concurrency, and
+//! its tps is the flows/s the database alone would allow.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -10,8 +10,32 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use tokio::process::Command;
 
-/// The script, built into the binary so the bench is self-contained.
-pub const FLOW_SQL: &str = include_str!("../sql/flow.sql");
+/// Which flow the ceiling replays; the scripts are built into the binary so
+/// the bench is self-contained.
+#[derive(Debug, Clone, Copy)]
+pub enum Script {
+    /// `sql/flow.sql`: one OTP flow.
+    Flow,
+    /// `sql/push.sql`: one push login.
+    Push,
+}
+
+impl Script {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Flow => include_str!("../sql/flow.sql"),
+            Self::Push => include_str!("../sql/push.sql"),
+        }
+    }
+
+    /// The script's file name, for the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flow => "bench/sql/flow.sql",
+            Self::Push => "bench/sql/push.sql",
+        }
+    }
+}
 
 /// What the script needs to know about the run.
 #[derive(Debug, Clone)]
@@ -55,6 +79,7 @@ pub fn api_key_id(key: &str) -> anyhow::Result<String> {
 
 /// Runs pgbench for `seconds` at `clients`; `None` when pgbench is not installed.
 pub async fn measure(
+    script: Script,
     input: &CeilingInput,
     clients: usize,
     seconds: u32,
@@ -62,14 +87,14 @@ pub async fn measure(
     let Some(pgbench) = find_pgbench() else {
         return Ok(None);
     };
-    let script = std::env::temp_dir().join(format!("assent-bench-flow-{}.sql", std::process::id()));
-    std::fs::write(&script, FLOW_SQL).context("cannot write the pgbench script")?;
+    let path = std::env::temp_dir().join(format!("assent-bench-flow-{}.sql", std::process::id()));
+    std::fs::write(&path, script.sql()).context("cannot write the pgbench script")?;
     let clients = clients.max(1);
     let output = Command::new(pgbench)
         .arg("-n")
         .args(["-M", "prepared"])
         .arg("-f")
-        .arg(&script)
+        .arg(&path)
         .args(["-c", &clients.to_string()])
         .args(["-j", &clients.min(2).to_string()])
         .args(["-T", &seconds.max(1).to_string()])
@@ -85,7 +110,7 @@ pub async fn measure(
     let output = tokio::time::timeout(Duration::from_secs(u64::from(seconds) + 60), output)
         .await
         .context("pgbench did not finish")??;
-    let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_file(&path);
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!(

@@ -12,6 +12,7 @@ use assent_proto::v1::{
 };
 use serde_json::{Map, Value};
 
+use crate::ceiling::Script;
 use crate::cli::Args;
 use crate::device::STEP_TIMEOUT;
 use crate::load::{self, Held, WorkerKit};
@@ -30,6 +31,7 @@ pub async fn run(
     database_url: Option<&str>,
 ) -> anyhow::Result<Map<String, Value>> {
     load::run(
+        Script::Flow,
         args,
         target,
         database_url,

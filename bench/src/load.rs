@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 
-use crate::ceiling::{self, CeilingInput};
+use crate::ceiling::{self, CeilingInput, Script};
 use crate::cli::Args;
 use crate::client::{self, RpClient};
 use crate::cpu::{self, CpuSample};
@@ -59,6 +59,7 @@ pub struct WorkerKit {
 /// runs the ceiling, subscribes, then runs `args.concurrency` workers made
 /// by `worker` and returns the report fields.
 pub async fn run<W, F>(
+    script: Script,
     args: &Args,
     target: &Target,
     database_url: Option<&str>,
@@ -98,7 +99,7 @@ where
                 device_id: first.device_id.clone(),
                 user_id: first.user_id.clone(),
             };
-            ceiling::measure(&input, args.concurrency, args.ceiling_seconds).await?
+            ceiling::measure(script, &input, args.concurrency, args.ceiling_seconds).await?
         }
         _ => None,
     };
@@ -177,6 +178,10 @@ where
                 .filter(|c| *c > 0.0)
                 .map(|c| (flows_per_s / c * 1000.0).round() / 1000.0)
         ),
+    );
+    report.insert(
+        "ceiling_script".into(),
+        json!(ceiling.map(|_| script.name())),
     );
     report.insert("cpu".into(), before.per_flow(&after, total.completed));
     report.insert("load_average".into(), json!(load_average()));

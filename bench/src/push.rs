@@ -12,6 +12,7 @@ use assent_proto::v1::{
 };
 use serde_json::{Map, Value};
 
+use crate::ceiling::Script;
 use crate::cli::Args;
 use crate::device::STEP_TIMEOUT;
 use crate::flows::{describe, reconnect};
@@ -31,6 +32,7 @@ pub async fn run(
     database_url: Option<&str>,
 ) -> anyhow::Result<Map<String, Value>> {
     load::run(
+        Script::Push,
         args,
         target,
         database_url,

@@ -1,0 +1,37 @@
+-- The database work of one push login, exactly as assent-server issues it
+-- (server/src/store/postgres/*.rs and service/push.rs), for
+-- `pgbench -n -M prepared -f push.sql`; `assent-bench push` reports its tps
+-- as `ceiling_flows_per_s`. One pgbench transaction = one push:
+--   * the two writes, one SQL transaction each, under the application's
+--     advisory lock: insert_transaction (kind PUSH) and the transition to
+--     ACCEPTED that also claims the device;
+--   * the reads of the request path: API key lookup, the user's devices, the
+--     three anti-fatigue reads (fraud report, open push, unanswered count),
+--     find_transaction before the decision, and the user's devices again to
+--     withdraw the request from the others (after_transition).
+-- Left out, as in flow.sql: Subscribe's reads, sqlx's pool pings, and all
+-- non-database work. Each pgbench client pushes to its own 1000 users
+-- (ceiling-<client>-<u>), so the one-open-push index never collides and the
+-- per-user push history stays short, as with the bench's many devices.
+-- Variables (-D): app, lock, key, device (an enrolled device's uuid).
+\set n random(1, 9223372036854775806)
+\set u random(1, 1000)
+
+-- 1. CreatePushAuthentication.
+SELECT k.secret_hash, a.id, a.name, a.created_at FROM api_keys k JOIN applications a ON a.id = k.application_id WHERE k.id = :key::uuid AND k.revoked_at IS NULL;
+SELECT d.id, d.application_id, a.name AS application_name, d.user_id, d.name, d.public_key, d.created_at, d.last_seen_at, d.revoked_at FROM devices d JOIN applications a ON a.id = d.application_id WHERE d.application_id = :app::uuid AND (('ceiling-' || :client_id::text || '-' || :u::text)::text IS NULL OR d.user_id = ('ceiling-' || :client_id::text || '-' || :u::text)) ORDER BY d.created_at, d.id;
+SELECT max(completed_at) FROM transactions WHERE application_id = :app::uuid AND user_id = ('ceiling-' || :client_id::text || '-' || :u::text) AND state = 'DENIED' AND reason = 'not_me';
+SELECT id, application_id, kind, state, user_id, device_id, reason, message, context, otp_hash, nonce, decision_signature, created_at, expires_at, completed_at, match_number, number_choices FROM transactions WHERE application_id = :app::uuid AND user_id = ('ceiling-' || :client_id::text || '-' || :u::text) AND kind = 'PUSH' AND state = 'PENDING';
+SELECT count(*) FROM transactions t WHERE t.application_id = :app::uuid AND t.user_id = ('ceiling-' || :client_id::text || '-' || :u::text) AND t.kind = 'PUSH' AND t.created_at > now() - interval '600 seconds' AND t.created_at > COALESCE((SELECT max(a.completed_at) FROM transactions a WHERE a.application_id = :app::uuid AND a.user_id = ('ceiling-' || :client_id::text || '-' || :u::text) AND a.kind = 'PUSH' AND a.state = 'ACCEPTED'), '-infinity');
+BEGIN;
+SELECT pg_advisory_xact_lock(:lock::bigint);
+WITH t AS ( INSERT INTO transactions (id, application_id, kind, state, user_id, message, context, otp_hash, created_at, expires_at, nonce, match_number, number_choices) VALUES (md5(:client_id::text || '.' || :n::text)::uuid, :app::uuid, 'PUSH', 'PENDING', ('ceiling-' || :client_id::text || '-' || :u::text), 'Log in to the assent-bench ceiling?', '{"bench":"push"}'::jsonb, NULL::bytea, now(), now() + interval '120 seconds', sha256('nonce'::bytea), NULL::smallint, '') RETURNING * ), e AS ( INSERT INTO events (application_id, type, transaction_id, user_id, occurred_at) SELECT application_id, 'transaction.created', id, user_id, created_at FROM t ) SELECT id, application_id, kind, state, user_id, device_id, reason, message, context, otp_hash, nonce, decision_signature, created_at, expires_at, completed_at, match_number, number_choices FROM t;
+COMMIT;
+
+-- 2. SignedDecision: find_transaction, transition PENDING -> ACCEPTED, withdraw.
+SELECT id, application_id, kind, state, user_id, device_id, reason, message, context, otp_hash, nonce, decision_signature, created_at, expires_at, completed_at, match_number, number_choices FROM transactions WHERE id = md5(:client_id::text || '.' || :n::text)::uuid AND application_id = :app::uuid;
+BEGIN;
+SELECT pg_advisory_xact_lock(:lock::bigint);
+WITH t AS ( UPDATE transactions SET state = 'ACCEPTED', reason = COALESCE(NULL::text, reason), decision_signature = COALESCE(sha512('signature'::bytea), decision_signature), completed_at = COALESCE(now(), completed_at), otp_hash = NULL, device_id = COALESCE(device_id, :device::uuid) WHERE id = md5(:client_id::text || '.' || :n::text)::uuid AND application_id = :app::uuid AND state = ANY(ARRAY['PENDING', 'SCANNED']) AND (:device::uuid IS NULL OR device_id = :device::uuid OR (device_id IS NULL AND kind = 'PUSH')) AND (('ceiling-' || :client_id::text || '-' || :u::text) IS NULL OR user_id = ('ceiling-' || :client_id::text || '-' || :u::text)) AND CASE 'unexpired' WHEN 'unexpired' THEN expires_at > now() WHEN 'expired' THEN expires_at <= now() ELSE TRUE END RETURNING * ), e AS ( INSERT INTO events (application_id, type, transaction_id, user_id, device_id, reason, fraud_reported, occurred_at) SELECT application_id, 'transaction.accepted', id, user_id, device_id, reason, (state = 'DENIED' AND reason IS NOT DISTINCT FROM 'not_me'), now() FROM t ) SELECT id, application_id, kind, state, user_id, device_id, reason, message, context, otp_hash, nonce, decision_signature, created_at, expires_at, completed_at, match_number, number_choices FROM t;
+COMMIT;
+SELECT d.id, d.application_id, a.name AS application_name, d.user_id, d.name, d.public_key, d.created_at, d.last_seen_at, d.revoked_at FROM devices d JOIN applications a ON a.id = d.application_id WHERE d.application_id = :app::uuid AND (('ceiling-' || :client_id::text || '-' || :u::text)::text IS NULL OR d.user_id = ('ceiling-' || :client_id::text || '-' || :u::text)) ORDER BY d.created_at, d.id;
