@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use assent_proto::v1::{
     CancelTransactionRequest, CreateEnrollmentRequest, CreatePushAuthenticationRequest,
-    GetTransactionRequest, TransactionState,
+    GetDeviceRequest, GetTransactionRequest, TransactionState,
 };
-use assent_tests::{TestApp, TestDb, TestServer, binary, rp_client, within};
+use assent_tests::{RpClient, TestApp, TestDb, TestServer, binary, rp_client, within};
 
 struct Daemon(Child);
 
@@ -155,4 +155,71 @@ async fn cancelling_a_push_kills_the_agents_running_exec_policy(db: TestDb) {
     let _ = std::fs::remove_dir_all(work);
 }
 
-assent_tests::on_both_engines!(cancelling_a_push_kills_the_agents_running_exec_policy);
+async fn presence_flips_when_the_agent_process_is_killed(db: TestDb) {
+    let server = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Example Shop").await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let code = rp
+        .create_enrollment(CreateEnrollmentRequest {
+            user_id: "alice".to_owned(),
+            ttl_seconds: 0,
+        })
+        .await
+        .expect("enrollment")
+        .into_inner()
+        .code;
+    let work = short_dir();
+    let state_dir = work.join("agent");
+    let config = assent_agent::AgentConfig::new(
+        state_dir.clone(),
+        server.url(),
+        "deny".parse().expect("policy"),
+    );
+    let enrolled = assent_agent::enroll(&config, &code, "Kiosk 7", false)
+        .await
+        .expect("enroll");
+    let mut daemon = Daemon(
+        Command::new(binary("assent-agent"))
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["--server", &server.url(), "run", "--policy", "deny"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the agent"),
+    );
+    let connected = |rp: &RpClient| {
+        let mut rp = rp.clone();
+        let id = enrolled.device_id.clone();
+        async move {
+            rp.get_device(GetDeviceRequest { device_id: id })
+                .await
+                .expect("get device")
+                .into_inner()
+                .device
+                .expect("device")
+                .connected
+        }
+    };
+    within(20, "the agent to show as connected", async {
+        while !connected(&rp).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // SIGKILL: no goodbye from the agent; the kernel resets its socket.
+    daemon.0.kill().expect("kill");
+    let _ = daemon.0.wait();
+    within(60, "presence to flip after the crash", async {
+        while connected(&rp).await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(work);
+}
+
+assent_tests::on_both_engines!(
+    cancelling_a_push_kills_the_agents_running_exec_policy,
+    presence_flips_when_the_agent_process_is_killed,
+);

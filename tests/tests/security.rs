@@ -202,6 +202,12 @@ async fn revoked_device_stream_is_closed_its_confirmation_fails_and_it_cannot_re
         .device
         .expect("device");
     assert!(revoked.revoked);
+    // First the open confirmation is withdrawn, then the stream is closed.
+    let Ok(Some(Body::Cancellation(cancellation))) = stream.next().await else {
+        panic!("the open confirmation must be withdrawn");
+    };
+    assert_eq!(cancellation.transaction_id, created.transaction_id);
+    assert_eq!(cancellation.reason, "device_revoked");
     let closed = stream.next().await;
     let status = closed.expect_err("the stream must end with an error status");
     assert_eq!(status.code(), Code::PermissionDenied);

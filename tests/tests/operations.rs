@@ -1,0 +1,83 @@
+//! What operators and generic gRPC tools rely on: health and reflection.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use assent_tests::{TestDb, TestServer};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+async fn health_reports_both_services_serving(db: TestDb) {
+    let server = TestServer::start(&db).await;
+    let mut health = HealthClient::new(server.channel().await);
+    for service in [
+        "",
+        "assent.v1.RelyingPartyService",
+        "assent.v1.DeviceService",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+}
+
+async fn reflection_lists_and_describes_the_assent_services(db: TestDb) {
+    let server = TestServer::start(&db).await;
+    let mut reflection = ServerReflectionClient::new(server.channel().await);
+    let requests = [
+        MessageRequest::ListServices(String::new()),
+        MessageRequest::FileContainingSymbol("assent.v1.DeviceService".to_owned()),
+    ]
+    .map(|request| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    });
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = responses
+        .message()
+        .await
+        .expect("stream")
+        .and_then(|r| r.message_response)
+    else {
+        panic!("expected the service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for wanted in [
+        "assent.v1.RelyingPartyService",
+        "assent.v1.DeviceService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} missing from {names:?}"
+        );
+    }
+    let Some(MessageResponse::FileDescriptorResponse(files)) = responses
+        .message()
+        .await
+        .expect("stream")
+        .and_then(|r| r.message_response)
+    else {
+        panic!("expected the file descriptor");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+}
+
+assent_tests::on_both_engines!(
+    health_reports_both_services_serving,
+    reflection_lists_and_describes_the_assent_services,
+);
