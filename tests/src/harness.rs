@@ -336,3 +336,27 @@ pub fn binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Creates an enrollment code for `user`.
+pub async fn enrollment_code(rp: &mut RpClient, user: &str) -> String {
+    rp.create_enrollment(assent_proto::v1::CreateEnrollmentRequest {
+        user_id: user.to_owned(),
+        ttl_seconds: 0,
+    })
+    .await
+    .expect("create enrollment")
+    .into_inner()
+    .code
+}
+
+/// The transaction as the relying party sees it now.
+pub async fn transaction(rp: &mut RpClient, id: &str) -> assent_proto::v1::Transaction {
+    rp.get_transaction(assent_proto::v1::GetTransactionRequest {
+        transaction_id: id.to_owned(),
+    })
+    .await
+    .expect("get transaction")
+    .into_inner()
+    .transaction
+    .expect("a transaction in the response")
+}

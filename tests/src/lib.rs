@@ -3,11 +3,16 @@
 //! a process), gRPC clients, a scriptable test device, and the paths of the
 //! built binaries.
 
+pub mod agent;
 pub mod device;
 pub mod harness;
 
+pub use agent::{AgentProcess, EnrolledAgent};
 pub use device::{DeviceStream, TestDevice};
-pub use harness::{RpClient, TestApp, TestDb, TestServer, binary, rp_client, rp_client_at};
+pub use harness::{
+    RpClient, TestApp, TestDb, TestServer, binary, enrollment_code, rp_client, rp_client_at,
+    transaction,
+};
 
 /// Waits up to `secs` seconds for the future; panics with `what` otherwise.
 pub async fn within<T>(secs: u64, what: &str, future: impl std::future::Future<Output = T>) -> T {

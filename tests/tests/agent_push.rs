@@ -1,35 +1,17 @@
 //! The real agent daemon answering pushes: a cancellation kills the running
-//! `exec:` policy command at once.
+//! `exec:` policy command at once, and presence follows the process.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use assent_proto::v1::{
-    CancelTransactionRequest, CreateEnrollmentRequest, CreatePushAuthenticationRequest,
-    GetDeviceRequest, GetTransactionRequest, TransactionState,
+    CancelTransactionRequest, CreatePushAuthenticationRequest, GetDeviceRequest, TransactionState,
 };
-use assent_tests::{RpClient, TestApp, TestDb, TestServer, binary, rp_client, within};
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn short_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "assent-ap-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use assent_tests::{
+    EnrolledAgent, RpClient, TestApp, TestDb, TestServer, rp_client, transaction, within,
+};
 
 fn is_running(pid: u32) -> bool {
     // A reaped process has no /proc entry; a zombie would show state Z.
@@ -55,58 +37,16 @@ async fn wait_for_file(path: &Path) -> String {
 async fn cancelling_a_push_kills_the_agents_running_exec_policy(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Example Shop").await;
-    let mut rp = rp_client(&server, &app.api_key).await;
-    let code = rp
-        .create_enrollment(CreateEnrollmentRequest {
-            user_id: "alice".to_owned(),
-            ttl_seconds: 0,
-        })
-        .await
-        .expect("enrollment")
-        .into_inner()
-        .code;
-    let work = short_dir();
-    let state_dir = work.join("agent");
-    let pid_file = work.join("policy.pid");
-    let config = assent_agent::AgentConfig::new(
-        state_dir.clone(),
-        server.url(),
-        "deny".parse().expect("policy"),
-    );
-    assent_agent::enroll(&config, &code, "Kiosk 7", false)
-        .await
-        .expect("enroll");
+    let agent = EnrolledAgent::enroll(&server, &app, "alice").await;
+    let pid_file = agent.work.join("policy.pid");
     // The policy command records its pid, then waits far longer than the test.
     let policy = format!("exec:echo $$ > {}; exec sleep 30", pid_file.display());
-    let _daemon = Daemon(
-        Command::new(binary("assent-agent"))
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args([
-                "--server",
-                &server.url(),
-                "run",
-                "--exec-timeout",
-                "60",
-                "--policy",
-                &policy,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the agent"),
+    let _daemon = agent.run(
+        &server.url(),
+        &["--exec-timeout", "60", "--policy", &policy],
     );
-    within(20, "the agent to connect", async {
-        loop {
-            let status = assent_agent::daemon_status(&state_dir, Duration::from_secs(2)).await;
-            if status.is_ok_and(|s| s.connected) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-
+    agent.wait_connected().await;
+    let mut rp = rp_client(&server, &app.api_key).await;
     let created = rp
         .create_push_authentication(CreatePushAuthenticationRequest {
             user_id: "alice".to_owned(),
@@ -141,82 +81,43 @@ async fn cancelling_a_push_kills_the_agents_running_exec_policy(db: TestDb) {
         killed_after < Duration::from_secs(2),
         "killed only after {killed_after:?}"
     );
+    let tx = transaction(&mut rp, &created.transaction_id).await;
+    assert_eq!(tx.state(), TransactionState::Cancelled);
+}
 
-    let tx = rp
-        .get_transaction(GetTransactionRequest {
-            transaction_id: created.transaction_id,
+async fn is_connected(rp: &RpClient, device_id: &str) -> bool {
+    rp.clone()
+        .get_device(GetDeviceRequest {
+            device_id: device_id.to_owned(),
         })
         .await
-        .expect("get")
+        .expect("get device")
         .into_inner()
-        .transaction
-        .expect("transaction");
-    assert_eq!(tx.state(), TransactionState::Cancelled);
-    let _ = std::fs::remove_dir_all(work);
+        .device
+        .expect("device")
+        .connected
 }
 
 async fn presence_flips_when_the_agent_process_is_killed(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Example Shop").await;
-    let mut rp = rp_client(&server, &app.api_key).await;
-    let code = rp
-        .create_enrollment(CreateEnrollmentRequest {
-            user_id: "alice".to_owned(),
-            ttl_seconds: 0,
-        })
-        .await
-        .expect("enrollment")
-        .into_inner()
-        .code;
-    let work = short_dir();
-    let state_dir = work.join("agent");
-    let config = assent_agent::AgentConfig::new(
-        state_dir.clone(),
-        server.url(),
-        "deny".parse().expect("policy"),
-    );
-    let enrolled = assent_agent::enroll(&config, &code, "Kiosk 7", false)
-        .await
-        .expect("enroll");
-    let mut daemon = Daemon(
-        Command::new(binary("assent-agent"))
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args(["--server", &server.url(), "run", "--policy", "deny"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the agent"),
-    );
-    let connected = |rp: &RpClient| {
-        let mut rp = rp.clone();
-        let id = enrolled.device_id.clone();
-        async move {
-            rp.get_device(GetDeviceRequest { device_id: id })
-                .await
-                .expect("get device")
-                .into_inner()
-                .device
-                .expect("device")
-                .connected
-        }
-    };
+    let agent = EnrolledAgent::enroll(&server, &app, "alice").await;
+    let mut daemon = agent.run(&server.url(), &["--policy", "deny"]);
+    let rp = rp_client(&server, &app.api_key).await;
     within(20, "the agent to show as connected", async {
-        while !connected(&rp).await {
+        while !is_connected(&rp, &agent.device_id).await {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
     // SIGKILL: no goodbye from the agent; the kernel resets its socket.
-    daemon.0.kill().expect("kill");
-    let _ = daemon.0.wait();
+    daemon.kill();
     within(60, "presence to flip after the crash", async {
-        while connected(&rp).await {
+        while is_connected(&rp, &agent.device_id).await {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
-    let _ = std::fs::remove_dir_all(work);
 }
 
 assent_tests::on_both_engines!(

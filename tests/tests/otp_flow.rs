@@ -9,8 +9,9 @@ use assent_proto::v1::{
     CancelTransactionRequest, CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse,
     Event, GetTransactionRequest, SubscribeRequest, TransactionState,
 };
-use assent_tests::harness::RpClient;
-use assent_tests::{TestApp, TestDb, TestDevice, TestServer, rp_client, within};
+use assent_tests::{
+    RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client, transaction, within,
+};
 use tonic::Code;
 
 async fn create_otp(rp: &mut RpClient, user: &str) -> CreateOtpAuthenticationResponse {
@@ -26,16 +27,7 @@ async fn create_otp(rp: &mut RpClient, user: &str) -> CreateOtpAuthenticationRes
 }
 
 async fn state_of(rp: &mut RpClient, id: &str) -> TransactionState {
-    let tx = rp
-        .get_transaction(GetTransactionRequest {
-            transaction_id: id.to_owned(),
-        })
-        .await
-        .expect("get transaction")
-        .into_inner()
-        .transaction
-        .expect("transaction");
-    tx.state()
+    transaction(rp, id).await.state()
 }
 
 /// Reads events of `transaction_id` until one of type `wanted` arrives.

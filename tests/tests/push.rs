@@ -9,11 +9,11 @@ use assent_proto::signing::SignedVerdict;
 use assent_proto::v1::server_message::Body;
 use assent_proto::v1::{
     CancelTransactionRequest, ConfirmationRequest, CreatePushAuthenticationRequest,
-    CreatePushAuthenticationResponse, GetDeviceRequest, GetTransactionRequest, ListDevicesRequest,
-    SubscribeRequest, TransactionKind, TransactionState,
+    CreatePushAuthenticationResponse, GetDeviceRequest, ListDevicesRequest, SubscribeRequest,
+    TransactionKind, TransactionState,
 };
 use assent_tests::{
-    DeviceStream, RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client, within,
+    DeviceStream, RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client, transaction, within,
 };
 use tonic::Code;
 
@@ -45,15 +45,7 @@ async fn confirmation(stream: &mut DeviceStream) -> ConfirmationRequest {
 }
 
 async fn state(rp: &mut RpClient, id: &str) -> (TransactionState, String) {
-    let tx = rp
-        .get_transaction(GetTransactionRequest {
-            transaction_id: id.to_owned(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
-        .transaction
-        .expect("transaction");
+    let tx = transaction(rp, id).await;
     (tx.state(), tx.reason)
 }
 

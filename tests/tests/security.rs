@@ -8,7 +8,9 @@ use assent_proto::v1::{
     CancelTransactionRequest, CreateOtpAuthenticationRequest, GetTransactionRequest,
     ListDevicesRequest, RevokeDeviceRequest, SubscribeRequest, TransactionState,
 };
-use assent_tests::{RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client, within};
+use assent_tests::{
+    RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client, transaction, within,
+};
 use tonic::Code;
 
 async fn create(rp: &mut RpClient) -> assent_proto::v1::CreateOtpAuthenticationResponse {
@@ -23,15 +25,7 @@ async fn create(rp: &mut RpClient) -> assent_proto::v1::CreateOtpAuthenticationR
 }
 
 async fn state(rp: &mut RpClient, id: &str) -> TransactionState {
-    rp.get_transaction(GetTransactionRequest {
-        transaction_id: id.to_owned(),
-    })
-    .await
-    .expect("get")
-    .into_inner()
-    .transaction
-    .expect("transaction")
-    .state()
+    transaction(rp, id).await.state()
 }
 
 async fn forged_decision_signature_is_refused_and_changes_nothing(db: TestDb) {
