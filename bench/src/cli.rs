@@ -16,6 +16,9 @@ pub enum Mode {
     Push,
     /// Hold many authenticated agent streams and report the server's RSS per agent.
     Idle,
+    /// Internal: the bare transport baseline server that `idle --bare` starts.
+    #[value(hide = true)]
+    BareServer,
 }
 
 impl Mode {
@@ -25,6 +28,7 @@ impl Mode {
             Self::Flows => "flows",
             Self::Push => "push",
             Self::Idle => "idle",
+            Self::BareServer => "bare-server",
         }
     }
 }
@@ -86,6 +90,13 @@ pub struct Args {
     /// Seconds to wait after the last idle agent connected before measuring.
     #[arg(long, default_value_t = 3.0)]
     pub settle: f64,
+    /// idle: measure the bare transport baseline (a tonic server with the
+    /// same HTTP/2 settings that only holds streams) instead of assent-server.
+    #[arg(long)]
+    pub bare: bool,
+    /// bare-server: where to listen.
+    #[arg(long, hide = true, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
     /// Skip the pgbench ceiling (ceiling and ratio are null).
     #[arg(long)]
     pub no_ceiling: bool,

@@ -81,6 +81,18 @@ impl SimDevice {
         })
     }
 
+    /// A key that was never enrolled, for the bare transport baseline.
+    pub fn unenrolled(i: usize) -> Self {
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        Self {
+            key: SigningKey::from_bytes(&seed),
+            device_id: format!("bare-{i}"),
+            user_id: "bare".to_owned(),
+            application_id: String::new(),
+        }
+    }
+
     /// Opens `Connect` on `channel`, signs the challenge and waits for Ready.
     pub async fn connect(&self, channel: Channel) -> anyhow::Result<AgentStream> {
         let (sender, receiver) = mpsc::channel(8);

@@ -73,15 +73,19 @@ pub async fn run(
     let agents = args.agents;
     let distinct = args.idle_devices.unwrap_or(agents).clamp(1, agents.max(1));
     let deadline = Instant::now() + PHASE_TIMEOUT;
-    let devices = device::enroll_many(
-        &target.url,
-        &target.api_key,
-        distinct,
-        args.in_flight,
-        |i| format!("idle-user-{i}"),
-        deadline,
-    )
-    .await?;
+    let devices = if args.bare {
+        (0..distinct).map(SimDevice::unenrolled).collect()
+    } else {
+        device::enroll_many(
+            &target.url,
+            &target.api_key,
+            distinct,
+            args.in_flight,
+            |i| format!("idle-user-{i}"),
+            deadline,
+        )
+        .await?
+    };
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = target.pid.and_then(cpu::rss_kb);
@@ -140,6 +144,14 @@ pub async fn run(
     };
     let mut report = Map::new();
     report.insert("agents".into(), json!(agents));
+    report.insert(
+        "server".into(),
+        json!(if args.bare {
+            "bare tonic baseline"
+        } else {
+            "assent-server"
+        }),
+    );
     report.insert("distinct_devices".into(), json!(distinct));
     report.insert("connected".into(), json!(connected));
     report.insert("still_open".into(), json!(still_open));

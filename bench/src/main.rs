@@ -11,8 +11,9 @@
 //! Modules: [`cli`] arguments, [`server`] the server process, [`client`]
 //! channels, [`device`] simulated devices, [`events`] the Subscribe router,
 //! [`load`] the shared load loop, [`flows`], [`push`], [`idle`] the modes,
-//! [`ceiling`] pgbench, [`cpu`] `/proc` figures, [`report`] histograms and output.
+//! [`ceiling`] pgbench, [`bare`] the transport baseline, [`cpu`] `/proc` figures, [`report`] histograms and output.
 
+mod bare;
 mod ceiling;
 mod cli;
 mod client;
@@ -69,7 +70,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args, fd_limit: u64) -> anyhow::Result<()> {
+    if args.mode == Mode::BareServer {
+        return bare::serve(args.listen).await;
+    }
     let (process, target, database_url) = match (&args.database_url, &args.server, &args.api_key) {
+        _ if args.bare && args.mode == Mode::Idle => {
+            let process = ServerProcess::start_bare().await?;
+            let target = process.target.clone();
+            (Some(process), target, None)
+        }
         (Some(url), None, _) => {
             let bin = match &args.server_bin {
                 Some(bin) => bin.clone(),
@@ -93,6 +102,7 @@ async fn run(args: Args, fd_limit: u64) -> anyhow::Result<()> {
         Mode::Flows => flows::run(&args, &target, database_url.as_deref()).await,
         Mode::Push => push::run(&args, &target, database_url.as_deref()).await,
         Mode::Idle => idle::run(&args, &target, fd_limit).await,
+        Mode::BareServer => bail!("bare-server is handled above"),
     };
     let stopped = match process {
         Some(process) => process.stop().await,

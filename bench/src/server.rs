@@ -82,26 +82,40 @@ impl ServerProcess {
                 .with_context(|| format!("--server-env {pair:?} is not KEY=VALUE"))?;
             env.push((key.to_owned(), value.to_owned()));
         }
-        let child = Command::new(&bin)
-            .envs(env.iter().cloned())
+        let mut command = Command::new(&bin);
+        command.envs(env.iter().cloned());
+        let mut server = Self::spawn(command, &listen).await?;
+        server.target.api_key = create_app(&bin, &env).await?;
+        Ok(server)
+    }
+
+    /// Starts this executable's bare transport baseline (`bare-server`).
+    pub async fn start_bare() -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the bench executable")?;
+        let listen = format!("127.0.0.1:{}", free_port()?);
+        let mut command = Command::new(exe);
+        command.args(["bare-server", "--listen", &listen]);
+        Self::spawn(command, &listen).await
+    }
+
+    async fn spawn(mut command: Command, listen: &str) -> anyhow::Result<Self> {
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
+            .context("cannot start the server")?;
         let pid = child.id();
-        let url = format!("http://{listen}");
         let mut server = Self {
             child,
             target: Target {
-                url,
+                url: format!("http://{listen}"),
                 api_key: String::new(),
                 pid,
             },
         };
         server.wait_serving().await?;
-        server.target.api_key = create_app(&bin, &env).await?;
         Ok(server)
     }
 

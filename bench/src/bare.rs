@@ -1,0 +1,114 @@
+//! The bare transport baseline for `idle --bare`: a tonic server with the
+//! same HTTP/2 settings as `assent-server` whose `Connect` only says
+//! Challenge, reads a Hello (unchecked), says Ready and holds the stream.
+//! Its RSS per agent is what the transport alone costs; the difference to
+//! `assent-server` is the server's own per-session state.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use assent_proto::v1::device_service_server::{DeviceService, DeviceServiceServer};
+use assent_proto::v1::server_message::Body;
+use assent_proto::v1::{
+    AgentMessage, Challenge, EnrollRequest, EnrollResponse, Ready, ServerMessage, agent_message,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::task::TaskTracker;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status, Streaming};
+
+/// The same outbound queue depth as the real server's sessions.
+const OUTBOUND_QUEUE: usize = 32;
+
+/// A `DeviceService` that only holds streams.
+struct BareDevices {
+    sessions: TaskTracker,
+}
+
+#[tonic::async_trait]
+impl DeviceService for BareDevices {
+    async fn enroll(&self, _: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
+        Err(Status::unimplemented("the bare baseline enrolls nothing"))
+    }
+
+    type ConnectStream = ReceiverStream<Result<ServerMessage, Status>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let (outbound, receiver) = mpsc::channel(OUTBOUND_QUEUE);
+        let inbound = request.into_inner();
+        self.sessions.spawn(hold(inbound, outbound));
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+async fn hold(
+    mut inbound: Streaming<AgentMessage>,
+    outbound: mpsc::Sender<Result<ServerMessage, Status>>,
+) {
+    let say = |body| Ok(ServerMessage { body: Some(body) });
+    let challenge = Body::Challenge(Challenge { nonce: vec![7; 32] });
+    if outbound.send(say(challenge)).await.is_err() {
+        return;
+    }
+    let Ok(Some(AgentMessage {
+        body: Some(agent_message::Body::Hello(hello)),
+    })) = inbound.message().await
+    else {
+        return;
+    };
+    let ready = Body::Ready(Ready {
+        device_id: hello.device_id,
+        user_id: "bare".to_owned(),
+        application_name: "bare".to_owned(),
+    });
+    if outbound.send(say(ready)).await.is_err() {
+        return;
+    }
+    // Held until the agent leaves; bounded by the agent's lifetime.
+    while let Ok(Some(_)) = inbound.message().await {}
+}
+
+/// Serves the baseline on `listen` until SIGTERM or Ctrl-C.
+pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<DeviceServiceServer<BareDevices>>()
+        .await;
+    let sessions = TaskTracker::new();
+    let devices = DeviceServiceServer::new(BareDevices {
+        sessions: sessions.clone(),
+    })
+    .max_decoding_message_size(64 * 1024)
+    .max_encoding_message_size(64 * 1024);
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stop = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(128)
+        .http2_max_header_list_size(16 * 1024)
+        .add_service(health_service)
+        .add_service(devices)
+        .serve_with_incoming_shutdown(incoming, stop)
+        .await?;
+    sessions.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
+    Ok(())
+}
