@@ -92,12 +92,14 @@ async fn subscribe_from_a_purged_cursor_is_out_of_range(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let mut rp = rp_client(&server, &app.api_key).await;
-    rp.create_otp_authentication(CreateOtpAuthenticationRequest {
-        message: "Log in?".to_owned(),
-        ..Default::default()
-    })
-    .await
-    .expect("create");
+    for _ in 0..2 {
+        rp.create_otp_authentication(CreateOtpAuthenticationRequest {
+            message: "Log in?".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("create");
+    }
     // Retention of zero seconds: everything older than now is purged.
     let store = db.store().await;
     store
@@ -107,8 +109,28 @@ async fn subscribe_from_a_purged_cursor_is_out_of_range(db: TestDb) {
         )
         .await
         .expect("purge");
-    let status = rp
+    // Cursor 0 means "everything retained" and still works.
+    let mut from_start = rp
         .subscribe(SubscribeRequest { after_cursor: 0 })
+        .await
+        .expect("subscribing from the start is always allowed")
+        .into_inner();
+    let marker = rp
+        .create_otp_authentication(CreateOtpAuthenticationRequest {
+            message: "After the purge".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    let first = within(10, "the first retained event", from_start.message())
+        .await
+        .expect("stream")
+        .expect("an event");
+    assert_eq!(first.transaction_id, marker.transaction_id);
+    // Resuming after the first event: the second one is gone.
+    let status = rp
+        .subscribe(SubscribeRequest { after_cursor: 1 })
         .await
         .expect_err("resuming before the purge horizon must fail");
     assert_eq!(status.code(), Code::OutOfRange);

@@ -188,8 +188,8 @@ impl RelyingPartyService for RelyingPartyHandler {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = self.caller(&request).await?;
-        let after = i64::try_from(request.get_ref().after_cursor).unwrap_or(i64::MAX);
-        self.service.check_cursor(after).await?;
+        let requested = i64::try_from(request.get_ref().after_cursor).unwrap_or(i64::MAX);
+        let after = self.service.start_cursor(requested).await?;
         let (sender, receiver) = mpsc::channel(64);
         let service = Arc::clone(&self.service);
         let stop = self.shutdown.child_token();

@@ -14,8 +14,13 @@ const PAGE: i64 = 256;
 const POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl AuthService {
-    /// Refuses a resume cursor older than what retention kept.
-    pub async fn check_cursor(&self, after: i64) -> Result<(), ServiceError> {
+    /// Where a subscription starts: cursor 0 means "everything retained";
+    /// a resume cursor older than what retention kept is refused, because
+    /// events after it are gone.
+    pub async fn start_cursor(&self, after: i64) -> Result<i64, ServiceError> {
+        if after == 0 {
+            return Ok(0);
+        }
         let purged = self.store.purged_through().await?;
         if after < purged {
             return Err(ServiceError::OutOfRange(format!(
@@ -23,7 +28,7 @@ impl AuthService {
                  (some events were missed) or re-read state with GetTransaction"
             )));
         }
-        Ok(())
+        Ok(after)
     }
 
     /// Sends `app`'s events after `after` into `sink` until the receiver
