@@ -3,6 +3,12 @@
 //! Challenge, reads a Hello (unchecked), says Ready and holds the stream.
 //! Its RSS per agent is what the transport alone costs; the difference to
 //! `assent-server` is the server's own per-session state.
+//!
+//! Knobs for trying transport changes before proposing them for the real
+//! server (environment of the bare server, e.g. `--server-env` of `idle`):
+//! `ASSENT_BENCH_BARE_BOXED=1` queues boxed messages (8-byte channel slots
+//! instead of 232-byte ones); `ASSENT_BENCH_BARE_STREAM_WINDOW` /
+//! `ASSENT_BENCH_BARE_CONN_WINDOW` set the HTTP/2 receive windows in bytes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +19,7 @@ use assent_proto::v1::server_message::Body;
 use assent_proto::v1::{
     AgentMessage, Challenge, EnrollRequest, EnrollResponse, Ready, ServerMessage, agent_message,
 };
+use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::task::TaskTracker;
@@ -26,6 +33,26 @@ const OUTBOUND_QUEUE: usize = 32;
 /// A `DeviceService` that only holds streams.
 struct BareDevices {
     sessions: TaskTracker,
+    is_boxed: bool,
+}
+
+type Outbound = Result<ServerMessage, Status>;
+type BoxedOutbound = Result<Box<ServerMessage>, Status>;
+
+/// The session's queue: plain messages, or boxed ones with small slots.
+enum Queue {
+    Plain(mpsc::Sender<Outbound>),
+    Boxed(mpsc::Sender<BoxedOutbound>),
+}
+
+impl Queue {
+    async fn say(&self, body: Body) -> bool {
+        let message = ServerMessage { body: Some(body) };
+        match self {
+            Self::Plain(sender) => sender.send(Ok(message)).await.is_ok(),
+            Self::Boxed(sender) => sender.send(Ok(Box::new(message))).await.is_ok(),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -34,26 +61,31 @@ impl DeviceService for BareDevices {
         Err(Status::unimplemented("the bare baseline enrolls nothing"))
     }
 
-    type ConnectStream = ReceiverStream<Result<ServerMessage, Status>>;
+    type ConnectStream = futures::stream::BoxStream<'static, Outbound>;
 
     async fn connect(
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let (outbound, receiver) = mpsc::channel(OUTBOUND_QUEUE);
         let inbound = request.into_inner();
-        self.sessions.spawn(hold(inbound, outbound));
-        Ok(Response::new(ReceiverStream::new(receiver)))
+        let stream = if self.is_boxed {
+            let (sender, receiver) = mpsc::channel(OUTBOUND_QUEUE);
+            self.sessions.spawn(hold(inbound, Queue::Boxed(sender)));
+            ReceiverStream::new(receiver)
+                .map(|item| item.map(|boxed| *boxed))
+                .boxed()
+        } else {
+            let (sender, receiver) = mpsc::channel(OUTBOUND_QUEUE);
+            self.sessions.spawn(hold(inbound, Queue::Plain(sender)));
+            ReceiverStream::new(receiver).boxed()
+        };
+        Ok(Response::new(stream))
     }
 }
 
-async fn hold(
-    mut inbound: Streaming<AgentMessage>,
-    outbound: mpsc::Sender<Result<ServerMessage, Status>>,
-) {
-    let say = |body| Ok(ServerMessage { body: Some(body) });
+async fn hold(mut inbound: Streaming<AgentMessage>, outbound: Queue) {
     let challenge = Body::Challenge(Challenge { nonce: vec![7; 32] });
-    if outbound.send(say(challenge)).await.is_err() {
+    if !outbound.say(challenge).await {
         return;
     }
     let Ok(Some(AgentMessage {
@@ -67,7 +99,7 @@ async fn hold(
         user_id: "bare".to_owned(),
         application_name: "bare".to_owned(),
     });
-    if outbound.send(say(ready)).await.is_err() {
+    if !outbound.say(ready).await {
         return;
     }
     // Held until the agent leaves; bounded by the agent's lifetime.
@@ -84,8 +116,10 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
         .set_serving::<DeviceServiceServer<BareDevices>>()
         .await;
     let sessions = TaskTracker::new();
+    let knob = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
     let devices = DeviceServiceServer::new(BareDevices {
         sessions: sessions.clone(),
+        is_boxed: knob("ASSENT_BENCH_BARE_BOXED").is_some_and(|v| v == 1),
     })
     .max_decoding_message_size(64 * 1024)
     .max_encoding_message_size(64 * 1024);
@@ -104,6 +138,8 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(128)
         .http2_max_header_list_size(16 * 1024)
+        .initial_stream_window_size(knob("ASSENT_BENCH_BARE_STREAM_WINDOW"))
+        .initial_connection_window_size(knob("ASSENT_BENCH_BARE_CONN_WINDOW"))
         .add_service(health_service)
         .add_service(devices)
         .serve_with_incoming_shutdown(incoming, stop)

@@ -75,7 +75,7 @@ async fn run(args: Args, fd_limit: u64) -> anyhow::Result<()> {
     }
     let (process, target, database_url) = match (&args.database_url, &args.server, &args.api_key) {
         _ if args.bare && args.mode == Mode::Idle => {
-            let process = ServerProcess::start_bare().await?;
+            let process = ServerProcess::start_bare(&args.server_env).await?;
             let target = process.target.clone();
             (Some(process), target, None)
         }

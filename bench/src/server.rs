@@ -90,11 +90,17 @@ impl ServerProcess {
     }
 
     /// Starts this executable's bare transport baseline (`bare-server`).
-    pub async fn start_bare() -> anyhow::Result<Self> {
+    pub async fn start_bare(extra_env: &[String]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the bench executable")?;
         let listen = format!("127.0.0.1:{}", free_port()?);
         let mut command = Command::new(exe);
         command.args(["bare-server", "--listen", &listen]);
+        for pair in extra_env {
+            let (key, value) = pair
+                .split_once('=')
+                .with_context(|| format!("--server-env {pair:?} is not KEY=VALUE"))?;
+            command.env(key, value);
+        }
         Self::spawn(command, &listen).await
     }
 
