@@ -97,6 +97,8 @@ pub struct OpenedStore {
     pub store: Arc<dyn Store>,
     /// The engine behind it.
     pub engine: Engine,
+    /// The PostgreSQL pool, which also carries notifications between replicas.
+    pub pool: Option<sqlx::PgPool>,
     /// Held while serving an embedded file, so a second server refuses it.
     _lock: Option<std::fs::File>,
 }
@@ -105,24 +107,26 @@ pub struct OpenedStore {
 /// no single-process lock).
 pub async fn open_store(config: &ServerConfig) -> Result<OpenedStore, ServerError> {
     let engine = config.engine();
-    let store: Arc<dyn Store> = match &engine {
+    let (store, pool): (Arc<dyn Store>, _) = match &engine {
         Engine::Postgres { url } => {
             let store = PgStore::connect(url, config.max_db_connections).await?;
             store.migrate().await?;
             tracing::info!(engine = "postgres", "storage ready");
-            Arc::new(store)
+            let pool = store.pool().clone();
+            (Arc::new(store), Some(pool))
         }
         Engine::Sqlite { path } => {
             prepare_dir(path)?;
             let store = SqliteStore::open(path).await?;
             store.migrate().await?;
             tracing::info!(engine = "sqlite", file = %path.display(), "storage ready");
-            Arc::new(store)
+            (Arc::new(store), None)
         }
     };
     Ok(OpenedStore {
         store,
         engine,
+        pool,
         _lock: None,
     })
 }
@@ -188,15 +192,13 @@ pub async fn run(
             println!("{}", first_run::banner(path, &key_file));
         }
     }
-    let result = serve(config, Arc::clone(&opened.store), listener, shutdown).await;
-    drop(opened);
-    result
+    serve(config, opened, listener, shutdown).await
 }
 
-/// Serves an already opened store.
+/// Serves an already opened store (held, with its lock, until the end).
 pub async fn serve(
     config: ServerConfig,
-    store: Arc<dyn Store>,
+    opened: OpenedStore,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
@@ -205,8 +207,28 @@ pub async fn serve(
     if tls.is_none() && !local.ip().is_loopback() && !config.insecure_plaintext {
         return Err(ServerError::InsecureListen(local));
     }
-    let service = Arc::new(AuthService::new(store, Notifier::new(), config.limits()));
     let tasks = TaskTracker::new();
+    // On PostgreSQL, several replicas may share the database: relay every
+    // notification to them.
+    let notifier = match &opened.pool {
+        Some(pool) => {
+            let (notifier, outbox) = Notifier::with_relay();
+            tasks.spawn(notify::postgres::run(
+                pool.clone(),
+                Arc::clone(&notifier),
+                Arc::clone(&opened.store),
+                outbox,
+                shutdown.clone(),
+            ));
+            notifier
+        }
+        None => Notifier::new(),
+    };
+    let service = Arc::new(AuthService::new(
+        Arc::clone(&opened.store),
+        notifier,
+        config.limits(),
+    ));
     tasks.spawn(sweeper::run(
         Arc::clone(&service),
         Duration::from_millis(config.sweep_interval_ms.max(10)),
@@ -273,6 +295,7 @@ pub async fn serve(
     if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
         tracing::warn!("background tasks did not stop within the drain deadline");
     }
+    drop(opened);
     tracing::info!("assent-server stopped");
     Ok(())
 }

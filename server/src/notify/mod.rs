@@ -2,9 +2,13 @@
 //! application's event log and connected device sessions.
 //!
 //! The events table stays the truth; a notification only says "look again".
-//! Everything arrives through [`Notifier`], so cross-replica delivery (a
-//! PostgreSQL `LISTEN` task calling the same methods) needs no change in the
-//! services.
+//! Everything goes through [`Notifier`]. A notifier built with
+//! [`Notifier::with_relay`] also hands every notification to a relay, which
+//! [`postgres`] carries to the other replicas with `NOTIFY`; what arrives from
+//! them is applied locally only ([`Notifier::apply_remote_events`],
+//! [`Notifier::deliver_local`]), so services never know about replicas.
+
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,22 +41,77 @@ pub enum DeviceCommand {
 
 type Sessions = HashMap<DeviceId, Vec<(u64, mpsc::Sender<DeviceCommand>)>>;
 
+/// A notification to pass on to the other replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relay {
+    /// An application's event log grew.
+    Events(ApplicationId),
+    /// A command for a device, wherever its stream is.
+    Device(DeviceId, RelayedCommand),
+}
+
+/// A device command as it travels between replicas (small: `NOTIFY`
+/// payloads are limited, so a push travels as its id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayedCommand {
+    /// See [`DeviceCommand::Cancel`].
+    Cancel {
+        /// The transaction.
+        transaction_id: TransactionId,
+        /// Why.
+        reason: String,
+    },
+    /// See [`DeviceCommand::Revoked`].
+    Revoked,
+    /// See [`DeviceCommand::Confirm`]: the receiver loads the transaction.
+    Confirm {
+        /// Its application.
+        application_id: ApplicationId,
+        /// The push.
+        transaction_id: TransactionId,
+    },
+}
+
 /// The in-process hub.
 #[derive(Debug, Default)]
 pub struct Notifier {
     logs: Mutex<HashMap<ApplicationId, watch::Sender<u64>>>,
     sessions: Mutex<Sessions>,
     next_session: AtomicU64,
+    relay: Option<mpsc::UnboundedSender<Relay>>,
 }
 
 impl Notifier {
-    /// A hub with no subscribers.
+    /// A hub for one process.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
-    /// Wakes every subscriber of `app`'s event log.
+    /// A hub that also hands every notification to the returned relay queue.
+    pub fn with_relay() -> (Arc<Self>, mpsc::UnboundedReceiver<Relay>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let notifier = Self {
+            relay: Some(sender),
+            ..Self::default()
+        };
+        (Arc::new(notifier), receiver)
+    }
+
+    fn relay(&self, relay: Relay) {
+        if let Some(sender) = &self.relay {
+            // The bridge only stops at shutdown, when nothing is lost by it.
+            let _ = sender.send(relay);
+        }
+    }
+
+    /// Wakes every subscriber of `app`'s event log, here and on other replicas.
     pub fn events_appended(&self, app: ApplicationId) {
+        self.apply_remote_events(app);
+        self.relay(Relay::Events(app));
+    }
+
+    /// Wakes this replica's subscribers of `app` only.
+    pub fn apply_remote_events(&self, app: ApplicationId) {
         let logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = logs.get(&app) {
             sender.send_modify(|version| *version = version.wrapping_add(1));
@@ -86,8 +145,29 @@ impl Notifier {
         }
     }
 
-    /// Delivers a command to every live session of `device` on this replica.
+    /// Delivers a command to every live session of `device`, here and on
+    /// other replicas.
     pub fn send_to_device(&self, device: DeviceId, command: DeviceCommand) {
+        let relayed = match &command {
+            DeviceCommand::Cancel {
+                transaction_id,
+                reason,
+            } => RelayedCommand::Cancel {
+                transaction_id: *transaction_id,
+                reason: reason.clone(),
+            },
+            DeviceCommand::Revoked => RelayedCommand::Revoked,
+            DeviceCommand::Confirm(record) => RelayedCommand::Confirm {
+                application_id: record.application_id,
+                transaction_id: record.id,
+            },
+        };
+        self.deliver_local(device, command);
+        self.relay(Relay::Device(device, relayed));
+    }
+
+    /// Delivers a command to the live sessions of `device` on this replica only.
+    pub fn deliver_local(&self, device: DeviceId, command: DeviceCommand) {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         for (_, sender) in sessions.get(&device).into_iter().flatten() {
             if sender.try_send(command.clone()).is_err() {
@@ -160,6 +240,23 @@ mod tests {
         assert!(notifier.is_connected(device));
         drop(registration);
         assert!(!notifier.is_connected(device));
+    }
+
+    #[tokio::test]
+    async fn notifications_are_relayed_but_remote_ones_are_not_relayed_again() {
+        let (notifier, mut relay) = Notifier::with_relay();
+        let app = ApplicationId::random();
+        let device = DeviceId::random();
+        notifier.events_appended(app);
+        notifier.send_to_device(device, DeviceCommand::Revoked);
+        assert_eq!(relay.recv().await, Some(Relay::Events(app)));
+        assert_eq!(
+            relay.recv().await,
+            Some(Relay::Device(device, RelayedCommand::Revoked))
+        );
+        notifier.apply_remote_events(app);
+        notifier.deliver_local(device, DeviceCommand::Revoked);
+        assert!(relay.try_recv().is_err());
     }
 
     #[tokio::test]
