@@ -91,6 +91,8 @@ impl FromStr for LogFormat {
 pub struct ServerConfig {
     /// gRPC listen address.
     pub listen: SocketAddr,
+    /// Prometheus metrics address (plain HTTP, `GET /metrics`); `None` turns it off.
+    pub metrics_listen: Option<SocketAddr>,
     /// `postgres://user@host/db` selects PostgreSQL; `sqlite:PATH` a SQLite
     /// file; unset, the embedded SQLite file in `data_dir`.
     pub database_url: Option<String>,
@@ -128,6 +130,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             database_url: None,
             data_dir: None,
             tls_cert: None,
@@ -151,6 +154,7 @@ impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
             .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
             .field(
                 "database_url",
                 &self.database_url.as_ref().map(|_| "<redacted>"),
@@ -211,6 +215,18 @@ impl ServerConfig {
             None => Self::default(),
         };
         from_env(env, "ASSENT_LISTEN", &mut config.listen)?;
+        if let Some(value) = env("ASSENT_METRICS_LISTEN") {
+            config.metrics_listen =
+                match value.as_str() {
+                    "" | "off" => None,
+                    addr => Some(addr.parse().map_err(|e: std::net::AddrParseError| {
+                        ConfigError::Env {
+                            name: "ASSENT_METRICS_LISTEN".to_owned(),
+                            message: format!("{e} (use an address like 127.0.0.1:9464, or `off`)"),
+                        }
+                    })?),
+                };
+        }
         let optional = |name: &str, field: &mut Option<String>| {
             if let Some(value) = env(name).filter(|v| !v.is_empty()) {
                 *field = Some(value);

@@ -15,6 +15,7 @@ pub mod config;
 pub mod domain;
 pub mod first_run;
 pub mod grpc;
+pub mod metrics;
 pub mod notify;
 pub mod service;
 pub mod shutdown;
@@ -234,6 +235,22 @@ pub async fn serve(
         Duration::from_millis(config.sweep_interval_ms.max(10)),
         shutdown.clone(),
     ));
+
+    if let Some(addr) = config.metrics_listen {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
+                tasks.spawn(metrics::serve(
+                    listener,
+                    Arc::clone(service.metrics()),
+                    Arc::clone(service.notifier()),
+                    shutdown.clone(),
+                ));
+            }
+            // Metrics are not worth refusing to serve logins for.
+            Err(error) => tracing::warn!(address = %addr, %error, "metrics endpoint not started"),
+        }
+    }
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health

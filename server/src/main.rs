@@ -26,6 +26,9 @@ struct Cli {
     /// Directory of the embedded SQLite store [default: ~/.local/share/assent].
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// Prometheus metrics address [default: 127.0.0.1:9464; `off` disables].
+    #[arg(long, global = true)]
+    metrics_listen: Option<String>,
     /// PEM certificate chain for TLS.
     #[arg(long, global = true)]
     tls_cert: Option<PathBuf>,
@@ -77,6 +80,15 @@ impl Cli {
         let mut config = ServerConfig::load(self.config.as_deref(), &ServerConfig::process_env)?;
         if let Some(listen) = self.listen {
             config.listen = listen;
+        }
+        if let Some(metrics) = &self.metrics_listen {
+            config.metrics_listen = match metrics.as_str() {
+                "off" => None,
+                addr => Some(
+                    addr.parse()
+                        .context("--metrics-listen takes an address or `off`")?,
+                ),
+            };
         }
         if let Some(url) = &self.database_url {
             config.database_url = Some(url.clone());

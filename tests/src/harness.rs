@@ -171,6 +171,7 @@ impl TestServer {
             database_url: Some(db.url.clone()),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             sweep_interval_ms: 100,
+            metrics_listen: None,
             drain_timeout_seconds: 3,
             ..ServerConfig::default()
         };

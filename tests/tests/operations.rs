@@ -77,7 +77,49 @@ async fn reflection_lists_and_describes_the_assent_services(db: TestDb) {
     assert!(!files.file_descriptor_proto.is_empty());
 }
 
+async fn prometheus_metrics_count_what_happened(db: TestDb) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = TestServer::start_with(&db, |config| {
+        config.metrics_listen = Some(([127, 0, 0, 1], port).into());
+    })
+    .await;
+    let app = assent_tests::TestApp::create(&db, "Shop").await;
+    let mut rp = assent_tests::rp_client(&server, &app.api_key).await;
+    rp.create_otp_authentication(assent_proto::v1::CreateOtpAuthenticationRequest {
+        message: "Log in?".to_owned(),
+        ..Default::default()
+    })
+    .await
+    .expect("create");
+    let scrape = |path: &'static str| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        socket
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut response = String::new();
+        socket.read_to_string(&mut response).await.unwrap();
+        response
+    };
+    let metrics = scrape("/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("assent_transactions_created_total{kind=\"otp\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE assent_device_streams gauge"));
+    assert!(scrape("/other").await.starts_with("HTTP/1.1 404"));
+}
+
 assent_tests::on_both_engines!(
     health_reports_both_services_serving,
     reflection_lists_and_describes_the_assent_services,
+    prometheus_metrics_count_what_happened,
 );

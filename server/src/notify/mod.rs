@@ -176,6 +176,12 @@ impl Notifier {
         }
     }
 
+    /// How many device sessions are live on this replica.
+    pub fn session_count(&self) -> u64 {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        sessions.values().map(|list| list.len() as u64).sum()
+    }
+
     /// Whether `device` has a live session on this replica.
     pub fn is_connected(&self, device: DeviceId) -> bool {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);

@@ -121,6 +121,7 @@ impl AuthService {
             })
             .await?;
         tracing::info!(device_id = %device.id, "device enrolled");
+        self.metrics.device_enrolled();
         self.notifier.events_appended(device.application_id);
         Ok(device)
     }
@@ -185,6 +186,7 @@ impl AuthService {
                 Ok(record)
             }
             Err(error @ (ServiceError::OtpRefused | ServiceError::Input(_))) => {
+                self.metrics.otp_refused();
                 self.store.record_otp_failure(device.id, now).await?;
                 Err(error)
             }

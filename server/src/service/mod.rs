@@ -20,6 +20,7 @@ pub use relying_party::{Caller, CreateOtpInput, CreatedOtp, DeviceView};
 use crate::domain::ApiKeyId;
 use crate::domain::push::PushLimits;
 use crate::domain::rate::TokenBucket;
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::Store;
 
@@ -51,6 +52,7 @@ impl Default for ServiceLimits {
 pub struct AuthService {
     store: Arc<dyn Store>,
     notifier: Arc<Notifier>,
+    metrics: Arc<Metrics>,
     limits: ServiceLimits,
     buckets: Mutex<HashMap<ApiKeyId, TokenBucket>>,
 }
@@ -61,6 +63,7 @@ impl AuthService {
         Self {
             store,
             notifier,
+            metrics: Arc::default(),
             limits,
             buckets: Mutex::new(HashMap::new()),
         }
@@ -69,6 +72,11 @@ impl AuthService {
     /// The notifier, for adapters that wait on it.
     pub fn notifier(&self) -> &Arc<Notifier> {
         &self.notifier
+    }
+
+    /// The counters, for the metrics endpoint.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 }
 

@@ -99,6 +99,7 @@ impl AuthService {
             Err(other) => return Err(other.into()),
         };
         tracing::info!(transaction_id = %transaction.id, "push created");
+        self.metrics.transaction_created(transaction.kind);
         self.notifier.events_appended(app);
         let mut devices_reached = 0;
         for device in devices {
@@ -173,6 +174,7 @@ impl AuthService {
         reason: &str,
         decided_by: Option<DeviceId>,
     ) {
+        self.metrics.transaction_ended(record.state);
         self.notifier.events_appended(record.application_id);
         let holders: Vec<DeviceId> = match (record.kind, &record.user_id) {
             (TransactionKind::Push, Some(user)) => {

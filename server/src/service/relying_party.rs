@@ -152,6 +152,7 @@ impl AuthService {
             })
             .await?;
         tracing::info!(transaction_id = %transaction.id, "transaction created");
+        self.metrics.transaction_created(transaction.kind);
         self.notifier.events_appended(caller.application.id);
         Ok(CreatedOtp { transaction, otp })
     }
@@ -260,6 +261,7 @@ impl AuthService {
             .ok_or(ServiceError::NotFound("device"))?;
         // Withdraw its confirmations first, then close its streams.
         for record in &failed {
+            self.metrics.transaction_ended(record.state);
             self.notifier.send_to_device(
                 device.id,
                 DeviceCommand::Cancel {
