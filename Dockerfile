@@ -12,6 +12,6 @@ RUN apt-get update \
 COPY --from=build /src/target/release/assent-server /src/target/release/assent-agent /src/target/release/assent /usr/local/bin/
 USER assent
 WORKDIR /var/lib/assent
-EXPOSE 50051
+EXPOSE 50051 9464
 ENTRYPOINT ["assent-server"]
 CMD ["serve"]
