@@ -20,9 +20,19 @@ const PHASE_TIMEOUT: Duration = Duration::from_secs(900);
 /// File descriptors kept free for everything but the agents.
 const FD_SPARE: u64 = 4096;
 
+/// The open-file limit in force for the run, and why it is lower than
+/// wanted, if it is.
+#[derive(Debug, Clone, Default)]
+pub struct FdLimit {
+    /// The soft limit now in force.
+    pub soft: u64,
+    /// Why the hard limit could not be raised far enough, if it could not.
+    pub note: Option<String>,
+}
+
 /// Raises this process's open-file limit (soft, and hard when allowed) so
 /// that `agents` connections fit; a server started afterwards inherits it.
-pub fn raise_fd_limit(agents: usize) -> anyhow::Result<u64> {
+pub fn raise_fd_limit(agents: usize) -> anyhow::Result<FdLimit> {
     let wanted = u64::try_from(agents)
         .unwrap_or(u64::MAX)
         .saturating_add(FD_SPARE);
@@ -30,16 +40,32 @@ pub fn raise_fd_limit(agents: usize) -> anyhow::Result<u64> {
         .get()
         .context("getrlimit(NOFILE)")?;
     if soft >= wanted {
-        return Ok(soft);
+        return Ok(FdLimit { soft, note: None });
     }
-    if hard < wanted && rlimit::Resource::NOFILE.set(wanted, wanted).is_ok() {
-        return Ok(wanted);
+    let mut note = None;
+    if hard < wanted {
+        match rlimit::Resource::NOFILE.set(wanted, wanted) {
+            Ok(()) => {
+                return Ok(FdLimit {
+                    soft: wanted,
+                    note: None,
+                });
+            }
+            Err(error) => {
+                note = Some(format!(
+                    "cannot raise the hard open-file limit from {hard} to {wanted}: {error}"
+                ));
+            }
+        }
     }
     let soft = wanted.min(hard);
     rlimit::Resource::NOFILE
         .set(soft, hard)
         .context("setrlimit(NOFILE)")?;
-    Ok(soft)
+    if let Some(note) = &note {
+        eprintln!("warning: {note}; at most about {soft} agents can connect");
+    }
+    Ok(FdLimit { soft, note })
 }
 
 /// The source address of agent `i`: 127.0.0.1 … 127.0.0.N in turn.
@@ -68,7 +94,7 @@ async fn connect_agent(
 pub async fn run(
     args: &Args,
     target: &Target,
-    fd_limit: u64,
+    fd_limit: &FdLimit,
 ) -> anyhow::Result<Map<String, Value>> {
     let agents = args.agents;
     let distinct = args.idle_devices.unwrap_or(agents).clamp(1, agents.max(1));
@@ -172,7 +198,8 @@ pub async fn run(
     report.insert("connect_p99_ms".into(), json!(pick(0.99)));
     report.insert("hold_s".into(), json!(args.duration));
     report.insert("source_addresses".into(), json!(args.source_addresses));
-    report.insert("fd_limit".into(), json!(fd_limit));
+    report.insert("fd_limit".into(), json!(fd_limit.soft));
+    report.insert("fd_limit_note".into(), json!(fd_limit.note));
     report.insert(
         "bench_rss_kb".into(),
         json!(cpu::rss_kb(std::process::id())),

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             }
         }
     } else {
-        0
+        idle::FdLimit::default()
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args, fd_limit: u64) -> anyhow::Result<()> {
+async fn run(args: Args, fd_limit: idle::FdLimit) -> anyhow::Result<()> {
     if args.mode == Mode::BareServer {
         return bare::serve(args.listen).await;
     }
@@ -101,7 +101,7 @@ async fn run(args: Args, fd_limit: u64) -> anyhow::Result<()> {
     let measured = match args.mode {
         Mode::Flows => flows::run(&args, &target, database_url.as_deref()).await,
         Mode::Push => push::run(&args, &target, database_url.as_deref()).await,
-        Mode::Idle => idle::run(&args, &target, fd_limit).await,
+        Mode::Idle => idle::run(&args, &target, &fd_limit).await,
         Mode::BareServer => bail!("bare-server is handled above"),
     };
     let stopped = match process {
