@@ -2,6 +2,12 @@
 //! takes a per-application transaction-scoped advisory lock first, so events
 //! of one application commit in cursor order and a reader that has seen
 //! cursor N can never later find a smaller one appear (no gap for `Subscribe`).
+//!
+//! The hot-path writes (create, scan, decide, expire, cancel) are each one
+//! autocommitted statement: a `WITH l AS (SELECT pg_advisory_xact_lock(…))`
+//! CTE that the conditional `UPDATE`/`INSERT` references in its `WHERE`, so
+//! the lock is taken before any row changes and held until the statement's
+//! implicit transaction commits — one round trip instead of four.
 
 mod applications;
 mod devices;
@@ -55,11 +61,16 @@ impl PgStore {
     }
 }
 
+/// The advisory-lock key that serialises event appends of one application.
+fn event_lock_key(app: ApplicationId) -> i64 {
+    let (high, _) = app.as_uuid().as_u64_pair();
+    i64::from_be_bytes(high.to_be_bytes())
+}
+
 /// Serialises event appends of one application until the transaction ends.
 async fn lock_event_log(conn: &mut PgConnection, app: ApplicationId) -> StoreResult<()> {
-    let (high, _) = app.as_uuid().as_u64_pair();
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(i64::from_be_bytes(high.to_be_bytes()))
+        .bind(event_lock_key(app))
         .execute(conn)
         .await
         .map_err(db_error)?;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::devices::open_states;
 use super::rows::{TransactionRow, transaction_columns, transactions};
-use super::{PgStore, db_error, lock_event_log};
+use super::{PgStore, db_error, event_lock_key};
 use crate::domain::push::NumberMatch;
 use crate::domain::{ApplicationId, EventType, TransactionId, TransactionState, UserId};
 use crate::store::{
@@ -19,13 +19,12 @@ use crate::store::{
 #[async_trait]
 impl TransactionStore for PgStore {
     async fn insert_transaction(&self, new: &NewTransaction) -> StoreResult<TransactionRecord> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        lock_event_log(&mut tx, new.application_id).await?;
         let row: TransactionRow = sqlx::query_as(concat!(
-            "WITH t AS ( \
+            "WITH l AS (SELECT pg_advisory_xact_lock($15)), t AS ( \
                INSERT INTO transactions (id, application_id, kind, state, user_id, message, \
                  context, otp_hash, created_at, expires_at, nonce, match_number, number_choices) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $13, $14) RETURNING * \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $13, $14 \
+               WHERE EXISTS (SELECT 1 FROM l) RETURNING * \
              ), e AS ( \
                INSERT INTO events (application_id, type, transaction_id, user_id, occurred_at) \
                SELECT application_id, $11, id, user_id, created_at FROM t \
@@ -52,10 +51,10 @@ impl TransactionStore for PgStore {
                 .map(NumberMatch::choices_text)
                 .unwrap_or_default(),
         )
-        .fetch_one(&mut *tx)
+        .bind(event_lock_key(new.application_id))
+        .fetch_one(&self.pool)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
         row.try_into()
     }
 
@@ -78,15 +77,14 @@ impl TransactionStore for PgStore {
     }
 
     async fn scan_transaction(&self, scan: &Scan) -> StoreResult<Option<TransactionRecord>> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        lock_event_log(&mut tx, scan.application_id).await?;
         let row: Option<TransactionRow> = sqlx::query_as(concat!(
-            "WITH t AS ( \
+            "WITH l AS (SELECT pg_advisory_xact_lock($10)), t AS ( \
                UPDATE transactions SET state = $4, device_id = $3, \
                  user_id = COALESCE(user_id, $5), nonce = $6, otp_hash = NULL \
                WHERE id = $1 AND application_id = $2 AND state = $7 AND expires_at > $8 \
                  AND (user_id IS NULL OR user_id = $5) \
                  AND EXISTS (SELECT 1 FROM devices WHERE id = $3 AND revoked_at IS NULL) \
+                 AND EXISTS (SELECT 1 FROM l) \
                RETURNING * \
              ), e AS ( \
                INSERT INTO events (application_id, type, transaction_id, user_id, device_id, occurred_at) \
@@ -102,10 +100,10 @@ impl TransactionStore for PgStore {
         .bind(TransactionState::Pending.as_str())
         .bind(scan.now)
         .bind(EventType::TransactionScanned.as_str())
-        .fetch_optional(&mut *tx)
+        .bind(event_lock_key(scan.application_id))
+        .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -122,10 +120,8 @@ impl TransactionStore for PgStore {
             ExpiryGuard::Any => "any",
         };
         let completed_at = change.to.is_terminal().then_some(change.now);
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        lock_event_log(&mut tx, change.application_id).await?;
         let row: Option<TransactionRow> = sqlx::query_as(concat!(
-            "WITH t AS ( \
+            "WITH l AS (SELECT pg_advisory_xact_lock($13)), t AS ( \
                UPDATE transactions SET state = $3, reason = COALESCE($4, reason), \
                  decision_signature = COALESCE($5, decision_signature), \
                  completed_at = COALESCE($6, completed_at), otp_hash = NULL, \
@@ -136,6 +132,7 @@ impl TransactionStore for PgStore {
                        OR (kind = 'PUSH' AND state = 'PENDING' AND device_id IS NULL)) \
                      ELSE $8::uuid IS NULL OR device_id = $8 END \
                  AND ($12::text IS NULL OR user_id = $12) \
+                 AND EXISTS (SELECT 1 FROM l) \
                  AND CASE $9 WHEN 'unexpired' THEN expires_at > $10 \
                              WHEN 'expired' THEN expires_at <= $10 ELSE TRUE END \
                RETURNING * \
@@ -158,10 +155,10 @@ impl TransactionStore for PgStore {
         .bind(change.now)
         .bind(change.to.event().as_str())
         .bind(change.bound_user.as_deref())
-        .fetch_optional(&mut *tx)
+        .bind(event_lock_key(change.application_id))
+        .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
         row.map(TryInto::try_into).transpose()
     }
 
