@@ -100,6 +100,12 @@ pub struct Args {
     /// Skip the pgbench ceiling (ceiling and ratio are null).
     #[arg(long)]
     pub no_ceiling: bool,
+    /// pgbench clients for the ceiling [default: --concurrency]. The server
+    /// uses at most its pool size (16) of database connections, so above
+    /// that the same-concurrency ceiling understates what the database does
+    /// for it; `--ceiling-clients 16` measures the ceiling at the pool size.
+    #[arg(long)]
+    pub ceiling_clients: Option<usize>,
     /// Seconds the pgbench ceiling runs.
     #[arg(long, default_value_t = 5)]
     pub ceiling_seconds: u32,

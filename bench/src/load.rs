@@ -99,7 +99,8 @@ where
                 device_id: first.device_id.clone(),
                 user_id: first.user_id.clone(),
             };
-            ceiling::measure(script, &input, args.concurrency, args.ceiling_seconds).await?
+            let clients = args.ceiling_clients.unwrap_or(args.concurrency);
+            ceiling::measure(script, &input, clients, args.ceiling_seconds).await?
         }
         _ => None,
     };
@@ -182,6 +183,10 @@ where
     report.insert(
         "ceiling_script".into(),
         json!(ceiling.map(|_| script.name())),
+    );
+    report.insert(
+        "ceiling_clients".into(),
+        json!(ceiling.map(|_| args.ceiling_clients.unwrap_or(args.concurrency))),
     );
     report.insert("cpu".into(), before.per_flow(&after, total.completed));
     report.insert("load_average".into(), json!(load_average()));
