@@ -8,7 +8,9 @@
 //! server (environment of the bare server, e.g. `--server-env` of `idle`):
 //! `ASSENT_BENCH_BARE_BOXED=1` queues boxed messages (8-byte channel slots
 //! instead of 232-byte ones); `ASSENT_BENCH_BARE_STREAM_WINDOW` /
-//! `ASSENT_BENCH_BARE_CONN_WINDOW` set the HTTP/2 receive windows in bytes.
+//! `ASSENT_BENCH_BARE_CONN_WINDOW` set the HTTP/2 receive windows in bytes;
+//! `ASSENT_BENCH_BARE_CODEC_BUFFER=N` serves `Connect` with codec buffers
+//! of N bytes instead of tonic's 8 KiB ([`crate::small_codec`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,6 +28,8 @@ use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
+
+use crate::small_codec::SmallCodecService;
 
 /// The same outbound queue depth as the real server's sessions.
 const OUTBOUND_QUEUE: usize = 32;
@@ -117,12 +121,11 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
         .await;
     let sessions = TaskTracker::new();
     let knob = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
-    let devices = DeviceServiceServer::new(BareDevices {
+    let bare = BareDevices {
         sessions: sessions.clone(),
         is_boxed: knob("ASSENT_BENCH_BARE_BOXED").is_some_and(|v| v == 1),
-    })
-    .max_decoding_message_size(64 * 1024)
-    .max_encoding_message_size(64 * 1024);
+    };
+    let codec_buffer = knob("ASSENT_BENCH_BARE_CODEC_BUFFER");
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
@@ -133,17 +136,23 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    Server::builder()
+    let builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(128)
         .http2_max_header_list_size(16 * 1024)
         .initial_stream_window_size(knob("ASSENT_BENCH_BARE_STREAM_WINDOW"))
         .initial_connection_window_size(knob("ASSENT_BENCH_BARE_CONN_WINDOW"))
-        .add_service(health_service)
-        .add_service(devices)
-        .serve_with_incoming_shutdown(incoming, stop)
-        .await?;
+        .add_service(health_service);
+    let router = match codec_buffer {
+        Some(size) => builder.add_service(SmallCodecService::new(bare, size as usize)),
+        None => builder.add_service(
+            DeviceServiceServer::new(bare)
+                .max_decoding_message_size(64 * 1024)
+                .max_encoding_message_size(64 * 1024),
+        ),
+    };
+    router.serve_with_incoming_shutdown(incoming, stop).await?;
     sessions.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
     Ok(())

@@ -11,7 +11,7 @@
 //! Modules: [`cli`] arguments, [`server`] the server process, [`client`]
 //! channels, [`device`] simulated devices, [`events`] the Subscribe router,
 //! [`load`] the shared load loop, [`flows`], [`push`], [`idle`] the modes,
-//! [`ceiling`] pgbench, [`bare`] the transport baseline, [`cpu`] `/proc` figures, [`report`] histograms and output.
+//! [`ceiling`] pgbench, [`bare`] the transport baseline (with [`small_codec`]), [`cpu`] `/proc` figures, [`report`] histograms and output.
 
 mod bare;
 mod ceiling;
@@ -26,6 +26,7 @@ mod load;
 mod push;
 mod report;
 mod server;
+mod small_codec;
 
 use std::process::ExitCode;
 
