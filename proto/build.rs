@@ -27,6 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .btree_map(".")
         // The `Connect` RPC would clash with the generated `connect` constructor.
         .build_transport(false)
+        // Small initial buffers: idle device streams dominate server memory.
+        .codec_path("crate::codec::SmallCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! ([`signing`]) the canonical byte strings a device signs, which server and
 //! agent must build identically.
 
+pub mod codec;
 pub mod signing;
 
 /// Generated `assent.v1` messages, clients and servers.

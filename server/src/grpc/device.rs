@@ -7,6 +7,7 @@ use assent_proto::v1::device_service_server::DeviceService;
 use assent_proto::v1::{AgentMessage, EnrollRequest, EnrollResponse, ServerMessage};
 use chrono::Utc;
 use ed25519_dalek::Signature;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -71,7 +72,10 @@ impl DeviceService for DeviceHandler {
         }))
     }
 
-    type ConnectStream = ReceiverStream<Result<ServerMessage, Status>>;
+    type ConnectStream = futures::stream::Map<
+        ReceiverStream<Result<Box<ServerMessage>, Status>>,
+        fn(Result<Box<ServerMessage>, Status>) -> Result<ServerMessage, Status>,
+    >;
 
     #[instrument(skip_all, fields(rpc = "Connect"))]
     async fn connect(
@@ -90,6 +94,8 @@ impl DeviceService for DeviceHandler {
                 .run()
                 .instrument(tracing::info_span!("device_session")),
         );
-        Ok(Response::new(ReceiverStream::new(receiver)))
+        let unbox: fn(Result<Box<ServerMessage>, Status>) -> Result<ServerMessage, Status> =
+            |item| item.map(|message| *message);
+        Ok(Response::new(ReceiverStream::new(receiver).map(unbox)))
     }
 }

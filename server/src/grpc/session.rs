@@ -32,7 +32,9 @@ const LAST_SEEN_EVERY: Duration = Duration::from_secs(30);
 /// Suggested delay before an agent reconnects after GoAway.
 const RECONNECT_AFTER_MS: u32 = 500;
 
-type Outbound = mpsc::Sender<Result<ServerMessage, Status>>;
+/// Messages are queued boxed: an idle session's channel block then holds
+/// pointer-sized slots instead of full messages (BENCHMARKS.md, idle memory).
+pub(super) type Outbound = mpsc::Sender<Result<Box<ServerMessage>, Status>>;
 
 /// The state of one `Connect` stream.
 pub struct DeviceSession {
@@ -61,7 +63,7 @@ impl DeviceSession {
     /// Sends one message; false once the client is gone.
     async fn send(&self, body: Body) -> bool {
         self.outbound
-            .send(Ok(ServerMessage { body: Some(body) }))
+            .send(Ok(Box::new(ServerMessage { body: Some(body) })))
             .await
             .is_ok()
     }

@@ -36,6 +36,10 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // A ping per acquire is a round trip per query (≈ 13 per login,
+            // BENCHMARKS.md); a broken connection fails its next query
+            // instead, which maps to UNAVAILABLE.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(db_error)?;
