@@ -7,7 +7,7 @@ use assent_proto::signing::SignedVerdict;
 use assent_proto::v1::server_message::Body;
 use assent_proto::v1::{
     CancelTransactionRequest, CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse,
-    Event, GetTransactionRequest, SubscribeRequest, TransactionState,
+    Event, SubscribeRequest, TransactionState,
 };
 use assent_tests::{
     RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client, transaction, within,
@@ -88,15 +88,7 @@ async fn accept_path_subscriber_sees_scanned_then_accepted_with_ids(db: TestDb) 
     assert_eq!(accepted.device_id, device.device_id);
     assert!(accepted.cursor > scanned.cursor);
 
-    let tx = rp
-        .get_transaction(GetTransactionRequest {
-            transaction_id: created.transaction_id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
-        .transaction
-        .expect("transaction");
+    let tx = transaction(&mut rp, &created.transaction_id).await;
     assert_eq!(tx.state(), TransactionState::Accepted);
     assert_eq!(tx.user_id, "alice");
     assert_eq!(tx.device_id, device.device_id);
@@ -124,15 +116,7 @@ async fn deny_path_records_the_device_reason(db: TestDb) {
     };
     assert_eq!(result.state(), TransactionState::Denied);
     assert_eq!(result.reason, "not_me");
-    let tx = rp
-        .get_transaction(GetTransactionRequest {
-            transaction_id: created.transaction_id,
-        })
-        .await
-        .expect("get")
-        .into_inner()
-        .transaction
-        .expect("transaction");
+    let tx = transaction(&mut rp, &created.transaction_id).await;
     assert_eq!(tx.state(), TransactionState::Denied);
     assert_eq!(tx.reason, "not_me");
 }

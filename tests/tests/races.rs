@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use assent_proto::v1::server_message::Body;
-use assent_proto::v1::{CreateOtpAuthenticationRequest, GetTransactionRequest, TransactionState};
+use assent_proto::v1::{CreateOtpAuthenticationRequest, TransactionState};
 use assent_server::domain::{Context, DeviceId, Message, TransactionState as State};
 use assent_server::notify::Notifier;
 use assent_server::service::{AuthService, CreateOtpInput, ServiceLimits};
 use assent_server::store::{ExpiryGuard, Transition};
-use assent_tests::{TestApp, TestDb, TestDevice, TestServer, rp_client};
+use assent_tests::{TestApp, TestDb, TestDevice, TestServer, rp_client, transaction};
 
 const ITERATIONS: usize = 200;
 
@@ -46,15 +46,7 @@ async fn two_devices_racing_for_one_otp_yield_exactly_one_scan(db: TestDb) {
             .count();
         assert_eq!((confirmations, rejections), (1, 1), "{left:?} / {right:?}");
         wins[usize::from(matches!(right, Body::ConfirmationRequest(_)))] += 1;
-        let tx = rp
-            .get_transaction(GetTransactionRequest {
-                transaction_id: created.transaction_id,
-            })
-            .await
-            .expect("get")
-            .into_inner()
-            .transaction
-            .expect("transaction");
+        let tx = transaction(&mut rp, &created.transaction_id).await;
         assert_eq!(tx.state(), TransactionState::Scanned);
         let winner = if matches!(left, Body::ConfirmationRequest(_)) {
             &first

@@ -206,15 +206,7 @@ async fn revoked_device_stream_is_closed_its_confirmation_fails_and_it_cannot_re
     let status = closed.expect_err("the stream must end with an error status");
     assert_eq!(status.code(), Code::PermissionDenied);
 
-    let tx = rp
-        .get_transaction(GetTransactionRequest {
-            transaction_id: created.transaction_id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
-        .transaction
-        .expect("transaction");
+    let tx = transaction(&mut rp, &created.transaction_id).await;
     assert_eq!(tx.state(), TransactionState::Failed);
     assert_eq!(tx.reason, "device_revoked");
 
