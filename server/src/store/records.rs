@@ -286,3 +286,44 @@ pub struct EventRecord {
 pub fn is_fraud_report(state: TransactionState, reason: Option<&str>) -> bool {
     state == TransactionState::Denied && reason == Some("not_me")
 }
+
+/// The transaction columns both engines store the same way (text enums, the
+/// OTP hash bytes, the number-matching columns), decoded and checked once.
+pub(crate) struct StoredColumns {
+    /// Parsed `kind`.
+    pub kind: TransactionKind,
+    /// Parsed `state`.
+    pub state: TransactionState,
+    /// Checked `otp_hash`.
+    pub otp_hash: Option<SecretHash>,
+    /// Checked `match_number`.
+    pub match_number: Option<u8>,
+    /// Parsed `number_choices`.
+    pub number_choices: Vec<u8>,
+}
+
+impl StoredColumns {
+    /// Decodes the columns of transaction `id`, naming the first bad one.
+    pub(crate) fn decode(
+        id: &dyn std::fmt::Display,
+        kind: &str,
+        state: &str,
+        otp_hash: Option<&[u8]>,
+        match_number: Option<i64>,
+        number_choices: &str,
+    ) -> Result<Self, super::StoreError> {
+        let corrupt = |what: &str| super::StoreError::Corrupt(format!("transaction {id}: {what}"));
+        Ok(Self {
+            kind: TransactionKind::parse(kind).ok_or_else(|| corrupt("unknown kind"))?,
+            state: TransactionState::parse(state).ok_or_else(|| corrupt("unknown state"))?,
+            otp_hash: otp_hash
+                .map(|bytes| SecretHash::from_slice(bytes).ok_or_else(|| corrupt("bad OTP hash")))
+                .transpose()?,
+            match_number: match_number
+                .map(|n| u8::try_from(n).map_err(|_| corrupt("bad match number")))
+                .transpose()?,
+            number_choices: NumberMatch::parse_choices(number_choices)
+                .ok_or_else(|| corrupt("bad number choices"))?,
+        })
+    }
+}

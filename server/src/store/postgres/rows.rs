@@ -6,10 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::domain::push::NumberMatch;
-use crate::domain::{
-    ApplicationId, DeviceId, SecretHash, TransactionId, TransactionKind, TransactionState,
-};
+use crate::domain::{ApplicationId, DeviceId, TransactionId};
+use crate::store::records::StoredColumns;
 use crate::store::{DeviceRecord, EventRecord, StoreError, TransactionRecord};
 
 /// Columns selected for a [`TransactionRow`]; a macro so queries stay `&'static str`.
@@ -56,34 +54,32 @@ impl TryFrom<TransactionRow> for TransactionRecord {
     type Error = StoreError;
 
     fn try_from(row: TransactionRow) -> Result<Self, StoreError> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("transaction {}: {what}", row.id));
+        let columns = StoredColumns::decode(
+            &row.id,
+            &row.kind,
+            &row.state,
+            row.otp_hash.as_deref(),
+            row.match_number.map(i64::from),
+            &row.number_choices,
+        )?;
         Ok(Self {
             id: TransactionId::from_uuid(row.id),
             application_id: ApplicationId::from_uuid(row.application_id),
-            kind: TransactionKind::parse(&row.kind).ok_or_else(|| corrupt("unknown kind"))?,
-            state: TransactionState::parse(&row.state).ok_or_else(|| corrupt("unknown state"))?,
+            kind: columns.kind,
+            state: columns.state,
             user_id: row.user_id,
             device_id: row.device_id.map(DeviceId::from_uuid),
             reason: row.reason,
             message: row.message,
             context: row.context.0,
-            otp_hash: match row.otp_hash {
-                Some(bytes) => {
-                    Some(SecretHash::from_slice(&bytes).ok_or_else(|| corrupt("bad OTP hash"))?)
-                }
-                None => None,
-            },
+            otp_hash: columns.otp_hash,
             nonce: row.nonce,
             decision_signature: row.decision_signature,
             created_at: row.created_at,
             expires_at: row.expires_at,
             completed_at: row.completed_at,
-            match_number: row
-                .match_number
-                .map(|n| u8::try_from(n).map_err(|_| corrupt("bad match number")))
-                .transpose()?,
-            number_choices: NumberMatch::parse_choices(&row.number_choices)
-                .ok_or_else(|| corrupt("bad number choices"))?,
+            match_number: columns.match_number,
+            number_choices: columns.number_choices,
         })
     }
 }

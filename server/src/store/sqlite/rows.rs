@@ -1,10 +1,8 @@
 //! Row shapes as SQLite returns them, and their checked conversion into records.
 
 use super::{optional_time, time, uuid};
-use crate::domain::push::NumberMatch;
-use crate::domain::{
-    ApplicationId, DeviceId, SecretHash, TransactionId, TransactionKind, TransactionState,
-};
+use crate::domain::{ApplicationId, DeviceId, TransactionId};
+use crate::store::records::StoredColumns;
 use crate::store::{DeviceRecord, EventRecord, StoreError, StoreResult, TransactionRecord};
 
 /// Columns selected for a [`TransactionRow`].
@@ -51,12 +49,19 @@ impl TryFrom<TransactionRow> for TransactionRecord {
     type Error = StoreError;
 
     fn try_from(row: TransactionRow) -> StoreResult<Self> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("transaction {}: {what}", row.id));
+        let columns = StoredColumns::decode(
+            &row.id,
+            &row.kind,
+            &row.state,
+            row.otp_hash.as_deref(),
+            row.match_number,
+            &row.number_choices,
+        )?;
         Ok(Self {
             id: TransactionId::from_uuid(uuid(&row.id)?),
             application_id: ApplicationId::from_uuid(uuid(&row.application_id)?),
-            kind: TransactionKind::parse(&row.kind).ok_or_else(|| corrupt("unknown kind"))?,
-            state: TransactionState::parse(&row.state).ok_or_else(|| corrupt("unknown state"))?,
+            kind: columns.kind,
+            state: columns.state,
             user_id: row.user_id,
             device_id: row
                 .device_id
@@ -66,24 +71,16 @@ impl TryFrom<TransactionRow> for TransactionRecord {
                 .map(DeviceId::from_uuid),
             reason: row.reason,
             message: row.message,
-            context: serde_json::from_str(&row.context).map_err(|_| corrupt("bad context"))?,
-            otp_hash: match row.otp_hash {
-                Some(bytes) => {
-                    Some(SecretHash::from_slice(&bytes).ok_or_else(|| corrupt("bad OTP hash"))?)
-                }
-                None => None,
-            },
+            context: serde_json::from_str(&row.context)
+                .map_err(|_| StoreError::Corrupt(format!("transaction {}: bad context", row.id)))?,
+            otp_hash: columns.otp_hash,
             nonce: row.nonce,
             decision_signature: row.decision_signature,
             created_at: time(row.created_at)?,
             expires_at: time(row.expires_at)?,
             completed_at: optional_time(row.completed_at)?,
-            match_number: row
-                .match_number
-                .map(|n| u8::try_from(n).map_err(|_| corrupt("bad match number")))
-                .transpose()?,
-            number_choices: NumberMatch::parse_choices(&row.number_choices)
-                .ok_or_else(|| corrupt("bad number choices"))?,
+            match_number: columns.match_number,
+            number_choices: columns.number_choices,
         })
     }
 }
