@@ -3,12 +3,21 @@
 //! port.
 //!
 //! Layout, dependencies pointing inward:
-//! - [`domain`]: pure types and rules (ids, parsed input, secrets, states).
-//! - [`store`]: the storage traits and the PostgreSQL engine.
-//! - [`service`]: use cases over a store and the notifier.
-//! - [`notify`]: wake-ups for subscribers and commands for device sessions.
-//! - [`grpc`]: tonic adapters and the one error → status table.
-//! - [`config`], [`telemetry`], [`shutdown`], [`admin`]: the edges.
+//! - [`domain`]: pure types and rules — ids, parsed input, secrets, the
+//!   transaction aggregate (every rule of a transaction's life decided once,
+//!   as a `Change`), devices and revocation, push fatigue, the clock.
+//! - [`store`]: the storage traits; one engine logic over PostgreSQL and
+//!   SQLite that differ only in SQL text; `apply(Change)` is the write side.
+//! - [`service`]: use cases (keys, enrollment, logins, push, confirmations,
+//!   directory, events, upkeep) over shared dependencies.
+//! - [`notify`]: publishes applied changes to subscribers and device
+//!   sessions, and across replicas through PostgreSQL.
+//! - [`session`]: one device's stream: hello, OTPs, decisions, notices,
+//!   heartbeat; ends rather than dropping what must arrive.
+//! - [`grpc`]: tonic adapters, closable connections, the error → status table.
+//! - [`metrics`]: Prometheus counters on their own port.
+//! - [`config`], [`telemetry`], [`shutdown`], [`admin`], [`first_run`],
+//!   `sweeper`: the edges.
 
 pub mod admin;
 pub mod config;
@@ -18,6 +27,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod notify;
 pub mod service;
+pub mod session;
 pub mod shutdown;
 pub mod store;
 mod sweeper;
@@ -30,6 +40,7 @@ use std::time::Duration;
 
 use assent_proto::v1::device_service_server::DeviceServiceServer;
 use assent_proto::v1::relying_party_service_server::RelyingPartyServiceServer;
+use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,9 +48,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use config::{Engine, ServerConfig};
+use domain::SystemClock;
 use grpc::{DeviceHandler, RelyingPartyHandler};
 use notify::Notifier;
-use service::AuthService;
+use service::Services;
 use store::{PgStore, SqliteStore, Store, StoreError};
 
 /// Largest gRPC message accepted or sent on any service (SPEC §6).
@@ -225,13 +237,14 @@ pub async fn serve(
         }
         None => Notifier::new(),
     };
-    let service = Arc::new(AuthService::new(
+    let services = Services::new(
         Arc::clone(&opened.store),
         notifier,
+        Arc::new(SystemClock),
         config.limits(),
-    ));
+    );
     tasks.spawn(sweeper::run(
-        Arc::clone(&service),
+        Arc::clone(&services),
         Duration::from_millis(config.sweep_interval_ms.max(10)),
         shutdown.clone(),
     ));
@@ -242,8 +255,8 @@ pub async fn serve(
                 tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
                 tasks.spawn(metrics::serve(
                     listener,
-                    Arc::clone(service.metrics()),
-                    Arc::clone(service.notifier()),
+                    Arc::clone(services.metrics()),
+                    Arc::clone(services.notifier()),
                     shutdown.clone(),
                 ));
             }
@@ -265,14 +278,14 @@ pub async fn serve(
         .build_v1()
         .map_err(|error| ServerError::Reflection(error.to_string()))?;
     let relying_party = RelyingPartyServiceServer::new(RelyingPartyHandler::new(
-        Arc::clone(&service),
+        Arc::clone(&services),
         tasks.clone(),
         shutdown.clone(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let device = DeviceServiceServer::new(DeviceHandler::new(
-        Arc::clone(&service),
+        Arc::clone(&services),
         tasks.clone(),
         shutdown.clone(),
     ))
@@ -292,7 +305,8 @@ pub async fn serve(
     }
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
+        .with_keepalive(Some(Duration::from_secs(60)))
+        .map(|accepted| accepted.map(grpc::connection::ClosableIo::new));
     tracing::info!(address = %local, tls = config.tls_cert.is_some(), "assent-server listening");
     let server = builder
         .add_service(health_service)

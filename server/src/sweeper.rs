@@ -3,17 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::AuthService;
+use crate::service::Services;
 
 /// How often retention runs.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Expires overdue transactions every `interval` and purges old events every
 /// minute, until `stop` fires. Errors are logged and retried next round.
-pub async fn run(service: Arc<AuthService>, interval: Duration, stop: CancellationToken) {
+pub async fn run(services: Arc<Services>, interval: Duration, stop: CancellationToken) {
     let mut sweep = tokio::time::interval(interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut purge = tokio::time::interval(PURGE_EVERY);
@@ -22,14 +21,14 @@ pub async fn run(service: Arc<AuthService>, interval: Duration, stop: Cancellati
         tokio::select! {
             () = stop.cancelled() => return,
             _ = sweep.tick() => {
-                match service.sweep(Utc::now()).await {
+                match services.upkeep.sweep().await {
                     Ok(0) => {}
                     Ok(expired) => tracing::debug!(expired, "sweeper expired transactions"),
                     Err(error) => tracing::warn!(%error, "expiry sweep failed"),
                 }
             }
             _ = purge.tick() => {
-                match service.purge(Utc::now()).await {
+                match services.upkeep.purge().await {
                     Ok(0) => {}
                     Ok(deleted) => tracing::info!(deleted, "retention removed old events"),
                     Err(error) => tracing::warn!(%error, "event retention failed"),

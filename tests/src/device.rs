@@ -75,8 +75,16 @@ impl TestDevice {
 
     /// Opens `Connect`, answers the challenge and waits for Ready.
     pub async fn connect(&self, server: &TestServer) -> Result<DeviceStream, Status> {
+        self.connect_on(server.channel().await).await
+    }
+
+    /// Like [`TestDevice::connect`], over a channel the test configured.
+    pub async fn connect_on(
+        &self,
+        channel: tonic::transport::Channel,
+    ) -> Result<DeviceStream, Status> {
         let (sender, receiver) = mpsc::channel(16);
-        let mut inbound = DeviceServiceClient::new(server.channel().await)
+        let mut inbound = DeviceServiceClient::new(channel)
             .connect(ReceiverStream::new(receiver))
             .await?
             .into_inner();
@@ -175,6 +183,14 @@ impl DeviceStream {
             .send(AgentMessage { body: Some(body) })
             .await
             .expect("stream open");
+    }
+
+    /// Sends a raw agent message if the stream is still open; whether it was.
+    pub async fn offer(&self, body: agent_message::Body) -> bool {
+        self.sender
+            .send(AgentMessage { body: Some(body) })
+            .await
+            .is_ok()
     }
 
     /// Submits an OTP and returns the server's answer.

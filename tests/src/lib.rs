@@ -6,6 +6,8 @@
 pub mod agent;
 pub mod device;
 pub mod harness;
+pub mod in_process;
+pub mod tap;
 
 pub use agent::{AgentProcess, EnrolledAgent};
 pub use device::{DeviceStream, TestDevice};
@@ -13,6 +15,8 @@ pub use harness::{
     RpClient, TestApp, TestDb, TestServer, binary, enrollment_code, rp_client, rp_client_at,
     transaction,
 };
+pub use in_process::{InProcess, KeyDevice, seeded};
+pub use tap::TcpTap;
 
 /// Waits up to `secs` seconds for the future; panics with `what` otherwise.
 pub async fn within<T>(secs: u64, what: &str, future: impl std::future::Future<Output = T>) -> T {

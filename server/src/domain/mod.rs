@@ -1,10 +1,13 @@
-//! Pure types and rules: typed ids, parsed inputs, secrets, transaction
-//! states and transitions, rate limits.
+//! Pure types and rules: typed ids, parsed inputs, secrets, the transaction
+//! aggregate (every rule of a transaction's life), devices and revocation,
+//! push fatigue, rate limits, and the clock as an input.
 //!
 //! Nothing here does I/O or knows about tonic, sqlx or tokio; `.ci/run`
 //! greps to keep it that way. Functions that need the time or randomness take
 //! them as arguments.
 
+pub mod clock;
+pub mod device;
 pub mod ids;
 pub mod input;
 pub mod push;
@@ -12,7 +15,12 @@ pub mod rate;
 pub mod secret;
 pub mod transaction;
 
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use device::{Device, NewDevice, Revocation};
 pub use ids::{ApiKeyId, ApplicationId, DeviceId, EnrollmentId, TransactionId};
 pub use input::{Context, DenyReason, DeviceName, InputError, Message, UserId};
 pub use secret::{ApiKey, EnrollmentCode, Otp, SecretHash};
-pub use transaction::{EventType, TransactionKind, TransactionState};
+pub use transaction::{
+    Change, EventType, NewEvent, Notice, Reason, Refusal, Transaction, TransactionKind,
+    TransactionState,
+};

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use rand::{CryptoRng, RngCore};
+
+use super::TransactionId;
+use super::clock::span;
 
 /// Anti-fatigue limits for pushes to one user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +26,69 @@ impl Default for PushLimits {
             window: Duration::from_secs(600),
             fraud_cooldown: Duration::from_secs(3600),
         }
+    }
+}
+
+/// What storage knows about recent pushes to one user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushHistory {
+    /// When the user last denied a login as `not_me`.
+    pub last_fraud_report: Option<DateTime<Utc>>,
+    /// The user's open, unexpired push and its expiry.
+    pub open: Option<(TransactionId, DateTime<Utc>)>,
+    /// Pushes created within the window and after the last accepted one.
+    pub unanswered: i64,
+}
+
+/// Why a push to a user is refused for now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushRefusal {
+    /// The user reported a login as not theirs.
+    FraudCooldown {
+        /// When.
+        reported: DateTime<Utc>,
+        /// Pushes are blocked until then.
+        until: DateTime<Utc>,
+    },
+    /// Another push to the user is still open.
+    OpenPush {
+        /// The open push.
+        transaction_id: TransactionId,
+        /// Its expiry.
+        until: DateTime<Utc>,
+    },
+    /// Too many pushes went unanswered.
+    TooManyUnanswered {
+        /// How many.
+        count: i64,
+        /// Over which window.
+        window: Duration,
+    },
+}
+
+impl PushLimits {
+    /// The anti-fatigue rules: a block after a fraud report, one open push
+    /// per user, and a cap on unanswered pushes.
+    pub fn check(&self, history: &PushHistory, now: DateTime<Utc>) -> Result<(), PushRefusal> {
+        if let Some(reported) = history.last_fraud_report {
+            let until = reported + span(self.fraud_cooldown);
+            if until > now {
+                return Err(PushRefusal::FraudCooldown { reported, until });
+            }
+        }
+        if let Some((transaction_id, until)) = history.open {
+            return Err(PushRefusal::OpenPush {
+                transaction_id,
+                until,
+            });
+        }
+        if history.unanswered >= self.unanswered {
+            return Err(PushRefusal::TooManyUnanswered {
+                count: history.unanswered,
+                window: self.window,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -105,6 +172,48 @@ mod tests {
             positions[at.unwrap_or(0)] += 1;
         }
         assert!(positions.iter().all(|&n| n > 800), "{positions:?}");
+    }
+
+    #[test]
+    fn fatigue_rules_block_after_fraud_while_open_and_after_too_many() {
+        let limits = PushLimits::default();
+        let now = Utc::now();
+        assert_eq!(limits.check(&PushHistory::default(), now), Ok(()));
+        let reported = now - chrono::TimeDelta::minutes(59);
+        let fraud = PushHistory {
+            last_fraud_report: Some(reported),
+            ..PushHistory::default()
+        };
+        assert!(matches!(
+            limits.check(&fraud, now),
+            Err(PushRefusal::FraudCooldown { .. })
+        ));
+        assert_eq!(
+            limits.check(&fraud, now + chrono::TimeDelta::minutes(2)),
+            Ok(()),
+            "the block ends after the cool-down"
+        );
+        let open = PushHistory {
+            open: Some((TransactionId::random(), now)),
+            ..PushHistory::default()
+        };
+        assert!(matches!(
+            limits.check(&open, now),
+            Err(PushRefusal::OpenPush { .. })
+        ));
+        let many = PushHistory {
+            unanswered: 5,
+            ..PushHistory::default()
+        };
+        assert!(matches!(
+            limits.check(&many, now),
+            Err(PushRefusal::TooManyUnanswered { count: 5, .. })
+        ));
+        let four = PushHistory {
+            unanswered: 4,
+            ..PushHistory::default()
+        };
+        assert_eq!(limits.check(&four, now), Ok(()));
     }
 
     #[test]

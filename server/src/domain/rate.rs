@@ -1,7 +1,9 @@
 //! Rate rules: a token bucket for API-key creation rates and the bad-OTP
 //! cooling-off rule. Pure: callers pass the current time.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 /// Failed OTP submissions a device may make within [`OTP_FAILURE_WINDOW`].
 pub const OTP_FAILURE_LIMIT: i64 = 5;
@@ -14,12 +16,12 @@ pub struct TokenBucket {
     tokens: f64,
     burst: f64,
     per_second: f64,
-    updated: Instant,
+    updated: DateTime<Utc>,
 }
 
 impl TokenBucket {
     /// A full bucket.
-    pub fn new(per_second: f64, burst: u32, now: Instant) -> Self {
+    pub fn new(per_second: f64, burst: u32, now: DateTime<Utc>) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             tokens: burst,
@@ -30,10 +32,13 @@ impl TokenBucket {
     }
 
     /// Takes one token, or says how long until one is available.
-    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+    pub fn take(&mut self, now: DateTime<Utc>) -> Result<(), Duration> {
+        let elapsed = (now - self.updated)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
-        self.updated = now;
+        self.updated = self.updated.max(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             Ok(())
@@ -51,7 +56,7 @@ mod tests {
 
     #[test]
     fn burst_is_allowed_then_refused_with_a_retry_delay() {
-        let start = Instant::now();
+        let start = Utc::now();
         let mut bucket = TokenBucket::new(2.0, 3, start);
         for _ in 0..3 {
             assert!(bucket.take(start).is_ok());
@@ -65,10 +70,14 @@ mod tests {
 
     #[test]
     fn tokens_refill_over_time() {
-        let start = Instant::now();
+        let start = Utc::now();
         let mut bucket = TokenBucket::new(10.0, 1, start);
         assert!(bucket.take(start).is_ok());
         assert!(bucket.take(start).is_err());
-        assert!(bucket.take(start + Duration::from_millis(100)).is_ok());
+        assert!(
+            bucket
+                .take(start + chrono::TimeDelta::milliseconds(100))
+                .is_ok()
+        );
     }
 }

@@ -3,9 +3,9 @@
 use assent_proto::v1;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{TransactionKind, TransactionState};
+use crate::domain::{Device, Transaction, TransactionKind, TransactionState};
 use crate::service::DeviceView;
-use crate::store::{EventRecord, TransactionRecord};
+use crate::store::EventRecord;
 
 /// A wire timestamp.
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
@@ -28,15 +28,22 @@ pub fn state(state: TransactionState) -> v1::TransactionState {
     }
 }
 
-/// The wire transaction, with expiry applied as of `now`.
-pub fn transaction(record: &TransactionRecord, now: DateTime<Utc>) -> v1::Transaction {
+/// The wire transaction (settled by the use case, so its state is current).
+pub fn transaction(record: &Transaction) -> v1::Transaction {
     v1::Transaction {
         transaction_id: record.id.to_string(),
         kind: kind(record.kind).into(),
-        state: state(record.state_at(now)).into(),
-        user_id: record.user_id.clone().unwrap_or_default(),
+        state: state(record.state).into(),
+        user_id: record
+            .user_id
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         device_id: record.device_id.map(|d| d.to_string()).unwrap_or_default(),
-        reason: record.reason.clone().unwrap_or_default(),
+        reason: record
+            .reason
+            .map(|r| r.as_str().to_owned())
+            .unwrap_or_default(),
         message: record.message.clone(),
         context: record.context.clone(),
         created_at: Some(timestamp(record.created_at)),
@@ -60,7 +67,7 @@ pub fn device(view: &DeviceView) -> v1::Device {
     let record = &view.record;
     v1::Device {
         device_id: record.id.to_string(),
-        user_id: record.user_id.clone(),
+        user_id: record.user_id.to_string(),
         name: record.name.clone(),
         revoked: record.is_revoked(),
         created_at: Some(timestamp(record.created_at)),
@@ -74,35 +81,45 @@ pub fn device(view: &DeviceView) -> v1::Device {
 pub fn event(record: EventRecord) -> v1::Event {
     v1::Event {
         cursor: u64::try_from(record.cursor).unwrap_or_default(),
-        r#type: record.event_type,
+        r#type: record.event_type.as_str().to_owned(),
         occurred_at: Some(timestamp(record.occurred_at)),
         transaction_id: record
             .transaction_id
             .map(|t| t.to_string())
             .unwrap_or_default(),
-        user_id: record.user_id.unwrap_or_default(),
+        user_id: record
+            .user_id
+            .map(|u| u.as_str().to_owned())
+            .unwrap_or_default(),
         device_id: record.device_id.map(|d| d.to_string()).unwrap_or_default(),
-        reason: record.reason.unwrap_or_default(),
+        reason: record
+            .reason
+            .map(|r| r.as_str().to_owned())
+            .unwrap_or_default(),
         fraud_reported: record.fraud_reported,
     }
 }
 
-/// The confirmation request a device receives for a scanned transaction.
+/// The confirmation request `device` receives for a transaction it holds.
 pub fn confirmation(
-    record: &TransactionRecord,
-    application_name: &str,
+    record: &Transaction,
+    device: &Device,
     request_id: u64,
 ) -> v1::ConfirmationRequest {
     v1::ConfirmationRequest {
         request_id,
         transaction_id: record.id.to_string(),
         application_id: record.application_id.to_string(),
-        application_name: application_name.to_owned(),
+        application_name: device.application_name.clone(),
         message: record.message.clone(),
         context: record.context.clone(),
         expires_at: Some(timestamp(record.expires_at)),
-        nonce: record.nonce.clone().unwrap_or_default(),
-        user_id: record.user_id.clone().unwrap_or_default(),
+        nonce: record.nonce.map(|n| n.to_vec()).unwrap_or_default(),
+        user_id: record
+            .user_id
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         kind: kind(record.kind).into(),
         number_choices: record
             .number_choices

@@ -1,12 +1,10 @@
 //! `DeviceService` adapters: `Enroll`, and `Connect`, which hands the stream
-//! to a session task owned by the server.
+//! to a device session owned by the server.
 
 use std::sync::Arc;
 
 use assent_proto::v1::device_service_server::DeviceService;
 use assent_proto::v1::{AgentMessage, EnrollRequest, EnrollResponse, ServerMessage};
-use chrono::Utc;
-use ed25519_dalek::Signature;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -15,36 +13,48 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, instrument};
 
-use super::session::DeviceSession;
+use super::status::to_status;
 use crate::domain::{DeviceName, EnrollmentCode, InputError};
-use crate::service::{AuthService, EnrollInput};
+use crate::service::{EnrollInput, ServiceError, Services};
+use crate::session::{DeviceSession, SessionIo};
 
 /// Outbound messages a session may queue before it waits for the client.
 const OUTBOUND_QUEUE: usize = 32;
 
 /// Serves device agents.
 pub struct DeviceHandler {
-    service: Arc<AuthService>,
+    services: Arc<Services>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl DeviceHandler {
-    /// An adapter over `service`; sessions say GoAway when `shutdown` fires.
-    pub fn new(service: Arc<AuthService>, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
+    /// An adapter over `services`; sessions say GoAway when `shutdown` fires.
+    pub fn new(services: Arc<Services>, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
         Self {
-            service,
+            services,
             tasks,
             shutdown,
         }
     }
 }
 
-/// Parses a 64-byte Ed25519 signature field.
-pub(super) fn signature(field: &'static str, bytes: &[u8]) -> Result<Signature, InputError> {
-    Signature::from_slice(bytes)
-        .map_err(|_| InputError::new(field, "must be a 64-byte Ed25519 signature"))
+/// A transport error on the inbound stream (an undecodable or oversized
+/// message), as the session ends with it.
+fn inbound_error(status: Status) -> ServiceError {
+    match status.code() {
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
+            ServiceError::ResourceExhausted(format!(
+                "message refused: {}; messages are limited to {} bytes",
+                status.message(),
+                crate::MAX_MESSAGE_BYTES
+            ))
+        }
+        _ => InputError::new("stream", status.message().to_owned()).into(),
+    }
 }
+
+type ConnectStream = futures::stream::BoxStream<'static, Result<ServerMessage, Status>>;
 
 #[tonic::async_trait]
 impl DeviceService for DeviceHandler {
@@ -61,41 +71,44 @@ impl DeviceService for DeviceHandler {
                 InputError::new("public_key", "must be a 32-byte Ed25519 public key")
             })?,
             device_name: DeviceName::parse(&body.device_name)?,
-            proof: signature("proof", &body.proof)?,
+            proof: crate::session::signature("proof", &body.proof)?,
         };
-        let device = self.service.enroll(input, Utc::now()).await?;
+        let device = self.services.enrollment.enroll(input).await?;
         Ok(Response::new(EnrollResponse {
             device_id: device.id.to_string(),
-            user_id: device.user_id,
+            user_id: device.user_id.to_string(),
             application_id: device.application_id.to_string(),
             application_name: device.application_name,
         }))
     }
 
-    type ConnectStream = futures::stream::Map<
-        ReceiverStream<Result<Box<ServerMessage>, Status>>,
-        fn(Result<Box<ServerMessage>, Status>) -> Result<ServerMessage, Status>,
-    >;
+    type ConnectStream = ConnectStream;
 
     #[instrument(skip_all, fields(rpc = "Connect"))]
     async fn connect(
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        let abort = super::connection::of(&request)
+            .map(|info| info.abort)
+            .unwrap_or_default();
         let (outbound, receiver) = mpsc::channel(OUTBOUND_QUEUE);
-        let session = DeviceSession::new(
-            Arc::clone(&self.service),
-            request.into_inner(),
+        let inbound = request
+            .into_inner()
+            .map(|item| item.map_err(inbound_error))
+            .boxed();
+        let io = SessionIo {
+            inbound,
             outbound,
-            self.shutdown.child_token(),
-        );
-        self.tasks.spawn(
-            session
-                .run()
-                .instrument(tracing::info_span!("device_session")),
-        );
-        let unbox: fn(Result<Box<ServerMessage>, Status>) -> Result<ServerMessage, Status> =
-            |item| item.map(|message| *message);
-        Ok(Response::new(ReceiverStream::new(receiver).map(unbox)))
+            abort,
+            shutdown: self.shutdown.child_token(),
+        };
+        let span = tracing::info_span!("device_session", device_id = tracing::field::Empty);
+        self.tasks
+            .spawn(DeviceSession::run(Arc::clone(&self.services), io).instrument(span));
+        let stream = ReceiverStream::new(receiver)
+            .map(|item| item.map(|message| *message).map_err(|e| to_status(&e)))
+            .boxed();
+        Ok(Response::new(stream))
     }
 }

@@ -1,11 +1,12 @@
 //! tonic adapters: decode → call one use case → encode. No SQL, no crypto,
-//! no business branching here; `status` is the one error → Status table.
+//! no business branching here; `status` is the one error → Status table,
+//! `connection` the accepted connections (closable by a session).
 
-mod convert;
+pub mod connection;
+pub(crate) mod convert;
 mod device;
 pub mod limits;
 mod relying_party;
-mod session;
 pub mod status;
 
 pub use device::DeviceHandler;
@@ -13,7 +14,7 @@ pub use relying_party::RelyingPartyHandler;
 
 /// Randomness for secrets and nonces: the operating system's CSPRNG, read
 /// per use (no user-space state to leak or fork).
-fn secure_rng() -> rand::rand_core::UnwrapErr<rand::rngs::OsRng> {
+pub(crate) fn secure_rng() -> rand::rand_core::UnwrapErr<rand::rngs::OsRng> {
     use rand::TryRngCore;
     rand::rngs::OsRng.unwrap_err()
 }

@@ -10,7 +10,6 @@ use assent_proto::v1::{
     GetDeviceResponse, GetTransactionRequest, GetTransactionResponse, ListDevicesRequest,
     ListDevicesResponse, RevokeDeviceRequest, RevokeDeviceResponse, SubscribeRequest,
 };
-use chrono::Utc;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,20 +21,20 @@ use tracing::{Instrument, instrument};
 use super::{convert, secure_rng};
 use crate::domain::input::{ENROLLMENT_TTL, OTP_TTL};
 use crate::domain::{Context, DeviceId, InputError, Message, TransactionId, UserId};
-use crate::service::{AuthService, Caller, CreateOtpInput, CreatePushInput};
+use crate::service::{Caller, CreateOtpInput, CreatePushInput, Services};
 
 /// Serves relying parties.
 pub struct RelyingPartyHandler {
-    service: Arc<AuthService>,
+    services: Arc<Services>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl RelyingPartyHandler {
     /// An adapter over `service`; streams end when `shutdown` fires.
-    pub fn new(service: Arc<AuthService>, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
+    pub fn new(services: Arc<Services>, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
         Self {
-            service,
+            services,
             tasks,
             shutdown,
         }
@@ -52,7 +51,7 @@ impl RelyingPartyHandler {
                     "missing API key: send metadata `authorization: Bearer <api key>`",
                 )
             })?;
-        Ok(self.service.authenticate(key).await?)
+        Ok(self.services.keys.authenticate(key).await?)
     }
 }
 
@@ -75,8 +74,9 @@ impl RelyingPartyService for RelyingPartyHandler {
         let user = UserId::parse(&body.user_id)?;
         let ttl = ENROLLMENT_TTL.parse(body.ttl_seconds)?;
         let (code, expires_at) = self
-            .service
-            .create_enrollment(&caller, user.clone(), ttl, Utc::now(), &mut secure_rng())
+            .services
+            .enrollment
+            .create_enrollment(&caller, user.clone(), ttl, &mut secure_rng())
             .await?;
         Ok(Response::new(CreateEnrollmentResponse {
             code: code.expose(),
@@ -101,8 +101,9 @@ impl RelyingPartyService for RelyingPartyHandler {
             })
         })()?;
         let created = self
-            .service
-            .create_otp_authentication(&caller, input, Utc::now(), &mut secure_rng())
+            .services
+            .logins
+            .create_otp_authentication(&caller, input, &mut secure_rng())
             .await?;
         let otp = created.otp.expose();
         Ok(Response::new(CreateOtpAuthenticationResponse {
@@ -128,8 +129,9 @@ impl RelyingPartyService for RelyingPartyHandler {
             number_matching: body.number_matching,
         };
         let created = self
-            .service
-            .create_push_authentication(&caller, input, Utc::now(), &mut secure_rng())
+            .services
+            .push
+            .create_push_authentication(&caller, input, &mut secure_rng())
             .await?;
         Ok(Response::new(CreatePushAuthenticationResponse {
             transaction_id: created.transaction.id.to_string(),
@@ -146,7 +148,7 @@ impl RelyingPartyService for RelyingPartyHandler {
     ) -> Result<Response<GetDeviceResponse>, Status> {
         let caller = self.caller(&request).await?;
         let id = DeviceId::parse(&request.get_ref().device_id)?;
-        let device = self.service.get_device(&caller, id).await?;
+        let device = self.services.directory.get_device(&caller, id).await?;
         Ok(Response::new(GetDeviceResponse {
             device: Some(convert::device(&device)),
         }))
@@ -159,10 +161,9 @@ impl RelyingPartyService for RelyingPartyHandler {
     ) -> Result<Response<GetTransactionResponse>, Status> {
         let caller = self.caller(&request).await?;
         let id = TransactionId::parse(&request.get_ref().transaction_id)?;
-        let now = Utc::now();
-        let record = self.service.get_transaction(&caller, id, now).await?;
+        let record = self.services.logins.get_transaction(&caller, id).await?;
         Ok(Response::new(GetTransactionResponse {
-            transaction: Some(convert::transaction(&record, now)),
+            transaction: Some(convert::transaction(&record)),
         }))
     }
 
@@ -173,10 +174,9 @@ impl RelyingPartyService for RelyingPartyHandler {
     ) -> Result<Response<CancelTransactionResponse>, Status> {
         let caller = self.caller(&request).await?;
         let id = TransactionId::parse(&request.get_ref().transaction_id)?;
-        let now = Utc::now();
-        let record = self.service.cancel_transaction(&caller, id, now).await?;
+        let record = self.services.logins.cancel_transaction(&caller, id).await?;
         Ok(Response::new(CancelTransactionResponse {
-            transaction: Some(convert::transaction(&record, now)),
+            transaction: Some(convert::transaction(&record)),
         }))
     }
 
@@ -189,13 +189,13 @@ impl RelyingPartyService for RelyingPartyHandler {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = self.caller(&request).await?;
         let requested = i64::try_from(request.get_ref().after_cursor).unwrap_or(i64::MAX);
-        let after = self.service.start_cursor(requested).await?;
+        let after = self.services.events.start_cursor(requested).await?;
         let (sender, receiver) = mpsc::channel(64);
-        let service = Arc::clone(&self.service);
+        let services = Arc::clone(&self.services);
         let stop = self.shutdown.child_token();
         let app = caller.application.id;
         self.tasks.spawn(
-            async move { service.pump_events(app, after, sender, stop).await }
+            async move { services.events.pump_events(app, after, sender, stop).await }
                 .instrument(tracing::info_span!("subscribe", app = %app)),
         );
         let stream = ReceiverStream::new(receiver)
@@ -211,7 +211,11 @@ impl RelyingPartyService for RelyingPartyHandler {
     ) -> Result<Response<ListDevicesResponse>, Status> {
         let caller = self.caller(&request).await?;
         let user = optional_user(&request.get_ref().user_id)?;
-        let devices = self.service.list_devices(&caller, user.as_ref()).await?;
+        let devices = self
+            .services
+            .directory
+            .list_devices(&caller, user.as_ref())
+            .await?;
         Ok(Response::new(ListDevicesResponse {
             devices: devices.iter().map(convert::device).collect(),
         }))
@@ -224,7 +228,7 @@ impl RelyingPartyService for RelyingPartyHandler {
     ) -> Result<Response<RevokeDeviceResponse>, Status> {
         let caller = self.caller(&request).await?;
         let id = DeviceId::parse(&request.get_ref().device_id)?;
-        let device = self.service.revoke_device(&caller, id, Utc::now()).await?;
+        let device = self.services.directory.revoke_device(&caller, id).await?;
         Ok(Response::new(RevokeDeviceResponse {
             device: Some(convert::device(&device)),
         }))

@@ -18,7 +18,9 @@ pub fn code_of(error: &ServiceError) -> Code {
         ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
         ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
         ServiceError::OutOfRange(_) => Code::OutOfRange,
-        ServiceError::Unavailable(_) => Code::Unavailable,
+        ServiceError::Unavailable(_) | ServiceError::Contention | ServiceError::TryAgain(_) => {
+            Code::Unavailable
+        }
         ServiceError::Internal(_) => Code::Internal,
     }
 }

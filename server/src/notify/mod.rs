@@ -1,12 +1,18 @@
-//! Fan-out of "something happened" to the tasks that care: subscribers of an
+//! Fan-out of applied changes to the tasks that care: subscribers of an
 //! application's event log and connected device sessions.
 //!
-//! The events table stays the truth; a notification only says "look again".
-//! Everything goes through [`Notifier`]. A notifier built with
-//! [`Notifier::with_relay`] also hands every notification to a relay, which
-//! [`postgres`] carries to the other replicas with `NOTIFY`; what arrives from
-//! them is applied locally only ([`Notifier::apply_remote_events`],
-//! [`Notifier::deliver_local`]), so services never know about replicas.
+//! There is one notification type, the domain's [`Notice`]; a [`Notifier`]
+//! publishes what a [`Change`] decided once the store has applied it, and
+//! nothing else wakes anyone. The events table stays the truth: a wake-up
+//! only says "look again". A notifier built with [`Notifier::with_relay`]
+//! also hands every notice to a relay, which [`postgres`] carries to the
+//! other replicas; what arrives from them is delivered locally only
+//! ([`Notifier::deliver_remote`]).
+//!
+//! A notice a device must act on (a withdrawal, a push, a revocation) is
+//! never dropped: a revocation ends the device's sessions at once, and a
+//! session whose bounded inbox is full is ended (its agent reconnects and
+//! re-reads what is open) rather than left to act on stale authority.
 
 pub mod postgres;
 
@@ -15,61 +21,70 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
-use crate::domain::{ApplicationId, DeviceId, TransactionId};
-use crate::store::TransactionRecord;
+use crate::domain::transaction::Audience;
+use crate::domain::{ApplicationId, Change, Device, DeviceId, Notice, Transaction, UserId};
 
-/// How many commands a slow device session may have queued before new ones
-/// are dropped (the session re-reads state on reconnect, so nothing is lost).
-const DEVICE_QUEUE: usize = 64;
+/// How many notices a device session may have waiting before it is ended.
+pub const SESSION_INBOX: usize = 64;
 
-/// A command for every live session of one device.
+/// A notice for one session, with the transaction it concerns when the
+/// publisher has it at hand (a push being asked).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceCommand {
-    /// A confirmation the device holds no longer needs an answer.
-    Cancel {
-        /// The transaction.
-        transaction_id: TransactionId,
-        /// `cancelled`, `expired`, …
-        reason: String,
-    },
-    /// The device was revoked: close the stream.
-    Revoked,
-    /// A push to the device's user: ask the device to confirm it.
-    Confirm(Box<TransactionRecord>),
+pub struct Delivery {
+    /// What happened.
+    pub notice: Notice,
+    /// The transaction as applied, for [`Notice::Confirm`].
+    pub transaction: Option<Arc<Transaction>>,
 }
 
-type Sessions = HashMap<DeviceId, Vec<(u64, mpsc::Sender<DeviceCommand>)>>;
-
-/// A notification to pass on to the other replicas.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Relay {
-    /// An application's event log grew.
-    Events(ApplicationId),
-    /// A command for a device, wherever its stream is.
-    Device(DeviceId, RelayedCommand),
+/// Why the notifier ended a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The device was revoked.
+    Revoked,
+    /// The session's inbox was full: it was not keeping up.
+    FellBehind,
 }
 
-/// A device command as it travels between replicas (small: `NOTIFY`
-/// payloads are limited, so a push travels as its id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RelayedCommand {
-    /// See [`DeviceCommand::Cancel`].
-    Cancel {
-        /// The transaction.
-        transaction_id: TransactionId,
-        /// Why.
-        reason: String,
-    },
-    /// See [`DeviceCommand::Revoked`].
-    Revoked,
-    /// See [`DeviceCommand::Confirm`]: the receiver loads the transaction.
-    Confirm {
-        /// Its application.
-        application_id: ApplicationId,
-        /// The push.
-        transaction_id: TransactionId,
-    },
+/// One live session as the notifier holds it.
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    device: DeviceId,
+    inbox: mpsc::Sender<Delivery>,
+    end: Arc<Ending>,
+}
+
+/// A session's kill switch. A revocation outranks any other reason, so a
+/// revoked device learns it was revoked.
+#[derive(Debug, Default)]
+struct Ending {
+    reason: Mutex<Option<SessionEnd>>,
+    token: CancellationToken,
+}
+
+impl Ending {
+    fn end(&self, reason: SessionEnd) {
+        let mut current = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.is_none() || reason == SessionEnd::Revoked {
+            *current = Some(reason);
+        }
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> Option<SessionEnd> {
+        *self.reason.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+type UserKey = (ApplicationId, UserId);
+
+#[derive(Debug, Default)]
+struct Sessions {
+    by_user: HashMap<UserKey, Vec<Entry>>,
+    user_of: HashMap<DeviceId, UserKey>,
 }
 
 /// The in-process hub.
@@ -78,7 +93,7 @@ pub struct Notifier {
     logs: Mutex<HashMap<ApplicationId, watch::Sender<u64>>>,
     sessions: Mutex<Sessions>,
     next_session: AtomicU64,
-    relay: Option<mpsc::UnboundedSender<Relay>>,
+    relay: Option<mpsc::UnboundedSender<Notice>>,
 }
 
 impl Notifier {
@@ -87,8 +102,8 @@ impl Notifier {
         Arc::new(Self::default())
     }
 
-    /// A hub that also hands every notification to the returned relay queue.
-    pub fn with_relay() -> (Arc<Self>, mpsc::UnboundedReceiver<Relay>) {
+    /// A hub that also hands every notice to the returned relay queue.
+    pub fn with_relay() -> (Arc<Self>, mpsc::UnboundedReceiver<Notice>) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let notifier = Self {
             relay: Some(sender),
@@ -97,21 +112,105 @@ impl Notifier {
         (Arc::new(notifier), receiver)
     }
 
-    fn relay(&self, relay: Relay) {
-        if let Some(sender) = &self.relay {
-            // The bridge only stops at shutdown, when nothing is lost by it.
-            let _ = sender.send(relay);
+    /// Publishes what an applied change decided: the event's wake-up and
+    /// the change's notices, here and on the other replicas.
+    pub fn applied(&self, change: &Change) {
+        self.publish(Notice::EventsAppended {
+            application_id: change.event.application_id,
+        });
+        let transaction = Arc::new(change.after.clone());
+        for notice in &change.notices {
+            self.deliver(notice, Some(&transaction));
+            self.relay(notice.clone());
         }
     }
 
-    /// Wakes every subscriber of `app`'s event log, here and on other replicas.
-    pub fn events_appended(&self, app: ApplicationId) {
-        self.apply_remote_events(app);
-        self.relay(Relay::Events(app));
+    /// Publishes one notice here and on the other replicas.
+    pub fn publish(&self, notice: Notice) {
+        self.deliver(&notice, None);
+        self.relay(notice);
     }
 
-    /// Wakes this replica's subscribers of `app` only.
-    pub fn apply_remote_events(&self, app: ApplicationId) {
+    /// Delivers a notice from another replica to this replica's sessions
+    /// and subscribers only; `transaction` is the push a `Confirm` asks.
+    pub fn deliver_remote(&self, notice: &Notice, transaction: Option<&Arc<Transaction>>) {
+        self.deliver(notice, transaction);
+    }
+
+    fn relay(&self, notice: Notice) {
+        if let Some(sender) = &self.relay {
+            // The bridge only stops at shutdown, when nothing is lost by it.
+            let _ = sender.send(notice);
+        }
+    }
+
+    fn deliver(&self, notice: &Notice, transaction: Option<&Arc<Transaction>>) {
+        match notice {
+            Notice::EventsAppended { application_id } => self.wake(*application_id),
+            Notice::Revoked { device_id } => {
+                self.each_session(&Audience::Device {
+                    device_id: *device_id,
+                })
+                .into_iter()
+                .for_each(|(_, end)| end.end(SessionEnd::Revoked));
+            }
+            Notice::Confirm {
+                application_id,
+                user_id,
+                ..
+            } => {
+                let audience = Audience::User {
+                    application_id: *application_id,
+                    user_id: user_id.clone(),
+                    except: None,
+                };
+                self.offer(&audience, notice, transaction);
+            }
+            Notice::Withdraw { audience, .. } => self.offer(audience, notice, transaction),
+        }
+    }
+
+    /// Queues a notice for every session of `audience`; a session that
+    /// cannot take it is ended, never skipped.
+    fn offer(&self, audience: &Audience, notice: &Notice, transaction: Option<&Arc<Transaction>>) {
+        for (inbox, end) in self.each_session(audience) {
+            let delivery = Delivery {
+                notice: notice.clone(),
+                transaction: transaction.cloned(),
+            };
+            if inbox.try_send(delivery).is_err() {
+                tracing::warn!(?notice, "device session not keeping up; ending it");
+                end.end(SessionEnd::FellBehind);
+            }
+        }
+    }
+
+    /// The inboxes and kill switches of the audience's sessions.
+    fn each_session(&self, audience: &Audience) -> Vec<(mpsc::Sender<Delivery>, Arc<Ending>)> {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let (key, device, except) = match audience {
+            Audience::Device { device_id } => match sessions.user_of.get(device_id) {
+                Some(key) => (key.clone(), Some(*device_id), None),
+                None => return Vec::new(),
+            },
+            Audience::User {
+                application_id,
+                user_id,
+                except,
+            } => ((*application_id, user_id.clone()), None, *except),
+        };
+        sessions
+            .by_user
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|entry| device.is_none_or(|d| d == entry.device))
+            .filter(|entry| except != Some(entry.device))
+            .map(|entry| (entry.inbox.clone(), Arc::clone(&entry.end)))
+            .collect()
+    }
+
+    fn wake(&self, app: ApplicationId) {
         let logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = logs.get(&app) {
             sender.send_modify(|version| *version = version.wrapping_add(1));
@@ -128,80 +227,95 @@ impl Notifier {
     }
 
     /// Registers a live session of `device`; dropping the registration removes it.
-    pub fn register_device(self: &Arc<Self>, device: DeviceId) -> DeviceRegistration {
-        let (sender, receiver) = mpsc::channel(DEVICE_QUEUE);
+    pub fn register_device(self: &Arc<Self>, device: &Device) -> DeviceRegistration {
+        let (inbox, receiver) = mpsc::channel(SESSION_INBOX);
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(device)
-            .or_default()
-            .push((id, sender));
+        let end = Arc::new(Ending::default());
+        let key = (device.application_id, device.user_id.clone());
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        sessions.user_of.insert(device.id, key.clone());
+        sessions.by_user.entry(key).or_default().push(Entry {
+            id,
+            device: device.id,
+            inbox,
+            end: Arc::clone(&end),
+        });
         DeviceRegistration {
             notifier: Arc::clone(self),
-            device,
+            device: device.id,
             id,
             receiver,
+            end,
         }
     }
 
-    /// Delivers a command to every live session of `device`, here and on
-    /// other replicas.
-    pub fn send_to_device(&self, device: DeviceId, command: DeviceCommand) {
-        let relayed = match &command {
-            DeviceCommand::Cancel {
-                transaction_id,
-                reason,
-            } => RelayedCommand::Cancel {
-                transaction_id: *transaction_id,
-                reason: reason.clone(),
-            },
-            DeviceCommand::Revoked => RelayedCommand::Revoked,
-            DeviceCommand::Confirm(record) => RelayedCommand::Confirm {
-                application_id: record.application_id,
-                transaction_id: record.id,
-            },
-        };
-        self.deliver_local(device, command);
-        self.relay(Relay::Device(device, relayed));
-    }
-
-    /// Delivers a command to the live sessions of `device` on this replica only.
-    pub fn deliver_local(&self, device: DeviceId, command: DeviceCommand) {
+    /// Whether any session of this user is live on this replica.
+    pub fn has_sessions_of(&self, app: ApplicationId, user: &UserId) -> bool {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        for (_, sender) in sessions.get(&device).into_iter().flatten() {
-            if sender.try_send(command.clone()).is_err() {
-                tracing::warn!(device_id = %device, "device session queue full; command dropped");
-            }
-        }
+        sessions
+            .by_user
+            .get(&(app, user.clone()))
+            .is_some_and(|list| !list.is_empty())
     }
 
     /// How many device sessions are live on this replica.
     pub fn session_count(&self) -> u64 {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        sessions.values().map(|list| list.len() as u64).sum()
+        sessions
+            .by_user
+            .values()
+            .map(|list| list.len() as u64)
+            .sum()
     }
 
     /// Whether `device` has a live session on this replica.
     pub fn is_connected(&self, device: DeviceId) -> bool {
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        sessions.get(&device).is_some_and(|list| !list.is_empty())
+        !self
+            .each_session(&Audience::Device { device_id: device })
+            .is_empty()
     }
 }
 
-/// A live device session's inbox.
+/// A live device session's inbox and kill switch.
 #[derive(Debug)]
 pub struct DeviceRegistration {
     notifier: Arc<Notifier>,
     device: DeviceId,
     id: u64,
-    receiver: mpsc::Receiver<DeviceCommand>,
+    receiver: mpsc::Receiver<Delivery>,
+    end: Arc<Ending>,
 }
 
 impl DeviceRegistration {
-    /// The next command for this session.
-    pub async fn recv(&mut self) -> Option<DeviceCommand> {
-        self.receiver.recv().await
+    /// The next notice for this session; `None` once the notifier ended it.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        tokio::select! {
+            biased;
+            () = self.end.token.cancelled() => None,
+            delivery = self.receiver.recv() => delivery,
+        }
+    }
+
+    /// A token cancelled when the notifier ends the session.
+    pub fn end_token(&self) -> CancellationToken {
+        self.end.token.clone()
+    }
+
+    /// Why the notifier ended the session, if it did.
+    pub fn end_reason(&self) -> Option<SessionEnd> {
+        self.end.reason()
+    }
+
+    /// The withdrawals still queued when the session ends: passing them on
+    /// only takes authority away, so an ending session may still do so.
+    pub fn queued_withdrawals(&mut self) -> Vec<Notice> {
+        let mut withdrawals = Vec::new();
+        while let Ok(delivery) = self.receiver.try_recv() {
+            if matches!(delivery.notice, Notice::Withdraw { .. }) {
+                withdrawals.push(delivery.notice);
+            }
+        }
+        withdrawals
     }
 }
 
@@ -212,66 +326,22 @@ impl Drop for DeviceRegistration {
             .sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(list) = sessions.get_mut(&self.device) {
-            list.retain(|(id, _)| *id != self.id);
+        let Some(key) = sessions.user_of.get(&self.device).cloned() else {
+            return;
+        };
+        let mut device_left = true;
+        if let Some(list) = sessions.by_user.get_mut(&key) {
+            list.retain(|entry| entry.id != self.id);
+            device_left = !list.iter().any(|entry| entry.device == self.device);
             if list.is_empty() {
-                sessions.remove(&self.device);
+                sessions.by_user.remove(&key);
             }
+        }
+        if device_left {
+            sessions.user_of.remove(&self.device);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn commands_reach_every_session_of_the_device_only() {
-        let notifier = Notifier::new();
-        let device = DeviceId::random();
-        let mut first = notifier.register_device(device);
-        let mut second = notifier.register_device(device);
-        let mut other = notifier.register_device(DeviceId::random());
-        notifier.send_to_device(device, DeviceCommand::Revoked);
-        assert_eq!(first.recv().await, Some(DeviceCommand::Revoked));
-        assert_eq!(second.recv().await, Some(DeviceCommand::Revoked));
-        assert!(other.receiver.try_recv().is_err());
-    }
-
-    #[tokio::test]
-    async fn dropping_the_registration_disconnects() {
-        let notifier = Notifier::new();
-        let device = DeviceId::random();
-        let registration = notifier.register_device(device);
-        assert!(notifier.is_connected(device));
-        drop(registration);
-        assert!(!notifier.is_connected(device));
-    }
-
-    #[tokio::test]
-    async fn notifications_are_relayed_but_remote_ones_are_not_relayed_again() {
-        let (notifier, mut relay) = Notifier::with_relay();
-        let app = ApplicationId::random();
-        let device = DeviceId::random();
-        notifier.events_appended(app);
-        notifier.send_to_device(device, DeviceCommand::Revoked);
-        assert_eq!(relay.recv().await, Some(Relay::Events(app)));
-        assert_eq!(
-            relay.recv().await,
-            Some(Relay::Device(device, RelayedCommand::Revoked))
-        );
-        notifier.apply_remote_events(app);
-        notifier.deliver_local(device, DeviceCommand::Revoked);
-        assert!(relay.try_recv().is_err());
-    }
-
-    #[tokio::test]
-    async fn a_wake_up_after_marking_seen_is_not_lost() {
-        let notifier = Notifier::new();
-        let app = ApplicationId::random();
-        let mut watcher = notifier.watch_events(app);
-        watcher.borrow_and_update();
-        notifier.events_appended(app);
-        assert!(watcher.has_changed().unwrap_or(false));
-    }
-}
+mod tests;

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{DeviceCommand, Notifier, Relay, RelayedCommand};
-use crate::domain::{ApplicationId, DeviceId, TransactionId};
+use super::Notifier;
+use crate::domain::Notice;
 use crate::store::Store;
 
 /// The `LISTEN` channel.
@@ -33,66 +33,11 @@ struct Batch {
     /// The publishing replica.
     origin: Uuid,
     /// What happened.
-    items: Vec<Item>,
-}
-
-/// One notification on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Item {
-    Events {
-        app: Uuid,
-    },
-    Cancel {
-        device: Uuid,
-        tx: Uuid,
-        reason: String,
-    },
-    Revoked {
-        device: Uuid,
-    },
-    Confirm {
-        device: Uuid,
-        app: Uuid,
-        tx: Uuid,
-    },
-}
-
-impl From<Relay> for Item {
-    fn from(relay: Relay) -> Self {
-        match relay {
-            Relay::Events(app) => Self::Events { app: app.as_uuid() },
-            Relay::Device(
-                device,
-                RelayedCommand::Cancel {
-                    transaction_id,
-                    reason,
-                },
-            ) => Self::Cancel {
-                device: device.as_uuid(),
-                tx: transaction_id.as_uuid(),
-                reason,
-            },
-            Relay::Device(device, RelayedCommand::Revoked) => Self::Revoked {
-                device: device.as_uuid(),
-            },
-            Relay::Device(
-                device,
-                RelayedCommand::Confirm {
-                    application_id,
-                    transaction_id,
-                },
-            ) => Self::Confirm {
-                device: device.as_uuid(),
-                app: application_id.as_uuid(),
-                tx: transaction_id.as_uuid(),
-            },
-        }
-    }
+    items: Vec<Notice>,
 }
 
 /// Splits items into payloads under the size limit, each a JSON [`Batch`].
-fn payloads(origin: Uuid, items: Vec<Item>) -> Vec<String> {
+fn payloads(origin: Uuid, items: Vec<Notice>) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = Vec::new();
     for item in items {
@@ -131,7 +76,7 @@ pub async fn run(
     pool: PgPool,
     notifier: Arc<Notifier>,
     store: Arc<dyn Store>,
-    mut outbox: mpsc::UnboundedReceiver<Relay>,
+    mut outbox: mpsc::UnboundedReceiver<Notice>,
     stop: CancellationToken,
 ) {
     let origin = Uuid::new_v4();
@@ -152,10 +97,10 @@ pub async fn run(
             () = stop.cancelled() => return,
             relay = outbox.recv() => {
                 let Some(first) = relay else { return };
-                let mut items = vec![Item::from(first)];
+                let mut items = vec![first];
                 while items.len() < BATCH {
                     match outbox.try_recv() {
-                        Ok(next) => items.push(next.into()),
+                        Ok(next) => items.push(next),
                         Err(_) => break,
                     }
                 }
@@ -181,18 +126,18 @@ async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 }
 
 /// Wake-ups of one application are idempotent: send each once per batch.
-fn dedupe(items: Vec<Item>) -> Vec<Item> {
+fn dedupe(items: Vec<Notice>) -> Vec<Notice> {
     let mut woken = BTreeSet::new();
     items
         .into_iter()
         .filter(|item| match item {
-            Item::Events { app } => woken.insert(*app),
+            Notice::EventsAppended { application_id } => woken.insert(*application_id),
             _ => true,
         })
         .collect()
 }
 
-async fn publish(pool: &PgPool, origin: Uuid, items: Vec<Item>) {
+async fn publish(pool: &PgPool, origin: Uuid, items: Vec<Notice>) {
     for payload in payloads(origin, items) {
         let sent = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
@@ -213,52 +158,53 @@ async fn apply(notifier: &Notifier, store: &dyn Store, origin: Uuid, payload: &s
     if batch.origin == origin {
         return;
     }
-    for item in batch.items {
-        match item {
-            Item::Events { app } => notifier.apply_remote_events(ApplicationId::from_uuid(app)),
-            Item::Cancel { device, tx, reason } => notifier.deliver_local(
-                DeviceId::from_uuid(device),
-                DeviceCommand::Cancel {
-                    transaction_id: TransactionId::from_uuid(tx),
-                    reason,
-                },
-            ),
-            Item::Revoked { device } => {
-                notifier.deliver_local(DeviceId::from_uuid(device), DeviceCommand::Revoked);
-            }
-            Item::Confirm { device, app, tx } => {
-                let device = DeviceId::from_uuid(device);
-                // Only a replica holding the device's stream needs the push.
-                if !notifier.is_connected(device) {
+    for notice in batch.items {
+        let transaction = match &notice {
+            // Only a replica holding a session of the user needs the push,
+            // and it loads it once for all of them.
+            Notice::Confirm {
+                application_id,
+                user_id,
+                transaction_id,
+            } => {
+                if !notifier.has_sessions_of(*application_id, user_id) {
                     continue;
                 }
-                let found = store
-                    .find_transaction(ApplicationId::from_uuid(app), TransactionId::from_uuid(tx))
-                    .await;
-                match found {
-                    Ok(Some(record)) => {
-                        notifier.deliver_local(device, DeviceCommand::Confirm(Box::new(record)));
+                match store
+                    .find_transaction(*application_id, *transaction_id)
+                    .await
+                {
+                    Ok(Some(transaction)) => Some(Arc::new(transaction)),
+                    Ok(None) => continue,
+                    Err(error) => {
+                        // The session re-reads open pushes on its heartbeat.
+                        tracing::warn!(%error, "cannot load a relayed push");
+                        continue;
                     }
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(%error, "cannot load a relayed push"),
                 }
             }
-        }
+            _ => None,
+        };
+        notifier.deliver_remote(&notice, transaction.as_ref());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::transaction::{Audience, WithdrawReason};
+    use crate::domain::{ApplicationId, DeviceId, TransactionId};
 
     #[test]
     fn large_batches_are_split_under_the_payload_limit() {
         let origin = Uuid::new_v4();
-        let items: Vec<Item> = (0..500)
-            .map(|_| Item::Cancel {
-                device: Uuid::new_v4(),
-                tx: Uuid::new_v4(),
-                reason: "answered_elsewhere".to_owned(),
+        let items: Vec<Notice> = (0..500)
+            .map(|_| Notice::Withdraw {
+                audience: Audience::Device {
+                    device_id: DeviceId::random(),
+                },
+                transaction_id: TransactionId::random(),
+                reason: WithdrawReason::AnsweredElsewhere,
             })
             .collect();
         let payloads = payloads(origin, items.clone());
@@ -277,11 +223,13 @@ mod tests {
 
     #[test]
     fn wake_ups_are_sent_once_per_application() {
-        let app = Uuid::new_v4();
+        let application_id = ApplicationId::random();
         let items = vec![
-            Item::Events { app },
-            Item::Revoked { device: app },
-            Item::Events { app },
+            Notice::EventsAppended { application_id },
+            Notice::Revoked {
+                device_id: DeviceId::random(),
+            },
+            Notice::EventsAppended { application_id },
         ];
         assert_eq!(dedupe(items).len(), 2);
     }

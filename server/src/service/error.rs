@@ -35,6 +35,12 @@ pub enum ServiceError {
     /// A cursor outside the retained range.
     #[error("{0}")]
     OutOfRange(String),
+    /// Transient: try again (reconnect, resend); the message says what.
+    #[error("{0}")]
+    TryAgain(String),
+    /// The transaction kept changing while this request was decided; retry.
+    #[error("the transaction is changing concurrently; retry")]
+    Contention,
     /// Storage cannot be reached; retry later.
     #[error("the server's database is unavailable; retry shortly")]
     Unavailable(#[source] StoreError),

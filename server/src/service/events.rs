@@ -1,9 +1,11 @@
 //! The event stream of an application: backlog, then live, with no gap.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{AuthService, ServiceError};
+use super::{Deps, ServiceError};
 use crate::domain::ApplicationId;
 use crate::store::EventRecord;
 
@@ -13,7 +15,17 @@ const PAGE: i64 = 256;
 /// notification from another replica that never arrived).
 const POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
-impl AuthService {
+/// Streams an application's events.
+pub struct EventService {
+    deps: Arc<Deps>,
+}
+
+impl EventService {
+    /// The use case over shared dependencies.
+    pub fn new(deps: Arc<Deps>) -> Self {
+        Self { deps }
+    }
+
     /// Where a subscription starts: cursor 0 means "everything retained";
     /// a resume cursor older than what retention kept is refused, because
     /// events after it are gone.
@@ -21,7 +33,7 @@ impl AuthService {
         if after == 0 {
             return Ok(0);
         }
-        let purged = self.store.purged_through().await?;
+        let purged = self.deps.store.purged_through().await?;
         if after < purged {
             return Err(ServiceError::OutOfRange(format!(
                 "events up to cursor {purged} were removed by retention; resume from {purged} \
@@ -40,11 +52,11 @@ impl AuthService {
         sink: mpsc::Sender<Result<EventRecord, ServiceError>>,
         stop: CancellationToken,
     ) {
-        let mut wake = self.notifier.watch_events(app);
+        let mut wake = self.deps.notifier.watch_events(app);
         loop {
             // Marked seen before reading: a notification during the read is kept.
             wake.borrow_and_update();
-            let batch = match self.store.events_after(app, after, PAGE).await {
+            let batch = match self.deps.store.events_after(app, after, PAGE).await {
                 Ok(batch) => batch,
                 Err(error) => {
                     let _ = sink.send(Err(error.into())).await;

@@ -1,25 +1,35 @@
-//! Use cases. Each takes typed input, the current time and the stores, and
+//! Use cases, one type per use case over shared [`Deps`]: each takes typed
+//! input, reads the time from the clock, lets the domain decide, applies
+//! the decided change through the one write path ([`Deps::update`]), and
 //! returns records or a [`ServiceError`]; none knows about gRPC.
 
-mod device;
+mod confirmations;
+mod deps;
+mod directory;
+mod enrollment;
 mod error;
 mod events;
-mod lifecycle;
+mod keys;
+mod logins;
 mod push;
-mod relying_party;
+mod upkeep;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use device::{DecisionInput, DecisionOutcome, EnrollInput};
+pub use confirmations::{ConfirmationService, DecisionInput, DecisionOutcome};
+pub use deps::Deps;
+pub use directory::{DeviceView, DirectoryService};
+pub use enrollment::{EnrollInput, EnrollmentService};
 pub use error::ServiceError;
-pub use push::{CreatePushInput, CreatedPush};
-pub use relying_party::{Caller, CreateOtpInput, CreatedOtp, DeviceView};
+pub use events::EventService;
+pub use keys::{Caller, KeyService};
+pub use logins::{CreateOtpInput, CreatedOtp, LoginService};
+pub use push::{CreatePushInput, CreatedPush, PushService};
+pub use upkeep::UpkeepService;
 
-use crate::domain::ApiKeyId;
+use crate::domain::Clock;
 use crate::domain::push::PushLimits;
-use crate::domain::rate::TokenBucket;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::Store;
@@ -48,39 +58,57 @@ impl Default for ServiceLimits {
     }
 }
 
-/// The use cases of Assent over one store and one notifier.
-pub struct AuthService {
-    store: Arc<dyn Store>,
-    notifier: Arc<Notifier>,
-    metrics: Arc<Metrics>,
-    limits: ServiceLimits,
-    buckets: Mutex<HashMap<ApiKeyId, TokenBucket>>,
+/// Every use case of Assent over one store, notifier and clock.
+pub struct Services {
+    /// The shared dependencies.
+    pub deps: Arc<Deps>,
+    /// API-key authentication.
+    pub keys: KeyService,
+    /// Enrollment codes and enrollment.
+    pub enrollment: EnrollmentService,
+    /// OTP logins, reading and cancelling logins.
+    pub logins: LoginService,
+    /// Push logins.
+    pub push: PushService,
+    /// A device's stream: hello, OTPs, decisions.
+    pub confirmations: ConfirmationService,
+    /// Devices: list, presence, revocation.
+    pub directory: DirectoryService,
+    /// Event streams.
+    pub events: EventService,
+    /// Expiry and retention.
+    pub upkeep: UpkeepService,
 }
 
-impl AuthService {
-    /// Builds the service.
-    pub fn new(store: Arc<dyn Store>, notifier: Arc<Notifier>, limits: ServiceLimits) -> Self {
-        Self {
-            store,
-            notifier,
-            metrics: Arc::default(),
-            limits,
-            buckets: Mutex::new(HashMap::new()),
-        }
+impl Services {
+    /// Builds every use case over the same dependencies.
+    pub fn new(
+        store: Arc<dyn Store>,
+        notifier: Arc<Notifier>,
+        clock: Arc<dyn Clock>,
+        limits: ServiceLimits,
+    ) -> Arc<Self> {
+        let deps = Arc::new(Deps::new(store, notifier, clock, limits));
+        Arc::new(Self {
+            keys: KeyService::new(Arc::clone(&deps)),
+            enrollment: EnrollmentService::new(Arc::clone(&deps)),
+            logins: LoginService::new(Arc::clone(&deps)),
+            push: PushService::new(Arc::clone(&deps)),
+            confirmations: ConfirmationService::new(Arc::clone(&deps)),
+            directory: DirectoryService::new(Arc::clone(&deps)),
+            events: EventService::new(Arc::clone(&deps)),
+            upkeep: UpkeepService::new(Arc::clone(&deps)),
+            deps,
+        })
     }
 
     /// The notifier, for adapters that wait on it.
     pub fn notifier(&self) -> &Arc<Notifier> {
-        &self.notifier
+        &self.deps.notifier
     }
 
     /// The counters, for the metrics endpoint.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+        &self.deps.metrics
     }
-}
-
-/// Converts a `std` duration into a `chrono` one, saturating.
-fn span(duration: Duration) -> chrono::TimeDelta {
-    chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX)
 }

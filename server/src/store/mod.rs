@@ -1,13 +1,21 @@
 //! Storage: the traits every engine implements, the records they exchange,
 //! and the engines themselves.
 //!
-//! Every state change is one conditional statement (`UPDATE … WHERE state =
-//! ANY(…) RETURNING …`) that also appends its event, so two devices, two
-//! replicas or a decision racing the sweeper can never produce two outcomes.
-//! Callers pass `now`; engines never read the clock.
+//! The write side of transactions is [`TransactionStore::apply`]: a change
+//! decided by the domain aggregate is applied as one compare-and-set on the
+//! transaction's version, plus the guards that must hold at commit time
+//! (the device is unrevoked, the transaction is the application's and not
+//! expired), plus the event append, atomically. No business rule lives in
+//! SQL beyond those guards, so two devices, two replicas or a decision
+//! racing the sweeper can never produce two outcomes. Row decoding and the
+//! type mapping are shared ([`rows`], [`codec`]); the engines differ only
+//! in SQL text. Callers pass `now`; engines never read the clock.
 
+pub(crate) mod codec;
+mod engine;
 mod postgres;
 mod records;
+pub(crate) mod rows;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -17,7 +25,10 @@ pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
-use crate::domain::{ApiKeyId, ApplicationId, DeviceId, EnrollmentId, TransactionId, UserId};
+use crate::domain::{
+    ApiKeyId, ApplicationId, Change, Device, DeviceId, EnrollmentId, NewDevice, Revocation,
+    Transaction, TransactionId, UserId,
+};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,68 +79,63 @@ pub trait DeviceStore: Send + Sync {
         id: EnrollmentId,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<EnrollmentRecord>>;
-    /// Stores a new device and appends `device.enrolled`.
-    async fn insert_device(&self, device: &NewDevice) -> StoreResult<DeviceRecord>;
+    /// Stores a new device and appends its `device.enrolled` event.
+    async fn insert_device(&self, device: &NewDevice) -> StoreResult<Device>;
     /// Any device by id (the caller checks its application).
-    async fn find_device(&self, id: DeviceId) -> StoreResult<Option<DeviceRecord>>;
+    async fn find_device(&self, id: DeviceId) -> StoreResult<Option<Device>>;
     /// An application's devices, optionally of one user, oldest first.
     async fn list_devices(
         &self,
         app: ApplicationId,
         user: Option<&UserId>,
-    ) -> StoreResult<Vec<DeviceRecord>>;
-    /// Records that the device authenticated a stream.
-    async fn touch_device(&self, id: DeviceId, now: DateTime<Utc>) -> StoreResult<()>;
-    /// Revokes the device (idempotent), fails its open confirmations with
-    /// `device_revoked`, and appends the events. `None` if the application
-    /// has no such device.
-    async fn revoke_device(
-        &self,
-        app: ApplicationId,
-        id: DeviceId,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<Revocation>>;
+    ) -> StoreResult<Vec<Device>>;
+    /// Records that the device is connected; returns it as it is now
+    /// (`None` if it no longer exists).
+    async fn touch_device(&self, id: DeviceId, now: DateTime<Utc>) -> StoreResult<Option<Device>>;
+    /// The open transactions bound to the device, whatever their expiry.
+    async fn held_by(&self, device: DeviceId) -> StoreResult<Vec<Transaction>>;
+    /// Applies a revocation atomically: the device is revoked (if it was
+    /// not already), its `held` set is still exactly the open transactions
+    /// bound to it, every failure applies, and the events are appended.
+    /// `false` if any of that did not hold; nothing was changed then.
+    async fn apply_revocation(&self, revocation: &Revocation) -> StoreResult<bool>;
     /// Records one wrong OTP from a device.
     async fn record_otp_failure(&self, device: DeviceId, now: DateTime<Utc>) -> StoreResult<()>;
     /// Wrong OTPs from a device since `since`.
     async fn count_otp_failures(&self, device: DeviceId, since: DateTime<Utc>) -> StoreResult<i64>;
 }
 
-/// Transactions and their state machine.
+/// Transactions: one write, [`TransactionStore::apply`], and the reads the
+/// use cases decide on.
 #[async_trait]
 pub trait TransactionStore: Send + Sync {
-    /// Stores a new PENDING transaction and appends `transaction.created`.
-    async fn insert_transaction(&self, tx: &NewTransaction) -> StoreResult<TransactionRecord>;
+    /// Applies a change atomically with its event: inserts the new
+    /// transaction, or updates it only if its stored version is still
+    /// `change.expected` and the change's guards hold at commit time.
+    /// `false` if the compare-and-set or a guard failed; nothing changed.
+    async fn apply(&self, change: &Change) -> StoreResult<bool>;
     /// The application's transaction with this id.
     async fn find_transaction(
         &self,
         app: ApplicationId,
         id: TransactionId,
-    ) -> StoreResult<Option<TransactionRecord>>;
-    /// PENDING → SCANNED, binding the device; `None` if it was no longer
-    /// pending, had expired, or is restricted to another user.
-    async fn scan_transaction(&self, scan: &Scan) -> StoreResult<Option<TransactionRecord>>;
-    /// Any other transition; `None` if the guard did not hold.
-    async fn transition(&self, transition: &Transition) -> StoreResult<Option<TransactionRecord>>;
-    /// Open transactions whose TTL has passed, at most `limit`.
+    ) -> StoreResult<Option<Transaction>>;
+    /// Open transactions whose TTL has passed, oldest first, at most `limit`.
     async fn overdue_transactions(
         &self,
         now: DateTime<Utc>,
         limit: i64,
-    ) -> StoreResult<Vec<(ApplicationId, TransactionId)>>;
-    /// What the device should be asked now: its SCANNED, unexpired OTP
-    /// transactions and the unexpired pending pushes to its user.
-    async fn open_confirmations(
-        &self,
-        device: &DeviceRecord,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<TransactionRecord>>;
+    ) -> StoreResult<Vec<Transaction>>;
+    /// Candidates for what the device should be asked now: open
+    /// transactions bound to it and open pushes to its user. The aggregate
+    /// decides which of them await its answer.
+    async fn open_confirmations(&self, device: &Device) -> StoreResult<Vec<Transaction>>;
     /// The user's pending push, if any (expired or not).
     async fn open_push(
         &self,
         app: ApplicationId,
         user: &UserId,
-    ) -> StoreResult<Option<TransactionRecord>>;
+    ) -> StoreResult<Option<Transaction>>;
     /// Pushes to the user created after `since` and after the user's last
     /// accepted push.
     async fn count_unanswered_pushes(
@@ -138,7 +144,7 @@ pub trait TransactionStore: Send + Sync {
         user: &UserId,
         since: DateTime<Utc>,
     ) -> StoreResult<i64>;
-    /// When the user last denied a login with `not_me`.
+    /// When the user's last fraud report (an event so flagged) happened.
     async fn last_fraud_report(
         &self,
         app: ApplicationId,

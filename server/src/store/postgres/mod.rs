@@ -3,25 +3,20 @@
 //! of one application commit in cursor order and a reader that has seen
 //! cursor N can never later find a smaller one appear (no gap for `Subscribe`).
 //!
-//! The hot-path writes (create, scan, decide, expire, cancel) are each one
-//! autocommitted statement: a `WITH l AS (SELECT pg_advisory_xact_lock(…))`
-//! CTE that the conditional `UPDATE`/`INSERT` references in its `WHERE`, so
-//! the lock is taken before any row changes and held until the statement's
-//! implicit transaction commits — one round trip instead of four.
+//! Every applied change is one autocommitted statement: a `WITH l AS
+//! (SELECT pg_advisory_xact_lock(…))` CTE that the compare-and-set
+//! `UPDATE`/`INSERT` references in its `WHERE`, so the lock is taken before
+//! any row changes and held until the statement's implicit transaction
+//! commits — one round trip instead of four.
 
-mod applications;
-mod devices;
-mod events;
-mod rows;
-mod transactions;
+mod queries;
 
 use std::time::Duration;
 
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
 
 use super::{StoreError, StoreResult};
-use crate::domain::ApplicationId;
 
 /// Storage on PostgreSQL; cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
@@ -63,23 +58,19 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Where writes go.
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Where reads go (the same pool).
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
-/// The advisory-lock key that serialises event appends of one application.
-fn event_lock_key(app: ApplicationId) -> i64 {
-    let (high, _) = app.as_uuid().as_u64_pair();
-    i64::from_be_bytes(high.to_be_bytes())
-}
-
-/// Serialises event appends of one application until the transaction ends.
-async fn lock_event_log(conn: &mut PgConnection, app: ApplicationId) -> StoreResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(event_lock_key(app))
-        .execute(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(())
-}
+super::engine::sql_engine!(super::PgStore, sqlx::Postgres, super::queries);
 
 /// Classifies a driver error by what the caller can do about it.
 fn db_error(error: sqlx::Error) -> StoreError {

@@ -6,24 +6,17 @@
 //! them run beside the writer). Other processes (`assent-server app create`)
 //! may write too: the busy timeout makes them take turns.
 
-mod applications;
-mod devices;
-mod events;
-mod rows;
-mod transactions;
+mod queries;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use uuid::Uuid;
 
 use super::{StoreError, StoreResult};
-use crate::domain::TransactionState;
 
 /// How long a connection waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,6 +91,20 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Where writes go: the one writer connection.
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// Where reads go: read-only connections beside the writer.
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+}
+
+super::engine::sql_engine!(super::SqliteStore, sqlx::Sqlite, super::queries);
+
 /// Takes an exclusive lock on `path`, waiting up to [`BUSY_TIMEOUT`] twice over.
 async fn lock_file(path: &Path) -> StoreResult<std::fs::File> {
     let file = std::fs::OpenOptions::new()
@@ -124,33 +131,6 @@ async fn lock_file(path: &Path) -> StoreResult<std::fs::File> {
             }
         }
     }
-}
-
-/// Times are integer microseconds since the epoch, compared numerically.
-pub(super) fn micros(time: DateTime<Utc>) -> i64 {
-    time.timestamp_micros()
-}
-
-/// The inverse of [`micros`].
-pub(super) fn time(micros: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {micros} out of range")))
-}
-
-/// An optional stored time.
-pub(super) fn optional_time(micros: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
-    micros.map(time).transpose()
-}
-
-/// A stored UUID text.
-pub(super) fn uuid(text: &str) -> StoreResult<Uuid> {
-    Uuid::try_parse(text).map_err(|_| StoreError::Corrupt(format!("bad id {text:?}")))
-}
-
-/// States as a JSON array for `state IN (SELECT value FROM json_each(?))`.
-pub(super) fn state_list(states: &[TransactionState]) -> String {
-    let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-    serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// Classifies a driver error by what the caller can do about it.

@@ -1,4 +1,6 @@
-//! Transaction states, the transitions between them, and event types (SPEC §3–§4).
+//! Transaction states, kinds, outcome reasons and event types (SPEC §3–§4).
+
+use crate::domain::DenyReason;
 
 /// The lifecycle state of a transaction. Terminal states never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,11 +59,10 @@ impl TransactionState {
     }
 
     /// The states this one may be entered from; empty for `Pending`, the
-    /// initial state. The store's conditional updates use exactly this table.
-    /// A decision comes from `Scanned` for an OTP transaction (the device
-    /// that scanned it decides) and from `Pending` for a push (the first of
-    /// the user's devices to answer claims it); the store's device guard
-    /// tells the two apart.
+    /// initial state. The transaction aggregate checks every change against
+    /// this table. A decision comes from `Scanned` for an OTP transaction
+    /// (the device that scanned it decides) and from `Pending` for a push
+    /// (the first of the user's devices to answer claims it).
     pub fn entered_from(self) -> &'static [Self] {
         match self {
             Self::Pending => &[],
@@ -145,6 +146,36 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every event type.
+    pub const ALL: [Self; 9] = [
+        Self::TransactionCreated,
+        Self::TransactionScanned,
+        Self::TransactionAccepted,
+        Self::TransactionDenied,
+        Self::TransactionExpired,
+        Self::TransactionCancelled,
+        Self::TransactionFailed,
+        Self::DeviceEnrolled,
+        Self::DeviceRevoked,
+    ];
+
+    /// Parses the storage name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|event| event.as_str() == text)
+    }
+
+    /// Whether this event records how a transaction ended.
+    pub fn is_outcome(self) -> bool {
+        matches!(
+            self,
+            Self::TransactionAccepted
+                | Self::TransactionDenied
+                | Self::TransactionExpired
+                | Self::TransactionCancelled
+                | Self::TransactionFailed
+        )
+    }
+
     /// The name on the wire and in storage.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -157,6 +188,84 @@ impl EventType {
             Self::TransactionFailed => "transaction.failed",
             Self::DeviceEnrolled => "device.enrolled",
             Self::DeviceRevoked => "device.revoked",
+        }
+    }
+}
+
+/// Why a transaction ended as it did: the device's own denial reason, or
+/// one the server records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The device's user did not try to log in (a fraud report).
+    NotMe,
+    /// The device's user changed their mind.
+    CancelledByUser,
+    /// The device's policy refused.
+    Policy,
+    /// The device accepted with a number other than the one shown.
+    WrongNumber,
+    /// The device holding the transaction was revoked.
+    DeviceRevoked,
+}
+
+impl Reason {
+    /// The storage and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotMe => "not_me",
+            Self::CancelledByUser => "cancelled_by_user",
+            Self::Policy => "policy",
+            Self::WrongNumber => "wrong_number",
+            Self::DeviceRevoked => "device_revoked",
+        }
+    }
+
+    /// Parses the storage name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::NotMe,
+            Self::CancelledByUser,
+            Self::Policy,
+            Self::WrongNumber,
+            Self::DeviceRevoked,
+        ]
+        .into_iter()
+        .find(|reason| reason.as_str() == text)
+    }
+}
+
+impl From<DenyReason> for Reason {
+    fn from(reason: DenyReason) -> Self {
+        match reason {
+            DenyReason::NotMe => Self::NotMe,
+            DenyReason::CancelledByUser => Self::CancelledByUser,
+            DenyReason::Policy => Self::Policy,
+        }
+    }
+}
+
+/// Why a device is told to drop a confirmation it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithdrawReason {
+    /// Another device of the user answered the push first.
+    AnsweredElsewhere,
+    /// The application cancelled the transaction.
+    Cancelled,
+    /// The transaction expired.
+    Expired,
+    /// The device was revoked.
+    DeviceRevoked,
+}
+
+impl WithdrawReason {
+    /// The wire name (`Cancellation.reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AnsweredElsewhere => "answered_elsewhere",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+            Self::DeviceRevoked => "device_revoked",
         }
     }
 }
@@ -193,6 +302,27 @@ mod tests {
             assert!(Accepted.entered_from().contains(&kind.decided_from()));
             assert_eq!(TransactionKind::parse(kind.as_str()), Some(kind));
         }
+    }
+
+    #[test]
+    fn event_types_round_trip() {
+        for event in EventType::ALL {
+            assert_eq!(EventType::parse(event.as_str()), Some(event));
+        }
+    }
+
+    #[test]
+    fn reasons_round_trip() {
+        for reason in [
+            Reason::NotMe,
+            Reason::CancelledByUser,
+            Reason::Policy,
+            Reason::WrongNumber,
+            Reason::DeviceRevoked,
+        ] {
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(Reason::parse("because"), None);
     }
 
     #[test]

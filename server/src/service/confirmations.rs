@@ -1,0 +1,203 @@
+//! What a connected device does: authenticate its stream, hand in OTPs,
+//! send signed decisions, learn what it should be asked.
+
+use std::sync::Arc;
+
+use assent_proto::signing;
+use ed25519_dalek::Signature;
+use rand::{CryptoRng, RngCore};
+use tracing::instrument;
+
+use super::deps::NotApplied;
+use super::enrollment::verifying_key;
+use super::{Deps, ServiceError};
+use crate::domain::clock::span;
+use crate::domain::rate::{OTP_FAILURE_LIMIT, OTP_FAILURE_WINDOW};
+use crate::domain::transaction::Decision;
+use crate::domain::{Device, DeviceId, Otp, Refusal, Transaction, TransactionId};
+
+/// A parsed signed decision.
+#[derive(Debug, Clone)]
+pub struct DecisionInput {
+    /// The transaction decided on.
+    pub transaction_id: TransactionId,
+    /// What the device decided and signed.
+    pub decision: Decision,
+}
+
+/// What a decision led to.
+#[derive(Debug, Clone)]
+pub struct DecisionOutcome {
+    /// The transaction afterwards.
+    pub transaction: Transaction,
+    /// Whether this decision produced the outcome.
+    pub applied: bool,
+}
+
+/// The use cases of a device's stream.
+pub struct ConfirmationService {
+    deps: Arc<Deps>,
+}
+
+impl ConfirmationService {
+    /// The use case over shared dependencies.
+    pub fn new(deps: Arc<Deps>) -> Self {
+        Self { deps }
+    }
+
+    /// Verifies a stream's hello: known, unrevoked device, valid signature.
+    #[instrument(skip_all, fields(device_id = %device_id))]
+    pub async fn authenticate_device(
+        &self,
+        device_id: DeviceId,
+        challenge: &[u8],
+        signature: &Signature,
+    ) -> Result<Device, ServiceError> {
+        let device = self
+            .deps
+            .store
+            .find_device(device_id)
+            .await?
+            .ok_or(ServiceError::NotFound("device (enroll it again)"))?;
+        if device.is_revoked() {
+            return Err(revoked());
+        }
+        let key = verifying_key(&device.public_key)?;
+        key.verify_strict(
+            &signing::hello_bytes(&device_id.to_string(), challenge),
+            signature,
+        )
+        .map_err(|_| {
+            ServiceError::Unauthenticated(
+                "the hello signature does not verify with this device's key".to_owned(),
+            )
+        })?;
+        self.heartbeat(device_id).await
+    }
+
+    /// Records that the device is still connected and returns it as stored
+    /// now; a device revoked meanwhile is refused.
+    pub async fn heartbeat(&self, device_id: DeviceId) -> Result<Device, ServiceError> {
+        let now = self.deps.clock.now();
+        let device = self
+            .deps
+            .store
+            .touch_device(device_id, now)
+            .await?
+            .ok_or(ServiceError::NotFound("device (enroll it again)"))?;
+        if device.is_revoked() {
+            return Err(revoked());
+        }
+        Ok(device)
+    }
+
+    /// Binds the OTP's transaction to `device` (PENDING → SCANNED) and
+    /// returns it with a fresh confirmation nonce.
+    #[instrument(skip_all, fields(device_id = %device.id))]
+    pub async fn submit_otp<R: RngCore + CryptoRng + Send>(
+        &self,
+        device: &Device,
+        otp_text: &str,
+        rng: &mut R,
+    ) -> Result<Transaction, ServiceError> {
+        let now = self.deps.clock.now();
+        let failures = self
+            .deps
+            .store
+            .count_otp_failures(device.id, now - span(OTP_FAILURE_WINDOW))
+            .await?;
+        if failures >= OTP_FAILURE_LIMIT {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "too many invalid OTPs from this device; wait {} minutes before trying again",
+                OTP_FAILURE_WINDOW.as_secs() / 60
+            )));
+        }
+        let mut nonce = [0u8; 32];
+        rng.fill_bytes(&mut nonce);
+        let scanned = match Otp::parse(otp_text) {
+            Ok(otp) => self
+                .deps
+                .update(device.application_id, otp.id(), now, |t| {
+                    t.scan(device, &otp, nonce, now)
+                })
+                .await?
+                .map_err(|_| ServiceError::OtpRefused),
+            Err(error) => Err(error.into()),
+        };
+        match scanned {
+            Ok(transaction) => {
+                tracing::info!(transaction_id = %transaction.id, "transaction scanned");
+                Ok(transaction)
+            }
+            Err(error) => {
+                // Every refused OTP counts, whatever the reason.
+                self.deps.metrics.otp_refused();
+                self.deps.store.record_otp_failure(device.id, now).await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies a signed decision of a device holding the confirmation.
+    #[instrument(skip_all, fields(device_id = %device.id, transaction_id = %input.transaction_id))]
+    pub async fn decide(
+        &self,
+        device: &Device,
+        input: DecisionInput,
+    ) -> Result<DecisionOutcome, ServiceError> {
+        let now = self.deps.clock.now();
+        let key = verifying_key(&device.public_key)?;
+        let signature = Signature::from_bytes(&input.decision.signature);
+        let verify = |bytes: &[u8]| key.verify_strict(bytes, &signature).is_ok();
+        let decided = self
+            .deps
+            .update(device.application_id, input.transaction_id, now, |t| {
+                t.decide(device, &input.decision, verify, now)
+            })
+            .await?;
+        let not_held = ServiceError::NotFound("confirmation for this transaction on this device");
+        match decided {
+            Ok(transaction) => {
+                tracing::info!(state = transaction.state.as_str(), "transaction decided");
+                Ok(DecisionOutcome {
+                    transaction,
+                    applied: true,
+                })
+            }
+            Err(NotApplied::Refused(Refusal::Ended(_), transaction)) => Ok(DecisionOutcome {
+                transaction: *transaction,
+                applied: false,
+            }),
+            Err(NotApplied::Refused(Refusal::Input(error), _)) => Err(error.into()),
+            Err(NotApplied::Refused(Refusal::BadSignature, _)) => {
+                Err(ServiceError::PermissionDenied(
+                    "the decision signature does not verify for this transaction and nonce"
+                        .to_owned(),
+                ))
+            }
+            Err(NotApplied::Guard(_)) => Err(revoked()),
+            Err(NotApplied::Missing | NotApplied::Refused(..)) => Err(not_held),
+        }
+    }
+
+    /// What the device should be asked now: OTP transactions it scanned
+    /// and has not answered, and pending pushes to its user.
+    pub async fn open_confirmations(
+        &self,
+        device: &Device,
+    ) -> Result<Vec<Transaction>, ServiceError> {
+        let now = self.deps.clock.now();
+        let candidates = self.deps.store.open_confirmations(device).await?;
+        Ok(candidates
+            .into_iter()
+            .filter(|t| t.awaits_answer_from(device, now))
+            .collect())
+    }
+}
+
+/// The refusal of a revoked device.
+fn revoked() -> ServiceError {
+    ServiceError::PermissionDenied(
+        "this device has been revoked; enroll it again with a new code".to_owned(),
+    )
+}

@@ -1,0 +1,156 @@
+//! What every use case shares — the store, the notifier, the clock, the
+//! counters and the limits — and the one write path of a transaction:
+//! read it, let the aggregate decide, apply the change with its
+//! compare-and-set, publish what was applied.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+
+use super::{Caller, ServiceError, ServiceLimits};
+use crate::domain::rate::TokenBucket;
+use crate::domain::{ApiKeyId, ApplicationId, Change, Clock, Refusal, Transaction, TransactionId};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::store::Store;
+
+/// How often a change is decided again after losing a compare-and-set. A
+/// transaction changes at most three times in its life, so a fourth loss
+/// means something else is wrong.
+const ATTEMPTS: usize = 4;
+
+/// The dependencies of the use cases.
+pub struct Deps {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Fan-out of applied changes.
+    pub notifier: Arc<Notifier>,
+    /// Where the time comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Counters for the metrics endpoint.
+    pub metrics: Arc<Metrics>,
+    /// Tunables.
+    pub limits: ServiceLimits,
+    /// Creation tokens per API key.
+    buckets: Mutex<HashMap<ApiKeyId, TokenBucket>>,
+}
+
+/// Why [`Deps::update`] did not apply a change.
+#[derive(Debug)]
+pub enum NotApplied {
+    /// No such transaction in the application.
+    Missing,
+    /// The aggregate refused; the transaction as it was decided on.
+    Refused(Refusal, Box<Transaction>),
+    /// The aggregate's change lost to a commit-time guard (the device was
+    /// revoked meanwhile); the transaction is unchanged.
+    Guard(Box<Transaction>),
+}
+
+impl Deps {
+    /// Bundles the dependencies.
+    pub fn new(
+        store: Arc<dyn Store>,
+        notifier: Arc<Notifier>,
+        clock: Arc<dyn Clock>,
+        limits: ServiceLimits,
+    ) -> Self {
+        Self {
+            store,
+            notifier,
+            clock,
+            metrics: Arc::default(),
+            limits,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Spends one creation token of the caller's key.
+    pub fn spend_creation(&self, caller: &Caller) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        let limits = &self.limits;
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let bucket = buckets.entry(caller.key_id).or_insert_with(|| {
+            TokenBucket::new(limits.create_per_second, limits.create_burst, now)
+        });
+        bucket.take(now).map_err(|retry| {
+            ServiceError::ResourceExhausted(format!(
+                "creation rate limit of this API key reached; retry in {} ms",
+                retry.as_millis().max(1)
+            ))
+        })
+    }
+
+    /// Applies a change and publishes it; `false` if its compare-and-set or
+    /// a guard failed (nothing was changed or published then).
+    pub async fn commit(&self, change: &Change) -> Result<bool, ServiceError> {
+        if !self.store.apply(change).await? {
+            return Ok(false);
+        }
+        if change.expected.is_none() {
+            self.metrics.transaction_created(change.after.kind);
+        }
+        if change.after.state.is_terminal() {
+            self.metrics.transaction_ended(change.after.state);
+        }
+        self.notifier.applied(change);
+        Ok(true)
+    }
+
+    /// The transaction as it is at `now`: an overdue one is expired first,
+    /// so every use case decides on a settled record.
+    pub async fn settled(
+        &self,
+        app: ApplicationId,
+        id: TransactionId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Transaction>, ServiceError> {
+        for _ in 0..ATTEMPTS {
+            let Some(current) = self.store.find_transaction(app, id).await? else {
+                return Ok(None);
+            };
+            let Ok(expiry) = current.expire(now) else {
+                return Ok(Some(current));
+            };
+            if self.commit(&expiry).await? {
+                tracing::info!(transaction_id = %id, "transaction expired");
+                return Ok(Some(expiry.after));
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+
+    /// Reads the transaction, lets `decide` turn it into a change and
+    /// applies that; decides again on the new version if another change
+    /// won the compare-and-set meanwhile.
+    pub async fn update(
+        &self,
+        app: ApplicationId,
+        id: TransactionId,
+        now: DateTime<Utc>,
+        decide: impl Fn(&Transaction) -> Result<Change, Refusal>,
+    ) -> Result<Result<Transaction, NotApplied>, ServiceError> {
+        for _ in 0..ATTEMPTS {
+            let Some(current) = self.settled(app, id, now).await? else {
+                return Ok(Err(NotApplied::Missing));
+            };
+            let change = match decide(&current) {
+                Ok(change) => change,
+                Err(refusal) => return Ok(Err(NotApplied::Refused(refusal, Box::new(current)))),
+            };
+            if self.commit(&change).await? {
+                return Ok(Ok(change.after));
+            }
+            let unchanged = self
+                .store
+                .find_transaction(app, id)
+                .await?
+                .is_some_and(|now_stored| now_stored.version == current.version);
+            if unchanged {
+                return Ok(Err(NotApplied::Guard(Box::new(current))));
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+}

@@ -1,0 +1,132 @@
+//! Enrollment: codes created by relying parties, redeemed by new devices.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use assent_proto::signing;
+use chrono::{DateTime, Utc};
+use ed25519_dalek::{Signature, VerifyingKey};
+use rand::{CryptoRng, RngCore};
+use tracing::instrument;
+
+use super::{Caller, Deps, ServiceError};
+use crate::domain::clock::span;
+use crate::domain::{
+    Device, DeviceId, DeviceName, EnrollmentCode, EnrollmentId, InputError, NewDevice, Notice,
+    UserId,
+};
+use crate::store::NewEnrollment;
+
+/// A parsed `Enroll` request.
+#[derive(Debug, Clone)]
+pub struct EnrollInput {
+    /// The code exactly as sent (the proof signs these bytes).
+    pub code_text: String,
+    /// The parsed code.
+    pub code: EnrollmentCode,
+    /// The new public key.
+    pub public_key: [u8; 32],
+    /// The device's name.
+    pub device_name: DeviceName,
+    /// Signature over the enrollment proof bytes.
+    pub proof: Signature,
+}
+
+/// Parses a public key, refusing malformed and small-order (weak) keys.
+pub(super) fn verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, InputError> {
+    let key = VerifyingKey::from_bytes(bytes)
+        .map_err(|_| InputError::new("public_key", "is not a valid Ed25519 public key"))?;
+    if key.is_weak() {
+        return Err(InputError::new(
+            "public_key",
+            "is a weak (small-order) Ed25519 key; generate a fresh key pair",
+        ));
+    }
+    Ok(key)
+}
+
+/// Creates enrollment codes and turns them into devices.
+pub struct EnrollmentService {
+    deps: Arc<Deps>,
+}
+
+impl EnrollmentService {
+    /// The use case over shared dependencies.
+    pub fn new(deps: Arc<Deps>) -> Self {
+        Self { deps }
+    }
+
+    /// Creates a single-use enrollment code for `user`.
+    #[instrument(skip_all, fields(app = %caller.application.id))]
+    pub async fn create_enrollment<R: RngCore + CryptoRng + Send>(
+        &self,
+        caller: &Caller,
+        user: UserId,
+        ttl: Duration,
+        rng: &mut R,
+    ) -> Result<(EnrollmentCode, DateTime<Utc>), ServiceError> {
+        self.deps.spend_creation(caller)?;
+        let now = self.deps.clock.now();
+        let code = EnrollmentCode::generate(rng, EnrollmentId::random());
+        let expires_at = now + span(ttl);
+        self.deps
+            .store
+            .create_enrollment(&NewEnrollment {
+                id: code.id(),
+                application_id: caller.application.id,
+                user_id: user,
+                secret_hash: code.hash(),
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        Ok((code, expires_at))
+    }
+
+    /// Turns an enrollment code into a device. The code is used up by any
+    /// attempt that names it, whatever the outcome.
+    #[instrument(skip_all)]
+    pub async fn enroll(&self, input: EnrollInput) -> Result<Device, ServiceError> {
+        let now = self.deps.clock.now();
+        let key = verifying_key(&input.public_key)?;
+        let enrollment = self
+            .deps
+            .store
+            .consume_enrollment(input.code.id(), now)
+            .await?
+            .ok_or(ServiceError::EnrollmentRefused)?;
+        if !input.code.matches(&enrollment.secret_hash) || enrollment.expires_at <= now {
+            return Err(ServiceError::EnrollmentRefused);
+        }
+        let proof = signing::enroll_bytes(
+            &input.code_text,
+            &input.public_key,
+            input.device_name.as_str(),
+        );
+        key.verify_strict(&proof, &input.proof).map_err(|_| {
+            ServiceError::PermissionDenied(
+                "the enrollment proof does not verify with public_key; sign the enrollment \
+                 bytes with the new key (docs/protocol.md)"
+                    .to_owned(),
+            )
+        })?;
+        let device = self
+            .deps
+            .store
+            .insert_device(&NewDevice {
+                id: DeviceId::random(),
+                application_id: enrollment.application_id,
+                user_id: enrollment.user_id,
+                name: input.device_name,
+                public_key: input.public_key,
+                created_at: now,
+            })
+            .await?;
+        tracing::info!(device_id = %device.id, "device enrolled");
+        self.deps.metrics.device_enrolled();
+        self.deps.notifier.publish(Notice::EventsAppended {
+            application_id: device.application_id,
+        });
+        Ok(device)
+    }
+}

@@ -1,0 +1,51 @@
+//! Relying parties' API keys.
+
+use std::sync::Arc;
+
+use super::{Deps, ServiceError};
+use crate::domain::{ApiKey, ApiKeyId};
+use crate::store::Application;
+
+/// An authenticated relying party.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The key it used.
+    pub key_id: ApiKeyId,
+    /// Its application.
+    pub application: Application,
+}
+
+/// Checks API keys.
+pub struct KeyService {
+    deps: Arc<Deps>,
+}
+
+impl KeyService {
+    /// The use case over shared dependencies.
+    pub fn new(deps: Arc<Deps>) -> Self {
+        Self { deps }
+    }
+
+    /// Checks an API key (constant-time) and returns its application.
+    pub async fn authenticate(&self, key_text: &str) -> Result<Caller, ServiceError> {
+        let refused = || {
+            ServiceError::Unauthenticated(
+                "the API key is not valid; pass `authorization: Bearer <api key>`".to_owned(),
+            )
+        };
+        let key = ApiKey::parse(key_text).map_err(|_| refused())?;
+        let record = self
+            .deps
+            .store
+            .find_api_key(key.id())
+            .await?
+            .ok_or_else(refused)?;
+        if !key.matches(&record.secret_hash) {
+            return Err(refused());
+        }
+        Ok(Caller {
+            key_id: record.id,
+            application: record.application,
+        })
+    }
+}

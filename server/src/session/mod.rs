@@ -1,0 +1,54 @@
+//! One device's long-lived stream, whatever carries it: challenge → signed
+//! hello → ready; then OTP submissions and decisions from the device,
+//! notices from the notifier, and a heartbeat — until the device leaves, is
+//! revoked, falls behind, or the server drains.
+//!
+//! The session never blocks on a device that stopped reading: every send
+//! also watches the session's end and a send deadline, and a session that
+//! must end but cannot hand its last word to a stalled stream closes the
+//! whole connection (through [`SessionIo::abort`]) instead of waiting.
+//! `grpc::device` adapts a tonic stream to this module.
+
+mod inbound;
+mod run;
+
+use std::time::Duration;
+
+use assent_proto::v1::{AgentMessage, ServerMessage};
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use inbound::signature;
+pub use run::DeviceSession;
+
+use crate::service::ServiceError;
+
+/// How long a new stream may take to answer the challenge.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a connected device's `last_seen` is refreshed and its
+/// revocation re-checked.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+/// How long one message may wait for a device that does not read before the
+/// session gives up on it.
+pub const SEND_DEADLINE: Duration = Duration::from_secs(20);
+/// How long an ending session waits for its last word to leave before it
+/// closes the connection.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(400);
+/// Suggested delay before an agent reconnects after GoAway.
+pub const RECONNECT_AFTER_MS: u32 = 500;
+
+/// What the session sends: messages, or the error that ends the stream.
+pub type Outbound = mpsc::Sender<Result<Box<ServerMessage>, ServiceError>>;
+
+/// The stream a session runs over, as the transport hands it.
+pub struct SessionIo {
+    /// Messages from the device; an error ends the session with that error.
+    pub inbound: BoxStream<'static, Result<AgentMessage, ServiceError>>,
+    /// Messages to the device.
+    pub outbound: Outbound,
+    /// Cancelling it closes the connection the stream runs on.
+    pub abort: CancellationToken,
+    /// Fires when the server drains.
+    pub shutdown: CancellationToken,
+}

@@ -1,0 +1,292 @@
+//! The session's life: authenticate, resend what is open, then serve the
+//! device, the notifier and the heartbeat until one of them ends it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use assent_proto::v1::{
+    self, AgentMessage, Challenge, Ready, ServerMessage, agent_message, server_message::Body,
+};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use rand::RngCore;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    CLOSE_GRACE, HEARTBEAT, HELLO_TIMEOUT, Outbound, RECONNECT_AFTER_MS, SEND_DEADLINE, SessionIo,
+};
+use crate::domain::{Device, DeviceId, Notice, TransactionId};
+use crate::notify::{Delivery, SessionEnd};
+use crate::service::{ServiceError, Services};
+
+/// The state of one device stream (its inbound half is owned by
+/// [`DeviceSession::run`]).
+pub struct DeviceSession {
+    pub(super) services: Arc<Services>,
+    outbound: Outbound,
+    abort: CancellationToken,
+    shutdown: CancellationToken,
+    /// Cancelled when the session must stop sending (the notifier ended it).
+    ending: CancellationToken,
+}
+
+/// Messages from the device.
+type Inbound = BoxStream<'static, Result<AgentMessage, ServiceError>>;
+
+impl DeviceSession {
+    /// Sends one message; false once the device is gone, has stopped
+    /// reading for [`SEND_DEADLINE`], or the session is ending.
+    pub(super) async fn send(&self, body: Body) -> bool {
+        let message = Box::new(ServerMessage { body: Some(body) });
+        tokio::select! {
+            biased;
+            () = self.ending.cancelled() => false,
+            sent = self.outbound.send_timeout(Ok(message), SEND_DEADLINE) => sent.is_ok(),
+        }
+    }
+
+    /// Ends the stream with `error`. If the device does not take it within
+    /// [`CLOSE_GRACE`] (it stopped reading), the connection is closed.
+    async fn close(&self, error: ServiceError) {
+        let outbound = &self.outbound;
+        let queued = outbound.try_send(Err(error)).is_ok();
+        let left = queued
+            && tokio::time::timeout(CLOSE_GRACE, outbound.closed())
+                .await
+                .is_ok();
+        if !left {
+            tracing::info!("closing the connection of a stream that does not read");
+            self.abort.cancel();
+        }
+    }
+
+    /// Runs a session over one stream to its end.
+    pub async fn run(services: Arc<Services>, io: SessionIo) {
+        let SessionIo {
+            mut inbound,
+            outbound,
+            abort,
+            shutdown,
+        } = io;
+        let mut session = Self {
+            services,
+            outbound,
+            abort,
+            shutdown,
+            ending: CancellationToken::new(),
+        };
+        session.serve(&mut inbound).await;
+    }
+
+    async fn serve(&mut self, inbound: &mut Inbound) {
+        let mut nonce = [0u8; 32];
+        crate::grpc::secure_rng().fill_bytes(&mut nonce);
+        let challenge = Body::Challenge(Challenge {
+            nonce: nonce.to_vec(),
+        });
+        if !self.send(challenge).await {
+            return;
+        }
+        let device = match self.authenticate(inbound, &nonce).await {
+            Ok(device) => device,
+            Err(error) => return self.close(error).await,
+        };
+        tracing::Span::current().record("device_id", tracing::field::display(device.id));
+        tracing::info!(device_id = %device.id, "device connected");
+        let mut registration = self.services.notifier().register_device(&device);
+        self.ending = registration.end_token();
+        let ready = Ready {
+            device_id: device.id.to_string(),
+            user_id: device.user_id.to_string(),
+            application_name: device.application_name.clone(),
+        };
+        if !self.send(Body::Ready(ready)).await {
+            return;
+        }
+        // A push created while this query runs is both in its result and in
+        // the inbox: remember what was sent so it goes out once.
+        let mut already_sent = match self.resend_open(&device).await {
+            Ok(Some(sent)) => sent,
+            Ok(None) => return,
+            Err(error) => return self.close(error).await,
+        };
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        let end = loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => {
+                    let go_away = v1::GoAway { reconnect_after_ms: RECONNECT_AFTER_MS };
+                    self.send(Body::GoAway(go_away)).await;
+                    break None;
+                }
+                delivery = registration.recv() => {
+                    // `None`: the notifier ended the session.
+                    let Some(delivery) = delivery else {
+                        break registration.end_reason().map(ended);
+                    };
+                    if !self.deliver(&device, delivery, &mut already_sent).await {
+                        break None;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if let Err(error) = self.services.confirmations.heartbeat(device.id).await {
+                        break Some(error);
+                    }
+                }
+                message = inbound.next() => match message {
+                    Some(Ok(message)) => {
+                        if !self.handle(&device, message).await {
+                            break None;
+                        }
+                    }
+                    Some(Err(error)) => break Some(error),
+                    None => break None,
+                },
+            }
+        };
+        // Unregister before the last word, so the device is shown
+        // disconnected at once; withdrawals already queued still go out
+        // if the stream has room (never waiting for it).
+        let end = end.or_else(|| registration.end_reason().map(ended));
+        let withdrawals = registration.queued_withdrawals();
+        drop(registration);
+        if let Some(error) = end {
+            for notice in withdrawals {
+                if let Some(body) = cancellation(&notice) {
+                    let message = Box::new(ServerMessage { body: Some(body) });
+                    if self.outbound.try_send(Ok(message)).is_err() {
+                        break;
+                    }
+                }
+            }
+            self.close(error).await;
+        }
+        if let Err(error) = self.services.confirmations.heartbeat(device.id).await {
+            tracing::debug!(%error, "last_seen not recorded at disconnect");
+        }
+        tracing::info!(device_id = %device.id, "device disconnected");
+    }
+
+    async fn authenticate(
+        &self,
+        inbound: &mut Inbound,
+        nonce: &[u8],
+    ) -> Result<Device, ServiceError> {
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.next())
+            .await
+            .map_err(|_| {
+                ServiceError::Unauthenticated("no hello within 10 s of the challenge".to_owned())
+            })?;
+        let hello = match first {
+            Some(Ok(AgentMessage {
+                body: Some(agent_message::Body::Hello(hello)),
+            })) => hello,
+            Some(Err(error)) => return Err(error),
+            _ => {
+                return Err(ServiceError::Unauthenticated(
+                    "the first message on Connect must be a signed Hello".to_owned(),
+                ));
+            }
+        };
+        let device_id = DeviceId::parse(&hello.device_id)?;
+        let signature = super::inbound::signature("signature", &hello.signature)?;
+        self.services
+            .confirmations
+            .authenticate_device(device_id, nonce, &signature)
+            .await
+    }
+
+    /// Sends what the device should be asked now, so a reconnect never
+    /// strands a login. The transactions sent, or `None` once it is gone.
+    async fn resend_open(
+        &self,
+        device: &Device,
+    ) -> Result<Option<HashSet<TransactionId>>, ServiceError> {
+        let open = self
+            .services
+            .confirmations
+            .open_confirmations(device)
+            .await?;
+        let mut sent = HashSet::with_capacity(open.len());
+        for transaction in open {
+            let request = crate::grpc::convert::confirmation(&transaction, device, 0);
+            if !self.send(Body::ConfirmationRequest(request)).await {
+                return Ok(None);
+            }
+            sent.insert(transaction.id);
+        }
+        Ok(Some(sent))
+    }
+
+    /// Passes one notice on to the device; false once it is gone.
+    async fn deliver(
+        &self,
+        device: &Device,
+        delivery: Delivery,
+        already_sent: &mut HashSet<TransactionId>,
+    ) -> bool {
+        match (&delivery.notice, delivery.transaction) {
+            (Notice::Withdraw { .. }, _) => match cancellation(&delivery.notice) {
+                Some(body) => self.send(body).await,
+                None => true,
+            },
+            (Notice::Confirm { transaction_id, .. }, _) if already_sent.remove(transaction_id) => {
+                true
+            }
+            (Notice::Confirm { .. }, Some(transaction)) => {
+                let request = crate::grpc::convert::confirmation(&transaction, device, 0);
+                self.send(Body::ConfirmationRequest(request)).await
+            }
+            // Revocations end the session through the notifier; wake-ups
+            // are for subscribers.
+            _ => true,
+        }
+    }
+
+    /// Handles one agent message; false once the device is gone.
+    async fn handle(&self, device: &Device, message: AgentMessage) -> bool {
+        let body = match message.body {
+            Some(agent_message::Body::SubmitOtp(submit)) => self.submit_otp(device, submit).await,
+            Some(agent_message::Body::Decision(decision)) => self.decide(device, decision).await,
+            Some(agent_message::Body::Hello(_)) | None => super::inbound::rejection(
+                0,
+                "",
+                &ServiceError::FailedPrecondition(
+                    "the stream is already authenticated; send SubmitOtp or SignedDecision"
+                        .to_owned(),
+                ),
+            ),
+        };
+        self.send(body).await
+    }
+}
+
+/// The cancellation a withdrawal becomes on the wire.
+fn cancellation(notice: &Notice) -> Option<Body> {
+    let Notice::Withdraw {
+        transaction_id,
+        reason,
+        ..
+    } = notice
+    else {
+        return None;
+    };
+    Some(Body::Cancellation(v1::Cancellation {
+        transaction_id: transaction_id.to_string(),
+        reason: reason.as_str().to_owned(),
+    }))
+}
+
+/// The error a session ended by the notifier closes with.
+fn ended(reason: SessionEnd) -> ServiceError {
+    match reason {
+        SessionEnd::Revoked => ServiceError::PermissionDenied(
+            "this device has been revoked; enroll it again with a new code".to_owned(),
+        ),
+        SessionEnd::FellBehind => ServiceError::TryAgain(
+            "the device did not keep up with its stream; reconnect".to_owned(),
+        ),
+    }
+}

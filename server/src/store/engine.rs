@@ -1,0 +1,506 @@
+//! The storage logic, written once: [`sql_engine!`] implements every store
+//! trait for an engine from its SQL text alone. Each engine module provides
+//! a `queries` module with the same constant names, a `writer()` and a
+//! `reader()` pool, and `db_error` (its SQLSTATE mapping); the rows, the
+//! type mapping ([`super::codec`]) and the parameter order
+//! ([`super::rows`]) are shared.
+//!
+//! A change is applied by running the engine's statements for it in order
+//! (`queries::APPLY_INSERT` or `queries::APPLY_UPDATE`), all bound to the same
+//! parameters; a statement that affects no row means the compare-and-set or
+//! a guard failed, and nothing is kept. PostgreSQL does it in one statement,
+//! SQLite in a write transaction of two.
+
+/// Implements the store traits for `$store` over `$db`, with SQL text from
+/// the module `$q`.
+macro_rules! sql_engine {
+    ($store:ty, $db:ty, $q:path) => {
+        mod engine_impl {
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+            use $q as q;
+
+            use super::db_error;
+            use crate::domain::{
+                ApiKeyId, ApplicationId, Change, Device, DeviceId, EnrollmentId, NewDevice,
+                NewEvent, Revocation, SecretHash, Transaction, TransactionId, UserId,
+            };
+            use crate::store::codec::StoredTime;
+            use crate::store::rows::{
+                DeviceRow, EventRow, TransactionRow, bind_event, bind_guard, bind_transaction,
+                convert,
+            };
+            use crate::store::{
+                ApiKeyRecord, Application, ApplicationStore, DeviceStore, EnrollmentRecord,
+                EventRecord, EventStore, NewApiKey, NewEnrollment, StoreError, StoreResult,
+                TransactionStore,
+            };
+
+            type Connection = <$db as sqlx::Database>::Connection;
+
+            /// The key of the per-application lock (where the engine has one).
+            fn lock_key(app: ApplicationId) -> i64 {
+                let (high, _) = app.as_uuid().as_u64_pair();
+                i64::from_be_bytes(high.to_be_bytes())
+            }
+
+            /// Serialises the application's event appends until the
+            /// transaction ends, on engines that need it.
+            async fn lock(conn: &mut Connection, app: ApplicationId) -> StoreResult<()> {
+                if let Some(sql) = q::LOCK_APPLICATION {
+                    sqlx::query(sql)
+                        .bind(lock_key(app))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                }
+                Ok(())
+            }
+
+            /// Runs one change's statements on `conn`; whether every one of
+            /// them affected a row.
+            async fn apply_on(conn: &mut Connection, change: &Change) -> StoreResult<bool> {
+                let statements = if change.expected.is_none() {
+                    q::APPLY_INSERT
+                } else {
+                    q::APPLY_UPDATE
+                };
+                for &sql in statements {
+                    let query = bind_transaction!(sqlx::query(sql), &change.after);
+                    let query = bind_guard!(bind_event!(query, &change.event), change)
+                        .bind(lock_key(change.after.application_id));
+                    let done = query.execute(&mut *conn).await.map_err(db_error)?;
+                    if done.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+
+            /// Appends a device event.
+            async fn append_device_event(
+                conn: &mut Connection,
+                event: &NewEvent,
+            ) -> StoreResult<()> {
+                sqlx::query(q::APPEND_DEVICE_EVENT)
+                    .bind(event.application_id)
+                    .bind(event.event_type)
+                    .bind(event.user_id.clone())
+                    .bind(event.device_id)
+                    .bind(StoredTime(event.at))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn device_on(conn: &mut Connection, id: DeviceId) -> StoreResult<Option<Device>> {
+                let row: Option<DeviceRow> = sqlx::query_as(q::FIND_DEVICE)
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db_error)?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            #[async_trait]
+            impl ApplicationStore for $store {
+                async fn create_application(
+                    &self,
+                    app: &Application,
+                    key: &NewApiKey,
+                ) -> StoreResult<()> {
+                    let mut tx = self.writer().begin().await.map_err(db_error)?;
+                    sqlx::query(q::INSERT_APPLICATION)
+                        .bind(app.id)
+                        .bind(app.name.clone())
+                        .bind(StoredTime(app.created_at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    sqlx::query(q::INSERT_API_KEY)
+                        .bind(key.id)
+                        .bind(app.id)
+                        .bind(key.secret_hash.as_bytes().to_vec())
+                        .bind(StoredTime(key.created_at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    tx.commit().await.map_err(db_error)
+                }
+
+                async fn list_applications(&self) -> StoreResult<Vec<Application>> {
+                    let rows: Vec<(ApplicationId, String, StoredTime)> =
+                        sqlx::query_as(q::LIST_APPLICATIONS)
+                            .fetch_all(self.reader())
+                            .await
+                            .map_err(db_error)?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(id, name, created_at)| Application {
+                            id,
+                            name,
+                            created_at: created_at.0,
+                        })
+                        .collect())
+                }
+
+                async fn find_api_key(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeyRecord>> {
+                    let row: Option<(Vec<u8>, ApplicationId, String, StoredTime)> =
+                        sqlx::query_as(q::FIND_API_KEY)
+                            .bind(id)
+                            .fetch_optional(self.reader())
+                            .await
+                            .map_err(db_error)?;
+                    row.map(|(hash, app_id, name, created_at)| {
+                        Ok(ApiKeyRecord {
+                            id,
+                            secret_hash: SecretHash::from_slice(&hash).ok_or_else(|| {
+                                StoreError::Corrupt(format!("api key {id}: bad hash"))
+                            })?,
+                            application: Application {
+                                id: app_id,
+                                name,
+                                created_at: created_at.0,
+                            },
+                        })
+                    })
+                    .transpose()
+                }
+            }
+
+            #[async_trait]
+            impl DeviceStore for $store {
+                async fn create_enrollment(&self, enrollment: &NewEnrollment) -> StoreResult<()> {
+                    sqlx::query(q::INSERT_ENROLLMENT)
+                        .bind(enrollment.id)
+                        .bind(enrollment.application_id)
+                        .bind(enrollment.user_id.clone())
+                        .bind(enrollment.secret_hash.as_bytes().to_vec())
+                        .bind(StoredTime(enrollment.created_at))
+                        .bind(StoredTime(enrollment.expires_at))
+                        .execute(self.writer())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
+                }
+
+                async fn consume_enrollment(
+                    &self,
+                    id: EnrollmentId,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<Option<EnrollmentRecord>> {
+                    let row: Option<(ApplicationId, UserId, Vec<u8>, StoredTime)> =
+                        sqlx::query_as(q::CONSUME_ENROLLMENT)
+                            .bind(id)
+                            .bind(StoredTime(now))
+                            .fetch_optional(self.writer())
+                            .await
+                            .map_err(db_error)?;
+                    row.map(|(application_id, user_id, hash, expires_at)| {
+                        Ok(EnrollmentRecord {
+                            application_id,
+                            user_id,
+                            secret_hash: SecretHash::from_slice(&hash).ok_or_else(|| {
+                                StoreError::Corrupt(format!("enrollment {id}: bad hash"))
+                            })?,
+                            expires_at: expires_at.0,
+                        })
+                    })
+                    .transpose()
+                }
+
+                async fn insert_device(&self, device: &NewDevice) -> StoreResult<Device> {
+                    let mut tx = self.writer().begin().await.map_err(db_error)?;
+                    lock(&mut tx, device.application_id).await?;
+                    sqlx::query(q::INSERT_DEVICE)
+                        .bind(device.id)
+                        .bind(device.application_id)
+                        .bind(device.user_id.clone())
+                        .bind(device.name.as_str().to_owned())
+                        .bind(device.public_key.to_vec())
+                        .bind(StoredTime(device.created_at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    append_device_event(&mut tx, &device.event()).await?;
+                    let stored = device_on(&mut tx, device.id).await?;
+                    tx.commit().await.map_err(db_error)?;
+                    stored.ok_or_else(|| {
+                        StoreError::Corrupt(format!("device {} vanished on insert", device.id))
+                    })
+                }
+
+                async fn find_device(&self, id: DeviceId) -> StoreResult<Option<Device>> {
+                    let mut conn = self.reader().acquire().await.map_err(db_error)?;
+                    device_on(&mut conn, id).await
+                }
+
+                async fn list_devices(
+                    &self,
+                    app: ApplicationId,
+                    user: Option<&UserId>,
+                ) -> StoreResult<Vec<Device>> {
+                    let rows: Vec<DeviceRow> = sqlx::query_as(q::LIST_DEVICES)
+                        .bind(app)
+                        .bind(user.cloned())
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    convert(rows)
+                }
+
+                async fn touch_device(
+                    &self,
+                    id: DeviceId,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<Option<Device>> {
+                    sqlx::query(q::TOUCH_DEVICE)
+                        .bind(id)
+                        .bind(StoredTime(now))
+                        .execute(self.writer())
+                        .await
+                        .map_err(db_error)?;
+                    let mut conn = self.writer().acquire().await.map_err(db_error)?;
+                    device_on(&mut conn, id).await
+                }
+
+                async fn held_by(&self, device: DeviceId) -> StoreResult<Vec<Transaction>> {
+                    let rows: Vec<TransactionRow> = sqlx::query_as(q::HELD_BY)
+                        .bind(device)
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    convert(rows)
+                }
+
+                async fn apply_revocation(&self, revocation: &Revocation) -> StoreResult<bool> {
+                    let mut tx = self.writer().begin().await.map_err(db_error)?;
+                    // The application lock first, then the device row: the
+                    // order every change of the application takes them in.
+                    lock(&mut tx, revocation.application_id).await?;
+                    let revoked = sqlx::query(q::REVOKE_DEVICE)
+                        .bind(revocation.device_id)
+                        .bind(revocation.application_id)
+                        .bind(StoredTime(revocation.at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    if revoked.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    append_device_event(&mut tx, &revocation.event).await?;
+                    // With the device row written, no scan or decision of
+                    // the device can commit any more: the held set read now
+                    // is final, and must be the one the domain decided on.
+                    let held: Vec<TransactionId> = sqlx::query_scalar(q::HELD_IDS)
+                        .bind(revocation.device_id)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    let mut expected = revocation.held.clone();
+                    expected.sort();
+                    if held != expected {
+                        return Ok(false);
+                    }
+                    for failure in &revocation.failures {
+                        if !apply_on(&mut tx, failure).await? {
+                            return Ok(false);
+                        }
+                    }
+                    tx.commit().await.map_err(db_error)?;
+                    Ok(true)
+                }
+
+                async fn record_otp_failure(
+                    &self,
+                    device: DeviceId,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<()> {
+                    sqlx::query(q::RECORD_OTP_FAILURE)
+                        .bind(device)
+                        .bind(StoredTime(now))
+                        .execute(self.writer())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
+                }
+
+                async fn count_otp_failures(
+                    &self,
+                    device: DeviceId,
+                    since: DateTime<Utc>,
+                ) -> StoreResult<i64> {
+                    sqlx::query_scalar(q::COUNT_OTP_FAILURES)
+                        .bind(device)
+                        .bind(StoredTime(since))
+                        .fetch_one(self.writer())
+                        .await
+                        .map_err(db_error)
+                }
+            }
+
+            #[async_trait]
+            impl TransactionStore for $store {
+                async fn apply(&self, change: &Change) -> StoreResult<bool> {
+                    let statements = if change.expected.is_none() {
+                        q::APPLY_INSERT
+                    } else {
+                        q::APPLY_UPDATE
+                    };
+                    if statements.len() == 1 {
+                        // One statement commits atomically on its own.
+                        let mut conn = self.writer().acquire().await.map_err(db_error)?;
+                        return apply_on(&mut conn, change).await;
+                    }
+                    let mut tx = self.writer().begin().await.map_err(db_error)?;
+                    if !apply_on(&mut tx, change).await? {
+                        return Ok(false);
+                    }
+                    tx.commit().await.map_err(db_error)?;
+                    Ok(true)
+                }
+
+                async fn find_transaction(
+                    &self,
+                    app: ApplicationId,
+                    id: TransactionId,
+                ) -> StoreResult<Option<Transaction>> {
+                    let row: Option<TransactionRow> = sqlx::query_as(q::FIND_TRANSACTION)
+                        .bind(id)
+                        .bind(app)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    row.map(TryInto::try_into).transpose()
+                }
+
+                async fn overdue_transactions(
+                    &self,
+                    now: DateTime<Utc>,
+                    limit: i64,
+                ) -> StoreResult<Vec<Transaction>> {
+                    let rows: Vec<TransactionRow> = sqlx::query_as(q::OVERDUE_TRANSACTIONS)
+                        .bind(StoredTime(now))
+                        .bind(limit)
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    convert(rows)
+                }
+
+                async fn open_confirmations(
+                    &self,
+                    device: &Device,
+                ) -> StoreResult<Vec<Transaction>> {
+                    let rows: Vec<TransactionRow> = sqlx::query_as(q::OPEN_CONFIRMATIONS)
+                        .bind(device.id)
+                        .bind(device.application_id)
+                        .bind(device.user_id.clone())
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    convert(rows)
+                }
+
+                async fn open_push(
+                    &self,
+                    app: ApplicationId,
+                    user: &UserId,
+                ) -> StoreResult<Option<Transaction>> {
+                    let row: Option<TransactionRow> = sqlx::query_as(q::OPEN_PUSH)
+                        .bind(app)
+                        .bind(user.clone())
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    row.map(TryInto::try_into).transpose()
+                }
+
+                async fn count_unanswered_pushes(
+                    &self,
+                    app: ApplicationId,
+                    user: &UserId,
+                    since: DateTime<Utc>,
+                ) -> StoreResult<i64> {
+                    sqlx::query_scalar(q::COUNT_UNANSWERED_PUSHES)
+                        .bind(app)
+                        .bind(user.clone())
+                        .bind(StoredTime(since))
+                        .fetch_one(self.reader())
+                        .await
+                        .map_err(db_error)
+                }
+
+                async fn last_fraud_report(
+                    &self,
+                    app: ApplicationId,
+                    user: &UserId,
+                ) -> StoreResult<Option<DateTime<Utc>>> {
+                    let last: Option<StoredTime> = sqlx::query_scalar(q::LAST_FRAUD_REPORT)
+                        .bind(app)
+                        .bind(user.clone())
+                        .fetch_one(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(last.map(|t| t.0))
+                }
+            }
+
+            #[async_trait]
+            impl EventStore for $store {
+                async fn events_after(
+                    &self,
+                    app: ApplicationId,
+                    after: i64,
+                    limit: i64,
+                ) -> StoreResult<Vec<EventRecord>> {
+                    let rows: Vec<EventRow> = sqlx::query_as(q::EVENTS_AFTER)
+                        .bind(app)
+                        .bind(after)
+                        .bind(limit)
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn purged_through(&self) -> StoreResult<i64> {
+                    sqlx::query_scalar(q::PURGED_THROUGH)
+                        .fetch_one(self.reader())
+                        .await
+                        .map_err(db_error)
+                }
+
+                async fn purge(
+                    &self,
+                    events_before: DateTime<Utc>,
+                    failures_before: DateTime<Utc>,
+                ) -> StoreResult<u64> {
+                    let mut tx = self.writer().begin().await.map_err(db_error)?;
+                    let deleted: Vec<i64> = sqlx::query_scalar(q::PURGE_EVENTS)
+                        .bind(StoredTime(events_before))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    if let Some(highest) = deleted.iter().max() {
+                        sqlx::query(q::MARK_PURGED)
+                            .bind(*highest)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_error)?;
+                    }
+                    sqlx::query(q::PURGE_OTP_FAILURES)
+                        .bind(StoredTime(failures_before))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    tx.commit().await.map_err(db_error)?;
+                    Ok(u64::try_from(deleted.len()).unwrap_or(u64::MAX))
+                }
+            }
+        }
+    };
+}
+
+pub(super) use sql_engine;

@@ -1,0 +1,246 @@
+//! Row shapes and their conversion into domain records, and the parameter
+//! order of every write — shared by both engines, whose queries differ only
+//! in SQL text. Both engines select the same columns under the same names.
+
+use std::collections::BTreeMap;
+
+use sqlx::types::Json;
+
+use super::codec::StoredTime;
+use super::records::EventRecord;
+use super::{StoreError, StoreResult};
+use crate::domain::transaction::Reason;
+use crate::domain::{
+    ApplicationId, Device, DeviceId, EventType, SecretHash, Transaction, TransactionId,
+    TransactionKind, TransactionState, UserId,
+};
+
+/// The transaction columns, in [`TransactionRow`] order.
+macro_rules! transaction_columns {
+    () => {
+        "id, application_id, kind, state, user_id, device_id, reason, message, context, \
+         otp_hash, nonce, decision_signature, match_number, number_choices, created_at, \
+         expires_at, completed_at, version"
+    };
+}
+
+/// The device columns (devices `d` joined with applications `a`).
+macro_rules! device_columns {
+    () => {
+        "d.id, d.application_id, a.name AS application_name, d.user_id, d.name, \
+         d.public_key, d.created_at, d.last_seen_at, d.revoked_at"
+    };
+}
+
+/// The event columns.
+macro_rules! event_columns {
+    () => {
+        "cursor, type, transaction_id, user_id, device_id, reason, fraud_reported, occurred_at"
+    };
+}
+
+/// Binds a transaction as `$1`–`$18`, in [`transaction_columns!`] order.
+macro_rules! bind_transaction {
+    ($query:expr, $t:expr) => {{
+        let t: &$crate::domain::Transaction = $t;
+        $query
+            .bind(t.id)
+            .bind(t.application_id)
+            .bind(t.kind)
+            .bind(t.state)
+            .bind(t.user_id.clone())
+            .bind(t.device_id)
+            .bind(t.reason)
+            .bind(t.message.clone())
+            .bind(sqlx::types::Json(t.context.clone()))
+            .bind(t.otp_hash.as_ref().map(|h| h.as_bytes().to_vec()))
+            .bind(t.nonce.map(|n| n.to_vec()))
+            .bind(t.decision_signature.clone())
+            .bind(t.match_number.map(i16::from))
+            .bind($crate::store::rows::choices_text(&t.number_choices))
+            .bind($crate::store::codec::StoredTime(t.created_at))
+            .bind($crate::store::codec::StoredTime(t.expires_at))
+            .bind(t.completed_at.map($crate::store::codec::StoredTime))
+            .bind(t.version)
+    }};
+}
+
+/// Binds an event's own fields as `$19`–`$24` (its application and
+/// transaction are the change's `$2` and `$1`).
+macro_rules! bind_event {
+    ($query:expr, $e:expr) => {{
+        let e: &$crate::domain::NewEvent = $e;
+        $query
+            .bind(e.event_type)
+            .bind(e.user_id.clone())
+            .bind(e.device_id)
+            .bind(e.reason)
+            .bind(e.fraud_reported)
+            .bind($crate::store::codec::StoredTime(e.at))
+    }};
+}
+
+/// Binds a change's compare-and-set and guards as `$25`–`$27`.
+macro_rules! bind_guard {
+    ($query:expr, $c:expr) => {{
+        let c: &$crate::domain::Change = $c;
+        $query
+            .bind(c.expected)
+            .bind(c.guard.device_unrevoked)
+            .bind(c.guard.unexpired_at.map($crate::store::codec::StoredTime))
+    }};
+}
+
+pub(super) use {
+    bind_event, bind_guard, bind_transaction, device_columns, event_columns, transaction_columns,
+};
+
+/// The stored form of number-matching choices (`"12,45,78"`, empty if none).
+pub(crate) fn choices_text(choices: &[u8]) -> String {
+    choices
+        .iter()
+        .map(u8::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A transaction as both engines return it.
+#[derive(sqlx::FromRow)]
+pub(super) struct TransactionRow {
+    id: TransactionId,
+    application_id: ApplicationId,
+    kind: TransactionKind,
+    state: TransactionState,
+    user_id: Option<UserId>,
+    device_id: Option<DeviceId>,
+    reason: Option<Reason>,
+    message: String,
+    context: Json<BTreeMap<String, String>>,
+    otp_hash: Option<Vec<u8>>,
+    nonce: Option<Vec<u8>>,
+    decision_signature: Option<Vec<u8>>,
+    match_number: Option<i16>,
+    number_choices: String,
+    created_at: StoredTime,
+    expires_at: StoredTime,
+    completed_at: Option<StoredTime>,
+    version: i64,
+}
+
+impl TryFrom<TransactionRow> for Transaction {
+    type Error = StoreError;
+
+    fn try_from(row: TransactionRow) -> StoreResult<Self> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("transaction {}: {what}", row.id));
+        let number_choices = if row.number_choices.is_empty() {
+            Vec::new()
+        } else {
+            row.number_choices
+                .split(',')
+                .map(|n| n.parse().map_err(|_| corrupt("bad number choices")))
+                .collect::<StoreResult<_>>()?
+        };
+        Ok(Self {
+            id: row.id,
+            application_id: row.application_id,
+            kind: row.kind,
+            state: row.state,
+            user_id: row.user_id,
+            device_id: row.device_id,
+            reason: row.reason,
+            message: row.message,
+            context: row.context.0,
+            otp_hash: row
+                .otp_hash
+                .map(|bytes| SecretHash::from_slice(&bytes).ok_or_else(|| corrupt("bad OTP hash")))
+                .transpose()?,
+            nonce: row
+                .nonce
+                .map(|bytes| <[u8; 32]>::try_from(bytes).map_err(|_| corrupt("bad nonce")))
+                .transpose()?,
+            decision_signature: row.decision_signature,
+            match_number: row
+                .match_number
+                .map(|n| u8::try_from(n).map_err(|_| corrupt("bad match number")))
+                .transpose()?,
+            number_choices,
+            created_at: row.created_at.0,
+            expires_at: row.expires_at.0,
+            completed_at: row.completed_at.map(|t| t.0),
+            version: row.version,
+        })
+    }
+}
+
+/// A device as both engines return it.
+#[derive(sqlx::FromRow)]
+pub(super) struct DeviceRow {
+    id: DeviceId,
+    application_id: ApplicationId,
+    application_name: String,
+    user_id: UserId,
+    name: String,
+    public_key: Vec<u8>,
+    created_at: StoredTime,
+    last_seen_at: Option<StoredTime>,
+    revoked_at: Option<StoredTime>,
+}
+
+impl TryFrom<DeviceRow> for Device {
+    type Error = StoreError;
+
+    fn try_from(row: DeviceRow) -> StoreResult<Self> {
+        let public_key = row
+            .public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("device {}: bad public key", row.id)))?;
+        Ok(Self {
+            id: row.id,
+            application_id: row.application_id,
+            application_name: row.application_name,
+            user_id: row.user_id,
+            name: row.name,
+            public_key,
+            created_at: row.created_at.0,
+            last_seen_at: row.last_seen_at.map(|t| t.0),
+            revoked_at: row.revoked_at.map(|t| t.0),
+        })
+    }
+}
+
+/// An event as both engines return it.
+#[derive(sqlx::FromRow)]
+pub(super) struct EventRow {
+    cursor: i64,
+    r#type: EventType,
+    transaction_id: Option<TransactionId>,
+    user_id: Option<UserId>,
+    device_id: Option<DeviceId>,
+    reason: Option<Reason>,
+    fraud_reported: bool,
+    occurred_at: StoredTime,
+}
+
+impl From<EventRow> for EventRecord {
+    fn from(row: EventRow) -> Self {
+        Self {
+            cursor: row.cursor,
+            event_type: row.r#type,
+            transaction_id: row.transaction_id,
+            user_id: row.user_id,
+            device_id: row.device_id,
+            reason: row.reason,
+            fraud_reported: row.fraud_reported,
+            occurred_at: row.occurred_at.0,
+        }
+    }
+}
+
+/// Converts rows, naming the first corrupt one.
+pub(super) fn convert<R, T>(rows: Vec<R>) -> StoreResult<Vec<T>>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
