@@ -48,7 +48,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use config::{Engine, ServerConfig};
-use domain::SystemClock;
+use domain::{Clock, SystemClock};
 use grpc::{DeviceHandler, RelyingPartyHandler};
 use notify::Notifier;
 use service::Services;
@@ -198,6 +198,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    run_with_clock(config, listener, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`run`] with the clock the use cases read (tests move a manual one).
+pub async fn run_with_clock(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> Result<(), ServerError> {
     let opened = open_for_serving(&config).await?;
     if let Engine::Sqlite { path } = &opened.engine {
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
@@ -205,7 +215,7 @@ pub async fn run(
             println!("{}", first_run::banner(path, &key_file));
         }
     }
-    serve(config, opened, listener, shutdown).await
+    serve(config, opened, listener, shutdown, clock).await
 }
 
 /// Serves an already opened store (held, with its lock, until the end).
@@ -214,6 +224,7 @@ pub async fn serve(
     opened: OpenedStore,
     listener: TcpListener,
     shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
 ) -> Result<(), ServerError> {
     let local = listener.local_addr()?;
     let tls = tls_config(&config)?;
@@ -240,7 +251,7 @@ pub async fn serve(
     let services = Services::new(
         Arc::clone(&opened.store),
         notifier,
-        Arc::new(SystemClock),
+        clock,
         config.limits(),
     );
     tasks.spawn(sweeper::run(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use assent_proto::v1::relying_party_service_client::RelyingPartyServiceClient;
 use assent_server::ServerConfig;
+use assent_server::domain::{Clock, ManualClock, SystemClock};
 use assent_server::store::{PgStore, SqliteStore, Store};
 use sqlx::Connection;
 use tokio::task::JoinHandle;
@@ -157,6 +158,7 @@ pub struct TestServer {
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
     config: ServerConfig,
+    clock: Arc<dyn Clock>,
 }
 
 impl TestServer {
@@ -165,8 +167,19 @@ impl TestServer {
         Self::start_with(db, |_| {}).await
     }
 
+    /// Starts a server whose use cases read `clock` (a test moves it).
+    pub async fn start_with_clock(db: &TestDb, clock: Arc<ManualClock>) -> Self {
+        let config = Self::config(db, |_| {});
+        Self::launch(config, db.url.clone(), clock).await
+    }
+
     /// Starts a server after adjusting its configuration.
     pub async fn start_with(db: &TestDb, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let config = Self::config(db, adjust);
+        Self::launch(config, db.url.clone(), Arc::new(SystemClock)).await
+    }
+
+    fn config(db: &TestDb, adjust: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
         let mut config = ServerConfig {
             database_url: Some(db.url.clone()),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -176,17 +189,22 @@ impl TestServer {
             ..ServerConfig::default()
         };
         adjust(&mut config);
-        Self::launch(config, db.url.clone()).await
+        config
     }
 
-    async fn launch(mut config: ServerConfig, database_url: String) -> Self {
+    async fn launch(mut config: ServerConfig, database_url: String, clock: Arc<dyn Clock>) -> Self {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .expect("bind test server");
         let addr = listener.local_addr().expect("local addr");
         config.listen = addr;
         let stop = CancellationToken::new();
-        let run = assent_server::run(config.clone(), listener, stop.clone());
+        let run = assent_server::run_with_clock(
+            config.clone(),
+            listener,
+            stop.clone(),
+            Arc::clone(&clock),
+        );
         let task = tokio::spawn(async move {
             if let Err(error) = run.await {
                 panic!("test server failed: {error:?}");
@@ -198,6 +216,7 @@ impl TestServer {
             stop,
             task: Some(task),
             config,
+            clock,
         };
         server.wait_ready().await;
         server
@@ -252,7 +271,12 @@ impl TestServer {
     /// Stops the server and starts a new one on the same port and database.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let fresh = Self::launch(self.config.clone(), self.database_url.clone()).await;
+        let fresh = Self::launch(
+            self.config.clone(),
+            self.database_url.clone(),
+            Arc::clone(&self.clock),
+        )
+        .await;
         *self = fresh;
     }
 }
