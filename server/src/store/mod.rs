@@ -16,6 +16,7 @@ mod engine;
 mod postgres;
 mod records;
 pub(crate) mod rows;
+mod sql;
 mod sqlite;
 
 use async_trait::async_trait;

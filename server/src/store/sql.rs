@@ -1,0 +1,131 @@
+//! SQL text both engines run unchanged; each engine's `queries` module
+//! re-exports it beside its own dialect's statements.
+
+use crate::store::rows::{device_columns, event_columns, transaction_columns};
+
+/// `$1` application, `$2` type, `$3` user, `$4` device, `$5` time.
+pub const APPEND_DEVICE_EVENT: &str = "INSERT INTO events (application_id, type, user_id, \
+     device_id, occurred_at) VALUES ($1, $2, $3, $4, $5)";
+
+/// A new application.
+pub const INSERT_APPLICATION: &str =
+    "INSERT INTO applications (id, name, created_at) VALUES ($1, $2, $3)";
+
+/// A new API key.
+pub const INSERT_API_KEY: &str = "INSERT INTO api_keys (id, application_id, secret_hash, \
+     created_at) VALUES ($1, $2, $3, $4)";
+
+/// Every application.
+pub const LIST_APPLICATIONS: &str =
+    "SELECT id, name, created_at FROM applications ORDER BY created_at, id";
+
+/// An unrevoked API key with its application.
+pub const FIND_API_KEY: &str = "SELECT k.secret_hash, a.id, a.name, a.created_at FROM api_keys k \
+     JOIN applications a ON a.id = k.application_id WHERE k.id = $1 AND k.revoked_at IS NULL";
+
+/// A new enrollment code.
+pub const INSERT_ENROLLMENT: &str = "INSERT INTO enrollments (id, application_id, user_id, \
+     secret_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Uses up an enrollment code once.
+pub const CONSUME_ENROLLMENT: &str = "UPDATE enrollments SET consumed_at = $2 \
+     WHERE id = $1 AND consumed_at IS NULL \
+     RETURNING application_id, user_id, secret_hash, expires_at";
+
+/// A new device.
+pub const INSERT_DEVICE: &str = "INSERT INTO devices (id, application_id, user_id, name, \
+     public_key, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// One device.
+pub const FIND_DEVICE: &str = concat!(
+    "SELECT ",
+    device_columns!(),
+    " FROM devices d JOIN applications a ON a.id = d.application_id WHERE d.id = $1"
+);
+
+/// An application's devices, optionally of one user.
+pub const LIST_DEVICES: &str = concat!(
+    "SELECT ",
+    device_columns!(),
+    " FROM devices d JOIN applications a ON a.id = d.application_id \
+     WHERE d.application_id = $1 AND ($2 IS NULL OR d.user_id = $2) \
+     ORDER BY d.created_at, d.id"
+);
+
+/// Records that a device is connected.
+pub const TOUCH_DEVICE: &str = "UPDATE devices SET last_seen_at = $2 WHERE id = $1";
+
+/// Open transactions bound to a device.
+pub const HELD_BY: &str = concat!(
+    "SELECT ",
+    transaction_columns!(),
+    " FROM transactions WHERE device_id = $1 AND state IN ('PENDING', 'SCANNED') ORDER BY id"
+);
+
+/// Their ids, in id order.
+pub const HELD_IDS: &str = "SELECT id FROM transactions WHERE device_id = $1 AND state IN ('PENDING', 'SCANNED') \
+     ORDER BY id";
+
+/// Revokes a device once.
+pub const REVOKE_DEVICE: &str = "UPDATE devices SET revoked_at = $3 \
+     WHERE id = $1 AND application_id = $2 AND revoked_at IS NULL";
+
+/// One wrong OTP.
+pub const RECORD_OTP_FAILURE: &str =
+    "INSERT INTO otp_failures (device_id, failed_at) VALUES ($1, $2)";
+
+/// Wrong OTPs since a time.
+pub const COUNT_OTP_FAILURES: &str =
+    "SELECT count(*) FROM otp_failures WHERE device_id = $1 AND failed_at > $2";
+
+/// One transaction of an application.
+pub const FIND_TRANSACTION: &str = concat!(
+    "SELECT ",
+    transaction_columns!(),
+    " FROM transactions WHERE id = $1 AND application_id = $2"
+);
+
+/// Open transactions past their expiry (the partial index's predicate).
+pub const OVERDUE_TRANSACTIONS: &str = concat!(
+    "SELECT ",
+    transaction_columns!(),
+    " FROM transactions WHERE state IN ('PENDING', 'SCANNED') AND expires_at <= $1 \
+     ORDER BY expires_at LIMIT $2"
+);
+
+/// Scanned transactions of a device and pending pushes to its user.
+pub const OPEN_CONFIRMATIONS: &str = concat!(
+    "SELECT ",
+    transaction_columns!(),
+    " FROM transactions WHERE (device_id = $1 AND state = 'SCANNED') \
+       OR (kind = 'PUSH' AND state = 'PENDING' AND application_id = $2 AND user_id = $3) \
+     ORDER BY created_at"
+);
+
+/// A user's pending push.
+pub const OPEN_PUSH: &str = concat!(
+    "SELECT ",
+    transaction_columns!(),
+    " FROM transactions WHERE application_id = $1 AND user_id = $2 \
+       AND kind = 'PUSH' AND state = 'PENDING'"
+);
+
+/// Pushes since a time and since the user's last accepted one.
+pub const COUNT_UNANSWERED_PUSHES: &str = "SELECT count(*) FROM transactions t \
+     WHERE t.application_id = $1 AND t.user_id = $2 AND t.kind = 'PUSH' AND t.created_at > $3 \
+       AND NOT EXISTS (SELECT 1 FROM transactions a WHERE a.application_id = $1 \
+         AND a.user_id = $2 AND a.kind = 'PUSH' AND a.state = 'ACCEPTED' \
+         AND a.completed_at >= t.created_at)";
+
+/// An application's events after a cursor.
+pub const EVENTS_AFTER: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE application_id = $1 AND cursor > $2 ORDER BY cursor LIMIT $3"
+);
+
+/// Removes old events, returning their cursors.
+pub const PURGE_EVENTS: &str = "DELETE FROM events WHERE occurred_at < $1 RETURNING cursor";
+
+/// Removes stale OTP failures.
+pub const PURGE_OTP_FAILURES: &str = "DELETE FROM otp_failures WHERE failed_at < $1";
