@@ -248,12 +248,7 @@ pub async fn serve(
         }
         None => Notifier::new(),
     };
-    let services = Services::new(
-        Arc::clone(&opened.store),
-        notifier,
-        clock,
-        config.limits(),
-    );
+    let services = Services::new(Arc::clone(&opened.store), notifier, clock, config.limits());
     tasks.spawn(sweeper::run(
         Arc::clone(&services),
         Duration::from_millis(config.sweep_interval_ms.max(10)),

@@ -8,7 +8,7 @@
 //! expired), plus the event append, atomically. No business rule lives in
 //! SQL beyond those guards, so two devices, two replicas or a decision
 //! racing the sweeper can never produce two outcomes. Row decoding and the
-//! type mapping are shared ([`rows`], [`codec`]); the engines differ only
+//! type mapping are shared (`rows`, `codec`); the engines differ only
 //! in SQL text. Callers pass `now`; engines never read the clock.
 
 pub(crate) mod codec;

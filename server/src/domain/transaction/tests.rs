@@ -62,7 +62,7 @@ fn push_transaction(user: &str, numbers: bool, now: DateTime<Utc>) -> Transactio
             message: Message::parse("Log in?").unwrap(),
             context: Context::parse(BTreeMap::new()).unwrap(),
             nonce: [3; 32],
-            number_match: numbers.then(|| NumberMatch {
+            number_match: numbers.then_some(NumberMatch {
                 number: 45,
                 choices: [12, 45, 78],
             }),
