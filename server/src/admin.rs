@@ -12,9 +12,12 @@ pub const MAX_APP_NAME: usize = 100;
 /// Why an admin action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    /// The name is empty, too long or has control characters.
-    #[error("application name must be 1-{MAX_APP_NAME} characters without control characters")]
+    /// The name is empty, too long or not plain text.
+    #[error("application name must be 1-{MAX_APP_NAME} characters of plain text")]
     BadName,
+    /// The name has a character a device may not show.
+    #[error("application {0}")]
+    NotPlain(#[from] crate::domain::InputError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -26,15 +29,14 @@ pub async fn create_application(
     store: &dyn Store,
     name: &str,
 ) -> Result<(Application, String), AdminError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_APP_NAME || name.chars().any(char::is_control)
-    {
+    let name = crate::domain::text::plain("name", name.trim())?;
+    if name.is_empty() || name.chars().count() > MAX_APP_NAME {
         return Err(AdminError::BadName);
     }
     let now = Utc::now();
     let app = Application {
         id: ApplicationId::random(),
-        name: name.to_owned(),
+        name,
         created_at: now,
     };
     let key = ApiKey::generate(&mut rand::rngs::OsRng.unwrap_err(), ApiKeyId::random());

@@ -50,11 +50,15 @@ impl TestDevice {
 
     /// Enrolls a fresh key with an existing code.
     pub async fn enroll_with_code(server: &TestServer, code: &str) -> Result<Self, Status> {
+        Self::enroll_named(server, code, "test device").await
+    }
+
+    /// Enrolls a fresh key named `name` with an existing code.
+    pub async fn enroll_named(server: &TestServer, code: &str, name: &str) -> Result<Self, Status> {
         let mut seed = [0u8; 32];
         rand::rng().fill_bytes(&mut seed);
         let key = SigningKey::from_bytes(&seed);
         let public_key = key.verifying_key().to_bytes().to_vec();
-        let name = "test device";
         let proof = key.sign(&signing::enroll_bytes(code, &public_key, name));
         let response = DeviceServiceClient::new(server.channel().await)
             .enroll(EnrollRequest {

@@ -194,7 +194,72 @@ async fn missing_or_wrong_api_key_is_unauthenticated(db: TestDb) {
     }
 }
 
+/// Bidirectional overrides and isolates, zero-width characters, the byte
+/// order mark, line and paragraph separators, private-use and unassigned
+/// code points: each could make a login request read as something else.
+const SPOOFING: [char; 9] = [
+    '\u{202E}', '\u{2066}', '\u{200B}', '\u{FEFF}', '\u{2028}', '\u{2029}', '\u{E000}', '\u{0378}',
+    '\u{0085}',
+];
+
+async fn text_shown_on_a_device_must_be_plain(db: TestDb) {
+    let server = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let before = event_count(&db, &app).await;
+    for c in SPOOFING {
+        let code_point = format!("U+{:04X}", u32::from(c));
+        let message = rp
+            .create_otp_authentication(CreateOtpAuthenticationRequest {
+                message: format!("Log in to Shop{c}?"),
+                ..Default::default()
+            })
+            .await
+            .expect_err("a spoofing character in the message");
+        assert_eq!(message.code(), Code::InvalidArgument);
+        assert!(
+            message.message().contains(&code_point) && message.message().contains("character 15 "),
+            "{}",
+            message.message()
+        );
+        let context = rp
+            .create_otp_authentication(CreateOtpAuthenticationRequest {
+                message: "Log in?".to_owned(),
+                context: [("browser".to_owned(), format!("Firefox{c}"))].into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("a spoofing character in a context value");
+        assert_eq!(context.code(), Code::InvalidArgument);
+        assert!(
+            context.message().starts_with("context:"),
+            "{}",
+            context.message()
+        );
+        let code = assent_tests::enrollment_code(&mut rp, "alice").await;
+        let named = TestDevice::enroll_named(&server, &code, &format!("phone{c}"))
+            .await
+            .err()
+            .expect("a spoofing character in a device name");
+        assert_eq!(named.code(), Code::InvalidArgument);
+        assert!(named.message().contains(&code_point), "{}", named.message());
+    }
+    assert_eq!(event_count(&db, &app).await, before, "nothing was stored");
+    // Plain text in any script is fine, and stored as NFC.
+    let created = rp
+        .create_otp_authentication(CreateOtpAuthenticationRequest {
+            message: "Caf\u{0065}\u{0301} Zürich 東京?".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("plain text")
+        .into_inner();
+    let stored = assent_tests::transaction(&mut rp, &created.transaction_id).await;
+    assert_eq!(stored.message, "Caf\u{00E9} Zürich 東京?");
+}
+
 assent_tests::on_both_engines!(
+    text_shown_on_a_device_must_be_plain,
     malformed_input_is_invalid_argument_and_stores_nothing,
     oversized_request_is_resource_exhausted_and_stores_nothing,
     malformed_base64_otp_is_rejected_as_invalid_argument,

@@ -25,13 +25,15 @@ impl InputError {
     }
 }
 
-/// Checks length in Unicode scalar values and the absence of control characters.
+/// Checks length in Unicode scalar values and that the text is plain (see
+/// [`super::text`]); returns it normalised to NFC.
 fn bounded_text(
     field: &'static str,
     text: &str,
     min: usize,
     max: usize,
 ) -> Result<String, InputError> {
+    let text = super::text::plain(field, text)?;
     let len = text.chars().count();
     if len < min {
         return Err(InputError::new(field, "must not be empty"));
@@ -42,13 +44,7 @@ fn bounded_text(
             format!("is {len} characters long; at most {max} are allowed"),
         ));
     }
-    if text.chars().any(char::is_control) {
-        return Err(InputError::new(
-            field,
-            "must not contain control characters (newlines, tabs, escapes)",
-        ));
-    }
-    Ok(text.to_owned())
+    Ok(text)
 }
 
 macro_rules! text_type {
@@ -135,7 +131,8 @@ impl Context {
                 ),
             ));
         }
-        for (key, value) in &pairs {
+        let mut plain = BTreeMap::new();
+        for (key, value) in pairs {
             let key_ok = (1..=Self::MAX_KEY).contains(&key.len())
                 && key
                     .bytes()
@@ -149,17 +146,19 @@ impl Context {
                     ),
                 ));
             }
-            if value.chars().count() > Self::MAX_VALUE || value.chars().any(char::is_control) {
+            let value = super::text::plain("context", &value)?;
+            if value.chars().count() > Self::MAX_VALUE {
                 return Err(InputError::new(
                     "context",
                     format!(
-                        "value of {key:?} must be at most {} characters without control characters",
+                        "value of {key:?} must be at most {} characters",
                         Self::MAX_VALUE
                     ),
                 ));
             }
+            plain.insert(key, value);
         }
-        Ok(Self(pairs))
+        Ok(Self(plain))
     }
 
     /// The pairs, in key order.

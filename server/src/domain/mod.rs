@@ -13,6 +13,7 @@ pub mod input;
 pub mod push;
 pub mod rate;
 pub mod secret;
+pub mod text;
 pub mod transaction;
 
 pub use clock::{Clock, ManualClock, SystemClock};
