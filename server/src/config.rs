@@ -124,6 +124,26 @@ pub struct ServerConfig {
     pub push_window_seconds: u64,
     /// How long pushes to a user are blocked after a `not_me` denial, in seconds.
     pub fraud_cooldown_seconds: u64,
+    /// Refused enrollment attempts one peer address may make at once.
+    pub enroll_refusal_burst: u32,
+    /// Refused enrollment attempts per minute one peer address regains.
+    pub enroll_refusals_per_minute: f64,
+    /// How long a call waits for a database connection, in milliseconds.
+    pub db_acquire_timeout_ms: u64,
+    /// Longest a database statement may run (PostgreSQL), in milliseconds.
+    pub db_statement_timeout_ms: u64,
+    /// Deadline of a unary RPC (a shorter client deadline wins), in milliseconds.
+    pub request_timeout_ms: u64,
+    /// RPC handlers running at once; more are shed with UNAVAILABLE.
+    pub max_concurrent_requests: usize,
+    /// Open connections at most; more are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one peer address at most.
+    pub max_connections_per_peer: usize,
+    /// How long a new connection may take to send its first request, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// How long a connection with no call in progress is kept, in seconds.
+    pub idle_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -146,6 +166,16 @@ impl Default for ServerConfig {
             push_unanswered_limit: 5,
             push_window_seconds: 600,
             fraud_cooldown_seconds: 3600,
+            enroll_refusal_burst: 10,
+            enroll_refusals_per_minute: 10.0,
+            db_acquire_timeout_ms: 3000,
+            db_statement_timeout_ms: 3000,
+            request_timeout_ms: 10000,
+            max_concurrent_requests: 512,
+            max_connections: 4096,
+            max_connections_per_peer: 256,
+            handshake_timeout_ms: 10000,
+            idle_timeout_seconds: 300,
         }
     }
 }
@@ -173,6 +203,19 @@ impl fmt::Debug for ServerConfig {
             .field("push_unanswered_limit", &self.push_unanswered_limit)
             .field("push_window_seconds", &self.push_window_seconds)
             .field("fraud_cooldown_seconds", &self.fraud_cooldown_seconds)
+            .field("enroll_refusal_burst", &self.enroll_refusal_burst)
+            .field(
+                "enroll_refusals_per_minute",
+                &self.enroll_refusals_per_minute,
+            )
+            .field("db_acquire_timeout_ms", &self.db_acquire_timeout_ms)
+            .field("db_statement_timeout_ms", &self.db_statement_timeout_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_peer", &self.max_connections_per_peer)
+            .field("handshake_timeout_ms", &self.handshake_timeout_ms)
+            .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .finish()
     }
 }
@@ -287,6 +330,52 @@ impl ServerConfig {
             "ASSENT_FRAUD_COOLDOWN_SECONDS",
             &mut config.fraud_cooldown_seconds,
         )?;
+        from_env(
+            env,
+            "ASSENT_ENROLL_REFUSAL_BURST",
+            &mut config.enroll_refusal_burst,
+        )?;
+        from_env(
+            env,
+            "ASSENT_ENROLL_REFUSALS_PER_MINUTE",
+            &mut config.enroll_refusals_per_minute,
+        )?;
+        from_env(
+            env,
+            "ASSENT_DB_ACQUIRE_TIMEOUT_MS",
+            &mut config.db_acquire_timeout_ms,
+        )?;
+        from_env(
+            env,
+            "ASSENT_DB_STATEMENT_TIMEOUT_MS",
+            &mut config.db_statement_timeout_ms,
+        )?;
+        from_env(
+            env,
+            "ASSENT_REQUEST_TIMEOUT_MS",
+            &mut config.request_timeout_ms,
+        )?;
+        from_env(
+            env,
+            "ASSENT_MAX_CONCURRENT_REQUESTS",
+            &mut config.max_concurrent_requests,
+        )?;
+        from_env(env, "ASSENT_MAX_CONNECTIONS", &mut config.max_connections)?;
+        from_env(
+            env,
+            "ASSENT_MAX_CONNECTIONS_PER_PEER",
+            &mut config.max_connections_per_peer,
+        )?;
+        from_env(
+            env,
+            "ASSENT_HANDSHAKE_TIMEOUT_MS",
+            &mut config.handshake_timeout_ms,
+        )?;
+        from_env(
+            env,
+            "ASSENT_IDLE_TIMEOUT_SECONDS",
+            &mut config.idle_timeout_seconds,
+        )?;
         Ok(config)
     }
 
@@ -342,6 +431,8 @@ impl ServerConfig {
                 window: Duration::from_secs(self.push_window_seconds),
                 fraud_cooldown: Duration::from_secs(self.fraud_cooldown_seconds),
             },
+            enroll_refusal_burst: self.enroll_refusal_burst,
+            enroll_refusals_per_second: self.enroll_refusals_per_minute / 60.0,
         }
     }
 }

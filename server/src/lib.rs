@@ -278,6 +278,23 @@ pub async fn serve(
     health
         .set_serving::<DeviceServiceServer<DeviceHandler>>()
         .await;
+    // Draining is visible at once: load balancers and watchers stop sending
+    // new work while in-flight calls finish.
+    let draining = health.clone();
+    let drain_signal = shutdown.clone();
+    tasks.spawn(async move {
+        drain_signal.cancelled().await;
+        draining
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        draining
+            .set_not_serving::<RelyingPartyServiceServer<RelyingPartyHandler>>()
+            .await;
+        draining
+            .set_not_serving::<DeviceServiceServer<DeviceHandler>>()
+            .await;
+        tracing::info!("draining: health reports NOT_SERVING");
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(assent_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

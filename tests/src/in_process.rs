@@ -85,13 +85,16 @@ impl InProcess {
         let device = self
             .services
             .enrollment
-            .enroll(EnrollInput {
-                code: EnrollmentCode::parse(&code_text).unwrap(),
-                code_text,
-                public_key,
-                device_name: DeviceName::parse("phone").unwrap(),
-                proof,
-            })
+            .enroll(
+                EnrollInput {
+                    code: EnrollmentCode::parse(&code_text).unwrap(),
+                    code_text,
+                    public_key,
+                    device_name: DeviceName::parse("phone").unwrap(),
+                    proof,
+                },
+                None,
+            )
             .await
             .expect("enroll");
         KeyDevice { key, device }

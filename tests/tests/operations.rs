@@ -31,6 +31,41 @@ async fn health_reports_both_services_serving(db: TestDb) {
     }
 }
 
+async fn health_reports_not_serving_as_soon_as_draining_starts(db: TestDb) {
+    let mut server = TestServer::start(&db).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let mut watches = Vec::new();
+    for service in ["", "assent.v1.DeviceService"] {
+        let mut watch = health
+            .watch(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        let first = watch
+            .message()
+            .await
+            .expect("first status")
+            .expect("a status");
+        assert_eq!(first.status(), ServingStatus::Serving);
+        watches.push(watch);
+    }
+    let observe = async {
+        for mut watch in watches {
+            let next = watch
+                .message()
+                .await
+                .expect("an update before the stream ends");
+            assert_eq!(next.map(|m| m.status()), Some(ServingStatus::NotServing));
+        }
+    };
+    let ((), ()) = tokio::join!(
+        assent_tests::within(5, "NOT_SERVING while draining", observe),
+        server.stop()
+    );
+}
+
 async fn reflection_lists_and_describes_the_assent_services(db: TestDb) {
     let server = TestServer::start(&db).await;
     let mut reflection = ServerReflectionClient::new(server.channel().await);
@@ -120,6 +155,7 @@ async fn prometheus_metrics_count_what_happened(db: TestDb) {
 
 assent_tests::on_both_engines!(
     health_reports_both_services_serving,
+    health_reports_not_serving_as_soon_as_draining_starts,
     reflection_lists_and_describes_the_assent_services,
     prometheus_metrics_count_what_happened,
 );

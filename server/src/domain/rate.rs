@@ -31,6 +31,15 @@ impl TokenBucket {
         }
     }
 
+    /// Whether the bucket has refilled completely by `now` (nothing to remember).
+    pub fn is_full(&self, now: DateTime<Utc>) -> bool {
+        let elapsed = (now - self.updated)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
+        self.tokens + elapsed * self.per_second >= self.burst
+    }
+
     /// Takes one token, or says how long until one is available.
     pub fn take(&mut self, now: DateTime<Utc>) -> Result<(), Duration> {
         let elapsed = (now - self.updated)

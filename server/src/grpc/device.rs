@@ -63,6 +63,9 @@ impl DeviceService for DeviceHandler {
         &self,
         request: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
+        let peer = super::connection::of(&request)
+            .and_then(|info| info.remote)
+            .map(|addr| addr.ip());
         let body = request.into_inner();
         let input = EnrollInput {
             code: EnrollmentCode::parse(&body.code)?,
@@ -73,7 +76,7 @@ impl DeviceService for DeviceHandler {
             device_name: DeviceName::parse(&body.device_name)?,
             proof: crate::session::signature("proof", &body.proof)?,
         };
-        let device = self.services.enrollment.enroll(input).await?;
+        let device = self.services.enrollment.enroll(input, peer).await?;
         Ok(Response::new(EnrollResponse {
             device_id: device.id.to_string(),
             user_id: device.user_id.to_string(),

@@ -1,6 +1,8 @@
 //! Enrollment: codes created by relying parties, redeemed by new devices.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use assent_proto::signing;
@@ -11,6 +13,7 @@ use tracing::instrument;
 
 use super::{Caller, Deps, ServiceError};
 use crate::domain::clock::span;
+use crate::domain::rate::TokenBucket;
 use crate::domain::{
     Device, DeviceId, DeviceName, EnrollmentCode, EnrollmentId, InputError, NewDevice, Notice,
     UserId,
@@ -45,15 +48,61 @@ pub(super) fn verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, InputError
     Ok(key)
 }
 
+/// Peer addresses remembered at most by the enrollment throttle; past it,
+/// peers whose allowance has refilled are forgotten.
+const THROTTLED_PEERS: usize = 10_000;
+
 /// Creates enrollment codes and turns them into devices.
 pub struct EnrollmentService {
     deps: Arc<Deps>,
+    /// Refused attempts per peer address: guessing codes is throttled.
+    refusals: Mutex<HashMap<IpAddr, TokenBucket>>,
 }
 
 impl EnrollmentService {
     /// The use case over shared dependencies.
     pub fn new(deps: Arc<Deps>) -> Self {
-        Self { deps }
+        Self {
+            deps,
+            refusals: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Refuses a peer that has used up its allowance of refused attempts.
+    fn check_peer(&self, peer: Option<IpAddr>) -> Result<(), ServiceError> {
+        let Some(peer) = peer else { return Ok(()) };
+        let now = self.deps.clock.now();
+        let refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        // Looking does not spend: only refusals do.
+        match refusals.get(&peer).map(|bucket| bucket.clone().take(now)) {
+            Some(Err(retry)) => Err(ServiceError::ResourceExhausted(format!(
+                "too many refused enrollment attempts from this address; retry in {} s",
+                retry.as_secs().max(1)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one refused attempt of `peer`, and logs it.
+    fn refused(&self, peer: Option<IpAddr>, error: ServiceError) -> ServiceError {
+        tracing::warn!(peer = ?peer, reason = %error, "enrollment refused");
+        if let Some(peer) = peer {
+            let now = self.deps.clock.now();
+            let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+            if refusals.len() >= THROTTLED_PEERS {
+                refusals.retain(|_, bucket| !bucket.is_full(now));
+            }
+            let limits = &self.deps.limits;
+            let bucket = refusals.entry(peer).or_insert_with(|| {
+                TokenBucket::new(
+                    limits.enroll_refusals_per_second,
+                    limits.enroll_refusal_burst,
+                    now,
+                )
+            });
+            let _ = bucket.take(now);
+        }
+        error
     }
 
     /// Creates a single-use enrollment code for `user`.
@@ -84,11 +133,26 @@ impl EnrollmentService {
     }
 
     /// Turns an enrollment code into a device. The code is used up by any
-    /// attempt that names it, whatever the outcome.
+    /// attempt that names it, whatever the outcome. Refused attempts are
+    /// logged and counted per peer address: a peer that keeps guessing is
+    /// refused for a while before its codes are even looked up.
     #[instrument(skip_all)]
-    pub async fn enroll(&self, input: EnrollInput) -> Result<Device, ServiceError> {
+    pub async fn enroll(
+        &self,
+        input: EnrollInput,
+        peer: Option<IpAddr>,
+    ) -> Result<Device, ServiceError> {
+        self.check_peer(peer)?;
+        self.redeem(input).await.map_err(|error| match error {
+            ServiceError::Unavailable(_) | ServiceError::Internal(_) => error,
+            refused => self.refused(peer, refused),
+        })
+    }
+
+    async fn redeem(&self, input: EnrollInput) -> Result<Device, ServiceError> {
         let now = self.deps.clock.now();
-        let key = verifying_key(&input.public_key)?;
+        // The code is used up first: a weak or invalid key, a bad proof or
+        // a wrong secret all spend it.
         let enrollment = self
             .deps
             .store
@@ -98,6 +162,7 @@ impl EnrollmentService {
         if !input.code.matches(&enrollment.secret_hash) || enrollment.expires_at <= now {
             return Err(ServiceError::EnrollmentRefused);
         }
+        let key = verifying_key(&input.public_key)?;
         let proof = signing::enroll_bytes(
             &input.code_text,
             &input.public_key,

@@ -54,7 +54,8 @@ impl From<StoreError> for ServiceError {
         match error {
             StoreError::Unavailable(_) => Self::Unavailable(error),
             StoreError::DuplicatePublicKey => Self::FailedPrecondition(
-                "this public key is already enrolled as another device; generate a new key"
+                "this public key is already enrolled as another device of this application; \
+                 generate a new key"
                     .to_owned(),
             ),
             other => Self::Internal(other),

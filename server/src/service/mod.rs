@@ -45,6 +45,10 @@ pub struct ServiceLimits {
     pub event_retention: Duration,
     /// Anti-fatigue limits of push logins.
     pub push: PushLimits,
+    /// Refused enrollment attempts one peer address may make at once.
+    pub enroll_refusal_burst: u32,
+    /// Refused enrollment attempts per second one peer address regains.
+    pub enroll_refusals_per_second: f64,
 }
 
 impl Default for ServiceLimits {
@@ -54,6 +58,8 @@ impl Default for ServiceLimits {
             create_burst: 100,
             event_retention: Duration::from_secs(7 * 24 * 3600),
             push: PushLimits::default(),
+            enroll_refusal_burst: 10,
+            enroll_refusals_per_second: 1.0 / 6.0,
         }
     }
 }

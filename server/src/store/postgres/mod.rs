@@ -80,7 +80,7 @@ fn db_error(error: sqlx::Error) -> StoreError {
         }
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            if code == "23505" && db.constraint() == Some("devices_public_key_key") {
+            if code == "23505" && db.constraint() == Some("devices_application_public_key") {
                 StoreError::DuplicatePublicKey
             } else if code == "23505" && db.constraint() == Some("transactions_one_open_push") {
                 StoreError::OpenPushExists
