@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::domain::push::PushLimits;
 use crate::service::ServiceLimits;
+use crate::store::PgLimits;
 
 /// A bad setting, named by where it came from.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +145,8 @@ pub struct ServerConfig {
     pub handshake_timeout_ms: u64,
     /// How long a connection with no call in progress is kept, in seconds.
     pub idle_timeout_seconds: u64,
+    /// How long a message to a device may wait for a device that does not read, in milliseconds.
+    pub stream_send_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -176,6 +179,7 @@ impl Default for ServerConfig {
             max_connections_per_peer: 256,
             handshake_timeout_ms: 10000,
             idle_timeout_seconds: 300,
+            stream_send_timeout_ms: 20000,
         }
     }
 }
@@ -216,6 +220,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_connections_per_peer", &self.max_connections_per_peer)
             .field("handshake_timeout_ms", &self.handshake_timeout_ms)
             .field("idle_timeout_seconds", &self.idle_timeout_seconds)
+            .field("stream_send_timeout_ms", &self.stream_send_timeout_ms)
             .finish()
     }
 }
@@ -376,6 +381,11 @@ impl ServerConfig {
             "ASSENT_IDLE_TIMEOUT_SECONDS",
             &mut config.idle_timeout_seconds,
         )?;
+        from_env(
+            env,
+            "ASSENT_STREAM_SEND_TIMEOUT_MS",
+            &mut config.stream_send_timeout_ms,
+        )?;
         Ok(config)
     }
 
@@ -418,6 +428,25 @@ impl ServerConfig {
             .map(|base| PathBuf::from(base).join("assent"))
             .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".local/share/assent")))
             .unwrap_or_else(|| PathBuf::from("assent-data"))
+    }
+
+    /// The bounds on connections.
+    pub fn connection_limits(&self) -> crate::grpc::connection::ConnectionLimits {
+        crate::grpc::connection::ConnectionLimits {
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_peer,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+        }
+    }
+
+    /// The PostgreSQL pool's bounds.
+    pub fn pg_limits(&self) -> PgLimits {
+        PgLimits {
+            max_connections: self.max_db_connections,
+            acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+        }
     }
 
     /// The use-case limits these settings describe.

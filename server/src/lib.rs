@@ -122,7 +122,7 @@ pub async fn open_store(config: &ServerConfig) -> Result<OpenedStore, ServerErro
     let engine = config.engine();
     let (store, pool): (Arc<dyn Store>, _) = match &engine {
         Engine::Postgres { url } => {
-            let store = PgStore::connect(url, config.max_db_connections).await?;
+            let store = PgStore::connect(url, config.pg_limits()).await?;
             store.migrate().await?;
             tracing::info!(engine = "postgres", "storage ready");
             let pool = store.pool().clone();
@@ -311,11 +311,17 @@ pub async fn serve(
         Arc::clone(&services),
         tasks.clone(),
         shutdown.clone(),
+        Duration::from_millis(config.stream_send_timeout_ms),
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
+    let admission = grpc::admission::AdmissionLayer::new(
+        config.max_concurrent_requests,
+        Duration::from_millis(config.request_timeout_ms),
+    );
     let mut builder = Server::builder()
+        .layer(admission)
         .layer(tower::util::MapResponseLayer::new(
             grpc::limits::oversized_to_resource_exhausted::<tonic::body::Body>,
         ))
@@ -326,10 +332,16 @@ pub async fn serve(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
+    let connections = grpc::connection::Connections::new(config.connection_limits());
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)))
-        .map(|accepted| accepted.map(grpc::connection::ClosableIo::new));
+        .filter_map(move |accepted| {
+            std::future::ready(match accepted {
+                Ok(stream) => connections.admit(stream).map(Ok),
+                Err(error) => Some(Err(error)),
+            })
+        });
     tracing::info!(address = %local, tls = config.tls_cert.is_some(), "assent-server listening");
     let server = builder
         .add_service(health_service)

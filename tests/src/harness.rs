@@ -9,7 +9,7 @@ use std::sync::Arc;
 use assent_proto::v1::relying_party_service_client::RelyingPartyServiceClient;
 use assent_server::ServerConfig;
 use assent_server::domain::{Clock, ManualClock, SystemClock};
-use assent_server::store::{PgStore, SqliteStore, Store};
+use assent_server::store::{PgLimits, PgStore, SqliteStore, Store};
 use sqlx::Connection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -102,7 +102,9 @@ impl TestDb {
     pub async fn store(&self) -> Arc<dyn Store> {
         match &self.place {
             Place::Postgres(_) => {
-                let store = PgStore::connect(&self.url, 8).await.expect("connect store");
+                let store = PgStore::connect(&self.url, PgLimits::default())
+                    .await
+                    .expect("connect store");
                 store.migrate().await.expect("migrate");
                 Arc::new(store)
             }

@@ -1,17 +1,153 @@
-//! Accepted connections with a handle to close them: the transport's part
-//! of "never wait on a peer that does not read". A session that must end
-//! while its stream's flow-control window stays shut cannot finish the
-//! stream (HTTP/2 will not send more), so it closes the connection.
+//! Accepted connections, bounded: how many at once (in all and per peer
+//! address), how long one may take to send its first request, how long one
+//! may sit with no call in progress — and a handle that lets a session close
+//! its connection. A session that must end while its stream's flow-control
+//! window stays shut cannot finish the stream (HTTP/2 will not send more), so
+//! it closes the connection instead of waiting on a peer that does not read.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::Connected;
+
+/// How connections are bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Open connections from one peer address at most.
+    pub max_per_peer: usize,
+    /// Time from accept to the first request.
+    pub handshake_timeout: Duration,
+    /// Time a connection may stay with no call in progress.
+    pub idle_timeout: Duration,
+}
+
+/// The open connections of one server.
+#[derive(Debug)]
+pub struct Connections {
+    limits: ConnectionLimits,
+    open: AtomicUsize,
+    per_peer: Mutex<HashMap<IpAddr, usize>>,
+    refused: AtomicUsize,
+}
+
+impl Connections {
+    /// No connection yet.
+    pub fn new(limits: ConnectionLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            open: AtomicUsize::new(0),
+            per_peer: Mutex::new(HashMap::new()),
+            refused: AtomicUsize::new(0),
+        })
+    }
+
+    /// Admits an accepted stream, or `None` (the stream is then closed) when
+    /// a limit is reached; refusals are logged once per 100.
+    pub fn admit(self: &Arc<Self>, stream: TcpStream) -> Option<ClosableIo> {
+        let peer = stream.peer_addr().ok().map(|addr| addr.ip());
+        let slot = self.claim(peer);
+        if slot.is_none() {
+            let refused = self.refused.fetch_add(1, Ordering::Relaxed);
+            if refused % 100 == 0 {
+                tracing::warn!(
+                    ?peer,
+                    refused = refused + 1,
+                    "connection limit reached; closing new connections"
+                );
+            }
+        }
+        slot.map(|slot| ClosableIo::new(stream, slot, self.limits))
+    }
+
+    fn claim(self: &Arc<Self>, peer: Option<IpAddr>) -> Option<Slot> {
+        let limits = self.limits;
+        let open = self.open.fetch_add(1, Ordering::AcqRel);
+        let mut slot = Slot {
+            connections: Arc::clone(self),
+            peer: None,
+        };
+        if open >= limits.max_connections {
+            return None;
+        }
+        if let Some(peer) = peer {
+            let mut per_peer = self.per_peer.lock().unwrap_or_else(PoisonError::into_inner);
+            let count = per_peer.entry(peer).or_default();
+            if *count >= limits.max_per_peer {
+                return None;
+            }
+            *count += 1;
+            slot.peer = Some(peer);
+        }
+        Some(slot)
+    }
+
+    /// How many connections are open.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+/// One admitted connection's place in the counts, given back on drop.
+#[derive(Debug)]
+struct Slot {
+    connections: Arc<Connections>,
+    peer: Option<IpAddr>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.connections.open.fetch_sub(1, Ordering::AcqRel);
+        if let Some(peer) = self.peer {
+            let mut per_peer = self
+                .connections
+                .per_peer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(count) = per_peer.get_mut(&peer) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    per_peer.remove(&peer);
+                }
+            }
+        }
+    }
+}
+
+/// Calls in progress on one connection, and since when none has been.
+#[derive(Debug)]
+struct Usage {
+    calls: AtomicUsize,
+    has_called: AtomicBool,
+    idle_since: Mutex<Instant>,
+}
+
+/// Marks the connection in use while held (by a call and its response body).
+#[derive(Debug)]
+pub struct InUse(Arc<Usage>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if self.0.calls.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self
+                .0
+                .idle_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        }
+    }
+}
 
 /// What a request learns about the connection it came on.
 #[derive(Debug, Clone)]
@@ -20,33 +156,82 @@ pub struct ConnectionInfo {
     pub remote: Option<SocketAddr>,
     /// Cancelling it closes the connection.
     pub abort: CancellationToken,
+    usage: Arc<Usage>,
 }
 
-/// A TCP connection that can be closed from a request handler.
+impl ConnectionInfo {
+    /// Marks the connection in use until the returned guard drops.
+    pub fn in_use(&self) -> InUse {
+        self.usage.has_called.store(true, Ordering::Release);
+        self.usage.calls.fetch_add(1, Ordering::AcqRel);
+        InUse(Arc::clone(&self.usage))
+    }
+}
+
+/// A TCP connection with its bounds and a handle to close it.
 pub struct ClosableIo {
     stream: TcpStream,
     abort: CancellationToken,
     aborted: Pin<Box<WaitForCancellationFutureOwned>>,
+    usage: Arc<Usage>,
+    limits: ConnectionLimits,
+    accepted: Instant,
+    timer: Pin<Box<Sleep>>,
+    _slot: Slot,
 }
 
 impl ClosableIo {
-    /// Wraps an accepted stream.
-    pub fn new(stream: TcpStream) -> Self {
+    fn new(stream: TcpStream, slot: Slot, limits: ConnectionLimits) -> Self {
         let abort = CancellationToken::new();
+        let accepted = Instant::now();
         Self {
             stream,
             aborted: Box::pin(abort.clone().cancelled_owned()),
             abort,
+            usage: Arc::new(Usage {
+                calls: AtomicUsize::new(0),
+                has_called: AtomicBool::new(false),
+                idle_since: Mutex::new(accepted),
+            }),
+            limits,
+            accepted,
+            timer: Box::pin(tokio::time::sleep_until(
+                accepted + limits.handshake_timeout,
+            )),
+            _slot: slot,
         }
     }
 
-    /// Ready with an error once the connection was ordered closed; also
-    /// registers the task to wake when that happens.
-    fn poll_aborted(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        self.aborted
+    /// Ready with an error once the connection must close: ordered closed,
+    /// no first request in time, or idle too long. Registers the task to
+    /// wake when that happens.
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        if self.aborted.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed by the server",
+            ));
+        }
+        if self.usage.calls.load(Ordering::Acquire) > 0 {
+            return Poll::Pending;
+        }
+        let deadline = if self.usage.has_called.load(Ordering::Acquire) {
+            *self
+                .usage
+                .idle_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                + self.limits.idle_timeout
+        } else {
+            self.accepted + self.limits.handshake_timeout
+        };
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        self.timer
             .as_mut()
             .poll(cx)
-            .map(|()| io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the server"))
+            .map(|()| io::Error::new(io::ErrorKind::TimedOut, "connection idle"))
     }
 }
 
@@ -57,6 +242,7 @@ impl Connected for ClosableIo {
         ConnectionInfo {
             remote: self.stream.peer_addr().ok(),
             abort: self.abort.clone(),
+            usage: Arc::clone(&self.usage),
         }
     }
 }
@@ -68,7 +254,7 @@ impl AsyncRead for ClosableIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Poll::Ready(error) = this.poll_aborted(cx) {
+        if let Poll::Ready(error) = this.poll_closed(cx) {
             return Poll::Ready(Err(error));
         }
         Pin::new(&mut this.stream).poll_read(cx, buf)
@@ -82,16 +268,16 @@ impl AsyncWrite for ClosableIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if let Poll::Ready(error) = this.poll_aborted(cx) {
-            return Poll::Ready(Err(error));
+        if this.aborted.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
         Pin::new(&mut this.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Poll::Ready(error) = this.poll_aborted(cx) {
-            return Poll::Ready(Err(error));
+        if this.aborted.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
         Pin::new(&mut this.stream).poll_flush(cx)
     }

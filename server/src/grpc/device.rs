@@ -26,15 +26,23 @@ pub struct DeviceHandler {
     services: Arc<Services>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    send_deadline: std::time::Duration,
 }
 
 impl DeviceHandler {
-    /// An adapter over `services`; sessions say GoAway when `shutdown` fires.
-    pub fn new(services: Arc<Services>, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
+    /// An adapter over `services`; sessions say GoAway when `shutdown`
+    /// fires, and give up on a device that does not read for `send_deadline`.
+    pub fn new(
+        services: Arc<Services>,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+        send_deadline: std::time::Duration,
+    ) -> Self {
         Self {
             services,
             tasks,
             shutdown,
+            send_deadline,
         }
     }
 }
@@ -105,6 +113,7 @@ impl DeviceService for DeviceHandler {
             outbound,
             abort,
             shutdown: self.shutdown.child_token(),
+            send_deadline: self.send_deadline,
         };
         let span = tracing::info_span!("device_session", device_id = tracing::field::Empty);
         self.tasks

@@ -2,6 +2,7 @@
 //! no business branching here; `status` is the one error → Status table,
 //! `connection` the accepted connections (closable by a session).
 
+pub mod admission;
 pub mod connection;
 pub(crate) mod convert;
 mod device;

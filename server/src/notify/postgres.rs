@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -71,6 +71,11 @@ fn payloads(origin: Uuid, items: Vec<Notice>) -> Vec<String> {
     out
 }
 
+/// How often an outage of the LISTEN connection is logged at most.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
+/// Longest pause between two attempts to LISTEN again.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 /// Runs the bridge until `stop` fires.
 pub async fn run(
     pool: PgPool,
@@ -80,23 +85,16 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let origin = Uuid::new_v4();
-    let mut listener = loop {
-        match listen(&pool).await {
-            Ok(listener) => break listener,
-            Err(error) => {
-                tracing::warn!(%error, "cannot LISTEN for other replicas; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    };
+    let (received, mut inbox) = mpsc::channel(1024);
+    // The listener owns a connection of its own, outside the pool, and is
+    // never cancelled halfway: a connection that ran LISTEN can never be
+    // handed to an ordinary query.
+    let listening = tokio::spawn(listen(pool.clone(), received, stop.clone()));
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
             relay = outbox.recv() => {
-                let Some(first) = relay else { return };
+                let Some(first) = relay else { break };
                 let mut items = vec![first];
                 while items.len() < BATCH {
                     match outbox.try_recv() {
@@ -106,21 +104,93 @@ pub async fn run(
                 }
                 publish(&pool, origin, dedupe(items)).await;
             }
-            received = listener.recv() => match received {
-                Ok(notification) => apply(&notifier, store.as_ref(), origin, notification.payload()).await,
-                Err(error) => {
-                    // PgListener reconnects on the next recv; notifications
-                    // sent meanwhile are lost, which the design tolerates.
-                    tracing::warn!(%error, "lost the LISTEN connection; reconnecting");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+            payload = inbox.recv() => {
+                let Some(payload) = payload else { break };
+                apply(&notifier, store.as_ref(), origin, &payload).await;
+            }
+        }
+    }
+    listening.abort();
+}
+
+/// Receives notifications on a dedicated connection and passes them on,
+/// reconnecting with capped backoff; outages are logged at most every
+/// [`OUTAGE_LOG_EVERY`].
+async fn listen(pool: PgPool, received: mpsc::Sender<String>, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    let mut outage = Outage::default();
+    loop {
+        let mut listener = match dedicated_listener(&pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                outage.failed(&error);
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
                 }
-            },
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        outage.recovered();
+        backoff = Duration::from_millis(100);
+        loop {
+            match listener.recv().await {
+                Ok(notification) => {
+                    if received
+                        .send(notification.payload().to_owned())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    outage.failed(&error);
+                    break;
+                }
+            }
         }
     }
 }
 
-async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+/// Logs an outage when it starts, at most every [`OUTAGE_LOG_EVERY`] while
+/// it lasts, and once when it ends.
+#[derive(Default)]
+struct Outage {
+    last_logged: Option<tokio::time::Instant>,
+}
+
+impl Outage {
+    fn failed(&mut self, error: &sqlx::Error) {
+        let now = tokio::time::Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|at| now - at >= OUTAGE_LOG_EVERY)
+        {
+            tracing::warn!(%error, "cannot LISTEN for other replicas; retrying");
+            self.last_logged = Some(now);
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.last_logged.take().is_some() {
+            tracing::info!("listening for other replicas again");
+        }
+    }
+}
+
+/// A listener on a one-connection pool of its own, with LISTEN done.
+async fn dedicated_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with((*pool.connect_options()).clone())
+        .await?;
+    let mut listener = PgListener::connect_with(&own).await?;
+    listener.ignore_pool_close_event(true);
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }

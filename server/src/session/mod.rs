@@ -29,9 +29,6 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a connected device's `last_seen` is refreshed and its
 /// revocation re-checked.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
-/// How long one message may wait for a device that does not read before the
-/// session gives up on it.
-pub const SEND_DEADLINE: Duration = Duration::from_secs(20);
 /// How long an ending session waits for its last word to leave before it
 /// closes the connection.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(400);
@@ -51,4 +48,7 @@ pub struct SessionIo {
     pub abort: CancellationToken,
     /// Fires when the server drains.
     pub shutdown: CancellationToken,
+    /// How long one message may wait for a device that does not read
+    /// before the session gives up on it.
+    pub send_deadline: Duration,
 }

@@ -12,9 +12,7 @@ use futures::stream::BoxStream;
 use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    CLOSE_GRACE, HEARTBEAT, HELLO_TIMEOUT, Outbound, RECONNECT_AFTER_MS, SEND_DEADLINE, SessionIo,
-};
+use super::{CLOSE_GRACE, HEARTBEAT, HELLO_TIMEOUT, Outbound, RECONNECT_AFTER_MS, SessionIo};
 use crate::domain::{Device, DeviceId, Notice, TransactionId};
 use crate::notify::{Delivery, SessionEnd};
 use crate::service::{ServiceError, Services};
@@ -26,6 +24,7 @@ pub struct DeviceSession {
     outbound: Outbound,
     abort: CancellationToken,
     shutdown: CancellationToken,
+    send_deadline: std::time::Duration,
     /// Cancelled when the session must stop sending (the notifier ended it).
     ending: CancellationToken,
 }
@@ -41,7 +40,14 @@ impl DeviceSession {
         tokio::select! {
             biased;
             () = self.ending.cancelled() => false,
-            sent = self.outbound.send_timeout(Ok(message), SEND_DEADLINE) => sent.is_ok(),
+            sent = self.outbound.send_timeout(Ok(message), self.send_deadline) => {
+                if sent.is_err() && !self.outbound.is_closed() {
+                    // The device stopped reading: let go of its connection.
+                    tracing::info!("device does not read its stream; closing its connection");
+                    self.abort.cancel();
+                }
+                sent.is_ok()
+            }
         }
     }
 
@@ -67,12 +73,14 @@ impl DeviceSession {
             outbound,
             abort,
             shutdown,
+            send_deadline,
         } = io;
         let mut session = Self {
             services,
             outbound,
             abort,
             shutdown,
+            send_deadline,
             ending: CancellationToken::new(),
         };
         session.serve(&mut inbound).await;

@@ -22,7 +22,7 @@ mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use postgres::PgStore;
+pub use postgres::{PgLimits, PgStore};
 pub use records::*;
 pub use sqlite::SqliteStore;
 

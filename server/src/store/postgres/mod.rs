@@ -24,13 +24,39 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// How the PostgreSQL pool is bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct PgLimits {
+    /// Connections at most.
+    pub max_connections: u32,
+    /// How long a call waits for a connection.
+    pub acquire_timeout: Duration,
+    /// Longest a statement may run, lock waits included.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
 impl PgStore {
-    /// Connects a pool of at most `max_connections`.
-    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
-        let options: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
+    /// Connects a pool bounded by `limits`: a slow or locked database
+    /// answers within the timeouts instead of holding every connection.
+    pub async fn connect(url: &str, limits: PgLimits) -> StoreResult<Self> {
+        let timeout = limits.statement_timeout.as_millis().to_string();
+        let options: PgConnectOptions = url
+            .parse::<PgConnectOptions>()
+            .map_err(StoreError::Database)?
+            .options([("statement_timeout", timeout.as_str())]);
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(limits.max_connections)
+            .acquire_timeout(limits.acquire_timeout)
             // A ping per acquire is a round trip per query (≈ 13 per login,
             // BENCHMARKS.md); a broken connection fails its next query
             // instead, which maps to UNAVAILABLE.
@@ -54,7 +80,7 @@ impl PgStore {
             .map_err(StoreError::Migrate)
     }
 
-    /// The pool, for cross-replica notification.
+    /// The pool (what the bridge between replicas publishes with).
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -72,25 +98,30 @@ impl PgStore {
 
 super::engine::sql_engine!(super::PgStore, sqlx::Postgres, super::queries);
 
-/// Classifies a driver error by what the caller can do about it.
+/// Classifies a driver error by what the caller can do about it: only a
+/// statement the server got wrong (syntax, data, an unexpected constraint)
+/// is a bug; everything about reaching or waiting for the database is
+/// `Unavailable`, and the caller may retry.
 fn db_error(error: sqlx::Error) -> StoreError {
     match &error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(error)
-        }
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            if code == "23505" && db.constraint() == Some("devices_application_public_key") {
-                StoreError::DuplicatePublicKey
-            } else if code == "23505" && db.constraint() == Some("transactions_one_open_push") {
-                StoreError::OpenPushExists
-            } else if code.starts_with("08") || code == "57P01" || code == "53300" {
-                // Connection exceptions, admin shutdown, too many connections.
-                StoreError::Unavailable(error)
-            } else {
-                StoreError::Database(error)
+            match (code.get(..2).unwrap_or_default(), db.constraint()) {
+                ("23", Some("devices_application_public_key")) => StoreError::DuplicatePublicKey,
+                ("23", Some("transactions_one_open_push")) => StoreError::OpenPushExists,
+                // Integrity, data and syntax errors: the server's bug.
+                ("22" | "23" | "42", _) => StoreError::Database(error),
+                // Connection exceptions, cancelled or timed-out statements,
+                // shutdown and start-up, resources, serialization: transient.
+                _ => StoreError::Unavailable(error),
             }
         }
-        _ => StoreError::Database(error),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::RowNotFound => StoreError::Database(error),
+        _ => StoreError::Unavailable(error),
     }
 }

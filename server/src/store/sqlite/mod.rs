@@ -133,26 +133,33 @@ async fn lock_file(path: &Path) -> StoreResult<std::fs::File> {
     }
 }
 
-/// Classifies a driver error by what the caller can do about it.
+/// Classifies a driver error by what the caller can do about it: a
+/// statement the server got wrong is a bug; waiting, locks, I/O and a full
+/// disk are `Unavailable`, and the caller may retry.
 pub(super) fn db_error(error: sqlx::Error) -> StoreError {
     match &error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(error)
-        }
         sqlx::Error::Database(db) => {
             let code: i32 = db.code().and_then(|c| c.parse().ok()).unwrap_or_default();
+            let constraint = code & 0xff == 19;
             if code == 2067 && db.message().contains("devices.public_key") {
                 StoreError::DuplicatePublicKey
             } else if code == 2067 && db.message().contains("transactions.application_id") {
                 // The partial unique index allowing one pending push per user.
                 StoreError::OpenPushExists
-            } else if matches!(code & 0xff, 5 | 6) {
-                // SQLITE_BUSY / SQLITE_LOCKED, with any extended code.
-                StoreError::Unavailable(error)
-            } else {
+            } else if constraint || matches!(code & 0xff, 1 | 20 | 25) {
+                // Constraint, SQL logic, type mismatch, range: the server's bug.
                 StoreError::Database(error)
+            } else {
+                // Busy, locked, I/O, full, cannot open, …: transient.
+                StoreError::Unavailable(error)
             }
         }
-        _ => StoreError::Database(error),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::RowNotFound => StoreError::Database(error),
+        _ => StoreError::Unavailable(error),
     }
 }

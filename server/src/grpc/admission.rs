@@ -1,0 +1,143 @@
+//! What every call passes before a handler runs: a process-wide bound on
+//! handlers running at once (more are shed with `UNAVAILABLE`, never
+//! queued), a deadline on the handler (`DEADLINE_EXCEEDED`), and the
+//! bookkeeping that tells a connection it is in use until the response,
+//! stream included, has ended — so idle connections can be closed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codegen::http;
+use tower::{Layer, Service};
+
+use super::connection::{self, InUse};
+
+/// The bounds calls are admitted under.
+#[derive(Debug, Clone)]
+pub struct AdmissionLayer {
+    permits: Arc<Semaphore>,
+    deadline: Duration,
+}
+
+impl AdmissionLayer {
+    /// At most `concurrent` handlers at once, each within `deadline`.
+    pub fn new(concurrent: usize, deadline: Duration) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(concurrent.max(1))),
+            deadline,
+        }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Admission<S> {
+        Admission {
+            inner,
+            permits: Arc::clone(&self.permits),
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// See [`AdmissionLayer`].
+#[derive(Debug, Clone)]
+pub struct Admission<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+    deadline: Duration,
+}
+
+type Boxed<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B> Service<http::Request<B>> for Admission<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Boxed<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let in_use = request
+            .extensions()
+            .get::<connection::ConnectionInfo>()
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<tonic::transport::server::TlsConnectInfo<connection::ConnectionInfo>>()
+                    .map(|tls| tls.get_ref())
+            })
+            .map(|info| info.in_use());
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            return Box::pin(async {
+                Ok(Status::unavailable(
+                    "the server is at its limit of calls in progress; retry with backoff",
+                )
+                .into_http())
+            });
+        };
+        let deadline = self.deadline;
+        let handler = self.inner.call(request);
+        Box::pin(async move {
+            let response = match tokio::time::timeout(deadline, handler).await {
+                Ok(response) => response?,
+                Err(_) => {
+                    return Ok(Status::deadline_exceeded(format!(
+                        "the call did not finish within the server's {} ms deadline",
+                        deadline.as_millis()
+                    ))
+                    .into_http());
+                }
+            };
+            drop(permit);
+            Ok(response.map(|body| match in_use {
+                Some(in_use) => Body::new(Tracked {
+                    body,
+                    _in_use: in_use,
+                }),
+                None => body,
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its connection marked in use until it ends.
+struct Tracked {
+    body: Body,
+    _in_use: InUse,
+}
+
+impl http_body::Body for Tracked {
+    type Data = <Body as http_body::Body>::Data;
+    type Error = <Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
