@@ -60,7 +60,7 @@ impl Connections {
         let slot = self.claim(peer);
         if slot.is_none() {
             let refused = self.refused.fetch_add(1, Ordering::Relaxed);
-            if refused % 100 == 0 {
+            if refused.is_multiple_of(100) {
                 tracing::warn!(
                     ?peer,
                     refused = refused + 1,
