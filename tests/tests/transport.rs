@@ -1,0 +1,201 @@
+//! Hostile clients at the transport: connections that never speak, too many
+//! connections from one address, a stream whose window never opens, an
+//! oversized message on an authenticated stream. Each is bounded and the
+//! server keeps serving everyone else.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use assent_proto::v1::{
+    CancelTransactionRequest, CreateOtpAuthenticationRequest, GetDeviceRequest, agent_message,
+};
+use assent_tests::{TcpTap, TestApp, TestDb, TestDevice, TestServer, rp_client, within};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tonic::Code;
+use tonic::transport::Endpoint;
+
+/// Raises the open-file limit for tests that hold thousands of sockets.
+fn allow_many_sockets() {
+    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get()
+        && soft < hard
+    {
+        let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    }
+}
+
+/// Whether the server has closed `stream` (a read sees the end or an error).
+async fn is_closed(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut byte = [0u8; 64];
+    loop {
+        match tokio::time::timeout(wait, stream.read(&mut byte)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            // A server may say something (an HTTP/2 GOAWAY) before closing.
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn connections_that_never_speak_are_closed_and_others_are_served(db: TestDb) {
+    const SILENT: usize = 2000;
+    allow_many_sockets();
+    let server = TestServer::start_with(&db, |config| {
+        config.handshake_timeout_ms = 1000;
+        config.max_connections_per_peer = 4096;
+    })
+    .await;
+    let app = TestApp::create(&db, "Shop").await;
+    let opened = Instant::now();
+    let mut silent = Vec::with_capacity(SILENT);
+    for _ in 0..SILENT {
+        silent.push(TcpStream::connect(server.addr).await.expect("connect"));
+    }
+    // Meanwhile a normal client is served.
+    let mut rp = rp_client(&server, &app.api_key).await;
+    rp.create_otp_authentication(CreateOtpAuthenticationRequest {
+        message: "Log in?".to_owned(),
+        ..Default::default()
+    })
+    .await
+    .expect("a normal call while silent connections are open");
+    let closes = futures::future::join_all(
+        silent
+            .iter_mut()
+            .map(|stream| is_closed(stream, Duration::from_secs(5))),
+    )
+    .await;
+    let closed = closes.iter().filter(|&&c| c).count();
+    assert_eq!(closed, SILENT, "every silent connection is closed");
+    assert!(
+        opened.elapsed() < Duration::from_secs(6),
+        "closed within the handshake timeout (plus the time to open them)"
+    );
+    rp.create_otp_authentication(CreateOtpAuthenticationRequest {
+        message: "Log in?".to_owned(),
+        ..Default::default()
+    })
+    .await
+    .expect("the normal client is still served");
+}
+
+async fn connections_beyond_the_limit_per_address_are_closed_at_once(db: TestDb) {
+    let server = TestServer::start_with(&db, |config| config.max_connections_per_peer = 3).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(server.addr).await.expect("connect"));
+    }
+    let mut fourth = TcpStream::connect(server.addr).await.expect("connect");
+    assert!(
+        is_closed(&mut fourth, Duration::from_secs(2)).await,
+        "a fourth connection from one address is closed"
+    );
+    for stream in &mut held {
+        assert!(!is_closed(stream, Duration::from_millis(100)).await);
+    }
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+    rp.create_otp_authentication(CreateOtpAuthenticationRequest {
+        message: "Log in?".to_owned(),
+        ..Default::default()
+    })
+    .await
+    .expect("served once the address is under its limit");
+}
+
+async fn a_stream_whose_window_never_opens_is_closed(db: TestDb) {
+    const SCANNED: usize = 150;
+    let server = TestServer::start_with(&db, |config| {
+        config.stream_send_timeout_ms = 500;
+        config.create_burst = 10_000;
+    })
+    .await;
+    let app = TestApp::create(&db, "Shop").await;
+    let device = TestDevice::enroll(&server, &app, "alice").await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let tap = TcpTap::start(server.addr).await;
+    let channel = Endpoint::from_shared(tap.url())
+        .unwrap()
+        .initial_stream_window_size(Some(1024))
+        .initial_connection_window_size(Some(1024))
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = device.connect_on(channel).await.expect("connect");
+    let mut ids = Vec::new();
+    for _ in 0..SCANNED {
+        let created = rp
+            .create_otp_authentication(CreateOtpAuthenticationRequest {
+                message: "Log in?".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        stream.scan(&created.otp).await;
+        ids.push(created.transaction_id);
+    }
+    // The device stops reading; the server has more and more to tell it.
+    let stalled = Instant::now();
+    for id in ids {
+        rp.cancel_transaction(CancelTransactionRequest { transaction_id: id })
+            .await
+            .expect("cancel");
+    }
+    within(5, "the stalled stream to be let go", async {
+        while tap.server_closes().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(stalled.elapsed() < Duration::from_secs(5));
+    let shown = rp
+        .get_device(GetDeviceRequest {
+            device_id: device.device_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .device
+        .unwrap();
+    assert!(!shown.connected);
+    drop(stream);
+}
+
+async fn an_oversized_message_on_an_authenticated_stream_ends_it_with_resource_exhausted(
+    db: TestDb,
+) {
+    let server = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let device = TestDevice::enroll(&server, &app, "alice").await;
+    let mut stream = device.connect(&server).await.expect("connect");
+    stream
+        .send(agent_message::Body::SubmitOtp(
+            assent_proto::v1::SubmitOtp {
+                request_id: 1,
+                otp: "A".repeat(70 * 1024),
+            },
+        ))
+        .await;
+    let ended = within(5, "the stream to end", async {
+        loop {
+            match stream.next().await {
+                Ok(Some(_)) => {}
+                other => return other,
+            }
+        }
+    })
+    .await;
+    let status = ended.expect_err("an error status, not OK");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+}
+
+assent_tests::on_both_engines!(
+    connections_that_never_speak_are_closed_and_others_are_served,
+    connections_beyond_the_limit_per_address_are_closed_at_once,
+    a_stream_whose_window_never_opens_is_closed,
+    an_oversized_message_on_an_authenticated_stream_ends_it_with_resource_exhausted,
+);
