@@ -5,12 +5,14 @@
 
 pub mod agent;
 pub mod device;
+pub mod fault_proxy;
 pub mod harness;
 pub mod in_process;
 pub mod tap;
 
 pub use agent::{AgentProcess, EnrolledAgent};
 pub use device::{DeviceStream, TestDevice};
+pub use fault_proxy::FaultProxy;
 pub use harness::{
     RpClient, TestApp, TestDb, TestServer, binary, enrollment_code, rp_client, rp_client_at,
     transaction,
