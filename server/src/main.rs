@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use assent_server::config::LogFormat;
+use assent_server::domain::ApplicationId;
 use assent_server::{ServerConfig, admin, open_store, shutdown, telemetry};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -73,6 +74,42 @@ enum AppCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Manage an application's API keys (rotate: create, deploy, revoke).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Add an API key to an application and print it (shown only once).
+    Create {
+        /// The application's id (`app list`).
+        #[arg(long)]
+        app: String,
+        /// Print `{"app_id","key_id","api_key"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an application's keys (ids and dates, never the keys).
+    List {
+        /// The application's id.
+        #[arg(long)]
+        app: String,
+        /// Print a JSON array of `{"key_id","created_at","revoked_at"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: calls with it fail at once, its event streams end.
+    Revoke {
+        /// The application's id.
+        #[arg(long)]
+        app: String,
+        /// The key's id (`app key list`) or the key itself.
+        key: String,
+        /// Print `{"app_id","key_id","revoked":true}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -138,7 +175,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&config).await?.store;
             let (app, key) = admin::create_application(store.as_ref(), &name).await?;
             if json {
-                let out = serde_json::json!({"app_id": app.id.to_string(), "api_key": key, "name": app.name});
+                let key_id = admin::key_id(&key)
+                    .map(|id| id.to_string())
+                    .unwrap_or_default();
+                let out = serde_json::json!({"app_id": app.id.to_string(), "key_id": key_id, "api_key": key, "name": app.name});
                 println!("{out}");
             } else {
                 println!("Created application {:?} ({})", app.name, app.id);
@@ -147,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::App(AppCommand::Key(command)) => key_command(&config, command).await,
         Command::App(AppCommand::List { json }) => {
             let store = open_store(&config).await?.store;
             let apps = store.list_applications().await?;
@@ -164,6 +205,56 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn key_command(config: &ServerConfig, command: KeyCommand) -> anyhow::Result<()> {
+    let parse_app = |text: &str| {
+        ApplicationId::parse(text).context("--app takes an application id (see `app list`)")
+    };
+    let store = open_store(config).await?.store;
+    match command {
+        KeyCommand::Create { app, json } => {
+            let app = parse_app(&app)?;
+            let (key_id, key) = admin::add_api_key(store.as_ref(), app).await?;
+            if json {
+                let out = serde_json::json!({"app_id": app.to_string(), "key_id": key_id.to_string(), "api_key": key});
+                println!("{out}");
+            } else {
+                println!("Added key {key_id} to application {app}");
+                println!("API key (shown only now; store it safely):\n  {key}");
+            }
+        }
+        KeyCommand::List { app, json } => {
+            let keys = store.list_api_keys(parse_app(&app)?).await?;
+            if json {
+                let out: Vec<_> = keys
+                    .iter()
+                    .map(|k| serde_json::json!({"key_id": k.id.to_string(), "created_at": k.created_at.to_rfc3339(), "revoked_at": k.revoked_at.map(|t| t.to_rfc3339())}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(out));
+            } else {
+                for key in keys {
+                    let state = key.revoked_at.map_or_else(
+                        || "active".to_owned(),
+                        |t| format!("revoked {}", t.to_rfc3339()),
+                    );
+                    println!("{}  {}  {state}", key.id, key.created_at.to_rfc3339());
+                }
+            }
+        }
+        KeyCommand::Revoke { app, key, json } => {
+            let app = parse_app(&app)?;
+            let key_id = admin::key_id(&key)?;
+            admin::revoke_api_key(store.as_ref(), app, key_id).await?;
+            if json {
+                let out = serde_json::json!({"app_id": app.to_string(), "key_id": key_id.to_string(), "revoked": true});
+                println!("{out}");
+            } else {
+                println!("Revoked key {key_id} of application {app}");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {

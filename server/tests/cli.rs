@@ -71,6 +71,74 @@ fn app_create_and_list_work_on_the_embedded_store() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Runs `assent-server --data-dir DIR ARGS… --json` and parses its output.
+fn json(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let output = server()
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{args:?}: {}", text(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn app_keys_are_created_listed_and_revoked() {
+    let dir = data_dir();
+    let app = json(&dir, &["app", "create", "--name", "Shop"]);
+    let app_id = app["app_id"].as_str().unwrap();
+    let first = app["key_id"].as_str().unwrap();
+    let added = json(&dir, &["app", "key", "create", "--app", app_id]);
+    assert!(added["api_key"].as_str().unwrap().starts_with("ak_"));
+    assert_ne!(added["key_id"], app["key_id"]);
+    // A key is named by its id or by the key itself.
+    let revoked = json(
+        &dir,
+        &[
+            "app",
+            "key",
+            "revoke",
+            "--app",
+            app_id,
+            app["api_key"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(revoked["key_id"], first);
+    let keys = json(&dir, &["app", "key", "list", "--app", app_id]);
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    let state = |id: &serde_json::Value| {
+        keys.iter()
+            .find(|k| &k["key_id"] == id)
+            .map(|k| k["revoked_at"].is_null())
+    };
+    assert_eq!(
+        state(&app["key_id"]),
+        Some(false),
+        "the first key is revoked"
+    );
+    assert_eq!(
+        state(&added["key_id"]),
+        Some(true),
+        "the added key is active"
+    );
+    let again = server()
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["app", "key", "revoke", "--app", app_id, first])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains("no unrevoked key"),
+        "{}",
+        text(&again)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn plaintext_on_a_non_loopback_address_is_refused_without_the_flag() {
     let dir = data_dir();

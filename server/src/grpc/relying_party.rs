@@ -195,8 +195,13 @@ impl RelyingPartyService for RelyingPartyHandler {
         let stop = self.shutdown.child_token();
         let app = caller.application.id;
         self.tasks.spawn(
-            async move { services.events.pump_events(app, after, sender, stop).await }
-                .instrument(tracing::info_span!("subscribe", app = %app)),
+            async move {
+                services
+                    .events
+                    .pump_events(caller, after, sender, stop)
+                    .await
+            }
+            .instrument(tracing::info_span!("subscribe", app = %app)),
         );
         let stream = ReceiverStream::new(receiver)
             .map(|item| item.map(convert::event).map_err(Status::from))

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Deps, ServiceError};
-use crate::domain::ApplicationId;
+use super::{Caller, Deps, ServiceError};
 use crate::store::EventRecord;
 
 /// Events read per query.
@@ -14,6 +13,8 @@ const PAGE: i64 = 256;
 /// Re-read even without a wake-up this often, as a safety net (e.g. a
 /// notification from another replica that never arrived).
 const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a stream checks that its API key was not revoked.
+pub const KEY_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Streams an application's events.
 pub struct EventService {
@@ -24,6 +25,12 @@ impl EventService {
     /// The use case over shared dependencies.
     pub fn new(deps: Arc<Deps>) -> Self {
         Self { deps }
+    }
+
+    /// Whether the caller's key has been revoked (or its application is gone).
+    async fn is_key_revoked(&self, caller: &Caller) -> Result<bool, ServiceError> {
+        let key = self.deps.store.find_api_key(caller.key_id).await?;
+        Ok(key.is_none_or(|key| key.application.id != caller.application.id))
     }
 
     /// Where a subscription starts: cursor 0 means "everything retained";
@@ -43,16 +50,21 @@ impl EventService {
         Ok(after)
     }
 
-    /// Sends `app`'s events after `after` into `sink` until the receiver
-    /// goes away or `stop` fires. Errors are sent, then the pump ends.
+    /// Sends the caller's events after `after` into `sink` until the receiver
+    /// goes away or `stop` fires. Errors are sent, then the pump ends; so
+    /// does the pump of a key that is revoked (checked every
+    /// [`KEY_CHECK`], `UNAUTHENTICATED`).
     pub async fn pump_events(
         &self,
-        app: ApplicationId,
+        caller: Caller,
         mut after: i64,
         sink: mpsc::Sender<Result<EventRecord, ServiceError>>,
         stop: CancellationToken,
     ) {
+        let app = caller.application.id;
         let mut wake = self.deps.notifier.watch_events(app);
+        let mut key_check = tokio::time::interval(KEY_CHECK);
+        key_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Marked seen before reading: a notification during the read is kept.
             wake.borrow_and_update();
@@ -73,11 +85,27 @@ impl EventService {
             if full {
                 continue;
             }
-            tokio::select! {
-                _ = wake.changed() => {}
-                () = tokio::time::sleep(POLL) => {}
-                () = sink.closed() => return,
-                () = stop.cancelled() => return,
+            loop {
+                tokio::select! {
+                    _ = wake.changed() => break,
+                    () = tokio::time::sleep(POLL) => break,
+                    () = sink.closed() => return,
+                    () = stop.cancelled() => return,
+                    _ = key_check.tick() => match self.is_key_revoked(&caller).await {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            let revoked = ServiceError::Unauthenticated(
+                                "the API key of this stream was revoked".to_owned(),
+                            );
+                            let _ = sink.send(Err(revoked)).await;
+                            return;
+                        }
+                        Err(error) => {
+                            let _ = sink.send(Err(error)).await;
+                            return;
+                        }
+                    },
+                }
             }
         }
     }

@@ -31,9 +31,9 @@ macro_rules! sql_engine {
                 convert,
             };
             use crate::store::{
-                ApiKeyRecord, Application, ApplicationStore, DeviceStore, EnrollmentRecord,
-                EventRecord, EventStore, NewApiKey, NewEnrollment, StoreError, StoreResult,
-                TransactionStore,
+                ApiKeyInfo, ApiKeyRecord, Application, ApplicationStore, DeviceStore,
+                EnrollmentRecord, EventRecord, EventStore, NewApiKey, NewEnrollment, StoreError,
+                StoreResult, TransactionStore,
             };
 
             type Connection = <$db as sqlx::Database>::Connection;
@@ -166,6 +166,58 @@ macro_rules! sql_engine {
                         })
                     })
                     .transpose()
+                }
+            }
+
+            #[async_trait]
+            impl crate::store::ApiKeyStore for $store {
+                async fn add_api_key(
+                    &self,
+                    app: ApplicationId,
+                    key: &NewApiKey,
+                ) -> StoreResult<bool> {
+                    let done = sqlx::query(q::ADD_API_KEY)
+                        .bind(key.id)
+                        .bind(app)
+                        .bind(key.secret_hash.as_bytes().to_vec())
+                        .bind(StoredTime(key.created_at))
+                        .execute(self.writer())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn list_api_keys(&self, app: ApplicationId) -> StoreResult<Vec<ApiKeyInfo>> {
+                    let rows: Vec<(ApiKeyId, StoredTime, Option<StoredTime>)> =
+                        sqlx::query_as(q::LIST_API_KEYS)
+                            .bind(app)
+                            .fetch_all(self.reader())
+                            .await
+                            .map_err(db_error)?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(id, created_at, revoked_at)| ApiKeyInfo {
+                            id,
+                            created_at: created_at.0,
+                            revoked_at: revoked_at.map(|t| t.0),
+                        })
+                        .collect())
+                }
+
+                async fn revoke_api_key(
+                    &self,
+                    app: ApplicationId,
+                    id: ApiKeyId,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<bool> {
+                    let done = sqlx::query(q::REVOKE_API_KEY)
+                        .bind(app)
+                        .bind(id)
+                        .bind(StoredTime(now))
+                        .execute(self.writer())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(done.rows_affected() == 1)
                 }
             }
 

@@ -68,6 +68,24 @@ pub trait ApplicationStore: Send + Sync {
     async fn find_api_key(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeyRecord>>;
 }
 
+/// The life of API keys: added, listed, revoked (rotation = add, then revoke).
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Adds an API key to an existing application; `false` if there is no
+    /// such application.
+    async fn add_api_key(&self, app: ApplicationId, key: &NewApiKey) -> StoreResult<bool>;
+    /// The application's keys, revoked ones included, oldest first.
+    async fn list_api_keys(&self, app: ApplicationId) -> StoreResult<Vec<ApiKeyInfo>>;
+    /// Revokes one of the application's keys; `false` if it has no such
+    /// unrevoked key.
+    async fn revoke_api_key(
+        &self,
+        app: ApplicationId,
+        id: ApiKeyId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+}
+
 /// Enrollment codes and devices.
 #[async_trait]
 pub trait DeviceStore: Send + Sync {
@@ -174,6 +192,12 @@ pub trait EventStore: Send + Sync {
 }
 
 /// Everything the services need from storage.
-pub trait Store: ApplicationStore + DeviceStore + TransactionStore + EventStore + 'static {}
+pub trait Store:
+    ApplicationStore + ApiKeyStore + DeviceStore + TransactionStore + EventStore + 'static
+{
+}
 
-impl<T: ApplicationStore + DeviceStore + TransactionStore + EventStore + 'static> Store for T {}
+impl<T> Store for T where
+    T: ApplicationStore + ApiKeyStore + DeviceStore + TransactionStore + EventStore + 'static
+{
+}

@@ -41,6 +41,17 @@ pub struct ApiKeyRecord {
     pub application: Application,
 }
 
+/// An API key as an operator sees it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    /// The key's public id.
+    pub id: ApiKeyId,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 /// A new enrollment code.
 #[derive(Debug, Clone)]
 pub struct NewEnrollment {

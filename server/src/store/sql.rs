@@ -23,6 +23,15 @@ pub const LIST_APPLICATIONS: &str =
 pub const FIND_API_KEY: &str = "SELECT k.secret_hash, a.id, a.name, a.created_at FROM api_keys k \
      JOIN applications a ON a.id = k.application_id WHERE k.id = $1 AND k.revoked_at IS NULL";
 
+/// Adds a key to an existing application.
+pub const ADD_API_KEY: &str = "INSERT INTO api_keys (id, application_id, secret_hash, \
+     created_at) SELECT $1, id, $3, $4 FROM applications WHERE id = $2";
+/// An application's keys.
+pub const LIST_API_KEYS: &str = "SELECT id, created_at, revoked_at FROM api_keys \
+     WHERE application_id = $1 ORDER BY created_at, id";
+/// Revokes a key once.
+pub const REVOKE_API_KEY: &str = "UPDATE api_keys SET revoked_at = $3 \
+     WHERE id = $2 AND application_id = $1 AND revoked_at IS NULL";
 /// A new enrollment code.
 pub const INSERT_ENROLLMENT: &str = "INSERT INTO enrollments (id, application_id, user_id, \
      secret_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
