@@ -103,10 +103,7 @@ async fn subscribe_from_a_purged_cursor_is_out_of_range(db: TestDb) {
     // Retention of zero seconds: everything older than now is purged.
     let store = db.store().await;
     store
-        .purge(
-            chrono::Utc::now() + chrono::TimeDelta::seconds(1),
-            chrono::Utc::now(),
-        )
+        .purge(chrono::Utc::now() + chrono::TimeDelta::seconds(1))
         .await
         .expect("purge");
     // Cursor 0 means "everything retained" and still works.

@@ -166,7 +166,8 @@ struct Model {
     now: i64,
     txs: Vec<MTx>,
     revoked: [bool; 4],
-    failures: [Vec<i64>; 4],
+    /// OTP strikes per device: (window start, strikes in it).
+    strikes: [Option<(i64, u32)>; 4],
     fraud_reports: Vec<(usize, usize, i64)>,
     device_events: Vec<(usize, EventType)>,
 }
@@ -250,13 +251,24 @@ impl Model {
         Answer::Created
     }
 
-    fn scan(&mut self, device: usize, i: usize, genuine: bool) -> Answer {
+    /// Every lookup takes a strike; five in a window opened by the first
+    /// one (and reopened 300 s later) cool the device off.
+    fn take_strike(&mut self, device: usize) -> bool {
         let now = self.now;
-        let failures = self.failures[device]
-            .iter()
-            .filter(|&&at| at > now - 300)
-            .count();
-        if failures >= 5 {
+        match &mut self.strikes[device] {
+            Some((start, strikes)) if *start > now - 300 => {
+                if *strikes >= 5 {
+                    return false;
+                }
+                *strikes += 1;
+            }
+            slot => *slot = Some((now, 1)),
+        }
+        true
+    }
+
+    fn scan(&mut self, device: usize, i: usize, genuine: bool) -> Answer {
+        if !self.take_strike(device) {
             return Answer::ResourceExhausted;
         }
         let (app, user) = DEVICES[device];
@@ -271,8 +283,10 @@ impl Model {
             && tx.user.is_none_or(|u| u == user)
             && !self.revoked[device];
         if !is_valid {
-            self.failures[device].push(now);
             return Answer::OtpRefused;
+        }
+        if let Some((_, strikes)) = &mut self.strikes[device] {
+            *strikes = strikes.saturating_sub(1);
         }
         let tx = &mut self.txs[i];
         tx.state = S::Scanned;

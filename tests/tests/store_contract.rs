@@ -512,25 +512,17 @@ async fn retention_purges_old_events_and_records_the_horizon(db: TestDb) {
     let c = Case::new(&db).await;
     let (old_tx, _) = c.login_at(c.at - TimeDelta::days(8)).await;
     let (new_tx, _) = c.login().await;
-    let phone = c.device("alice").await;
-    for ago in [TimeDelta::hours(2), TimeDelta::minutes(1)] {
-        let at = c.at - ago;
-        c.s().record_otp_failure(phone.id, at).await.unwrap();
-    }
     assert_eq!(c.s().purged_through().await.unwrap(), 0);
     let events_before = c.at - TimeDelta::days(7);
-    let failures_before = c.at - TimeDelta::hours(1);
-    let purge = || c.s().purge(events_before, failures_before);
+    let purge = || c.s().purge(events_before);
     assert_eq!(purge().await.unwrap(), 1);
-    // The new login's event and the enrollment's remain.
+    // The new login's event remains.
     let remaining = c.events(c.app).await;
     let kept: Vec<_> = remaining.iter().map(|e| e.transaction_id).collect();
-    assert_eq!(kept, [Some(new_tx.id), None]);
+    assert_eq!(kept, [Some(new_tx.id)]);
     let horizon = c.s().purged_through().await.unwrap();
     assert!(horizon > 0 && horizon < remaining[0].cursor);
     c.holds(&old_tx).await; // retention removes events only
-    let since = c.at - TimeDelta::days(1);
-    assert_eq!(c.s().count_otp_failures(phone.id, since).await.unwrap(), 1);
     assert_eq!(purge().await.unwrap(), 0);
     assert_eq!(c.s().purged_through().await.unwrap(), horizon);
 }
@@ -597,16 +589,55 @@ async fn enrollments_are_single_use_and_public_keys_unique(db: TestDb) {
     assert_eq!(log, [(DeviceEnrolled, Some(new_device.id))]);
 }
 
-async fn otp_failures_are_counted_in_their_window(db: TestDb) {
+async fn otp_lookups_are_reserved_atomically_within_their_window(db: TestDb) {
     let c = Case::new(&db).await;
     let (phone, tablet) = (c.device("alice").await, c.device("alice").await);
-    for minutes in [10, 4, 1] {
-        let at = c.at - TimeDelta::minutes(minutes);
-        c.s().record_otp_failure(phone.id, at).await.unwrap();
+    let window = TimeDelta::minutes(5);
+    let reserve = |device, at: DateTime<Utc>| c.s().reserve_otp_attempt(device, 5, at - window, at);
+    for _ in 0..5 {
+        assert!(reserve(phone.id, c.at).await.unwrap());
     }
-    let since = c.at - TimeDelta::minutes(5);
-    assert_eq!(c.s().count_otp_failures(phone.id, since).await.unwrap(), 2);
-    assert_eq!(c.s().count_otp_failures(tablet.id, since).await.unwrap(), 0);
+    assert!(
+        !reserve(phone.id, c.at).await.unwrap(),
+        "the sixth is refused"
+    );
+    assert!(
+        reserve(tablet.id, c.at).await.unwrap(),
+        "devices count apart"
+    );
+    c.s().release_otp_attempt(phone.id).await.unwrap();
+    assert!(
+        reserve(phone.id, c.at).await.unwrap(),
+        "a success gives its strike back"
+    );
+    assert!(
+        !reserve(phone.id, c.at + TimeDelta::minutes(4))
+            .await
+            .unwrap()
+    );
+    assert!(
+        reserve(phone.id, c.at + window).await.unwrap(),
+        "a new window starts once the first one has passed"
+    );
+    // Fifty lookups of one device at once: exactly five get through.
+    let fresh = c.device("bob").await;
+    let store = Arc::clone(&c.store);
+    let at = c.at;
+    let attempts: Vec<_> = (0..50)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .reserve_otp_attempt(fresh.id, 5, at - window, at)
+                    .await
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for attempt in attempts {
+        allowed += usize::from(attempt.await.unwrap().unwrap());
+    }
+    assert_eq!(allowed, 5);
 }
 
 async fn one_open_push_per_user_and_the_push_history(db: TestDb) {
@@ -719,7 +750,7 @@ assent_tests::on_both_engines!(
     cursors_grow_and_incremental_reads_miss_nothing,
     retention_purges_old_events_and_records_the_horizon,
     enrollments_are_single_use_and_public_keys_unique,
-    otp_failures_are_counted_in_their_window,
+    otp_lookups_are_reserved_atomically_within_their_window,
     one_open_push_per_user_and_the_push_history,
     overdue_transactions_are_the_open_ones_past_their_expiry,
     open_confirmations_are_the_devices_scans_and_its_users_pushes,

@@ -16,6 +16,7 @@ pub fn code_of(error: &ServiceError) -> Code {
             Code::NotFound
         }
         ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
+        ServiceError::Aborted(_) => Code::Aborted,
         ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
         ServiceError::OutOfRange(_) => Code::OutOfRange,
         ServiceError::Unavailable(_) | ServiceError::Contention | ServiceError::TryAgain(_) => {

@@ -46,12 +46,15 @@ pub enum SessionEnd {
     Revoked,
     /// The session's inbox was full: it was not keeping up.
     FellBehind,
+    /// The device opened a newer stream, here or on another replica.
+    Replaced,
 }
 
 /// One live session as the notifier holds it.
 #[derive(Debug)]
 struct Entry {
     id: u64,
+    stream: uuid::Uuid,
     device: DeviceId,
     inbox: mpsc::Sender<Delivery>,
     end: Arc<Ending>,
@@ -154,6 +157,9 @@ impl Notifier {
                 .into_iter()
                 .for_each(|(_, end)| end.end(SessionEnd::Revoked));
             }
+            Notice::StreamOpened { device_id, stream } => {
+                self.replace_streams(*device_id, *stream);
+            }
             Notice::Confirm {
                 application_id,
                 user_id,
@@ -226,19 +232,41 @@ impl Notifier {
             .subscribe()
     }
 
-    /// Registers a live session of `device`; dropping the registration removes it.
+    /// Ends every session of `device` but `stream`.
+    fn replace_streams(&self, device: DeviceId, stream: uuid::Uuid) {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(key) = sessions.user_of.get(&device) else {
+            return;
+        };
+        for entry in sessions.by_user.get(key).into_iter().flatten() {
+            if entry.device == device && entry.stream != stream {
+                entry.end.end(SessionEnd::Replaced);
+            }
+        }
+    }
+
+    /// Registers a live session of `device`, replacing its other sessions
+    /// here and on other replicas; dropping the registration removes it.
     pub fn register_device(self: &Arc<Self>, device: &Device) -> DeviceRegistration {
         let (inbox, receiver) = mpsc::channel(SESSION_INBOX);
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let stream = uuid::Uuid::new_v4();
         let end = Arc::new(Ending::default());
         let key = (device.application_id, device.user_id.clone());
-        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        sessions.user_of.insert(device.id, key.clone());
-        sessions.by_user.entry(key).or_default().push(Entry {
-            id,
-            device: device.id,
-            inbox,
-            end: Arc::clone(&end),
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            sessions.user_of.insert(device.id, key.clone());
+            sessions.by_user.entry(key).or_default().push(Entry {
+                id,
+                stream,
+                device: device.id,
+                inbox,
+                end: Arc::clone(&end),
+            });
+        }
+        self.publish(Notice::StreamOpened {
+            device_id: device.id,
+            stream,
         });
         DeviceRegistration {
             notifier: Arc::clone(self),

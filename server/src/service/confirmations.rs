@@ -101,12 +101,20 @@ impl ConfirmationService {
         rng: &mut R,
     ) -> Result<Transaction, ServiceError> {
         let now = self.deps.clock.now();
-        let failures = self
+        // Every submission takes a strike first, atomically; a valid OTP
+        // gives it back. So parallel streams of one device cannot look up
+        // more OTPs than the limit, and every refusal takes the same path.
+        let allowed = self
             .deps
             .store
-            .count_otp_failures(device.id, now - span(OTP_FAILURE_WINDOW))
+            .reserve_otp_attempt(
+                device.id,
+                OTP_FAILURE_LIMIT,
+                now - span(OTP_FAILURE_WINDOW),
+                now,
+            )
             .await?;
-        if failures >= OTP_FAILURE_LIMIT {
+        if !allowed {
             return Err(ServiceError::ResourceExhausted(format!(
                 "too many invalid OTPs from this device; wait {} minutes before trying again",
                 OTP_FAILURE_WINDOW.as_secs() / 60
@@ -127,12 +135,15 @@ impl ConfirmationService {
         match scanned {
             Ok(transaction) => {
                 tracing::info!(transaction_id = %transaction.id, "transaction scanned");
+                if let Err(error) = self.deps.store.release_otp_attempt(device.id).await {
+                    // The strike stays: stricter, never looser.
+                    tracing::warn!(%error, "could not give back an OTP strike");
+                }
                 Ok(transaction)
             }
             Err(error) => {
-                // Every refused OTP counts, whatever the reason.
+                // Every refused OTP keeps its strike, whatever the reason.
                 self.deps.metrics.otp_refused();
-                self.deps.store.record_otp_failure(device.id, now).await?;
                 Err(error)
             }
         }

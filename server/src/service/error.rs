@@ -35,6 +35,9 @@ pub enum ServiceError {
     /// A cursor outside the retained range.
     #[error("{0}")]
     OutOfRange(String),
+    /// Superseded by something newer (a newer stream of the same device).
+    #[error("{0}")]
+    Aborted(String),
     /// Transient: try again (reconnect, resend); the message says what.
     #[error("{0}")]
     TryAgain(String),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use super::{Deps, ServiceError};
 use crate::domain::clock::span;
-use crate::domain::rate::OTP_FAILURE_WINDOW;
 
 /// How many overdue transactions one sweep settles at most.
 const SWEEP_BATCH: i64 = 500;
@@ -42,16 +41,10 @@ impl UpkeepService {
         Ok(expired)
     }
 
-    /// Deletes events past retention and stale OTP-failure records.
+    /// Deletes events past retention.
     pub async fn purge(&self) -> Result<u64, ServiceError> {
         let now = self.deps.clock.now();
-        Ok(self
-            .deps
-            .store
-            .purge(
-                now - span(self.deps.limits.event_retention),
-                now - span(OTP_FAILURE_WINDOW),
-            )
-            .await?)
+        let before = now - span(self.deps.limits.event_retention);
+        Ok(self.deps.store.purge(before).await?)
     }
 }

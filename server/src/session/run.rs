@@ -296,5 +296,10 @@ fn ended(reason: SessionEnd) -> ServiceError {
         SessionEnd::FellBehind => ServiceError::TryAgain(
             "the device did not keep up with its stream; reconnect".to_owned(),
         ),
+        SessionEnd::Replaced => ServiceError::Aborted(
+            "this device opened a newer stream, which replaces this one (one live stream per \
+             device)"
+                .to_owned(),
+        ),
     }
 }

@@ -364,31 +364,31 @@ macro_rules! sql_engine {
                     Ok(true)
                 }
 
-                async fn record_otp_failure(
+                async fn reserve_otp_attempt(
                     &self,
                     device: DeviceId,
+                    limit: i64,
+                    window_opened_before: DateTime<Utc>,
                     now: DateTime<Utc>,
-                ) -> StoreResult<()> {
-                    sqlx::query(q::RECORD_OTP_FAILURE)
+                ) -> StoreResult<bool> {
+                    let done = sqlx::query(q::RESERVE_OTP_ATTEMPT)
                         .bind(device)
+                        .bind(limit)
+                        .bind(StoredTime(window_opened_before))
                         .bind(StoredTime(now))
                         .execute(self.writer())
                         .await
                         .map_err(db_error)?;
-                    Ok(())
+                    Ok(done.rows_affected() == 1)
                 }
 
-                async fn count_otp_failures(
-                    &self,
-                    device: DeviceId,
-                    since: DateTime<Utc>,
-                ) -> StoreResult<i64> {
-                    sqlx::query_scalar(q::COUNT_OTP_FAILURES)
+                async fn release_otp_attempt(&self, device: DeviceId) -> StoreResult<()> {
+                    sqlx::query(q::RELEASE_OTP_ATTEMPT)
                         .bind(device)
-                        .bind(StoredTime(since))
-                        .fetch_one(self.writer())
+                        .execute(self.writer())
                         .await
-                        .map_err(db_error)
+                        .map_err(db_error)?;
+                    Ok(())
                 }
             }
 
@@ -524,11 +524,7 @@ macro_rules! sql_engine {
                         .map_err(db_error)
                 }
 
-                async fn purge(
-                    &self,
-                    events_before: DateTime<Utc>,
-                    failures_before: DateTime<Utc>,
-                ) -> StoreResult<u64> {
+                async fn purge(&self, events_before: DateTime<Utc>) -> StoreResult<u64> {
                     let mut tx = self.writer().begin().await.map_err(db_error)?;
                     let deleted: Vec<i64> = sqlx::query_scalar(q::PURGE_EVENTS)
                         .bind(StoredTime(events_before))
@@ -542,11 +538,6 @@ macro_rules! sql_engine {
                             .await
                             .map_err(db_error)?;
                     }
-                    sqlx::query(q::PURGE_OTP_FAILURES)
-                        .bind(StoredTime(failures_before))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_error)?;
                     tx.commit().await.map_err(db_error)?;
                     Ok(u64::try_from(deleted.len()).unwrap_or(u64::MAX))
                 }

@@ -118,10 +118,19 @@ pub trait DeviceStore: Send + Sync {
     /// bound to it, every failure applies, and the events are appended.
     /// `false` if any of that did not hold; nothing was changed then.
     async fn apply_revocation(&self, revocation: &Revocation) -> StoreResult<bool>;
-    /// Records one wrong OTP from a device.
-    async fn record_otp_failure(&self, device: DeviceId, now: DateTime<Utc>) -> StoreResult<()>;
-    /// Wrong OTPs from a device since `since`.
-    async fn count_otp_failures(&self, device: DeviceId, since: DateTime<Utc>) -> StoreResult<i64>;
+    /// Reserves one OTP lookup of the device, atomically: allowed while its
+    /// window (opened by the first strike, reopened once it began at or
+    /// before `window_opened_before`) holds fewer than `limit` strikes.
+    /// `false` means the device is cooling off.
+    async fn reserve_otp_attempt(
+        &self,
+        device: DeviceId,
+        limit: i64,
+        window_opened_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Gives back the strike of a lookup that succeeded.
+    async fn release_otp_attempt(&self, device: DeviceId) -> StoreResult<()>;
 }
 
 /// Transactions: one write, [`TransactionStore::apply`], and the reads the
@@ -183,12 +192,8 @@ pub trait EventStore: Send + Sync {
     ) -> StoreResult<Vec<EventRecord>>;
     /// The highest cursor that retention has removed (0 if none).
     async fn purged_through(&self) -> StoreResult<i64>;
-    /// Deletes events and OTP-failure records older than `before`.
-    async fn purge(
-        &self,
-        events_before: DateTime<Utc>,
-        failures_before: DateTime<Utc>,
-    ) -> StoreResult<u64>;
+    /// Deletes events older than `events_before`.
+    async fn purge(&self, events_before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// Everything the services need from storage.

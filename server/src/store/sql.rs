@@ -79,13 +79,19 @@ pub const HELD_IDS: &str = "SELECT id FROM transactions WHERE device_id = $1 AND
 pub const REVOKE_DEVICE: &str = "UPDATE devices SET revoked_at = $3 \
      WHERE id = $1 AND application_id = $2 AND revoked_at IS NULL";
 
-/// One wrong OTP.
-pub const RECORD_OTP_FAILURE: &str =
-    "INSERT INTO otp_failures (device_id, failed_at) VALUES ($1, $2)";
-
-/// Wrong OTPs since a time.
-pub const COUNT_OTP_FAILURES: &str =
-    "SELECT count(*) FROM otp_failures WHERE device_id = $1 AND failed_at > $2";
+/// Reserves an OTP lookup of device `$1`: a window opened at or before `$3`
+/// starts anew at `$4`; otherwise a strike is added while fewer than `$2`.
+/// One row, one statement: atomic under the row lock on both engines.
+pub const RESERVE_OTP_ATTEMPT: &str = "UPDATE devices SET \
+       otp_strikes = CASE WHEN otp_window_start IS NULL OR otp_window_start <= $3 \
+         THEN 1 ELSE otp_strikes + 1 END, \
+       otp_window_start = CASE WHEN otp_window_start IS NULL OR otp_window_start <= $3 \
+         THEN $4 ELSE otp_window_start END \
+     WHERE id = $1 \
+       AND (otp_window_start IS NULL OR otp_window_start <= $3 OR otp_strikes < $2)";
+/// Gives back a strike.
+pub const RELEASE_OTP_ATTEMPT: &str =
+    "UPDATE devices SET otp_strikes = otp_strikes - 1 WHERE id = $1 AND otp_strikes > 0";
 
 /// One transaction of an application.
 pub const FIND_TRANSACTION: &str = concat!(
@@ -135,6 +141,3 @@ pub const EVENTS_AFTER: &str = concat!(
 
 /// Removes old events, returning their cursors.
 pub const PURGE_EVENTS: &str = "DELETE FROM events WHERE occurred_at < $1 RETURNING cursor";
-
-/// Removes stale OTP failures.
-pub const PURGE_OTP_FAILURES: &str = "DELETE FROM otp_failures WHERE failed_at < $1";

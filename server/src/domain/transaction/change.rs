@@ -110,6 +110,14 @@ pub enum Notice {
         /// The device.
         device_id: DeviceId,
     },
+    /// A device authenticated a new stream: its older streams, wherever
+    /// they are, are replaced (one live stream per device).
+    StreamOpened {
+        /// The device.
+        device_id: DeviceId,
+        /// The new stream, which stays.
+        stream: uuid::Uuid,
+    },
 }
 
 impl Notice {
