@@ -48,6 +48,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use config::{Engine, ServerConfig};
+use domain::clock::DatabaseClock;
 use domain::{Clock, SystemClock};
 use grpc::{DeviceHandler, RelyingPartyHandler};
 use notify::Notifier;
@@ -198,8 +199,23 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    run_with_clock(config, listener, shutdown, Arc::new(SystemClock)).await
+    let time = TimeSource::Database(Arc::new(SystemClock));
+    run_with_time(config, listener, shutdown, time).await
 }
+
+/// Where the use cases read the time.
+#[derive(Clone)]
+pub enum TimeSource {
+    /// This base clock, disciplined to the database's clock (measured at
+    /// start and every [`CLOCK_SYNC_EVERY`]): expiry is decided by the
+    /// database's time, however far this host's clock is off.
+    Database(Arc<dyn Clock>),
+    /// Exactly this clock (tests move a manual one).
+    Given(Arc<dyn Clock>),
+}
+
+/// How often the offset to the database's clock is measured again.
+pub const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(30);
 
 /// [`run`] with the clock the use cases read (tests move a manual one).
 pub async fn run_with_clock(
@@ -208,6 +224,16 @@ pub async fn run_with_clock(
     shutdown: CancellationToken,
     clock: Arc<dyn Clock>,
 ) -> Result<(), ServerError> {
+    run_with_time(config, listener, shutdown, TimeSource::Given(clock)).await
+}
+
+/// [`run`] with a chosen time source.
+pub async fn run_with_time(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    time: TimeSource,
+) -> Result<(), ServerError> {
     let opened = open_for_serving(&config).await?;
     if let Engine::Sqlite { path } = &opened.engine {
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
@@ -215,7 +241,7 @@ pub async fn run_with_clock(
             println!("{}", first_run::banner(path, &key_file));
         }
     }
-    serve(config, opened, listener, shutdown, clock).await
+    serve(config, opened, listener, shutdown, time).await
 }
 
 /// Serves an already opened store (held, with its lock, until the end).
@@ -224,7 +250,7 @@ pub async fn serve(
     opened: OpenedStore,
     listener: TcpListener,
     shutdown: CancellationToken,
-    clock: Arc<dyn Clock>,
+    time: TimeSource,
 ) -> Result<(), ServerError> {
     let local = listener.local_addr()?;
     let tls = tls_config(&config)?;
@@ -247,6 +273,19 @@ pub async fn serve(
             notifier
         }
         None => Notifier::new(),
+    };
+    let clock: Arc<dyn Clock> = match time {
+        TimeSource::Given(clock) => clock,
+        TimeSource::Database(base) => {
+            let clock = Arc::new(DatabaseClock::new(base));
+            sync_clock(&clock, opened.store.as_ref()).await;
+            tasks.spawn(keep_clock_synced(
+                Arc::clone(&clock),
+                Arc::clone(&opened.store),
+                shutdown.clone(),
+            ));
+            clock
+        }
     };
     let services = Services::new(Arc::clone(&opened.store), notifier, clock, config.limits());
     tasks.spawn(sweeper::run(
@@ -364,6 +403,38 @@ pub async fn serve(
     drop(opened);
     tracing::info!("assent-server stopped");
     Ok(())
+}
+
+/// Measures the offset to the database's clock once; a failure keeps the
+/// last offset (the database being away is reported by the calls).
+async fn sync_clock(clock: &DatabaseClock<Arc<dyn Clock>>, store: &dyn Store) {
+    let before = clock.base_now();
+    match store.database_time().await {
+        Ok(database) => {
+            let offset = clock.measured(before, database, clock.base_now());
+            if offset.abs() > chrono::TimeDelta::seconds(1) {
+                tracing::warn!(
+                    offset_ms = offset.num_milliseconds(),
+                    "this host's clock is off from the database's; using the database's"
+                );
+            }
+        }
+        Err(error) => tracing::debug!(%error, "cannot read the database's clock"),
+    }
+}
+
+/// Measures the offset to the database's clock every [`CLOCK_SYNC_EVERY`].
+async fn keep_clock_synced(
+    clock: Arc<DatabaseClock<Arc<dyn Clock>>>,
+    store: Arc<dyn Store>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(CLOCK_SYNC_EVERY) => sync_clock(&clock, store.as_ref()).await,
+        }
+    }
 }
 
 fn tls_config(config: &ServerConfig) -> Result<Option<ServerTlsConfig>, ServerError> {

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use assent_proto::v1::relying_party_service_client::RelyingPartyServiceClient;
-use assent_server::ServerConfig;
-use assent_server::domain::{Clock, ManualClock, SystemClock};
+use assent_server::domain::{ManualClock, SystemClock};
 use assent_server::store::{PgLimits, PgStore, SqliteStore, Store};
+use assent_server::{ServerConfig, TimeSource};
 use sqlx::Connection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -160,7 +160,7 @@ pub struct TestServer {
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
     config: ServerConfig,
-    clock: Arc<dyn Clock>,
+    time: TimeSource,
 }
 
 impl TestServer {
@@ -172,13 +172,20 @@ impl TestServer {
     /// Starts a server whose use cases read `clock` (a test moves it).
     pub async fn start_with_clock(db: &TestDb, clock: Arc<ManualClock>) -> Self {
         let config = Self::config(db, |_| {});
-        Self::launch(config, db.url.clone(), clock).await
+        Self::launch(config, db.url.clone(), TimeSource::Given(clock)).await
+    }
+
+    /// Starts a server whose use cases read `time`.
+    pub async fn start_with_time(db: &TestDb, time: TimeSource) -> Self {
+        let config = Self::config(db, |_| {});
+        Self::launch(config, db.url.clone(), time).await
     }
 
     /// Starts a server after adjusting its configuration.
     pub async fn start_with(db: &TestDb, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         let config = Self::config(db, adjust);
-        Self::launch(config, db.url.clone(), Arc::new(SystemClock)).await
+        let time = TimeSource::Database(Arc::new(SystemClock));
+        Self::launch(config, db.url.clone(), time).await
     }
 
     fn config(db: &TestDb, adjust: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
@@ -194,19 +201,15 @@ impl TestServer {
         config
     }
 
-    async fn launch(mut config: ServerConfig, database_url: String, clock: Arc<dyn Clock>) -> Self {
+    async fn launch(mut config: ServerConfig, database_url: String, time: TimeSource) -> Self {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .expect("bind test server");
         let addr = listener.local_addr().expect("local addr");
         config.listen = addr;
         let stop = CancellationToken::new();
-        let run = assent_server::run_with_clock(
-            config.clone(),
-            listener,
-            stop.clone(),
-            Arc::clone(&clock),
-        );
+        let run =
+            assent_server::run_with_time(config.clone(), listener, stop.clone(), time.clone());
         let task = tokio::spawn(async move {
             if let Err(error) = run.await {
                 panic!("test server failed: {error:?}");
@@ -218,7 +221,7 @@ impl TestServer {
             stop,
             task: Some(task),
             config,
-            clock,
+            time,
         };
         server.wait_ready().await;
         server
@@ -276,7 +279,7 @@ impl TestServer {
         let fresh = Self::launch(
             self.config.clone(),
             self.database_url.clone(),
-            Arc::clone(&self.clock),
+            self.time.clone(),
         )
         .await;
         *self = fresh;

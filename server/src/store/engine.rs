@@ -524,6 +524,14 @@ macro_rules! sql_engine {
                         .map_err(db_error)
                 }
 
+                async fn database_time(&self) -> StoreResult<DateTime<Utc>> {
+                    let now: StoredTime = sqlx::query_scalar(q::DATABASE_TIME)
+                        .fetch_one(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(now.0)
+                }
+
                 async fn purge(&self, events_before: DateTime<Utc>) -> StoreResult<u64> {
                     let mut tx = self.writer().begin().await.map_err(db_error)?;
                     let deleted: Vec<i64> = sqlx::query_scalar(q::PURGE_EVENTS)

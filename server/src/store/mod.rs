@@ -192,6 +192,8 @@ pub trait EventStore: Send + Sync {
     ) -> StoreResult<Vec<EventRecord>>;
     /// The highest cursor that retention has removed (0 if none).
     async fn purged_through(&self) -> StoreResult<i64>;
+    /// The database's own clock, now.
+    async fn database_time(&self) -> StoreResult<DateTime<Utc>>;
     /// Deletes events older than `events_before`.
     async fn purge(&self, events_before: DateTime<Utc>) -> StoreResult<u64>;
 }

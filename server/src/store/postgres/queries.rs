@@ -61,3 +61,6 @@ pub const PURGED_THROUGH: &str = "SELECT purged_through FROM event_retention WHE
 /// Remembers the highest removed cursor.
 pub const MARK_PURGED: &str = "UPDATE event_retention \
      SET purged_through = GREATEST(purged_through, $1) WHERE singleton";
+
+/// The database's clock, now.
+pub const DATABASE_TIME: &str = "SELECT clock_timestamp()";

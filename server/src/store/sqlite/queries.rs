@@ -52,3 +52,6 @@ pub const PURGED_THROUGH: &str = "SELECT purged_through FROM event_retention WHE
 /// Remembers the highest removed cursor.
 pub const MARK_PURGED: &str = "UPDATE event_retention \
      SET purged_through = max(purged_through, $1) WHERE singleton = 1";
+
+/// The database's clock, now.
+pub const DATABASE_TIME: &str = "SELECT CAST(round((julianday('now') - 2440587.5) * 86400000000.0) AS INTEGER)";
