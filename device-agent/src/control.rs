@@ -134,6 +134,26 @@ struct ControlRequest {
 mod socket_tests;
 
 #[cfg(test)]
+mod properties {
+    //! The control socket's request line, whatever bytes arrive, is a
+    //! request or a refusal, never a panic.
+
+    use proptest::prelude::*;
+
+    use super::ControlRequest;
+
+    proptest! {
+        #[test]
+        fn any_request_line_parses_or_is_refused(line in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..300),
+            r#"\{"(otp|status)": ?("[^"]{0,80}"|true|false|null|[0-9]{1,5})\}"#.prop_map(String::into_bytes),
+        ]) {
+            let _ = serde_json::from_slice::<ControlRequest>(&line);
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -135,3 +135,32 @@ mod tests {
         assert!(shown.contains(TX));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Whatever a user hands in, the OTP parser answers without panicking,
+    //! and what it accepts names the transaction the bytes carry.
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_malformed(text in prop_oneof!["[A-Za-z0-9+/=_ -]{0,90}", any::<String>()]) {
+            if let Ok(otp) = Otp::parse(&text) {
+                prop_assert_eq!(otp.as_str(), text.trim());
+                prop_assert!(Uuid::parse_str(otp.transaction_id()).is_ok());
+            }
+        }
+
+        #[test]
+        fn well_formed_bytes_parse_to_their_transaction(bytes in any::<[u8; 48]>()) {
+            let text = URL_SAFE_NO_PAD.encode(bytes);
+            let otp = Otp::parse(&text);
+            let expected = Uuid::from_slice(&bytes[..16]).map(|u| u.hyphenated().to_string());
+            prop_assert_eq!(otp.map(|o| o.transaction_id().to_owned()).ok(), expected.ok());
+        }
+    }
+}

@@ -185,3 +185,94 @@ mod tests {
         assert_ne!(decision_bytes(&payload), decision_bytes(&picked));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! The layouts are unambiguous: different decisions never share bytes,
+    //! whatever their fields hold.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn payload() -> impl Strategy<
+        Value = (
+            String,
+            String,
+            String,
+            Vec<u8>,
+            bool,
+            String,
+            [u8; 32],
+            Option<u32>,
+        ),
+    > {
+        (
+            ".{0,40}",
+            ".{0,40}",
+            ".{0,40}",
+            prop::collection::vec(any::<u8>(), 0..40),
+            any::<bool>(),
+            ".{0,20}",
+            any::<[u8; 32]>(),
+            prop::option::of(0u32..200),
+        )
+    }
+
+    fn bytes(
+        p: &(
+            String,
+            String,
+            String,
+            Vec<u8>,
+            bool,
+            String,
+            [u8; 32],
+            Option<u32>,
+        ),
+    ) -> Vec<u8> {
+        decision_bytes(&DecisionPayload {
+            application_id: &p.0,
+            transaction_id: &p.1,
+            device_id: &p.2,
+            nonce: &p.3,
+            verdict: if p.4 {
+                SignedVerdict::Accept
+            } else {
+                SignedVerdict::Deny
+            },
+            reason: &p.5,
+            display_hash: &p.6,
+            number: p.7,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn different_decisions_never_sign_the_same_bytes(a in payload(), b in payload()) {
+            prop_assume!(a != b);
+            prop_assert_ne!(bytes(&a), bytes(&b));
+        }
+
+        #[test]
+        fn moving_a_boundary_between_fields_changes_the_bytes(
+            id in ".{1,40}", challenge in prop::collection::vec(any::<u8>(), 1..40)
+        ) {
+            // "ab" + "c" and "a" + "bc" must not collide.
+            let mut shifted_id = id.clone();
+            let moved = shifted_id.pop().map(|c| c.to_string()).unwrap_or_default();
+            let mut shifted_challenge = moved.into_bytes();
+            shifted_challenge.extend_from_slice(&challenge);
+            prop_assert_ne!(hello_bytes(&id, &challenge), hello_bytes(&shifted_id, &shifted_challenge));
+        }
+
+        #[test]
+        fn display_hashes_differ_when_what_is_shown_differs(
+            a in (".{0,30}", prop::collection::btree_map("[a-z]{1,5}", ".{0,10}", 0..4)),
+            b in (".{0,30}", prop::collection::btree_map("[a-z]{1,5}", ".{0,10}", 0..4)),
+        ) {
+            prop_assume!(a != b);
+            prop_assert_ne!(display_hash(&a.0, &a.1), display_hash(&b.0, &b.1));
+        }
+    }
+}

@@ -218,7 +218,46 @@ async fn revoked_device_stream_is_closed_its_confirmation_fails_and_it_cannot_re
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
 
+async fn sql_wildcards_and_quotes_in_text_fields_are_opaque(db: TestDb) {
+    use assent_proto::v1::{CreateOtpAuthenticationRequest, ListDevicesRequest};
+    let server = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let users = ["a", "a%", "a_", "%", "a'--", "a\"\\", "a' OR '1'='1"];
+    for user in users {
+        TestDevice::enroll(&server, &app, user).await;
+    }
+    for user in users {
+        let devices = rp
+            .list_devices(ListDevicesRequest {
+                user_id: user.to_owned(),
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .devices;
+        assert_eq!(devices.len(), 1, "{user:?} matched {devices:?}");
+        assert_eq!(devices[0].user_id, user);
+    }
+    let message = "Log in? '; DROP TABLE transactions; -- %_\\";
+    let created = rp
+        .create_otp_authentication(CreateOtpAuthenticationRequest {
+            message: message.to_owned(),
+            context: [("note".to_owned(), "100% 'sure'".to_owned())].into(),
+            user_id: "a%".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    let stored = transaction(&mut rp, &created.transaction_id).await;
+    assert_eq!(stored.message, message);
+    assert_eq!(stored.context["note"], "100% 'sure'");
+    assert_eq!(stored.user_id, "a%");
+}
+
 assent_tests::on_both_engines!(
+    sql_wildcards_and_quotes_in_text_fields_are_opaque,
     forged_decision_signature_is_refused_and_changes_nothing,
     replayed_signature_from_another_transaction_is_refused,
     tenant_b_can_neither_get_cancel_nor_see_events_of_tenant_a,

@@ -10,6 +10,8 @@ pub mod clock;
 pub mod device;
 pub mod ids;
 pub mod input;
+#[cfg(test)]
+mod properties;
 pub mod push;
 pub mod rate;
 pub mod secret;

@@ -54,4 +54,5 @@ pub const MARK_PURGED: &str = "UPDATE event_retention \
      SET purged_through = max(purged_through, $1) WHERE singleton = 1";
 
 /// The database's clock, now.
-pub const DATABASE_TIME: &str = "SELECT CAST(round((julianday('now') - 2440587.5) * 86400000000.0) AS INTEGER)";
+pub const DATABASE_TIME: &str =
+    "SELECT CAST(round((julianday('now') - 2440587.5) * 86400000000.0) AS INTEGER)";
