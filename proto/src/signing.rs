@@ -195,18 +195,20 @@ mod properties {
 
     use super::*;
 
-    fn payload() -> impl Strategy<
-        Value = (
-            String,
-            String,
-            String,
-            Vec<u8>,
-            bool,
-            String,
-            [u8; 32],
-            Option<u32>,
-        ),
-    > {
+    /// Application, transaction and device ids, nonce, accept?, reason,
+    /// display hash, picked number.
+    type Fields8 = (
+        String,
+        String,
+        String,
+        Vec<u8>,
+        bool,
+        String,
+        [u8; 32],
+        Option<u32>,
+    );
+
+    fn payload() -> impl Strategy<Value = Fields8> {
         (
             ".{0,40}",
             ".{0,40}",
@@ -219,18 +221,7 @@ mod properties {
         )
     }
 
-    fn bytes(
-        p: &(
-            String,
-            String,
-            String,
-            Vec<u8>,
-            bool,
-            String,
-            [u8; 32],
-            Option<u32>,
-        ),
-    ) -> Vec<u8> {
+    fn bytes(p: &Fields8) -> Vec<u8> {
         decision_bytes(&DecisionPayload {
             application_id: &p.0,
             transaction_id: &p.1,
