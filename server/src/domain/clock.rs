@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn a_database_clock_follows_the_database_not_its_base() {
-        let start = Utc::now();
+        let start = Utc::now().trunc_subsecs(6);
         let base = ManualClock::new(start);
         let clock = DatabaseClock::new(base);
         let database = start - TimeDelta::minutes(10);
