@@ -52,8 +52,8 @@ enum LogFormat {
 enum Command {
     /// Enroll this device with a code from the application.
     Enroll {
-        /// The enrollment code.
-        #[arg(long)]
+        /// The enrollment code (base64url: it may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         code: String,
         /// Device name shown to the application [default: the host name].
         #[arg(long)]

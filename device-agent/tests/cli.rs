@@ -83,6 +83,28 @@ fn an_unknown_policy_is_refused() {
 }
 
 #[test]
+fn an_enrollment_code_starting_with_a_dash_is_not_taken_for_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = agent(
+        dir.path(),
+        &[
+            "enroll",
+            "--server",
+            "http://127.0.0.1:9",
+            "--code",
+            "-yZVHW9CTS2DcHJ",
+            "--name",
+            "k",
+        ],
+    );
+    assert!(
+        !text(&output.stderr).contains("unexpected argument"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
 fn an_otp_starting_with_a_dash_is_not_taken_for_a_flag() {
     let dir = tempfile::tempdir().unwrap();
     let output = agent(dir.path(), &["otp", "-AAAA_bbbb"]);
