@@ -38,24 +38,19 @@ macro_rules! sql_engine {
 
             type Connection = <$db as sqlx::Database>::Connection;
 
-            /// The key of the per-application lock (where the engine has one).
-            fn lock_key(app: ApplicationId) -> i64 {
-                let (high, _) = app.as_uuid().as_u64_pair();
-                i64::from_be_bytes(high.to_be_bytes())
-            }
-
-            /// Serialises the application's event appends until the
-            /// transaction ends, on engines that need it.
-            async fn lock(conn: &mut Connection, app: ApplicationId) -> StoreResult<()> {
-                if let Some(sql) = q::LOCK_APPLICATION {
-                    sqlx::query(sql)
-                        .bind(lock_key(app))
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_error)?;
-                }
-                Ok(())
-            }
+            /// Pauses while waiting for older transactions to finish before
+            /// reading events: 1 ms, doubling, about a quarter second in all.
+            const HORIZON_PAUSES: [std::time::Duration; 9] = [
+                std::time::Duration::from_millis(1),
+                std::time::Duration::from_millis(1),
+                std::time::Duration::from_millis(2),
+                std::time::Duration::from_millis(4),
+                std::time::Duration::from_millis(8),
+                std::time::Duration::from_millis(16),
+                std::time::Duration::from_millis(32),
+                std::time::Duration::from_millis(64),
+                std::time::Duration::from_millis(128),
+            ];
 
             /// Runs one change's statements on `conn`; whether every one of
             /// them affected a row.
@@ -67,8 +62,7 @@ macro_rules! sql_engine {
                 };
                 for &sql in statements {
                     let query = bind_transaction!(sqlx::query(sql), &change.after);
-                    let query = bind_guard!(bind_event!(query, &change.event), change)
-                        .bind(lock_key(change.after.application_id));
+                    let query = bind_guard!(bind_event!(query, &change.event), change);
                     let done = query.execute(&mut *conn).await.map_err(db_error)?;
                     if done.rows_affected() == 0 {
                         return Ok(false);
@@ -264,7 +258,6 @@ macro_rules! sql_engine {
 
                 async fn insert_device(&self, device: &NewDevice) -> StoreResult<Device> {
                     let mut tx = self.writer().begin().await.map_err(db_error)?;
-                    lock(&mut tx, device.application_id).await?;
                     sqlx::query(q::INSERT_DEVICE)
                         .bind(device.id)
                         .bind(device.application_id)
@@ -328,9 +321,6 @@ macro_rules! sql_engine {
 
                 async fn apply_revocation(&self, revocation: &Revocation) -> StoreResult<bool> {
                     let mut tx = self.writer().begin().await.map_err(db_error)?;
-                    // The application lock first, then the device row: the
-                    // order every change of the application takes them in.
-                    lock(&mut tx, revocation.application_id).await?;
                     let revoked = sqlx::query(q::REVOKE_DEVICE)
                         .bind(revocation.device_id)
                         .bind(revocation.application_id)
@@ -507,13 +497,34 @@ macro_rules! sql_engine {
                     after: i64,
                     limit: i64,
                 ) -> StoreResult<Vec<EventRecord>> {
-                    let rows: Vec<EventRow> = sqlx::query_as(q::EVENTS_AFTER)
+                    // Everything committed before this call is returned: wait
+                    // (briefly) until the transactions older than the newest
+                    // committed event have all finished.
+                    let head: Option<i64> = sqlx::query_scalar(q::EVENTS_HEAD)
                         .bind(app)
-                        .bind(after)
-                        .bind(limit)
-                        .fetch_all(self.reader())
+                        .fetch_one(self.reader())
                         .await
                         .map_err(db_error)?;
+                    let Some(head) = head.filter(|&head| head > after) else {
+                        return Ok(Vec::new());
+                    };
+                    let mut rows: Vec<EventRow> = Vec::new();
+                    for pause in HORIZON_PAUSES {
+                        rows = sqlx::query_as(q::EVENTS_AFTER)
+                            .bind(app)
+                            .bind(after)
+                            .bind(limit)
+                            .bind(head)
+                            .fetch_all(self.reader())
+                            .await
+                            .map_err(db_error)?;
+                        let complete = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit
+                            || rows.last().is_some_and(|row| row.position() == head);
+                        if complete {
+                            break;
+                        }
+                        tokio::time::sleep(pause).await;
+                    }
                     Ok(rows.into_iter().map(Into::into).collect())
                 }
 

@@ -35,7 +35,8 @@ macro_rules! device_columns {
 /// The event columns.
 macro_rules! event_columns {
     () => {
-        "cursor, type, transaction_id, user_id, device_id, reason, fraud_reported, occurred_at"
+        "position AS cursor, type, transaction_id, user_id, device_id, reason, fraud_reported, \
+         occurred_at"
     };
 }
 
@@ -220,6 +221,13 @@ pub(super) struct EventRow {
     reason: Option<Reason>,
     fraud_reported: bool,
     occurred_at: StoredTime,
+}
+
+impl EventRow {
+    /// The event's position.
+    pub(super) fn position(&self) -> i64 {
+        self.cursor
+    }
 }
 
 impl From<EventRow> for EventRecord {

@@ -1,11 +1,7 @@
 //! SQL text both engines run unchanged; each engine's `queries` module
 //! re-exports it beside its own dialect's statements.
 
-use crate::store::rows::{device_columns, event_columns, transaction_columns};
-
-/// `$1` application, `$2` type, `$3` user, `$4` device, `$5` time.
-pub const APPEND_DEVICE_EVENT: &str = "INSERT INTO events (application_id, type, user_id, \
-     device_id, occurred_at) VALUES ($1, $2, $3, $4, $5)";
+use crate::store::rows::{device_columns, transaction_columns};
 
 /// A new application.
 pub const INSERT_APPLICATION: &str =
@@ -132,12 +128,7 @@ pub const COUNT_UNANSWERED_PUSHES: &str = "SELECT count(*) FROM transactions t \
          AND a.user_id = $2 AND a.kind = 'PUSH' AND a.state = 'ACCEPTED' \
          AND a.completed_at >= t.created_at)";
 
-/// An application's events after a cursor.
-pub const EVENTS_AFTER: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    " FROM events WHERE application_id = $1 AND cursor > $2 ORDER BY cursor LIMIT $3"
-);
-
-/// Removes old events, returning their cursors.
-pub const PURGE_EVENTS: &str = "DELETE FROM events WHERE occurred_at < $1 RETURNING cursor";
+/// The highest position among an application's committed events.
+pub const EVENTS_HEAD: &str = "SELECT max(position) FROM events WHERE application_id = $1";
+/// Removes old events, returning their positions.
+pub const PURGE_EVENTS: &str = "DELETE FROM events WHERE occurred_at < $1 RETURNING position";

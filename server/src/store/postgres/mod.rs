@@ -1,13 +1,12 @@
-//! The PostgreSQL engine. Event order: every write that appends an event
-//! takes a per-application transaction-scoped advisory lock first, so events
-//! of one application commit in cursor order and a reader that has seen
-//! cursor N can never later find a smaller one appear (no gap for `Subscribe`).
-//!
-//! Every applied change is one autocommitted statement: a `WITH l AS
-//! (SELECT pg_advisory_xact_lock(…))` CTE that the compare-and-set
-//! `UPDATE`/`INSERT` references in its `WHERE`, so the lock is taken before
-//! any row changes and held until the statement's implicit transaction
-//! commits — one round trip instead of four.
+//! The PostgreSQL engine. Every applied change is one autocommitted
+//! statement (the compare-and-set, its guards and the event append), and no
+//! write holds a lock beyond the rows it changes, so commits of one
+//! application batch in the WAL like any others. Event order comes from
+//! positions instead: an event's position is its database transaction's id
+//! and its ordinal in it, and readers take only events of transactions older
+//! than every one still running — a reader that has seen position P never
+//! later finds a smaller one appear (no gap for `Subscribe`), whichever
+//! replica wrote it.
 
 mod queries;
 

@@ -1,56 +1,87 @@
 //! The SQL text of the PostgreSQL engine; [`crate::store::engine`] runs it.
 //! Parameters of `APPLY_*` follow [`crate::store::rows`]: `$1`–`$18` the
 //! transaction, `$19`–`$24` its event, `$25`–`$27` the compare-and-set and
-//! guards, `$28` the application's lock key.
+//! guards.
+//!
+//! No write takes a lock beyond the rows it changes: events are ordered by
+//! position (their transaction's id, then their ordinal in it; see
+//! `migrations/postgres/0006_event_positions.sql`), and readers take only
+//! events of transactions older than any still running.
 
-use crate::store::rows::transaction_columns;
+use crate::store::rows::{event_columns, transaction_columns};
 pub use crate::store::sql::*;
 
-/// Serialises the application's event appends until the transaction ends,
-/// so events commit in cursor order (see the engine's module doc).
-pub const LOCK_APPLICATION: Option<&str> = Some("SELECT pg_advisory_xact_lock($1)");
+/// The position of the next event this database transaction appends: its
+/// transaction id shifted left 20 bits, plus a per-transaction ordinal kept
+/// in a transaction-local setting.
+macro_rules! event_position {
+    () => {
+        "((pg_current_xact_id()::text::bigint << 20) + set_config('assent.event_ordinal', \
+           (COALESCE(NULLIF(current_setting('assent.event_ordinal', true), ''), '0')::int + 1)\
+           ::text, true)::bigint)"
+    };
+}
 
 /// Appends the change's event for the row `t` it wrote.
 macro_rules! append_event {
     () => {
-        "INSERT INTO events (application_id, type, transaction_id, user_id, device_id, reason, \
-           fraud_reported, occurred_at) \
-         SELECT $2, $19, $1, $20, $21, $22, $23, $24 FROM t"
+        concat!(
+            "INSERT INTO events (application_id, type, transaction_id, user_id, device_id, \
+               reason, fraud_reported, occurred_at, position) \
+             SELECT $2, $19, $1, $20, $21, $22, $23, $24, ",
+            event_position!(),
+            " FROM t"
+        )
     };
 }
 
-/// Inserts a new transaction with its event, under the application lock.
+/// Inserts a new transaction with its event.
 pub const APPLY_INSERT: &[&str] = &[concat!(
-    "WITH l AS (SELECT pg_advisory_xact_lock($28)), t AS ( \
-       INSERT INTO transactions (",
+    "WITH t AS (INSERT INTO transactions (",
     transaction_columns!(),
-    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 \
-       WHERE EXISTS (SELECT 1 FROM l) RETURNING id \
-     ) ",
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+       RETURNING id) ",
     append_event!()
 )];
 
 /// Writes the changed columns if the version is still `$25`, the device
 /// `$26` (if any) is the application's and unrevoked — its row locked `FOR
-/// SHARE` after the application lock, so a concurrent revocation either
-/// committed first and is seen, or waits for this change — and the
-/// transaction has not expired at `$27` (if given); appends the event.
+/// SHARE`, so a concurrent revocation either committed first and is seen,
+/// or waits for this change — and the transaction has not expired at `$27`
+/// (if given); appends the event.
 pub const APPLY_UPDATE: &[&str] = &[concat!(
-    "WITH l AS (SELECT pg_advisory_xact_lock($28)), \
-     d AS (SELECT id FROM devices WHERE id = $26 AND application_id = $2 \
-             AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM l) FOR SHARE), \
+    "WITH d AS (SELECT id FROM devices WHERE id = $26 AND application_id = $2 \
+             AND revoked_at IS NULL FOR SHARE), \
      t AS ( \
        UPDATE transactions SET state = $4, user_id = $5, device_id = $6, reason = $7, \
          otp_hash = $10, nonce = $11, decision_signature = $12, completed_at = $17, \
          version = $18 \
        WHERE id = $1 AND application_id = $2 AND version = $25 \
-         AND EXISTS (SELECT 1 FROM l) \
          AND ($26::uuid IS NULL OR EXISTS (SELECT 1 FROM d)) \
          AND ($27::timestamptz IS NULL OR expires_at > $27) \
        RETURNING id \
      ) ",
     append_event!()
 )];
+
+/// `$1` application, `$2` type, `$3` user, `$4` device, `$5` time.
+pub const APPEND_DEVICE_EVENT: &str = concat!(
+    "INSERT INTO events (application_id, type, user_id, device_id, occurred_at, position) \
+     VALUES ($1, $2, $3, $4, $5, ",
+    event_position!(),
+    ")"
+);
+
+/// An application's events after a position, only from transactions older
+/// than every transaction still running (so none can appear before them
+/// later).
+pub const EVENTS_AFTER: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE application_id = $1 AND position > $2 AND position <= $4 \
+       AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY position LIMIT $3"
+);
 
 /// The user's last event flagged as a fraud report.
 pub const LAST_FRAUD_REPORT: &str = "SELECT max(occurred_at) FROM events \

@@ -1,14 +1,23 @@
 //! The SQL text of the SQLite engine; [`crate::store::engine`] runs it.
 //! Parameters of `APPLY_*` follow [`crate::store::rows`]: `$1`–`$18` the
 //! transaction, `$19`–`$24` its event, `$25`–`$27` the compare-and-set and
-//! guards (`$28`, the lock key, is not used: one writer connection
-//! serialises every write).
+//! guards. One writer connection serialises every write.
 
-use crate::store::rows::transaction_columns;
+use crate::store::rows::{event_columns, transaction_columns};
 pub use crate::store::sql::*;
 
-/// SQLite needs no application lock: writes are serialised.
-pub const LOCK_APPLICATION: Option<&str> = None;
+/// `$1` application, `$2` type, `$3` user, `$4` device, `$5` time.
+pub const APPEND_DEVICE_EVENT: &str = "INSERT INTO events (application_id, type, user_id, \
+     device_id, occurred_at) VALUES ($1, $2, $3, $4, $5)";
+
+/// An application's events after a position (the cursor: one writer
+/// commits them in order).
+pub const EVENTS_AFTER: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE application_id = $1 AND position > $2 AND position <= $4 \
+     ORDER BY position LIMIT $3"
+);
 
 /// Appends the change's event.
 macro_rules! append_event {
