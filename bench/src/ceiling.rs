@@ -18,6 +18,8 @@ pub enum Script {
     Flow,
     /// `sql/push.sql`: one push login.
     Push,
+    /// `sql/floor.sql`: the least durable work of one OTP login.
+    Floor,
 }
 
 impl Script {
@@ -25,6 +27,7 @@ impl Script {
         match self {
             Self::Flow => include_str!("../sql/flow.sql"),
             Self::Push => include_str!("../sql/push.sql"),
+            Self::Floor => include_str!("../sql/floor.sql"),
         }
     }
 
@@ -33,6 +36,7 @@ impl Script {
         match self {
             Self::Flow => "bench/sql/flow.sql",
             Self::Push => "bench/sql/push.sql",
+            Self::Floor => "bench/sql/floor.sql",
         }
     }
 }

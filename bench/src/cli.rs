@@ -97,9 +97,17 @@ pub struct Args {
     /// bare-server: where to listen.
     #[arg(long, hide = true, default_value = "127.0.0.1:0")]
     pub listen: std::net::SocketAddr,
-    /// Skip the pgbench ceiling (ceiling and ratio are null).
+    /// Skip the pgbench ceiling (ceiling and ratio are null); the same as
+    /// `--ceiling none`.
     #[arg(long)]
     pub no_ceiling: bool,
+    /// What the load is compared with: `server` replays the server's own
+    /// statements at the load's concurrency (`ceiling_flows_per_s`,
+    /// `ratio`); `floor` (flows only) runs the least durable work of a flow
+    /// at 16 and 64 clients and takes the best (`floor_flows_per_s`,
+    /// `floor_ratio`); `none` skips it.
+    #[arg(long, value_enum, default_value_t = CeilingMode::Server)]
+    pub ceiling: CeilingMode,
     /// pgbench clients for the ceiling [default: --concurrency]. The server
     /// uses at most its pool size (16) of database connections, so above
     /// that the same-concurrency ceiling understates what the database does
@@ -114,7 +122,27 @@ pub struct Args {
     pub json: bool,
 }
 
+/// What `--ceiling` compares the load with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CeilingMode {
+    /// The server's own statements, replayed.
+    Server,
+    /// The physical floor: three committed state changes with their events.
+    Floor,
+    /// Nothing.
+    None,
+}
+
 impl Args {
+    /// The ceiling to measure, `--no-ceiling` included.
+    pub fn ceiling_mode(&self) -> CeilingMode {
+        if self.no_ceiling {
+            CeilingMode::None
+        } else {
+            self.ceiling
+        }
+    }
+
     /// Devices to enroll and connect for `flows` and `push`.
     pub fn device_count(&self) -> usize {
         self.devices

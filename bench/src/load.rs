@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::ceiling::{self, CeilingInput, Script};
 use crate::cli::Args;
+use crate::cli::CeilingMode;
 use crate::client::{self, RpClient};
 use crate::cpu::{self, CpuSample};
 use crate::device::{self, AgentStream, SimDevice};
@@ -89,8 +90,11 @@ where
     .context("connecting the devices did not finish in time")??;
 
     let mut report = Map::new();
-    let ceiling = match (database_url, args.no_ceiling) {
-        (Some(url), false) => {
+    let mode = args.ceiling_mode();
+    let floor_script = matches!(script, Script::Flow) && mode == CeilingMode::Floor;
+    let ceiling = match (database_url, mode) {
+        (Some(_), CeilingMode::None) | (None, _) => None,
+        (Some(url), _) => {
             let first = devices.first().context("no device")?;
             let input = CeilingInput {
                 database_url: url.to_owned(),
@@ -99,10 +103,25 @@ where
                 device_id: first.device_id.clone(),
                 user_id: first.user_id.clone(),
             };
-            let clients = args.ceiling_clients.unwrap_or(args.concurrency);
-            ceiling::measure(script, &input, clients, args.ceiling_seconds).await?
+            if floor_script {
+                // The floor's best of 16 and 64 clients (or the one asked for).
+                let clients = args.ceiling_clients.map_or(vec![16, 64], |c| vec![c]);
+                let mut best: Option<f64> = None;
+                for clients in clients {
+                    let tps =
+                        ceiling::measure(Script::Floor, &input, clients, args.ceiling_seconds)
+                            .await?;
+                    best = match (best, tps) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                best
+            } else {
+                let clients = args.ceiling_clients.unwrap_or(args.concurrency);
+                ceiling::measure(script, &input, clients, args.ceiling_seconds).await?
+            }
         }
-        _ => None,
     };
 
     let rp_channels = client::channels(
@@ -168,27 +187,34 @@ where
         .get("flows_per_s")
         .and_then(Value::as_f64)
         .unwrap_or(0.0);
-    report.insert(
-        "ceiling_flows_per_s".into(),
-        json!(ceiling.map(|c| (c * 100.0).round() / 100.0)),
-    );
-    report.insert(
-        "ratio".into(),
-        json!(
-            ceiling
-                .filter(|c| *c > 0.0)
-                .map(|c| (flows_per_s / c * 1000.0).round() / 1000.0)
-        ),
-    );
-    report.insert(
-        "ceiling_script".into(),
-        json!(ceiling.map(|_| script.name())),
-    );
+    let rounded = ceiling.map(|c| (c * 100.0).round() / 100.0);
+    let ratio = ceiling
+        .filter(|c| *c > 0.0)
+        .map(|c| (flows_per_s / c * 1000.0).round() / 1000.0);
+    let (ceiling_key, ratio_key, used) = if floor_script {
+        ("floor_flows_per_s", "floor_ratio", Script::Floor)
+    } else {
+        ("ceiling_flows_per_s", "ratio", script)
+    };
+    report.insert(ceiling_key.into(), json!(rounded));
+    report.insert(ratio_key.into(), json!(ratio));
+    report.insert("ceiling_script".into(), json!(ceiling.map(|_| used.name())));
     report.insert(
         "ceiling_clients".into(),
-        json!(ceiling.map(|_| args.ceiling_clients.unwrap_or(args.concurrency))),
+        json!(ceiling.map(|_| match (floor_script, args.ceiling_clients) {
+            (_, Some(clients)) => json!(clients),
+            (true, None) => json!([16, 64]),
+            (false, None) => json!(args.concurrency),
+        })),
     );
-    report.insert("cpu".into(), before.per_flow(&after, total.completed));
+    let cpu = before.per_flow(&after, total.completed);
+    let server_and_database = ["server_ms_per_flow", "postgres_ms_per_flow"]
+        .iter()
+        .map(|field| cpu.get(*field).and_then(Value::as_f64))
+        .sum::<Option<f64>>()
+        .map(|ms| (ms * 100.0).round() / 100.0);
+    report.insert("cpu_ms_per_flow".into(), json!(server_and_database));
+    report.insert("cpu".into(), cpu);
     report.insert("load_average".into(), json!(load_average()));
     Ok(report)
 }

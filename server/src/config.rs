@@ -147,6 +147,8 @@ pub struct ServerConfig {
     pub idle_timeout_seconds: u64,
     /// How long a message to a device may wait for a device that does not read, in milliseconds.
     pub stream_send_timeout_ms: u64,
+    /// Open `Subscribe` streams per API key on one replica.
+    pub max_subscribers_per_key: usize,
 }
 
 impl Default for ServerConfig {
@@ -180,6 +182,7 @@ impl Default for ServerConfig {
             handshake_timeout_ms: 10000,
             idle_timeout_seconds: 300,
             stream_send_timeout_ms: 20000,
+            max_subscribers_per_key: 64,
         }
     }
 }
@@ -221,6 +224,7 @@ impl fmt::Debug for ServerConfig {
             .field("handshake_timeout_ms", &self.handshake_timeout_ms)
             .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .field("stream_send_timeout_ms", &self.stream_send_timeout_ms)
+            .field("max_subscribers_per_key", &self.max_subscribers_per_key)
             .finish()
     }
 }
@@ -386,6 +390,11 @@ impl ServerConfig {
             "ASSENT_STREAM_SEND_TIMEOUT_MS",
             &mut config.stream_send_timeout_ms,
         )?;
+        from_env(
+            env,
+            "ASSENT_MAX_SUBSCRIBERS_PER_KEY",
+            &mut config.max_subscribers_per_key,
+        )?;
         Ok(config)
     }
 
@@ -462,6 +471,7 @@ impl ServerConfig {
             },
             enroll_refusal_burst: self.enroll_refusal_burst,
             enroll_refusals_per_second: self.enroll_refusals_per_minute / 60.0,
+            max_subscribers_per_key: self.max_subscribers_per_key,
         }
     }
 }

@@ -134,7 +134,43 @@ async fn subscribe_from_a_purged_cursor_is_out_of_range(db: TestDb) {
     assert!(status.message().contains("retention"));
 }
 
+async fn open_streams_per_key_are_capped(db: TestDb) {
+    let server = TestServer::start_with(&db, |config| config.max_subscribers_per_key = 2).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let first = rp
+        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .await
+        .expect("first");
+    let second = rp
+        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .await
+        .expect("second");
+    let third = rp
+        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .await
+        .expect_err("a third stream of the key");
+    assert_eq!(third.code(), tonic::Code::ResourceExhausted);
+    drop(first);
+    // The slot is given back once the stream's task notices it is gone.
+    assent_tests::within(5, "a free slot", async {
+        loop {
+            if rp
+                .subscribe(SubscribeRequest { after_cursor: 0 })
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    drop(second);
+}
+
 assent_tests::on_both_engines!(
+    open_streams_per_key_are_capped,
     subscribe_resumed_from_a_cursor_while_events_are_produced_has_no_gap_and_no_duplicate,
     subscribe_from_a_purged_cursor_is_out_of_range,
 );

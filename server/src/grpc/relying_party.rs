@@ -189,6 +189,7 @@ impl RelyingPartyService for RelyingPartyHandler {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = self.caller(&request).await?;
         let requested = i64::try_from(request.get_ref().after_cursor).unwrap_or(i64::MAX);
+        let slot = self.services.events.admit(&caller)?;
         let after = self.services.events.start_cursor(requested).await?;
         let (sender, receiver) = mpsc::channel(64);
         let services = Arc::clone(&self.services);
@@ -196,10 +197,12 @@ impl RelyingPartyService for RelyingPartyHandler {
         let app = caller.application.id;
         self.tasks.spawn(
             async move {
+                // The stream counts against its key until the pump ends.
+                let _slot = slot;
                 services
                     .events
                     .pump_events(caller, after, sender, stop)
-                    .await
+                    .await;
             }
             .instrument(tracing::info_span!("subscribe", app = %app)),
         );

@@ -134,11 +134,8 @@ impl ConfirmationService {
         };
         match scanned {
             Ok(transaction) => {
+                // The scan gave its strike back in the same write.
                 tracing::info!(transaction_id = %transaction.id, "transaction scanned");
-                if let Err(error) = self.deps.store.release_otp_attempt(device.id).await {
-                    // The strike stays: stricter, never looser.
-                    tracing::warn!(%error, "could not give back an OTP strike");
-                }
                 Ok(transaction)
             }
             Err(error) => {

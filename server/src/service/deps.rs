@@ -13,7 +13,7 @@ use crate::domain::rate::TokenBucket;
 use crate::domain::{ApiKeyId, ApplicationId, Change, Clock, Refusal, Transaction, TransactionId};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::store::Store;
+use crate::store::{ApiKeyRecord, Store};
 
 /// How often a change is decided again after losing a compare-and-set. A
 /// transaction changes at most three times in its life, so a fourth loss
@@ -34,6 +34,20 @@ pub struct Deps {
     pub limits: ServiceLimits,
     /// Creation tokens per API key.
     buckets: Mutex<HashMap<ApiKeyId, TokenBucket>>,
+    /// API keys as last read, for at most [`KEY_CACHE_TTL`].
+    keys: Mutex<HashMap<ApiKeyId, CachedKey>>,
+}
+
+/// How long a key read from the database is trusted: a revoked key stops
+/// working within this time on every replica.
+pub const KEY_CACHE_TTL: chrono::TimeDelta = chrono::TimeDelta::milliseconds(500);
+/// Keys remembered at most; past it, the stale ones are forgotten.
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// A key lookup's answer and when it was read.
+struct CachedKey {
+    record: Option<ApiKeyRecord>,
+    read_at: DateTime<Utc>,
 }
 
 /// Why [`Deps::update`] did not apply a change.
@@ -63,7 +77,36 @@ impl Deps {
             metrics: Arc::default(),
             limits,
             buckets: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The unrevoked API key with this id, read from the database at most
+    /// [`KEY_CACHE_TTL`] ago (one read per key and period, not per call).
+    pub async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, ServiceError> {
+        let now = self.clock.now();
+        {
+            let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(cached) = keys.get(&id)
+                && now - cached.read_at < KEY_CACHE_TTL
+                && now >= cached.read_at
+            {
+                return Ok(cached.record.clone());
+            }
+        }
+        let record = self.store.find_api_key(id).await?;
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.len() >= KEY_CACHE_MAX {
+            keys.retain(|_, cached| now - cached.read_at < KEY_CACHE_TTL);
+        }
+        keys.insert(
+            id,
+            CachedKey {
+                record: record.clone(),
+                read_at: now,
+            },
+        );
+        Ok(record)
     }
 
     /// Spends one creation token of the caller's key.

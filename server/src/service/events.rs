@@ -1,11 +1,13 @@
 //! The event stream of an application: backlog, then live, with no gap.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Caller, Deps, ServiceError};
+use crate::domain::ApiKeyId;
 use crate::store::EventRecord;
 
 /// Events read per query.
@@ -19,17 +21,61 @@ pub const KEY_CHECK: std::time::Duration = std::time::Duration::from_millis(500)
 /// Streams an application's events.
 pub struct EventService {
     deps: Arc<Deps>,
+    /// Open streams per API key.
+    open: Arc<Mutex<HashMap<ApiKeyId, usize>>>,
+}
+
+/// One open event stream of a key; counted until dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    open: Arc<Mutex<HashMap<ApiKeyId, usize>>>,
+    key: ApiKeyId,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl EventService {
     /// The use case over shared dependencies.
     pub fn new(deps: Arc<Deps>) -> Self {
-        Self { deps }
+        Self {
+            deps,
+            open: Arc::default(),
+        }
     }
 
-    /// Whether the caller's key has been revoked (or its application is gone).
+    /// Admits one more event stream of the caller's key, or refuses it past
+    /// the per-key limit.
+    pub fn admit(&self, caller: &Caller) -> Result<StreamSlot, ServiceError> {
+        let limit = self.deps.limits.max_subscribers_per_key;
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(caller.key_id).or_default();
+        if *count >= limit {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "this API key already has {limit} open event streams on this server; close \
+                 one or share a stream"
+            )));
+        }
+        *count += 1;
+        Ok(StreamSlot {
+            open: Arc::clone(&self.open),
+            key: caller.key_id,
+        })
+    }
+
+    /// Whether the caller's key has been revoked (or its application is
+    /// gone); shared with every other call of the key through the key cache.
     async fn is_key_revoked(&self, caller: &Caller) -> Result<bool, ServiceError> {
-        let key = self.deps.store.find_api_key(caller.key_id).await?;
+        let key = self.deps.api_key(caller.key_id).await?;
         Ok(key.is_none_or(|key| key.application.id != caller.application.id))
     }
 

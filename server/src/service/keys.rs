@@ -26,7 +26,9 @@ impl KeyService {
         Self { deps }
     }
 
-    /// Checks an API key (constant-time) and returns its application.
+    /// Checks an API key (constant-time) and returns its application. Keys
+    /// are read at most every [`super::deps::KEY_CACHE_TTL`], so a revoked
+    /// key stops working within that time on every replica.
     pub async fn authenticate(&self, key_text: &str) -> Result<Caller, ServiceError> {
         let refused = || {
             ServiceError::Unauthenticated(
@@ -34,12 +36,7 @@ impl KeyService {
             )
         };
         let key = ApiKey::parse(key_text).map_err(|_| refused())?;
-        let record = self
-            .deps
-            .store
-            .find_api_key(key.id())
-            .await?
-            .ok_or_else(refused)?;
+        let record = self.deps.api_key(key.id()).await?.ok_or_else(refused)?;
         if !key.matches(&record.secret_hash) {
             return Err(refused());
         }

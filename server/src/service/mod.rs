@@ -22,7 +22,7 @@ pub use deps::Deps;
 pub use directory::{DeviceView, DirectoryService};
 pub use enrollment::{EnrollInput, EnrollmentService};
 pub use error::ServiceError;
-pub use events::EventService;
+pub use events::{EventService, StreamSlot};
 pub use keys::{Caller, KeyService};
 pub use logins::{CreateOtpInput, CreatedOtp, LoginService};
 pub use push::{CreatePushInput, CreatedPush, PushService};
@@ -49,6 +49,8 @@ pub struct ServiceLimits {
     pub enroll_refusal_burst: u32,
     /// Refused enrollment attempts per second one peer address regains.
     pub enroll_refusals_per_second: f64,
+    /// Open event streams per API key (per replica).
+    pub max_subscribers_per_key: usize,
 }
 
 impl Default for ServiceLimits {
@@ -60,6 +62,7 @@ impl Default for ServiceLimits {
             push: PushLimits::default(),
             enroll_refusal_burst: 10,
             enroll_refusals_per_second: 1.0 / 6.0,
+            max_subscribers_per_key: 64,
         }
     }
 }

@@ -60,11 +60,13 @@ macro_rules! sql_engine {
                 } else {
                     q::APPLY_UPDATE
                 };
-                for &sql in statements {
+                // The first statement is the compare-and-set: if it writes
+                // nothing, the rest is not run.
+                for (n, &sql) in statements.iter().enumerate() {
                     let query = bind_transaction!(sqlx::query(sql), &change.after);
                     let query = bind_guard!(bind_event!(query, &change.event), change);
                     let done = query.execute(&mut *conn).await.map_err(db_error)?;
-                    if done.rows_affected() == 0 {
+                    if n == 0 && done.rows_affected() == 0 {
                         return Ok(false);
                     }
                 }

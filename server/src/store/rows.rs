@@ -81,7 +81,8 @@ macro_rules! bind_event {
     }};
 }
 
-/// Binds a change's compare-and-set and guards as `$25`–`$27`.
+/// Binds a change's compare-and-set and guards as `$25`–`$27`, and the
+/// device whose OTP strike it gives back as `$28`.
 macro_rules! bind_guard {
     ($query:expr, $c:expr) => {{
         let c: &$crate::domain::Change = $c;
@@ -89,6 +90,7 @@ macro_rules! bind_guard {
             .bind(c.expected)
             .bind(c.guard.device_unrevoked)
             .bind(c.guard.unexpired_at.map($crate::store::codec::StoredTime))
+            .bind(c.gives_back_strike)
     }};
 }
 

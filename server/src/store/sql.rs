@@ -78,13 +78,18 @@ pub const REVOKE_DEVICE: &str = "UPDATE devices SET revoked_at = $3 \
 /// Reserves an OTP lookup of device `$1`: a window opened at or before `$3`
 /// starts anew at `$4`; otherwise a strike is added while fewer than `$2`.
 /// One row, one statement: atomic under the row lock on both engines.
-pub const RESERVE_OTP_ATTEMPT: &str = "UPDATE devices SET \
+macro_rules! reserve_otp_attempt {
+    () => {
+        "UPDATE devices SET \
        otp_strikes = CASE WHEN otp_window_start IS NULL OR otp_window_start <= $3 \
          THEN 1 ELSE otp_strikes + 1 END, \
        otp_window_start = CASE WHEN otp_window_start IS NULL OR otp_window_start <= $3 \
          THEN $4 ELSE otp_window_start END \
      WHERE id = $1 \
-       AND (otp_window_start IS NULL OR otp_window_start <= $3 OR otp_strikes < $2)";
+       AND (otp_window_start IS NULL OR otp_window_start <= $3 OR otp_strikes < $2)"
+    };
+}
+pub(crate) use reserve_otp_attempt;
 /// Gives back a strike.
 pub const RELEASE_OTP_ATTEMPT: &str =
     "UPDATE devices SET otp_strikes = otp_strikes - 1 WHERE id = $1 AND otp_strikes > 0";

@@ -270,6 +270,8 @@ impl Transaction {
             device_unrevoked: Some(device.id),
             unexpired_at: Some(now),
         };
+        // A valid OTP gives back the strike its submission took.
+        change.gives_back_strike = Some(device.id);
         Ok(change)
     }
 
@@ -456,6 +458,7 @@ impl Transaction {
             guard: Guard::default(),
             event,
             notices: Vec::new(),
+            gives_back_strike: None,
         })
     }
 
@@ -467,6 +470,7 @@ impl Transaction {
             guard: Guard::default(),
             event,
             notices,
+            gives_back_strike: None,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct Change {
     pub event: NewEvent,
     /// What devices are told once the change is applied.
     pub notices: Vec<Notice>,
+    /// A device whose OTP strike this change gives back (a valid scan),
+    /// in the same atomic write.
+    pub gives_back_strike: Option<DeviceId>,
 }
 
 /// Conditions the store checks in the same atomic write as the change.

@@ -1,7 +1,7 @@
 //! The SQL text of the PostgreSQL engine; [`crate::store::engine`] runs it.
 //! Parameters of `APPLY_*` follow [`crate::store::rows`]: `$1`–`$18` the
 //! transaction, `$19`–`$24` its event, `$25`–`$27` the compare-and-set and
-//! guards.
+//! guards, `$28` the device whose OTP strike the change gives back.
 //!
 //! No write takes a lock beyond the rows it changes: events are ordered by
 //! position (their transaction's id, then their ordinal in it; see
@@ -9,6 +9,7 @@
 //! events of transactions older than any still running.
 
 use crate::store::rows::{event_columns, transaction_columns};
+use crate::store::sql::reserve_otp_attempt;
 pub use crate::store::sql::*;
 
 /// The position of the next event this database transaction appends: its
@@ -60,9 +61,20 @@ pub const APPLY_UPDATE: &[&str] = &[concat!(
          AND ($26::uuid IS NULL OR EXISTS (SELECT 1 FROM d)) \
          AND ($27::timestamptz IS NULL OR expires_at > $27) \
        RETURNING id \
-     ) ",
+     ), \
+     s AS (UPDATE devices SET otp_strikes = otp_strikes - 1 \
+             WHERE id = $28 AND otp_strikes > 0 AND EXISTS (SELECT 1 FROM t)) ",
     append_event!()
 )];
+
+/// Reserves an OTP lookup (see [`crate::store::sql`]'s portable form)
+/// without waiting for its commit to reach the disk: a strike is a bound,
+/// not an answer, and losing the last few in a crash only loosens it.
+pub const RESERVE_OTP_ATTEMPT: &str = concat!(
+    "WITH c AS (SELECT set_config('synchronous_commit', 'off', true)) ",
+    reserve_otp_attempt!(),
+    " AND EXISTS (SELECT 1 FROM c)"
+);
 
 /// `$1` application, `$2` type, `$3` user, `$4` device, `$5` time.
 pub const APPEND_DEVICE_EVENT: &str = concat!(

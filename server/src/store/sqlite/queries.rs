@@ -1,10 +1,15 @@
 //! The SQL text of the SQLite engine; [`crate::store::engine`] runs it.
 //! Parameters of `APPLY_*` follow [`crate::store::rows`]: `$1`–`$18` the
 //! transaction, `$19`–`$24` its event, `$25`–`$27` the compare-and-set and
-//! guards. One writer connection serialises every write.
+//! guards, `$28` the device whose OTP strike the change gives back. One
+//! writer connection serialises every write.
 
 use crate::store::rows::{event_columns, transaction_columns};
+use crate::store::sql::reserve_otp_attempt;
 pub use crate::store::sql::*;
+
+/// Reserves an OTP lookup (see [`crate::store::sql`]).
+pub const RESERVE_OTP_ATTEMPT: &str = reserve_otp_attempt!();
 
 /// `$1` application, `$2` type, `$3` user, `$4` device, `$5` time.
 pub const APPEND_DEVICE_EVENT: &str = "INSERT INTO events (application_id, type, user_id, \
@@ -50,6 +55,7 @@ pub const APPLY_UPDATE: &[&str] = &[
          AND application_id = $2 AND revoked_at IS NULL)) \
        AND ($27 IS NULL OR expires_at > $27)",
     append_event!(),
+    "UPDATE devices SET otp_strikes = otp_strikes - 1 WHERE id = $28 AND otp_strikes > 0",
 ];
 
 /// The user's last event flagged as a fraud report.
