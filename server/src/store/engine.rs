@@ -39,8 +39,10 @@ macro_rules! sql_engine {
             type Connection = <$db as sqlx::Database>::Connection;
 
             /// Pauses while waiting for older transactions to finish before
-            /// reading events: 1 ms, doubling, about a quarter second in all.
-            const HORIZON_PAUSES: [std::time::Duration; 9] = [
+            /// reading events: 1 ms, doubling, about two seconds in all (a
+            /// catalog change elsewhere in the cluster, such as CREATE
+            /// DATABASE, can hold the horizon back that long).
+            const HORIZON_PAUSES: [std::time::Duration; 12] = [
                 std::time::Duration::from_millis(1),
                 std::time::Duration::from_millis(1),
                 std::time::Duration::from_millis(2),
@@ -50,6 +52,9 @@ macro_rules! sql_engine {
                 std::time::Duration::from_millis(32),
                 std::time::Duration::from_millis(64),
                 std::time::Duration::from_millis(128),
+                std::time::Duration::from_millis(256),
+                std::time::Duration::from_millis(512),
+                std::time::Duration::from_millis(1024),
             ];
 
             /// Runs one change's statements on `conn`; whether every one of
