@@ -147,11 +147,22 @@ impl ConfirmationService {
     }
 
     /// Applies a signed decision of a device holding the confirmation.
-    #[instrument(skip_all, fields(device_id = %device.id, transaction_id = %input.transaction_id))]
     pub async fn decide(
         &self,
         device: &Device,
         input: DecisionInput,
+    ) -> Result<DecisionOutcome, ServiceError> {
+        self.decide_held(device, input, None).await
+    }
+
+    /// [`ConfirmationService::decide`], starting from the transaction as the
+    /// device's session last sent it (one read fewer when it is current).
+    #[instrument(skip_all, fields(device_id = %device.id, transaction_id = %input.transaction_id))]
+    pub async fn decide_held(
+        &self,
+        device: &Device,
+        input: DecisionInput,
+        held: Option<Transaction>,
     ) -> Result<DecisionOutcome, ServiceError> {
         let now = self.deps.clock.now();
         let key = verifying_key(&device.public_key)?;
@@ -159,9 +170,13 @@ impl ConfirmationService {
         let verify = |bytes: &[u8]| key.verify_strict(bytes, &signature).is_ok();
         let decided = self
             .deps
-            .update(device.application_id, input.transaction_id, now, |t| {
-                t.decide(device, &input.decision, verify, now)
-            })
+            .update_from(
+                held,
+                device.application_id,
+                input.transaction_id,
+                now,
+                |t| t.decide(device, &input.decision, verify, now),
+            )
             .await?;
         let not_held = ServiceError::NotFound("confirmation for this transaction on this device");
         match decided {

@@ -164,6 +164,28 @@ impl Deps {
         Err(ServiceError::Contention)
     }
 
+    /// Like [`Deps::update`], but first decides on `held`, the transaction
+    /// as the caller last saw it, without reading it again: the
+    /// compare-and-set makes a stale copy harmless. Anything but a clean
+    /// apply falls back to reading.
+    pub async fn update_from(
+        &self,
+        held: Option<Transaction>,
+        app: ApplicationId,
+        id: TransactionId,
+        now: DateTime<Utc>,
+        decide: impl Fn(&Transaction) -> Result<Change, Refusal>,
+    ) -> Result<Result<Transaction, NotApplied>, ServiceError> {
+        let usable = held.filter(|t| t.id == id && t.application_id == app && !t.is_overdue(now));
+        if let Some(current) = usable
+            && let Ok(change) = decide(&current)
+            && self.commit(&change).await?
+        {
+            return Ok(Ok(change.after));
+        }
+        self.update(app, id, now, decide).await
+    }
+
     /// Reads the transaction, lets `decide` turn it into a change and
     /// applies that; decides again on the new version if another change
     /// won the compare-and-set meanwhile.

@@ -70,11 +70,14 @@ impl DeviceSession {
             .submit_otp(device, &submit.otp, &mut secure_rng())
             .await;
         match scanned {
-            Ok(transaction) => Body::ConfirmationRequest(convert::confirmation(
-                &transaction,
-                device,
-                submit.request_id,
-            )),
+            Ok(transaction) => {
+                self.remember(&transaction);
+                Body::ConfirmationRequest(convert::confirmation(
+                    &transaction,
+                    device,
+                    submit.request_id,
+                ))
+            }
             Err(error) => rejection(submit.request_id, "", &error),
         }
     }
@@ -85,7 +88,13 @@ impl DeviceSession {
             Ok(input) => input,
             Err(error) => return rejection(0, &decision.transaction_id, &error.into()),
         };
-        match self.services.confirmations.decide(device, input).await {
+        let held = self.take_held(input.transaction_id);
+        let decided = self
+            .services
+            .confirmations
+            .decide_held(device, input, held)
+            .await;
+        match decided {
             Ok(outcome) => {
                 let transaction = &outcome.transaction;
                 Body::DecisionResult(DecisionResult {

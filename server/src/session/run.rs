@@ -1,8 +1,8 @@
 //! The session's life: authenticate, resend what is open, then serve the
 //! device, the notifier and the heartbeat until one of them ends it.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use assent_proto::v1::{
     self, AgentMessage, Challenge, Ready, ServerMessage, agent_message, server_message::Body,
@@ -13,7 +13,7 @@ use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
 use super::{CLOSE_GRACE, HEARTBEAT, HELLO_TIMEOUT, Outbound, RECONNECT_AFTER_MS, SessionIo};
-use crate::domain::{Device, DeviceId, Notice, TransactionId};
+use crate::domain::{Device, DeviceId, Notice, Transaction, TransactionId};
 use crate::notify::{Delivery, SessionEnd};
 use crate::service::{ServiceError, Services};
 
@@ -27,12 +27,31 @@ pub struct DeviceSession {
     send_deadline: std::time::Duration,
     /// Cancelled when the session must stop sending (the notifier ended it).
     ending: CancellationToken,
+    /// The confirmations this device was last sent, as sent: a decision on
+    /// one of them starts from it instead of reading it again.
+    held: Mutex<HashMap<TransactionId, Transaction>>,
 }
+
+/// Confirmations remembered per session at most.
+const HELD_MAX: usize = 256;
 
 /// Messages from the device.
 type Inbound = BoxStream<'static, Result<AgentMessage, ServiceError>>;
 
 impl DeviceSession {
+    /// Remembers a confirmation as it is sent to the device.
+    pub(super) fn remember(&self, transaction: &Transaction) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.len() < HELD_MAX || held.contains_key(&transaction.id) {
+            held.insert(transaction.id, transaction.clone());
+        }
+    }
+
+    /// Takes the remembered copy of a confirmation, if any.
+    pub(super) fn take_held(&self, id: TransactionId) -> Option<Transaction> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.remove(&id)
+    }
     /// Sends one message; false once the device is gone, has stopped
     /// reading for [`SEND_DEADLINE`], or the session is ending.
     pub(super) async fn send(&self, body: Body) -> bool {
@@ -82,6 +101,7 @@ impl DeviceSession {
             shutdown,
             send_deadline,
             ending: CancellationToken::new(),
+            held: Mutex::new(HashMap::new()),
         };
         session.serve(&mut inbound).await;
     }
@@ -219,6 +239,7 @@ impl DeviceSession {
             .await?;
         let mut sent = HashSet::with_capacity(open.len());
         for transaction in open {
+            self.remember(&transaction);
             let request = crate::grpc::convert::confirmation(&transaction, device, 0);
             if !self.send(Body::ConfirmationRequest(request)).await {
                 return Ok(None);
@@ -236,14 +257,18 @@ impl DeviceSession {
         already_sent: &mut HashSet<TransactionId>,
     ) -> bool {
         match (&delivery.notice, delivery.transaction) {
-            (Notice::Withdraw { .. }, _) => match cancellation(&delivery.notice) {
-                Some(body) => self.send(body).await,
-                None => true,
-            },
+            (Notice::Withdraw { transaction_id, .. }, _) => {
+                self.take_held(*transaction_id);
+                match cancellation(&delivery.notice) {
+                    Some(body) => self.send(body).await,
+                    None => true,
+                }
+            }
             (Notice::Confirm { transaction_id, .. }, _) if already_sent.remove(transaction_id) => {
                 true
             }
             (Notice::Confirm { .. }, Some(transaction)) => {
+                self.remember(&transaction);
                 let request = crate::grpc::convert::confirmation(&transaction, device, 0);
                 self.send(Body::ConfirmationRequest(request)).await
             }
