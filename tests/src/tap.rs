@@ -43,6 +43,18 @@ impl TcpTap {
         format!("http://{}", self.addr)
     }
 
+    /// A channel through the tap whose receive windows are only `window`
+    /// bytes: a client that stops reading fills them at once.
+    pub async fn slow_reader_channel(&self, window: u32) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.url())
+            .expect("tap url")
+            .initial_stream_window_size(Some(window))
+            .initial_connection_window_size(Some(window))
+            .connect()
+            .await
+            .expect("connect through the tap")
+    }
+
     /// When the server closed each connection it closed, in order.
     pub fn server_closes(&self) -> Vec<Instant> {
         self.closed.lock().unwrap().clone()

@@ -14,7 +14,6 @@ use assent_proto::v1::{
 use assent_tests::{
     TcpTap, TestApp, TestDb, TestDevice, TestServer, rp_client, transaction, within,
 };
-use tonic::transport::Endpoint;
 
 /// Confirmations the device holds when it stops reading.
 const HELD: usize = 500;
@@ -30,13 +29,7 @@ async fn a_revoked_device_that_stopped_reading_is_disconnected_within_a_second(d
     // them quickly, as a device that stopped reading would; it connects
     // through a tap that sees when the server closes the connection.
     let tap = TcpTap::start(server.addr).await;
-    let channel = Endpoint::from_shared(tap.url())
-        .unwrap()
-        .initial_stream_window_size(Some(4096))
-        .initial_connection_window_size(Some(4096))
-        .connect()
-        .await
-        .unwrap();
+    let channel = tap.slow_reader_channel(4096).await;
     let mut stream = device.connect_on(channel).await.expect("connect");
 
     let push = rp

@@ -14,7 +14,6 @@ use assent_tests::{TcpTap, TestApp, TestDb, TestDevice, TestServer, rp_client, w
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tonic::Code;
-use tonic::transport::Endpoint;
 
 /// Raises the open-file limit for tests that hold thousands of sockets.
 fn allow_many_sockets() {
@@ -117,13 +116,7 @@ async fn a_stream_whose_window_never_opens_is_closed(db: TestDb) {
     let device = TestDevice::enroll(&server, &app, "alice").await;
     let mut rp = rp_client(&server, &app.api_key).await;
     let tap = TcpTap::start(server.addr).await;
-    let channel = Endpoint::from_shared(tap.url())
-        .unwrap()
-        .initial_stream_window_size(Some(1024))
-        .initial_connection_window_size(Some(1024))
-        .connect()
-        .await
-        .unwrap();
+    let channel = tap.slow_reader_channel(1024).await;
     let mut stream = device.connect_on(channel).await.expect("connect");
     let mut ids = Vec::new();
     for _ in 0..SCANNED {

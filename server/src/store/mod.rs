@@ -54,6 +54,21 @@ pub enum StoreError {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
+/// Classifies a driver error that did not come from the database itself:
+/// a row the server cannot decode is its bug; anything about reaching the
+/// database (pool, I/O, protocol, TLS) is `Unavailable`.
+fn driver_error(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::RowNotFound => StoreError::Database(error),
+        other => StoreError::Unavailable(other),
+    }
+}
+
 /// Result of a storage call.
 pub type StoreResult<T> = Result<T, StoreError>;
 

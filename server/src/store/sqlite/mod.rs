@@ -154,12 +154,6 @@ pub(super) fn db_error(error: sqlx::Error) -> StoreError {
                 StoreError::Unavailable(error)
             }
         }
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. }
-        | sqlx::Error::RowNotFound => StoreError::Database(error),
-        _ => StoreError::Unavailable(error),
+        _ => super::driver_error(error),
     }
 }
