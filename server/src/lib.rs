@@ -7,17 +7,22 @@
 //!   transaction aggregate (every rule of a transaction's life decided once,
 //!   as a `Change`), devices and revocation, push fatigue, the clock.
 //! - [`store`]: the storage traits; one engine logic over PostgreSQL and
-//!   SQLite that differ only in SQL text; `apply(Change)` is the write side.
+//!   SQLite that differ only in SQL text; `apply(Change)` is the write side;
+//!   events are ordered by position and read below the oldest running
+//!   transaction.
 //! - [`service`]: use cases (keys, enrollment, logins, push, confirmations,
 //!   directory, events, upkeep) over shared dependencies.
 //! - [`notify`]: publishes applied changes to subscribers and device
 //!   sessions, and across replicas through PostgreSQL.
 //! - [`session`]: one device's stream: hello, OTPs, decisions, notices,
 //!   heartbeat; ends rather than dropping what must arrive.
-//! - [`grpc`]: tonic adapters, closable connections, the error → status table.
+//! - [`grpc`]: tonic adapters; `admission` (handler limit, deadline),
+//!   `connection` (caps, handshake and idle timeouts, closable by a
+//!   session), `status` (the error → status table).
 //! - [`metrics`]: Prometheus counters on their own port.
-//! - [`config`], [`telemetry`], [`shutdown`], [`admin`], [`first_run`],
-//!   `sweeper`: the edges.
+//! - [`config`], [`telemetry`], [`shutdown`], [`admin`] (applications and
+//!   API keys), [`first_run`], `sweeper`: the edges; the clock is disciplined
+//!   to the database's ([`TimeSource`]).
 
 pub mod admin;
 pub mod config;
