@@ -82,7 +82,7 @@ impl Deps {
     }
 
     /// The unrevoked API key with this id, read from the database at most
-    /// [`KEY_CACHE_TTL`] ago (one read per key and period, not per call).
+    /// `KEY_CACHE_TTL` (0.5 s) ago (one read per key and period, not per call).
     pub async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, ServiceError> {
         let now = self.clock.now();
         {

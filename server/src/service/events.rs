@@ -99,7 +99,7 @@ impl EventService {
     /// Sends the caller's events after `after` into `sink` until the receiver
     /// goes away or `stop` fires. Errors are sent, then the pump ends; so
     /// does the pump of a key that is revoked (checked every
-    /// [`KEY_CHECK`], `UNAUTHENTICATED`).
+    /// `KEY_CHECK`, `UNAUTHENTICATED`).
     pub async fn pump_events(
         &self,
         caller: Caller,

@@ -27,7 +27,7 @@ impl KeyService {
     }
 
     /// Checks an API key (constant-time) and returns its application. Keys
-    /// are read at most every [`super::deps::KEY_CACHE_TTL`], so a revoked
+    /// are read at most every 0.5 s (`KEY_CACHE_TTL`), so a revoked
     /// key stops working within that time on every replica.
     pub async fn authenticate(&self, key_text: &str) -> Result<Caller, ServiceError> {
         let refused = || {
