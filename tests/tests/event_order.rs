@@ -60,6 +60,29 @@ async fn a_resuming_subscriber_sees_every_event_once_in_order_under_concurrent_w
         }));
     }
     let expected_events = WRITERS * PER_WRITER + WRITERS * PER_WRITER.div_ceil(3);
+    // Streams that stay open beside the resuming one share the server's
+    // reader of the application: each must see everything too.
+    let mut watchers = Vec::new();
+    for _ in 0..3 {
+        let mut rp = rp_client(&a, &app.api_key).await;
+        watchers.push(tokio::spawn(async move {
+            let mut stream = rp
+                .subscribe(SubscribeRequest { after_cursor: 0 })
+                .await
+                .expect("subscribe")
+                .into_inner();
+            let mut cursors = Vec::new();
+            while cursors.len() < expected_events {
+                let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                    .await
+                    .expect("an event within 10 s")
+                    .expect("stream")
+                    .expect("open");
+                cursors.push(event.cursor);
+            }
+            cursors
+        }));
+    }
     let mut rp = rp_client(&a, &app.api_key).await;
     let mut seen: Vec<(u64, String, String)> = Vec::new();
     let mut cursor = 0;
@@ -106,6 +129,14 @@ async fn a_resuming_subscriber_sees_every_event_once_in_order_under_concurrent_w
         .iter()
         .map(|(_, id, kind)| (id.clone(), kind.clone()))
         .collect();
+    let cursors: Vec<u64> = seen.iter().map(|(cursor, _, _)| *cursor).collect();
+    for watcher in watchers {
+        assert_eq!(
+            watcher.await.unwrap(),
+            cursors,
+            "a long-lived stream saw the same"
+        );
+    }
     let unique: BTreeSet<_> = delivered.iter().cloned().collect();
     assert_eq!(
         unique.len(),

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::feed::Feeds;
 use super::{Caller, Deps, ServiceError};
 use crate::domain::ApiKeyId;
 use crate::store::EventRecord;
@@ -23,6 +24,8 @@ pub struct EventService {
     deps: Arc<Deps>,
     /// Open streams per API key.
     open: Arc<Mutex<HashMap<ApiKeyId, usize>>>,
+    /// One shared reader per application with subscribers.
+    feeds: Feeds,
 }
 
 /// One open event stream of a key; counted until dropped.
@@ -50,6 +53,7 @@ impl EventService {
         Self {
             deps,
             open: Arc::default(),
+            feeds: Feeds::default(),
         }
     }
 
@@ -108,13 +112,16 @@ impl EventService {
         stop: CancellationToken,
     ) {
         let app = caller.application.id;
+        let feed = self.feeds.of(app);
         let mut wake = self.deps.notifier.watch_events(app);
         let mut key_check = tokio::time::interval(KEY_CHECK);
         key_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Marked seen before reading: a notification during the read is kept.
-            wake.borrow_and_update();
-            let batch = match self.deps.store.events_after(app, after, PAGE).await {
+            let version = *wake.borrow_and_update();
+            let store = self.deps.store.as_ref();
+            let read = feed.after(store, app, after, PAGE, version, POLL);
+            let batch = match read.await {
                 Ok(batch) => batch,
                 Err(error) => {
                     let _ = sink.send(Err(error.into())).await;

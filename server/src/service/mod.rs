@@ -9,6 +9,7 @@ mod directory;
 mod enrollment;
 mod error;
 mod events;
+mod feed;
 mod keys;
 mod logins;
 mod push;
