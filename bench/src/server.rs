@@ -74,6 +74,12 @@ impl ServerProcess {
             ("ASSENT_CREATE_BURST".into(), "1000000".into()),
             ("ASSENT_PUSH_UNANSWERED_LIMIT".into(), "1000000".into()),
             ("ASSENT_DRAIN_TIMEOUT_SECONDS".into(), "5".into()),
+            // The bench is one peer (four loopback addresses) holding
+            // thousands of connections and calls: lift the per-peer bounds.
+            ("ASSENT_MAX_CONNECTIONS".into(), "100000".into()),
+            ("ASSENT_MAX_CONNECTIONS_PER_PEER".into(), "100000".into()),
+            ("ASSENT_MAX_CONCURRENT_REQUESTS".into(), "100000".into()),
+            ("ASSENT_ENROLL_REFUSAL_BURST".into(), "100000".into()),
             ("RUST_LOG".into(), "warn".into()),
         ];
         for pair in extra_env {
