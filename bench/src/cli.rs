@@ -16,6 +16,9 @@ pub enum Mode {
     Push,
     /// Hold many authenticated agent streams and report the server's RSS per agent.
     Idle,
+    /// Hold `--agents` idle `Subscribe` streams of one key and report the
+    /// database commits per second they add.
+    Subscribers,
     /// Internal: the bare transport baseline server that `idle --bare` starts.
     #[value(hide = true)]
     BareServer,
@@ -28,6 +31,7 @@ impl Mode {
             Self::Flows => "flows",
             Self::Push => "push",
             Self::Idle => "idle",
+            Self::Subscribers => "subscribers",
             Self::BareServer => "bare-server",
         }
     }

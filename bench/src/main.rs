@@ -27,6 +27,7 @@ mod push;
 mod report;
 mod server;
 mod small_codec;
+mod subscribers;
 
 use std::process::ExitCode;
 
@@ -103,6 +104,7 @@ async fn run(args: Args, fd_limit: idle::FdLimit) -> anyhow::Result<()> {
         Mode::Flows => flows::run(&args, &target, database_url.as_deref()).await,
         Mode::Push => push::run(&args, &target, database_url.as_deref()).await,
         Mode::Idle => idle::run(&args, &target, &fd_limit).await,
+        Mode::Subscribers => subscribers::run(&args, &target, database_url.as_deref()).await,
         Mode::BareServer => bail!("bare-server is handled above"),
     };
     let stopped = match process {

@@ -80,6 +80,7 @@ impl ServerProcess {
             ("ASSENT_MAX_CONNECTIONS_PER_PEER".into(), "100000".into()),
             ("ASSENT_MAX_CONCURRENT_REQUESTS".into(), "100000".into()),
             ("ASSENT_ENROLL_REFUSAL_BURST".into(), "100000".into()),
+            ("ASSENT_MAX_SUBSCRIBERS_PER_KEY".into(), "100000".into()),
             ("RUST_LOG".into(), "warn".into()),
         ];
         for pair in extra_env {

@@ -96,4 +96,12 @@ async fn every_mode_runs_without_errors() {
     assert_eq!(idle["still_open"], 20, "{idle}");
     assert_eq!(idle["errors"], 0, "{idle}");
     assert!(idle["server_rss_kb_per_agent"].is_number(), "{idle}");
+
+    let subscribers = bench(&db, &["subscribers", "--agents", "20", "--duration", "1"]);
+    assert_eq!(subscribers["mode"], "subscribers");
+    assert_eq!(subscribers["subscribers"], 20, "{subscribers}");
+    assert!(
+        subscribers["commits_per_s_added"].is_number(),
+        "{subscribers}"
+    );
 }
