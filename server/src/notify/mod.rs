@@ -55,6 +55,7 @@ pub enum SessionEnd {
 struct Entry {
     id: u64,
     stream: uuid::Uuid,
+    opened_at: chrono::DateTime<chrono::Utc>,
     device: DeviceId,
     inbox: mpsc::Sender<Delivery>,
     end: Arc<Ending>,
@@ -157,9 +158,11 @@ impl Notifier {
                 .into_iter()
                 .for_each(|(_, end)| end.end(SessionEnd::Revoked));
             }
-            Notice::StreamOpened { device_id, stream } => {
-                self.replace_streams(*device_id, *stream);
-            }
+            Notice::StreamOpened {
+                device_id,
+                stream,
+                opened_at,
+            } => self.replace_streams(*device_id, *stream, *opened_at),
             Notice::Confirm {
                 application_id,
                 user_id,
@@ -232,14 +235,19 @@ impl Notifier {
             .subscribe()
     }
 
-    /// Ends every session of `device` but `stream`.
-    fn replace_streams(&self, device: DeviceId, stream: uuid::Uuid) {
+    /// Ends the sessions of `device` opened before `stream` (at `opened_at`).
+    fn replace_streams(
+        &self,
+        device: DeviceId,
+        stream: uuid::Uuid,
+        opened_at: chrono::DateTime<chrono::Utc>,
+    ) {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(key) = sessions.user_of.get(&device) else {
             return;
         };
         for entry in sessions.by_user.get(key).into_iter().flatten() {
-            if entry.device == device && entry.stream != stream {
+            if entry.device == device && entry.stream != stream && entry.opened_at <= opened_at {
                 entry.end.end(SessionEnd::Replaced);
             }
         }
@@ -251,6 +259,7 @@ impl Notifier {
         let (inbox, receiver) = mpsc::channel(SESSION_INBOX);
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let stream = uuid::Uuid::new_v4();
+        let opened_at = chrono::Utc::now();
         let end = Arc::new(Ending::default());
         let key = (device.application_id, device.user_id.clone());
         {
@@ -259,6 +268,7 @@ impl Notifier {
             sessions.by_user.entry(key).or_default().push(Entry {
                 id,
                 stream,
+                opened_at,
                 device: device.id,
                 inbox,
                 end: Arc::clone(&end),
@@ -267,6 +277,7 @@ impl Notifier {
         self.publish(Notice::StreamOpened {
             device_id: device.id,
             stream,
+            opened_at,
         });
         DeviceRegistration {
             notifier: Arc::clone(self),

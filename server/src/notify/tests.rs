@@ -131,3 +131,23 @@ async fn a_wake_up_after_marking_seen_is_not_lost() {
     });
     assert!(watcher.has_changed().unwrap_or(false));
 }
+
+#[tokio::test]
+async fn a_newer_stream_replaces_an_older_one_but_a_late_notice_ends_nothing_newer() {
+    let notifier = Notifier::new();
+    let phone = device(ApplicationId::random(), "alice");
+    let older = notifier.register_device(&phone);
+    let newer = notifier.register_device(&phone);
+    assert_eq!(older.end_reason(), Some(SessionEnd::Replaced));
+    assert_eq!(newer.end_reason(), None);
+    // A notice from another replica about a stream opened before this one.
+    notifier.deliver_remote(
+        &Notice::StreamOpened {
+            device_id: phone.id,
+            stream: uuid::Uuid::new_v4(),
+            opened_at: Utc::now() - chrono::TimeDelta::seconds(1),
+        },
+        None,
+    );
+    assert_eq!(newer.end_reason(), None, "a late notice ends nothing newer");
+}

@@ -120,6 +120,9 @@ pub enum Notice {
         device_id: DeviceId,
         /// The new stream, which stays.
         stream: uuid::Uuid,
+        /// When it opened: only streams opened before it are replaced, so a
+        /// notice that arrives late cannot end a newer stream.
+        opened_at: DateTime<Utc>,
     },
 }
 
