@@ -92,11 +92,6 @@ impl Connections {
         }
         Some(slot)
     }
-
-    /// How many connections are open.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
 }
 
 /// One admitted connection's place in the counts, given back on drop.

@@ -378,15 +378,6 @@ macro_rules! sql_engine {
                         .map_err(db_error)?;
                     Ok(done.rows_affected() == 1)
                 }
-
-                async fn release_otp_attempt(&self, device: DeviceId) -> StoreResult<()> {
-                    sqlx::query(q::RELEASE_OTP_ATTEMPT)
-                        .bind(device)
-                        .execute(self.writer())
-                        .await
-                        .map_err(db_error)?;
-                    Ok(())
-                }
             }
 
             #[async_trait]

@@ -144,8 +144,6 @@ pub trait DeviceStore: Send + Sync {
         window_opened_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
-    /// Gives back the strike of a lookup that succeeded.
-    async fn release_otp_attempt(&self, device: DeviceId) -> StoreResult<()>;
 }
 
 /// Transactions: one write, [`TransactionStore::apply`], and the reads the

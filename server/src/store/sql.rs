@@ -90,9 +90,6 @@ macro_rules! reserve_otp_attempt {
     };
 }
 pub(crate) use reserve_otp_attempt;
-/// Gives back a strike.
-pub const RELEASE_OTP_ATTEMPT: &str =
-    "UPDATE devices SET otp_strikes = otp_strikes - 1 WHERE id = $1 AND otp_strikes > 0";
 
 /// One transaction of an application.
 pub const FIND_TRANSACTION: &str = concat!(

@@ -125,11 +125,3 @@ pub enum Notice {
         opened_at: DateTime<Utc>,
     },
 }
-
-impl Notice {
-    /// Whether losing this notice would leave a device acting on stale
-    /// authority; a session that cannot take one is ended instead.
-    pub fn must_arrive(&self) -> bool {
-        !matches!(self, Self::EventsAppended { .. })
-    }
-}
