@@ -70,7 +70,10 @@ impl EventRouter {
     pub async fn start(&self, rp: RpClient, tasks: &mut JoinSet<()>) -> anyhow::Result<()> {
         let mut subscriber = rp.clone();
         let mut stream = subscriber
-            .subscribe(SubscribeRequest { after_cursor: 0 })
+            .subscribe(SubscribeRequest {
+                after_cursor: 0,
+                from_head: false,
+            })
             .await
             .context("Subscribe")?
             .into_inner();

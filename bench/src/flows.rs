@@ -95,6 +95,7 @@ async fn one_flow(
         ttl_seconds: 120,
         context: [("bench".to_owned(), "flows".to_owned())].into(),
         user_id: held.device.user_id.clone(),
+        ..Default::default()
     };
     let created = tokio::time::timeout(STEP_TIMEOUT, kit.rp.create_otp_authentication(request))
         .await

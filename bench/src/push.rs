@@ -83,6 +83,7 @@ async fn one_push(
         ttl_seconds: 120,
         context: [("bench".to_owned(), "push".to_owned())].into(),
         number_matching: false,
+        ..Default::default()
     };
     // Read the device while the create call runs: the request may arrive first.
     let create = async {

@@ -61,7 +61,10 @@ pub async fn run(
     for n in 0..count {
         let mut rp = client::rp_client(channels[n / STREAMS_PER_CHANNEL].clone(), &target.api_key)?;
         let mut stream = rp
-            .subscribe(SubscribeRequest { after_cursor: 0 })
+            .subscribe(SubscribeRequest {
+                after_cursor: 0,
+                from_head: false,
+            })
             .await
             .with_context(|| format!("subscription {n} was refused"))?
             .into_inner();

@@ -11,8 +11,9 @@ use assent_proto::v1::{
     CancelTransactionRequest, CreateEnrollmentRequest, CreateEnrollmentResponse,
     CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse,
     CreatePushAuthenticationRequest, CreatePushAuthenticationResponse, Device, Event,
-    GetDeviceRequest, GetTransactionRequest, ListDevicesRequest, RevokeDeviceRequest,
-    SubscribeRequest, Transaction,
+    GetDeviceRequest, GetTransactionRequest, GetTransactionResponse, ListDevicesRequest,
+    ListServerKeysRequest, RevokeDeviceRequest, ServerKey, SubscribeRequest, Transaction,
+    WaitTransactionRequest, WaitTransactionResponse,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -155,6 +156,43 @@ impl AssentClient {
             .ok_or_else(|| Status::internal("the server sent no transaction"))
     }
 
+    /// GetTransaction with its latest signed event.
+    pub async fn get_transaction_full(
+        &mut self,
+        id: &str,
+    ) -> anyhow::Result<GetTransactionResponse> {
+        let request = GetTransactionRequest {
+            transaction_id: id.to_owned(),
+        };
+        let result = self.rpc.get_transaction(deadline(request)).await;
+        Ok(result.map_err(|s| self.explain(&s))?.into_inner())
+    }
+
+    /// WaitTransaction for at most `timeout`, keeping the raw status.
+    pub async fn try_wait_transaction(
+        &mut self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<WaitTransactionResponse, Status> {
+        let mut request = Request::new(WaitTransactionRequest {
+            transaction_id: id.to_owned(),
+            timeout_ms: u32::try_from(timeout.as_millis())
+                .unwrap_or(u32::MAX)
+                .max(1),
+        });
+        request.set_timeout(timeout + CALL_TIMEOUT);
+        Ok(self.rpc.wait_transaction(request).await?.into_inner())
+    }
+
+    /// ListServerKeys.
+    pub async fn server_keys(&mut self) -> anyhow::Result<Vec<ServerKey>> {
+        let result = self
+            .rpc
+            .list_server_keys(deadline(ListServerKeysRequest {}))
+            .await;
+        Ok(result.map_err(|s| self.explain(&s))?.into_inner().keys)
+    }
+
     /// GetTransaction.
     pub async fn get_transaction(&mut self, id: &str) -> anyhow::Result<Transaction> {
         let result = self.try_get_transaction(id).await;
@@ -175,8 +213,15 @@ impl AssentClient {
     }
 
     /// Subscribe: the event stream after `after_cursor`.
-    pub async fn subscribe(&mut self, after_cursor: u64) -> anyhow::Result<Streaming<Event>> {
-        let request = Request::new(SubscribeRequest { after_cursor });
+    pub async fn subscribe(
+        &mut self,
+        after_cursor: u64,
+        from_head: bool,
+    ) -> anyhow::Result<Streaming<Event>> {
+        let request = Request::new(SubscribeRequest {
+            after_cursor,
+            from_head,
+        });
         let result = self.rpc.subscribe(request).await;
         result
             .map(tonic::Response::into_inner)

@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod signing;
+pub mod verify;
 
 /// Generated `assent.v1` messages, clients and servers.
 #[allow(missing_docs, clippy::all, clippy::unwrap_used, clippy::expect_used)]

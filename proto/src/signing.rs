@@ -18,6 +18,8 @@ pub const ENROLL_LABEL: &str = "assent.v1.enroll";
 pub const DECISION_LABEL: &str = "assent.v1.decision";
 /// Label of the hash over what the device showed.
 pub const DISPLAY_LABEL: &str = "assent.v1.display";
+/// Label of the server's signature over an event.
+pub const EVENT_LABEL: &str = "assent.v1.event";
 
 /// The decision a device signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +128,60 @@ pub fn decision_bytes(payload: &DecisionPayload<'_>) -> Vec<u8> {
                 .as_bytes(),
         );
     fields.0
+}
+
+/// Everything the server's signature over an event covers. Empty strings
+/// stand for absent fields.
+#[derive(Debug, Clone, Copy)]
+pub struct EventPayload<'a> {
+    /// The application whose log holds the event.
+    pub application_id: &'a str,
+    /// Its cursor.
+    pub cursor: u64,
+    /// Its type (`transaction.accepted`, …).
+    pub event_type: &'a str,
+    /// The transaction concerned.
+    pub transaction_id: &'a str,
+    /// The user concerned.
+    pub user_id: &'a str,
+    /// The device concerned.
+    pub device_id: &'a str,
+    /// The reason of a denied or failed outcome.
+    pub reason: &'a str,
+    /// The fraud flag.
+    pub fraud_reported: bool,
+    /// The transaction's session binding.
+    pub binding: &'a [u8],
+    /// When it happened, in microseconds since the Unix epoch.
+    pub occurred_at_micros: i64,
+}
+
+/// Bytes the server signs for an event: the label, then each field; the
+/// cursor and the time as 8-byte big-endian integers, the fraud flag as one
+/// byte (0 or 1).
+pub fn event_bytes(payload: &EventPayload<'_>) -> Vec<u8> {
+    let mut fields = Fields::new(EVENT_LABEL);
+    fields
+        .push(payload.application_id.as_bytes())
+        .push(&payload.cursor.to_be_bytes())
+        .push(payload.event_type.as_bytes())
+        .push(payload.transaction_id.as_bytes())
+        .push(payload.user_id.as_bytes())
+        .push(payload.device_id.as_bytes())
+        .push(payload.reason.as_bytes())
+        .push(&[u8::from(payload.fraud_reported)])
+        .push(payload.binding)
+        .push(&payload.occurred_at_micros.to_be_bytes());
+    fields.0
+}
+
+/// The id of an Ed25519 public key (a device's or the server's): the first
+/// 16 bytes of its SHA-256, in lowercase hex.
+pub fn key_id(public_key: &[u8]) -> String {
+    Sha256::digest(public_key)[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -339,10 +339,18 @@ pub async fn serve(
             .await;
         tracing::info!("draining: health reports NOT_SERVING");
     });
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(assent_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Both reflection versions: grpcurl speaks v1, stock Python tooling
+    // (grpcio-reflection) still v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(assent_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
+        .map_err(|error| ServerError::Reflection(error.to_string()))?;
+    let reflection_alpha = reflection_builder()
+        .build_v1alpha()
         .map_err(|error| ServerError::Reflection(error.to_string()))?;
     let relying_party = RelyingPartyServiceServer::new(RelyingPartyHandler::new(
         Arc::clone(&services),
@@ -390,6 +398,7 @@ pub async fn serve(
     let server = builder
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(relying_party)
         .add_service(device)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());

@@ -8,6 +8,7 @@ use assent_server::config::LogFormat;
 use assent_server::domain::ApplicationId;
 use assent_server::{ServerConfig, admin, open_store, shutdown, telemetry};
 use clap::{Parser, Subcommand};
+use rand::TryRngCore;
 use tokio_util::sync::CancellationToken;
 
 /// The Assent authentication server.
@@ -55,6 +56,27 @@ enum Command {
     /// Manage applications (relying parties).
     #[command(subcommand)]
     App(AppCommand),
+    /// The server's event-signing keys (shared by every replica).
+    #[command(subcommand)]
+    Keys(ServerKeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerKeysCommand {
+    /// List the signing keys, newest first (public parts only).
+    List {
+        /// Print a JSON array of `{"key_id","public_key","created_at","retired_at"}`
+        /// (public_key in hex).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new signing key current; the old one is retired but stays
+    /// published, so what it signed still verifies. Replicas switch within 30 s.
+    Rotate {
+        /// Print `{"key_id","public_key"}` (hex).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::App(AppCommand::Key(command)) => key_command(&config, command).await,
+        Command::Keys(command) => server_keys_command(&config, command).await,
         Command::App(AppCommand::List { json }) => {
             let store = open_store(&config).await?.store;
             let apps = store.list_applications().await?;
@@ -251,6 +274,53 @@ async fn key_command(config: &ServerConfig, command: KeyCommand) -> anyhow::Resu
                 println!("{out}");
             } else {
                 println!("Revoked key {key_id} of application {app}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn server_keys_command(
+    config: &ServerConfig,
+    command: ServerKeysCommand,
+) -> anyhow::Result<()> {
+    let store = open_store(config).await?.store;
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    let time =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match command {
+        ServerKeysCommand::List { json } => {
+            let keys = store.server_keys().await?;
+            if json {
+                let out: Vec<_> = keys
+                    .iter()
+                    .map(|k| serde_json::json!({"key_id": k.id, "public_key": hex(&k.public_key), "created_at": time(k.created_at), "retired_at": k.retired_at.map(time)}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(out));
+            } else if keys.is_empty() {
+                println!("no signing key yet (the server makes one on its first start)");
+            } else {
+                for key in keys {
+                    let state = key
+                        .retired_at
+                        .map_or_else(|| "current".to_owned(), |t| format!("retired {}", time(t)));
+                    println!("{}  {}  {state}", key.id, time(key.created_at));
+                }
+            }
+        }
+        ServerKeysCommand::Rotate { json } => {
+            let mut rng = rand::rngs::OsRng.unwrap_err();
+            let key = assent_server::service::signer::rotate(
+                store.as_ref(),
+                &mut rng,
+                chrono::Utc::now(),
+            )
+            .await?;
+            if json {
+                let out = serde_json::json!({"key_id": key.id, "public_key": hex(&key.public_key)});
+                println!("{out}");
+            } else {
+                println!("Key {} is now current; replicas switch within 30 s", key.id);
             }
         }
     }

@@ -34,7 +34,10 @@ async fn a_key_can_be_rotated_and_a_revoked_key_stops_at_once(db: TestDb) {
             .expect("both keys work during the rotation");
     }
     let mut stream = old
-        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .subscribe(SubscribeRequest {
+            after_cursor: 0,
+            ..Default::default()
+        })
         .await
         .expect("subscribe with the old key")
         .into_inner();

@@ -213,7 +213,10 @@ async fn an_enrollment_is_visible_to_the_application_as_an_event(db: TestDb) {
     let app = TestApp::create(&db, "Shop").await;
     let mut rp = rp_client(&server, &app.api_key).await;
     let mut events = rp
-        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .subscribe(SubscribeRequest {
+            after_cursor: 0,
+            ..Default::default()
+        })
         .await
         .expect("subscribe")
         .into_inner();

@@ -67,7 +67,10 @@ async fn a_resuming_subscriber_sees_every_event_once_in_order_under_concurrent_w
         let mut rp = rp_client(&a, &app.api_key).await;
         watchers.push(tokio::spawn(async move {
             let mut stream = rp
-                .subscribe(SubscribeRequest { after_cursor: 0 })
+                .subscribe(SubscribeRequest {
+                    after_cursor: 0,
+                    ..Default::default()
+                })
                 .await
                 .expect("subscribe")
                 .into_inner();
@@ -92,6 +95,7 @@ async fn a_resuming_subscriber_sees_every_event_once_in_order_under_concurrent_w
             let mut stream = rp
                 .subscribe(SubscribeRequest {
                     after_cursor: cursor,
+                    ..Default::default()
                 })
                 .await
                 .expect("subscribe")
@@ -148,6 +152,7 @@ async fn a_resuming_subscriber_sees_every_event_once_in_order_under_concurrent_w
     let mut stream = rp
         .subscribe(SubscribeRequest {
             after_cursor: cursor,
+            ..Default::default()
         })
         .await
         .unwrap()

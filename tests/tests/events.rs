@@ -52,6 +52,7 @@ async fn subscribe_resumed_from_a_cursor_while_events_are_produced_has_no_gap_an
             let mut stream = rp
                 .subscribe(SubscribeRequest {
                     after_cursor: cursor,
+                    ..Default::default()
                 })
                 .await
                 .expect("subscribe")
@@ -108,7 +109,10 @@ async fn subscribe_from_a_purged_cursor_is_out_of_range(db: TestDb) {
         .expect("purge");
     // Cursor 0 means "everything retained" and still works.
     let mut from_start = rp
-        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .subscribe(SubscribeRequest {
+            after_cursor: 0,
+            ..Default::default()
+        })
         .await
         .expect("subscribing from the start is always allowed")
         .into_inner();
@@ -127,7 +131,10 @@ async fn subscribe_from_a_purged_cursor_is_out_of_range(db: TestDb) {
     assert_eq!(first.transaction_id, marker.transaction_id);
     // Resuming after the first event: the second one is gone.
     let status = rp
-        .subscribe(SubscribeRequest { after_cursor: 1 })
+        .subscribe(SubscribeRequest {
+            after_cursor: 1,
+            ..Default::default()
+        })
         .await
         .expect_err("resuming before the purge horizon must fail");
     assert_eq!(status.code(), Code::OutOfRange);
@@ -139,15 +146,24 @@ async fn open_streams_per_key_are_capped(db: TestDb) {
     let app = TestApp::create(&db, "Shop").await;
     let mut rp = rp_client(&server, &app.api_key).await;
     let first = rp
-        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .subscribe(SubscribeRequest {
+            after_cursor: 0,
+            ..Default::default()
+        })
         .await
         .expect("first");
     let second = rp
-        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .subscribe(SubscribeRequest {
+            after_cursor: 0,
+            ..Default::default()
+        })
         .await
         .expect("second");
     let third = rp
-        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .subscribe(SubscribeRequest {
+            after_cursor: 0,
+            ..Default::default()
+        })
         .await
         .expect_err("a third stream of the key");
     assert_eq!(third.code(), tonic::Code::ResourceExhausted);
@@ -156,7 +172,10 @@ async fn open_streams_per_key_are_capped(db: TestDb) {
     assent_tests::within(5, "a free slot", async {
         loop {
             if rp
-                .subscribe(SubscribeRequest { after_cursor: 0 })
+                .subscribe(SubscribeRequest {
+                    after_cursor: 0,
+                    ..Default::default()
+                })
                 .await
                 .is_ok()
             {

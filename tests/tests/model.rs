@@ -444,6 +444,7 @@ impl Real {
                     ttl: Duration::from_secs(ttl),
                     context: Context::default(),
                     user_id: restrict.map(user),
+                    binding: None,
                 };
                 let created = services
                     .logins
@@ -466,6 +467,7 @@ impl Real {
                     ttl: Duration::from_secs(ttl),
                     context: Context::default(),
                     number_matching: numbers,
+                    binding: None,
                 };
                 let created = services
                     .push

@@ -20,6 +20,7 @@ async fn create_otp(rp: &mut RpClient, user: &str) -> CreateOtpAuthenticationRes
         ttl_seconds: 60,
         context: [("browser".to_owned(), "Firefox".to_owned())].into(),
         user_id: user.to_owned(),
+        ..Default::default()
     })
     .await
     .expect("create OTP authentication")
@@ -54,7 +55,10 @@ async fn accept_path_subscriber_sees_scanned_then_accepted_with_ids(db: TestDb) 
     let mut stream = device.connect(&server).await.expect("connect");
     let mut rp = rp_client(&server, &app.api_key).await;
     let mut events = rp
-        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .subscribe(SubscribeRequest {
+            after_cursor: 0,
+            ..Default::default()
+        })
         .await
         .expect("subscribe")
         .into_inner();

@@ -347,7 +347,10 @@ async fn a_not_me_denial_reports_fraud_and_blocks_pushes(db: TestDb) {
     let mut stream = device.connect(&server).await.expect("connect");
     let mut rp = rp_client(&server, &app.api_key).await;
     let mut events = rp
-        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .subscribe(SubscribeRequest {
+            after_cursor: 0,
+            ..Default::default()
+        })
         .await
         .expect("subscribe")
         .into_inner();

@@ -73,6 +73,7 @@ fn otp_input(ttl: Duration) -> CreateOtpInput {
         ttl,
         context: Context::default(),
         user_id: None,
+        binding: None,
     }
 }
 
@@ -180,6 +181,7 @@ async fn no_decision_of_a_device_commits_after_its_revocation(db: TestDb) {
                         ttl: Duration::from_secs(60),
                         context: Context::default(),
                         number_matching: false,
+                        binding: None,
                     },
                     &mut rng,
                 )

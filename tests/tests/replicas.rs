@@ -31,7 +31,10 @@ async fn a_push_created_on_one_replica_reaches_a_device_on_another_and_back() {
     let mut stream = device.connect(&replica_a).await.expect("connect to A");
     let mut rp_b = rp_client(&replica_b, &app.api_key).await;
     let mut events_b = rp_b
-        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .subscribe(SubscribeRequest {
+            after_cursor: 0,
+            ..Default::default()
+        })
         .await
         .expect("subscribe on B")
         .into_inner();

@@ -108,7 +108,10 @@ async fn tenant_b_can_neither_get_cancel_nor_see_events_of_tenant_a(db: TestDb) 
     let mut rp_a = rp_client(&server, &shop_a.api_key).await;
     let mut rp_b = rp_client(&server, &shop_b.api_key).await;
     let mut events_b = rp_b
-        .subscribe(SubscribeRequest { after_cursor: 0 })
+        .subscribe(SubscribeRequest {
+            after_cursor: 0,
+            ..Default::default()
+        })
         .await
         .expect("subscribe")
         .into_inner();

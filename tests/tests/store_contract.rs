@@ -25,7 +25,7 @@ use assent_server::domain::{
     EventType, Message, NewDevice, Otp, Reason, Revocation, SecretHash, Transaction, TransactionId,
     TransactionState as State, UserId,
 };
-use assent_server::store::{EventRecord, NewEnrollment, Store, StoreError};
+use assent_server::store::{EventRecord, NewEnrollment, Reservation, Store, StoreError};
 use assent_tests::TestDb;
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::SeedableRng;
@@ -60,6 +60,7 @@ fn new_otp(app: ApplicationId, owner: Option<&str>, at: Time) -> (Change, Otp) {
         context: context(),
         otp_hash: otp.hash(),
         ttl: Duration::from_secs(60),
+        binding: None,
     };
     (Transaction::create_otp(new, at), otp)
 }
@@ -75,6 +76,7 @@ fn new_push(app: ApplicationId, owner: &str, numbers: Option<NumberMatch>, at: T
         nonce: [5; 32],
         number_match: numbers,
         ttl: Duration::from_secs(60),
+        binding: None,
     };
     Transaction::create_push(new, at)
 }
@@ -113,6 +115,7 @@ fn recorded(change: &Change, at: &EventRecord) -> EventRecord {
         reason: event.reason,
         fraud_reported: event.fraud_reported,
         occurred_at: event.at,
+        binding: change.after.binding.clone(),
     }
 }
 
@@ -593,7 +596,12 @@ async fn otp_lookups_are_reserved_atomically_within_their_window(db: TestDb) {
     let c = Case::new(&db).await;
     let (phone, tablet) = (c.device("alice").await, c.device("alice").await);
     let window = TimeDelta::minutes(5);
-    let reserve = |device, at: DateTime<Utc>| c.s().reserve_otp_attempt(device, 5, at - window, at);
+    let s = c.s();
+    let reserve = move |device, at: DateTime<Utc>| async move {
+        s.reserve_otp_attempt(device, 5, at - window, at, None)
+            .await
+            .map(|r| r.is_allowed())
+    };
     for _ in 0..5 {
         assert!(reserve(phone.id, c.at).await.unwrap());
     }
@@ -629,8 +637,9 @@ async fn otp_lookups_are_reserved_atomically_within_their_window(db: TestDb) {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 store
-                    .reserve_otp_attempt(fresh.id, 5, at - window, at)
+                    .reserve_otp_attempt(fresh.id, 5, at - window, at, None)
                     .await
+                    .map(|r| r.is_allowed())
             })
         })
         .collect();
@@ -639,6 +648,39 @@ async fn otp_lookups_are_reserved_atomically_within_their_window(db: TestDb) {
         allowed += usize::from(attempt.await.unwrap().unwrap());
     }
     assert_eq!(allowed, 5);
+}
+
+async fn an_otp_reservation_reads_the_transaction_only_once_allowed(db: TestDb) {
+    let c = Case::new(&db).await;
+    let phone = c.device("alice").await;
+    let (pending, _) = c.login().await;
+    let other_app = create_app(c.s(), "Other").await;
+    let window = TimeDelta::minutes(5);
+    let reserve = |lookup| {
+        c.s()
+            .reserve_otp_attempt(phone.id, 3, c.at - window, c.at, lookup)
+    };
+    assert_eq!(
+        reserve(Some((c.app, pending.id))).await.unwrap(),
+        Reservation::Allowed(Some(Box::new(pending.clone()))),
+        "an allowed lookup reads the transaction as stored"
+    );
+    assert_eq!(
+        reserve(Some((other_app, pending.id))).await.unwrap(),
+        Reservation::Allowed(None),
+        "another application's transaction is not found"
+    );
+    assert_eq!(
+        reserve(Some((c.app, TransactionId::random())))
+            .await
+            .unwrap(),
+        Reservation::Allowed(None)
+    );
+    assert_eq!(
+        reserve(Some((c.app, pending.id))).await.unwrap(),
+        Reservation::CoolingOff,
+        "past the limit nothing is read"
+    );
 }
 
 async fn one_open_push_per_user_and_the_push_history(db: TestDb) {
@@ -752,6 +794,7 @@ assent_tests::on_both_engines!(
     retention_purges_old_events_and_records_the_horizon,
     enrollments_are_single_use_and_public_keys_unique,
     otp_lookups_are_reserved_atomically_within_their_window,
+    an_otp_reservation_reads_the_transaction_only_once_allowed,
     one_open_push_per_user_and_the_push_history,
     overdue_transactions_are_the_open_ones_past_their_expiry,
     open_confirmations_are_the_devices_scans_and_its_users_pushes,

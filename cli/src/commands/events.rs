@@ -28,6 +28,9 @@ pub struct EventsArgs {
     /// Keep printing live events until the stream ends or Ctrl-C.
     #[arg(long)]
     follow: bool,
+    /// Start at the head: only events from now on (implies --follow).
+    #[arg(long, conflicts_with = "after")]
+    from_now: bool,
 }
 
 /// Streams events and prints one line per event.
@@ -36,12 +39,13 @@ pub async fn run(
     client: &mut AssentClient,
     format: Format,
 ) -> anyhow::Result<()> {
-    let mut stream = client.subscribe(args.after).await?;
+    let follow = args.follow || args.from_now;
+    let mut stream = client.subscribe(args.after, args.from_now).await?;
     let mut cursor = args.after;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let next = if args.follow {
+        let next = if follow {
             tokio::select! {
                 next = stream.message() => next,
                 _ = &mut ctrl_c => return Ok(()),
@@ -56,7 +60,7 @@ pub async fn run(
             .map_err(|status| client.explain(&status))
             .with_context(|| format!("the event stream broke (resume with --after {cursor})"))?;
         let Some(event) = event else {
-            if args.follow {
+            if follow {
                 eprintln!("the server ended the event stream; resume with --after {cursor}");
             }
             return Ok(());

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::{Context, anyhow, bail};
 use assent_proto::v1::{Transaction, TransactionState};
 use clap::Subcommand;
 use tokio::time::Instant;
@@ -13,10 +13,10 @@ use crate::client::AssentClient;
 use crate::output::views::TransactionView;
 use crate::output::{self, Format, text};
 
-/// Pause between two GetTransaction polls of `tx wait`.
-const POLL_INTERVAL: Duration = Duration::from_millis(150);
-/// Extra time a poll already in flight at the deadline may take.
-const POLL_GRACE: Duration = Duration::from_secs(2);
+/// The longest single WaitTransaction call; longer waits are several.
+const WAIT_CHUNK: Duration = Duration::from_secs(60);
+/// Pause before waiting again after a retryable failure.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 /// `assent tx …`
 ///
@@ -39,8 +39,8 @@ pub enum TxCommand {
     },
     /// Wait until a transaction ends; exit 0 only if it was ACCEPTED.
     ///
-    /// Polls every 150 ms and prints the same object as `tx get` (also on
-    /// failure). Exits 1 when it ends in any other state or when the timeout
+    /// Waits with WaitTransaction (the server answers the moment the outcome
+    /// is decided) and prints the same object as `tx get` (also on failure). Exits 1 when it ends in any other state or when the timeout
     /// passes while it is still PENDING or SCANNED.
     Wait {
         /// The transaction id.
@@ -52,6 +52,18 @@ pub enum TxCommand {
     },
     /// Cancel an open transaction and print it (now CANCELLED).
     Cancel {
+        /// The transaction id.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Verify a transaction's outcome: the device's signature over its
+    /// decision and the server's signature over the latest event, with
+    /// public keys only. Exit 0 only if every present signature verifies.
+    ///
+    /// With --json: {"transaction_id","state","decision":{"verified",
+    /// "device_key_id","error"} or null,"event":{"verified","key_id",
+    /// "cursor","type","error"} or null}.
+    Verify {
         /// The transaction id.
         #[arg(value_name = "ID")]
         id: String,
@@ -74,13 +86,108 @@ pub async fn run(
             let tx = client.cancel_transaction(&id).await?;
             print(&tx, format)
         }
+        TxCommand::Verify { id } => verify(client, &id, format).await,
     }
 }
 
-/// Polls until the transaction is terminal or `timeout_secs` have passed.
+/// One signature check's result.
+#[derive(Debug, serde::Serialize)]
+struct Check {
+    verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r#type: Option<String>,
+    error: Option<String>,
+}
+
+/// What `tx verify` found.
+#[derive(Debug, serde::Serialize)]
+struct Verification {
+    transaction_id: String,
+    state: &'static str,
+    decision: Option<Check>,
+    event: Option<Check>,
+}
+
+/// Checks the decision and the latest event of a transaction.
+async fn verify(client: &mut AssentClient, id: &str, format: Format) -> anyhow::Result<()> {
+    let full = client.get_transaction_full(id).await?;
+    let tx = full.transaction.context("the server sent no transaction")?;
+    let keys = client.server_keys().await?;
+    let decision = tx.evidence.as_ref().map(|_| {
+        let checked = assent_proto::verify::verify_decision(&tx, None);
+        Check {
+            verified: checked.is_ok(),
+            device_key_id: checked.as_ref().ok().cloned(),
+            key_id: None,
+            cursor: None,
+            r#type: None,
+            error: checked.err().map(|e| e.to_string()),
+        }
+    });
+    let event = full.last_event.as_ref().map(|event| {
+        let checked = assent_proto::verify::verify_event(event, &keys);
+        Check {
+            verified: checked.is_ok(),
+            device_key_id: None,
+            key_id: Some(event.key_id.clone()),
+            cursor: Some(event.cursor),
+            r#type: Some(event.r#type.clone()),
+            error: checked.err().map(|e| e.to_string()),
+        }
+    });
+    let report = Verification {
+        transaction_id: tx.transaction_id.clone(),
+        state: tx.state().spec_name(),
+        decision,
+        event,
+    };
+    let ok = report.decision.as_ref().is_none_or(|c| c.verified)
+        && report.event.as_ref().is_some_and(|c| c.verified);
+    output::write(format, &report, |r| {
+        let mut text = format!("transaction {} {}\n", r.transaction_id, r.state);
+        match &r.decision {
+            Some(c) if c.verified => text.push_str(&format!(
+                "decision: device signature valid (device key {})\n",
+                c.device_key_id.as_deref().unwrap_or_default()
+            )),
+            Some(c) => text.push_str(&format!(
+                "decision: INVALID: {}\n",
+                c.error.as_deref().unwrap_or_default()
+            )),
+            None => text.push_str("decision: none (no device decided)\n"),
+        }
+        match &r.event {
+            Some(c) if c.verified => text.push_str(&format!(
+                "event: server signature valid (key {}, cursor {}, {})\n",
+                c.key_id.as_deref().unwrap_or_default(),
+                c.cursor.unwrap_or_default(),
+                c.r#type.as_deref().unwrap_or_default()
+            )),
+            Some(c) => text.push_str(&format!(
+                "event: INVALID: {}\n",
+                c.error.as_deref().unwrap_or_default()
+            )),
+            None => text.push_str("event: none (removed by retention)\n"),
+        }
+        text.trim_end().to_owned()
+    })?;
+    if !ok {
+        bail!("the transaction's outcome does not verify");
+    }
+    Ok(())
+}
+
+/// Waits (WaitTransaction, in chunks of at most a minute) until the
+/// transaction is terminal or `timeout_secs` have passed.
 ///
 /// Once the server has answered, a brief outage (UNAVAILABLE, e.g. a replica
-/// restarting) does not end the wait; the next poll retries.
+/// restarting) does not end the wait; the next call retries.
 async fn wait(
     client: &mut AssentClient,
     id: &str,
@@ -89,30 +196,30 @@ async fn wait(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let mut last_seen: Option<Transaction> = None;
-    let mut last_error: Option<Status> = None;
+    let mut last_error: Option<Status>;
     loop {
-        let poll =
-            tokio::time::timeout_at(deadline + POLL_GRACE, client.try_get_transaction(id)).await;
-        match poll {
-            Ok(Ok(tx)) if is_terminal(tx.state()) => {
-                print(&tx, format)?;
-                return outcome(&tx);
-            }
-            Ok(Ok(tx)) => {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match client.try_wait_transaction(id, left.min(WAIT_CHUNK)).await {
+            Ok(answer) => {
+                let tx = answer
+                    .transaction
+                    .ok_or_else(|| anyhow!("the server sent no transaction"))?;
+                if is_terminal(tx.state()) {
+                    print(&tx, format)?;
+                    return outcome(&tx);
+                }
                 last_seen = Some(tx);
                 last_error = None;
             }
-            Ok(Err(status)) if last_seen.is_some() && status.code() == Code::Unavailable => {
+            Err(status) if last_seen.is_some() && status.code() == Code::Unavailable => {
                 last_error = Some(status);
+                tokio::time::sleep(RETRY_PAUSE.min(left)).await;
             }
-            Ok(Err(status)) => return Err(client.explain(&status)),
-            Err(_elapsed) => break,
+            Err(status) => return Err(client.explain(&status)),
         }
-        let now = Instant::now();
-        if now >= deadline {
+        if Instant::now() >= deadline {
             break;
         }
-        tokio::time::sleep(POLL_INTERVAL.min(deadline - now)).await;
     }
     let Some(tx) = last_seen else {
         bail!("timed out after {timeout_secs} s; the server did not answer");
@@ -123,7 +230,7 @@ async fn wait(
         tx.state().spec_name()
     );
     if let Some(status) = last_error {
-        message.push_str(&format!(" (last poll failed: {})", client.explain(&status)));
+        message.push_str(&format!(" (last call failed: {})", client.explain(&status)));
     }
     Err(anyhow!(message))
 }

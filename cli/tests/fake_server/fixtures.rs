@@ -85,6 +85,7 @@ pub fn event(cursor: u64) -> Event {
             device_id: "d-1".to_owned(),
             reason: "not_me".to_owned(),
             fraud_reported: true,
+            ..Event::default()
         };
     }
     Event {

@@ -17,8 +17,9 @@ use assent_proto::v1::{
     CreateEnrollmentResponse, CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse,
     CreatePushAuthenticationRequest, CreatePushAuthenticationResponse, Event, GetDeviceRequest,
     GetDeviceResponse, GetTransactionRequest, GetTransactionResponse, ListDevicesRequest,
-    ListDevicesResponse, RevokeDeviceRequest, RevokeDeviceResponse, SubscribeRequest,
-    TransactionState,
+    ListDevicesResponse, ListServerKeysRequest, ListServerKeysResponse, RevokeDeviceRequest,
+    RevokeDeviceResponse, SubscribeRequest, TransactionState, WaitTransactionRequest,
+    WaitTransactionResponse,
 };
 use tokio::task::JoinHandle;
 use tokio_stream::{Stream, StreamExt};
@@ -173,6 +174,47 @@ impl RelyingPartyService for FakeRp {
         }))
     }
 
+    /// Like the real server's long poll, over this fake's scripted reads.
+    async fn wait_transaction(
+        &self,
+        request: Request<WaitTransactionRequest>,
+    ) -> Result<Response<WaitTransactionResponse>, Status> {
+        let body = request.into_inner();
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(u64::from(body.timeout_ms));
+        loop {
+            let read = GetTransactionRequest {
+                transaction_id: body.transaction_id.clone(),
+            };
+            let tx = self
+                .get_transaction(Request::new(read))
+                .await?
+                .into_inner()
+                .transaction
+                .unwrap();
+            let open = matches!(
+                tx.state(),
+                TransactionState::Pending | TransactionState::Scanned
+            );
+            let timed_out = tokio::time::Instant::now() >= deadline;
+            if !open || timed_out {
+                return Ok(Response::new(WaitTransactionResponse {
+                    transaction: Some(tx),
+                    last_event: None,
+                    timed_out: open,
+                }));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn list_server_keys(
+        &self,
+        _request: Request<ListServerKeysRequest>,
+    ) -> Result<Response<ListServerKeysResponse>, Status> {
+        Ok(Response::new(ListServerKeysResponse::default()))
+    }
+
     async fn get_transaction(
         &self,
         request: Request<GetTransactionRequest>,
@@ -198,6 +240,7 @@ impl RelyingPartyService for FakeRp {
         };
         Ok(Response::new(GetTransactionResponse {
             transaction: Some(tx),
+            last_event: None,
         }))
     }
 

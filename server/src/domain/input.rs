@@ -172,6 +172,36 @@ impl Context {
     }
 }
 
+/// A relying party's opaque session binding (1–64 bytes), stored with a
+/// transaction and carried by its events under the server's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding(Vec<u8>);
+
+impl Binding {
+    /// Longest binding, in bytes.
+    pub const MAX: usize = 64;
+
+    /// Parses the optional binding of a request; empty means none.
+    pub fn parse(bytes: &[u8]) -> Result<Option<Self>, InputError> {
+        if bytes.len() > Self::MAX {
+            return Err(InputError::new(
+                "binding",
+                format!(
+                    "is {} bytes; at most {} are allowed (send a hash of the session id)",
+                    bytes.len(),
+                    Self::MAX
+                ),
+            ));
+        }
+        Ok((!bytes.is_empty()).then(|| Self(bytes.to_vec())))
+    }
+
+    /// The bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
 /// Allowed lifetimes of short-lived secrets.
 #[derive(Debug, Clone, Copy)]
 pub struct TtlRule {
@@ -196,6 +226,26 @@ pub const ENROLLMENT_TTL: TtlRule = TtlRule {
     min: 60,
     max: 86_400,
 };
+
+/// The default wait of `WaitTransaction`, in milliseconds.
+pub const DEFAULT_WAIT_MS: u32 = 25_000;
+/// The longest wait of `WaitTransaction`, in milliseconds.
+pub const MAX_WAIT_MS: u32 = 60_000;
+
+/// Parses a `WaitTransaction` timeout in milliseconds, 0 meaning the default.
+pub fn wait_timeout(ms: u32) -> Result<Duration, InputError> {
+    let ms = if ms == 0 { DEFAULT_WAIT_MS } else { ms };
+    if ms > MAX_WAIT_MS {
+        return Err(InputError::new(
+            "timeout_ms",
+            format!(
+                "must be at most {MAX_WAIT_MS} ms (0 for the default {DEFAULT_WAIT_MS}); wait \
+                 again after a timeout"
+            ),
+        ));
+    }
+    Ok(Duration::from_millis(u64::from(ms)))
+}
 
 impl TtlRule {
     /// Parses a requested TTL in seconds, 0 meaning the default.

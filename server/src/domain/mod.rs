@@ -21,7 +21,7 @@ pub mod transaction;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use device::{Device, NewDevice, Revocation};
 pub use ids::{ApiKeyId, ApplicationId, DeviceId, EnrollmentId, TransactionId};
-pub use input::{Context, DenyReason, DeviceName, InputError, Message, UserId};
+pub use input::{Binding, Context, DenyReason, DeviceName, InputError, Message, UserId};
 pub use secret::{ApiKey, EnrollmentCode, Otp, SecretHash};
 pub use transaction::{
     Change, EventType, NewEvent, Notice, Reason, Refusal, Transaction, TransactionKind,

@@ -11,12 +11,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tonic::Status;
+use tonic::Code;
 use tonic::body::Body;
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
 use super::connection::{self, InUse};
+use super::status;
+use crate::service::{Refused, RefusedExt};
 
 /// The bounds calls are admitted under.
 #[derive(Debug, Clone)]
@@ -83,10 +85,33 @@ where
                     .map(|tls| tls.get_ref())
             })
             .map(|info| info.in_use());
+        // WaitTransaction is a long poll: it holds no handler slot (the
+        // service bounds waits on its own) and may outlast the deadline by
+        // its own longest timeout.
+        if request.uri().path() == WAIT_PATH {
+            let deadline = self.deadline + crate::service::MAX_WAIT;
+            let handler = self.inner.call(request);
+            return Box::pin(async move {
+                match tokio::time::timeout(deadline, handler).await {
+                    Ok(response) => response,
+                    Err(_) => Ok(status::plain(
+                        Code::DeadlineExceeded,
+                        "DEADLINE_EXCEEDED",
+                        "the wait did not finish in time",
+                    )
+                    .into_http()),
+                }
+            });
+        }
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
             return Box::pin(async {
-                Ok(Status::unavailable(
-                    "the server is at its limit of calls in progress; retry with backoff",
+                Ok(status::refusal(
+                    Code::Unavailable,
+                    &Refused::new(
+                        "SERVER_BUSY",
+                        "the server is at its limit of calls in progress; retry with backoff",
+                    )
+                    .retry_after(Duration::from_millis(100)),
                 )
                 .into_http())
             });
@@ -97,10 +122,14 @@ where
             let response = match tokio::time::timeout(deadline, handler).await {
                 Ok(response) => response?,
                 Err(_) => {
-                    return Ok(Status::deadline_exceeded(format!(
-                        "the call did not finish within the server's {} ms deadline",
-                        deadline.as_millis()
-                    ))
+                    return Ok(status::plain(
+                        Code::DeadlineExceeded,
+                        "DEADLINE_EXCEEDED",
+                        format!(
+                            "the call did not finish within the server's {} ms deadline",
+                            deadline.as_millis()
+                        ),
+                    )
                     .into_http());
                 }
             };
@@ -115,6 +144,9 @@ where
         })
     }
 }
+
+/// The long-poll RPC.
+const WAIT_PATH: &str = "/assent.v1.RelyingPartyService/WaitTransaction";
 
 /// A response body that keeps its connection marked in use until it ends.
 struct Tracked {

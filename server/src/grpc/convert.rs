@@ -3,9 +3,11 @@
 use assent_proto::v1;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Device, Transaction, TransactionKind, TransactionState};
-use crate::service::DeviceView;
-use crate::store::EventRecord;
+use assent_proto::signing::{self, SignedVerdict};
+
+use crate::domain::{Device, EventType, Transaction, TransactionKind, TransactionState};
+use crate::service::{DeviceView, SignedEvent, TransactionView};
+use crate::store::ServerKeyRecord;
 
 /// A wire timestamp.
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
@@ -30,6 +32,41 @@ pub fn state(state: TransactionState) -> v1::TransactionState {
 
 /// The wire transaction (settled by the use case, so its state is current).
 pub fn transaction(record: &Transaction) -> v1::Transaction {
+    transaction_with_key(record, None)
+}
+
+/// The wire transaction with its evidence and latest event.
+pub fn view(view: &TransactionView) -> (v1::Transaction, Option<v1::Event>) {
+    (
+        transaction_with_key(&view.transaction, view.device_public_key.as_ref()),
+        view.last_event.clone().map(event),
+    )
+}
+
+/// What the deciding device signed, with its public key when known.
+fn evidence(record: &Transaction, device_key: Option<&[u8; 32]>) -> Option<v1::DecisionEvidence> {
+    let answer = record.answer?;
+    Some(v1::DecisionEvidence {
+        application_id: record.application_id.to_string(),
+        device_id: record.device_id.map(|d| d.to_string()).unwrap_or_default(),
+        nonce: record.nonce.map(|n| n.to_vec()).unwrap_or_default(),
+        decision: match answer.verdict {
+            SignedVerdict::Accept => v1::Decision::Accept,
+            SignedVerdict::Deny => v1::Decision::Deny,
+        }
+        .into(),
+        reason: answer
+            .reason
+            .map(|r| r.as_str().to_owned())
+            .unwrap_or_default(),
+        display_hash: signing::display_hash(&record.message, &record.context).to_vec(),
+        picked_number: answer.number.map(u32::from),
+        device_public_key: device_key.map(|k| k.to_vec()).unwrap_or_default(),
+        device_key_id: device_key.map(|k| signing::key_id(k)).unwrap_or_default(),
+    })
+}
+
+fn transaction_with_key(record: &Transaction, device_key: Option<&[u8; 32]>) -> v1::Transaction {
     v1::Transaction {
         transaction_id: record.id.to_string(),
         kind: kind(record.kind).into(),
@@ -51,6 +88,8 @@ pub fn transaction(record: &Transaction) -> v1::Transaction {
         completed_at: record.completed_at.map(timestamp),
         decision_signature: record.decision_signature.clone().unwrap_or_default(),
         number_matching: record.match_number.is_some(),
+        binding: record.binding.clone().unwrap_or_default(),
+        evidence: evidence(record, device_key),
     }
 }
 
@@ -77,8 +116,23 @@ pub fn device(view: &DeviceView) -> v1::Device {
     }
 }
 
-/// The wire event.
-pub fn event(record: EventRecord) -> v1::Event {
+/// The state a transaction event leaves its transaction in.
+fn event_state(event: EventType) -> v1::TransactionState {
+    match event {
+        EventType::TransactionCreated => v1::TransactionState::Pending,
+        EventType::TransactionScanned => v1::TransactionState::Scanned,
+        EventType::TransactionAccepted => v1::TransactionState::Accepted,
+        EventType::TransactionDenied => v1::TransactionState::Denied,
+        EventType::TransactionExpired => v1::TransactionState::Expired,
+        EventType::TransactionCancelled => v1::TransactionState::Cancelled,
+        EventType::TransactionFailed => v1::TransactionState::Failed,
+        EventType::DeviceEnrolled | EventType::DeviceRevoked => v1::TransactionState::Unspecified,
+    }
+}
+
+/// The wire event, with the server's signature.
+pub fn event(signed: SignedEvent) -> v1::Event {
+    let record = signed.record;
     v1::Event {
         cursor: u64::try_from(record.cursor).unwrap_or_default(),
         r#type: record.event_type.as_str().to_owned(),
@@ -97,6 +151,21 @@ pub fn event(record: EventRecord) -> v1::Event {
             .map(|r| r.as_str().to_owned())
             .unwrap_or_default(),
         fraud_reported: record.fraud_reported,
+        binding: record.binding.unwrap_or_default(),
+        application_id: signed.application_id.to_string(),
+        key_id: signed.key_id.to_string(),
+        signature: signed.signature.to_vec(),
+        state: event_state(record.event_type).into(),
+    }
+}
+
+/// A wire server key.
+pub fn server_key(record: &ServerKeyRecord) -> v1::ServerKey {
+    v1::ServerKey {
+        key_id: record.id.clone(),
+        public_key: record.public_key.to_vec(),
+        created_at: Some(timestamp(record.created_at)),
+        retired_at: record.retired_at.map(timestamp),
     }
 }
 

@@ -15,7 +15,7 @@ use tracing::{Instrument, instrument};
 
 use super::status::to_status;
 use crate::domain::{DeviceName, EnrollmentCode, InputError};
-use crate::service::{EnrollInput, ServiceError, Services};
+use crate::service::{EnrollInput, Refused, ServiceError, Services};
 use crate::session::{DeviceSession, SessionIo};
 
 /// Outbound messages a session may queue before it waits for the client.
@@ -52,10 +52,13 @@ impl DeviceHandler {
 fn inbound_error(status: Status) -> ServiceError {
     match status.code() {
         tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
-            ServiceError::ResourceExhausted(format!(
-                "message refused: {}; messages are limited to {} bytes",
-                status.message(),
-                crate::MAX_MESSAGE_BYTES
+            ServiceError::ResourceExhausted(Refused::new(
+                "MESSAGE_TOO_LARGE",
+                format!(
+                    "message refused: {}; messages are limited to {} bytes",
+                    status.message(),
+                    crate::MAX_MESSAGE_BYTES
+                ),
             ))
         }
         _ => InputError::new("stream", status.message().to_owned()).into(),

@@ -8,7 +8,8 @@ use assent_proto::v1::{
     CreateEnrollmentResponse, CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse,
     CreatePushAuthenticationRequest, CreatePushAuthenticationResponse, Event, GetDeviceRequest,
     GetDeviceResponse, GetTransactionRequest, GetTransactionResponse, ListDevicesRequest,
-    ListDevicesResponse, RevokeDeviceRequest, RevokeDeviceResponse, SubscribeRequest,
+    ListDevicesResponse, ListServerKeysRequest, ListServerKeysResponse, RevokeDeviceRequest,
+    RevokeDeviceResponse, SubscribeRequest, WaitTransactionRequest, WaitTransactionResponse,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -19,9 +20,9 @@ use tonic::{Request, Response, Status};
 use tracing::{Instrument, instrument};
 
 use super::{convert, secure_rng};
-use crate::domain::input::{ENROLLMENT_TTL, OTP_TTL};
-use crate::domain::{Context, DeviceId, InputError, Message, TransactionId, UserId};
-use crate::service::{Caller, CreateOtpInput, CreatePushInput, Services};
+use crate::domain::input::{ENROLLMENT_TTL, OTP_TTL, wait_timeout};
+use crate::domain::{Binding, Context, DeviceId, InputError, Message, TransactionId, UserId};
+use crate::service::{Caller, CreateOtpInput, CreatePushInput, ServiceError, Services};
 
 /// Serves relying parties.
 pub struct RelyingPartyHandler {
@@ -45,14 +46,26 @@ impl RelyingPartyHandler {
             .metadata()
             .get("authorization")
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or_else(|| {
-                Status::unauthenticated(
-                    "missing API key: send metadata `authorization: Bearer <api key>`",
+                ServiceError::Unauthenticated(
+                    "missing API key: send metadata `authorization: Bearer <api key>` \
+                     (the CLI takes --api-key or ASSENT_API_KEY)"
+                        .to_owned(),
                 )
             })?;
         Ok(self.services.keys.authenticate(key).await?)
     }
+}
+
+/// The token of an `authorization` value with the `Bearer` scheme, whose
+/// name is case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+        .filter(|token| !token.is_empty())
 }
 
 /// Parses an optional user id (empty means none).
@@ -98,6 +111,7 @@ impl RelyingPartyService for RelyingPartyHandler {
                 ttl: OTP_TTL.parse(body.ttl_seconds)?,
                 context: Context::parse(body.context)?,
                 user_id: optional_user(&body.user_id)?,
+                binding: Binding::parse(&body.binding)?,
             })
         })()?;
         let created = self
@@ -127,6 +141,7 @@ impl RelyingPartyService for RelyingPartyHandler {
             ttl: OTP_TTL.parse(body.ttl_seconds)?,
             context: Context::parse(body.context)?,
             number_matching: body.number_matching,
+            binding: Binding::parse(&body.binding)?,
         };
         let created = self
             .services
@@ -161,9 +176,43 @@ impl RelyingPartyService for RelyingPartyHandler {
     ) -> Result<Response<GetTransactionResponse>, Status> {
         let caller = self.caller(&request).await?;
         let id = TransactionId::parse(&request.get_ref().transaction_id)?;
-        let record = self.services.logins.get_transaction(&caller, id).await?;
+        let logins = &self.services.logins;
+        let record = logins.get_transaction(&caller, id).await?;
+        let (transaction, last_event) = convert::view(&logins.view(record).await?);
         Ok(Response::new(GetTransactionResponse {
-            transaction: Some(convert::transaction(&record)),
+            transaction: Some(transaction),
+            last_event,
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "WaitTransaction"))]
+    async fn wait_transaction(
+        &self,
+        request: Request<WaitTransactionRequest>,
+    ) -> Result<Response<WaitTransactionResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let body = request.get_ref();
+        let id = TransactionId::parse(&body.transaction_id)?;
+        let timeout = wait_timeout(body.timeout_ms)?;
+        let logins = &self.services.logins;
+        let (record, timed_out) = logins.wait_transaction(&caller, id, timeout).await?;
+        let (transaction, last_event) = convert::view(&logins.view(record).await?);
+        Ok(Response::new(WaitTransactionResponse {
+            transaction: Some(transaction),
+            last_event,
+            timed_out,
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "ListServerKeys"))]
+    async fn list_server_keys(
+        &self,
+        request: Request<ListServerKeysRequest>,
+    ) -> Result<Response<ListServerKeysResponse>, Status> {
+        let _caller = self.caller(&request).await?;
+        let keys = self.services.events.server_keys().await?;
+        Ok(Response::new(ListServerKeysResponse {
+            keys: keys.iter().map(convert::server_key).collect(),
         }))
     }
 
@@ -189,8 +238,13 @@ impl RelyingPartyService for RelyingPartyHandler {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = self.caller(&request).await?;
         let requested = i64::try_from(request.get_ref().after_cursor).unwrap_or(i64::MAX);
+        let from_head = request.get_ref().from_head;
         let slot = self.services.events.admit(&caller)?;
-        let after = self.services.events.start_cursor(requested).await?;
+        let after = self
+            .services
+            .events
+            .start_cursor(&caller, requested, from_head)
+            .await?;
         let (sender, receiver) = mpsc::channel(64);
         let services = Arc::clone(&self.services);
         let stop = self.shutdown.child_token();

@@ -1,10 +1,13 @@
 //! The one table from [`ServiceError`] to a gRPC status. Unexpected errors
 //! are logged here once, with their cause chain, and leave as a bare `internal`.
 
+use std::collections::HashMap;
+
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::InputError;
-use crate::service::ServiceError;
+use crate::service::{Refused, ServiceError};
 
 /// The gRPC code for a service error.
 pub fn code_of(error: &ServiceError) -> Code {
@@ -26,13 +29,37 @@ pub fn code_of(error: &ServiceError) -> Code {
     }
 }
 
-/// Converts a service error into what the client sees.
+/// The `domain` of every `google.rpc.ErrorInfo` the server sends.
+pub const ERROR_DOMAIN: &str = "assent.v1";
+
+/// Converts a service error into what the client sees: the message, and
+/// as details a `google.rpc.ErrorInfo` (stable reason, facts) and, where
+/// waiting helps, a `google.rpc.RetryInfo`.
 pub fn to_status(error: &ServiceError) -> Status {
     let code = code_of(error);
     if matches!(code, Code::Internal | Code::Unavailable) {
         tracing::error!(error = %chain(error), "request failed");
     }
-    Status::new(code, error.to_string())
+    refusal(code, &error.detail())
+}
+
+/// A status with the details of `refused`.
+pub fn refusal(code: Code, refused: &Refused) -> Status {
+    let metadata: HashMap<String, String> = refused
+        .metadata
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), value.clone()))
+        .collect();
+    let mut details = ErrorDetails::with_error_info(refused.reason, ERROR_DOMAIN, metadata);
+    if let Some(wait) = refused.retry_after {
+        details.set_retry_info(Some(wait));
+    }
+    Status::with_error_details(code, refused.message.clone(), details)
+}
+
+/// A status built outside the use cases (transport limits), with details.
+pub fn plain(code: Code, reason: &'static str, message: impl Into<String>) -> Status {
+    refusal(code, &Refused::new(reason, message))
 }
 
 impl From<ServiceError> for Status {
@@ -43,7 +70,7 @@ impl From<ServiceError> for Status {
 
 impl From<InputError> for Status {
     fn from(error: InputError) -> Self {
-        Status::invalid_argument(error.to_string())
+        to_status(&ServiceError::Input(error))
     }
 }
 

@@ -24,7 +24,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::transaction::Audience;
-use crate::domain::{ApplicationId, Change, Device, DeviceId, Notice, Transaction, UserId};
+use crate::domain::{
+    ApplicationId, Change, Device, DeviceId, Notice, Transaction, TransactionId, UserId,
+};
 
 /// How many notices a device session may have waiting before it is ended.
 pub const SESSION_INBOX: usize = 64;
@@ -95,6 +97,7 @@ struct Sessions {
 #[derive(Debug, Default)]
 pub struct Notifier {
     logs: Mutex<HashMap<ApplicationId, watch::Sender<u64>>>,
+    outcomes: Mutex<HashMap<TransactionId, watch::Sender<()>>>,
     sessions: Mutex<Sessions>,
     next_session: AtomicU64,
     relay: Option<mpsc::UnboundedSender<Notice>>,
@@ -176,6 +179,12 @@ impl Notifier {
                 self.offer(&audience, notice, transaction);
             }
             Notice::Withdraw { audience, .. } => self.offer(audience, notice, transaction),
+            Notice::Settled { transaction_id, .. } => {
+                let outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(sender) = outcomes.get(transaction_id) {
+                    sender.send_replace(());
+                }
+            }
         }
     }
 
@@ -233,6 +242,31 @@ impl Notifier {
         logs.entry(app)
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
+    }
+
+    /// A receiver that changes when the transaction reaches its terminal
+    /// state, here or on another replica. Take it before reading the
+    /// transaction, so no outcome is lost in between; hand it back to
+    /// [`Notifier::unwatch_outcome`] when done.
+    pub fn watch_outcome(&self, id: TransactionId) -> watch::Receiver<()> {
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+        outcomes
+            .entry(id)
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe()
+    }
+
+    /// Drops a watch from [`Notifier::watch_outcome`]; the last one of a
+    /// transaction frees its entry.
+    pub fn unwatch_outcome(&self, id: TransactionId, watch: watch::Receiver<()>) {
+        drop(watch);
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+        if outcomes
+            .get(&id)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            outcomes.remove(&id);
+        }
     }
 
     /// Ends the sessions of `device` opened before `stream` (at `opened_at`).

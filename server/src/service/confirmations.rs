@@ -10,11 +10,12 @@ use tracing::instrument;
 
 use super::deps::NotApplied;
 use super::enrollment::verifying_key;
-use super::{Deps, ServiceError};
+use super::{Deps, Refused, RefusedExt, ServiceError};
 use crate::domain::clock::span;
 use crate::domain::rate::{OTP_FAILURE_LIMIT, OTP_FAILURE_WINDOW};
 use crate::domain::transaction::Decision;
 use crate::domain::{Device, DeviceId, Otp, Refusal, Transaction, TransactionId};
+use crate::store::Reservation;
 
 /// A parsed signed decision.
 #[derive(Debug, Clone)]
@@ -104,7 +105,13 @@ impl ConfirmationService {
         // Every submission takes a strike first, atomically; a valid OTP
         // gives it back. So parallel streams of one device cannot look up
         // more OTPs than the limit, and every refusal takes the same path.
-        let allowed = self
+        // The OTP's transaction is read in the same round trip.
+        let otp = Otp::parse(otp_text);
+        let lookup = otp
+            .as_ref()
+            .ok()
+            .map(|otp| (device.application_id, otp.id()));
+        let reservation = self
             .deps
             .store
             .reserve_otp_attempt(
@@ -112,24 +119,37 @@ impl ConfirmationService {
                 OTP_FAILURE_LIMIT,
                 now - span(OTP_FAILURE_WINDOW),
                 now,
+                lookup,
             )
             .await?;
-        if !allowed {
-            return Err(ServiceError::ResourceExhausted(format!(
-                "too many invalid OTPs from this device; wait {} minutes before trying again",
-                OTP_FAILURE_WINDOW.as_secs() / 60
-            )));
-        }
+        let Reservation::Allowed(found) = reservation else {
+            return Err(ServiceError::ResourceExhausted(
+                Refused::new(
+                    "OTP_ATTEMPTS_EXHAUSTED",
+                    format!(
+                        "too many invalid OTPs from this device; wait {} minutes before trying \
+                         again",
+                        OTP_FAILURE_WINDOW.as_secs() / 60
+                    ),
+                )
+                .retry_after(OTP_FAILURE_WINDOW),
+            ));
+        };
         let mut nonce = [0u8; 32];
         rng.fill_bytes(&mut nonce);
-        let scanned = match Otp::parse(otp_text) {
-            Ok(otp) => self
-                .deps
-                .update(device.application_id, otp.id(), now, |t| {
-                    t.scan(device, &otp, nonce, now)
-                })
-                .await?
-                .map_err(|_| ServiceError::OtpRefused),
+        let scanned = match otp {
+            Ok(otp) => match found {
+                // No such transaction: refused like any other wrong OTP,
+                // without a second read.
+                None => Err(ServiceError::OtpRefused),
+                Some(found) => self
+                    .deps
+                    .update_from(Some(*found), device.application_id, otp.id(), now, |t| {
+                        t.scan(device, &otp, nonce, now)
+                    })
+                    .await?
+                    .map_err(|_| ServiceError::OtpRefused),
+            },
             Err(error) => Err(error.into()),
         };
         match scanned {
@@ -193,10 +213,10 @@ impl ConfirmationService {
             }),
             Err(NotApplied::Refused(Refusal::Input(error), _)) => Err(error.into()),
             Err(NotApplied::Refused(Refusal::BadSignature, _)) => {
-                Err(ServiceError::PermissionDenied(
-                    "the decision signature does not verify for this transaction and nonce"
-                        .to_owned(),
-                ))
+                Err(ServiceError::PermissionDenied(Refused::new(
+                    "DECISION_SIGNATURE_INVALID",
+                    "the decision signature does not verify for this transaction and nonce",
+                )))
             }
             Err(NotApplied::Guard(_)) => Err(revoked()),
             Err(NotApplied::Missing | NotApplied::Refused(..)) => Err(not_held),
@@ -220,7 +240,8 @@ impl ConfirmationService {
 
 /// The refusal of a revoked device.
 fn revoked() -> ServiceError {
-    ServiceError::PermissionDenied(
-        "this device has been revoked; enroll it again with a new code".to_owned(),
-    )
+    ServiceError::PermissionDenied(Refused::new(
+        "DEVICE_REVOKED",
+        "this device has been revoked; enroll it again with a new code",
+    ))
 }

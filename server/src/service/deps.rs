@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 
-use super::{Caller, ServiceError, ServiceLimits};
+use super::signer::{EventSigner, SignedEvent};
+use super::{Caller, Refused, RefusedExt, ServiceError, ServiceLimits};
 use crate::domain::rate::TokenBucket;
 use crate::domain::{ApiKeyId, ApplicationId, Change, Clock, Refusal, Transaction, TransactionId};
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ pub struct Deps {
     pub metrics: Arc<Metrics>,
     /// Tunables.
     pub limits: ServiceLimits,
+    /// The server's event signatures.
+    pub signer: EventSigner,
     /// Creation tokens per API key.
     buckets: Mutex<HashMap<ApiKeyId, TokenBucket>>,
     /// API keys as last read, for at most [`KEY_CACHE_TTL`].
@@ -76,6 +79,7 @@ impl Deps {
             clock,
             metrics: Arc::default(),
             limits,
+            signer: EventSigner::default(),
             buckets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
         }
@@ -118,10 +122,16 @@ impl Deps {
             TokenBucket::new(limits.create_per_second, limits.create_burst, now)
         });
         bucket.take(now).map_err(|retry| {
-            ServiceError::ResourceExhausted(format!(
-                "creation rate limit of this API key reached; retry in {} ms",
-                retry.as_millis().max(1)
-            ))
+            ServiceError::ResourceExhausted(
+                Refused::new(
+                    "CREATION_RATE_LIMITED",
+                    format!(
+                        "creation rate limit of this API key reached; retry in {} ms",
+                        retry.as_millis().max(1)
+                    ),
+                )
+                .retry_after(retry),
+            )
         })
     }
 
@@ -162,6 +172,29 @@ impl Deps {
             }
         }
         Err(ServiceError::Contention)
+    }
+
+    /// Signs events of `app` with the server's current key.
+    pub async fn sign(
+        &self,
+        app: ApplicationId,
+        records: Vec<crate::store::EventRecord>,
+    ) -> Result<Vec<SignedEvent>, ServiceError> {
+        self.signer
+            .sign(self.store.as_ref(), self.clock.now(), app, records)
+            .await
+    }
+
+    /// The transaction's latest event, signed.
+    pub async fn last_event(
+        &self,
+        app: ApplicationId,
+        id: TransactionId,
+    ) -> Result<Option<SignedEvent>, ServiceError> {
+        let Some(record) = self.store.last_event_of(app, id).await? else {
+            return Ok(None);
+        };
+        Ok(self.sign(app, vec![record]).await?.pop())
     }
 
     /// Like [`Deps::update`], but first decides on `held`, the transaction

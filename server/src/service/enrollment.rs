@@ -11,7 +11,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use rand::{CryptoRng, RngCore};
 use tracing::instrument;
 
-use super::{Caller, Deps, ServiceError};
+use super::{Caller, Deps, Refused, RefusedExt, ServiceError};
 use crate::domain::clock::span;
 use crate::domain::rate::TokenBucket;
 use crate::domain::{
@@ -75,10 +75,16 @@ impl EnrollmentService {
         let refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
         // Looking does not spend: only refusals do.
         match refusals.get(&peer).map(|bucket| bucket.clone().take(now)) {
-            Some(Err(retry)) => Err(ServiceError::ResourceExhausted(format!(
-                "too many refused enrollment attempts from this address; retry in {} s",
-                retry.as_secs().max(1)
-            ))),
+            Some(Err(retry)) => Err(ServiceError::ResourceExhausted(
+                Refused::new(
+                    "ENROLLMENT_RATE_LIMITED",
+                    format!(
+                        "too many refused enrollment attempts from this address; retry in {} s",
+                        retry.as_secs().max(1)
+                    ),
+                )
+                .retry_after(retry),
+            )),
             _ => Ok(()),
         }
     }
@@ -169,11 +175,11 @@ impl EnrollmentService {
             input.device_name.as_str(),
         );
         key.verify_strict(&proof, &input.proof).map_err(|_| {
-            ServiceError::PermissionDenied(
+            ServiceError::PermissionDenied(Refused::new(
+                "ENROLLMENT_PROOF_INVALID",
                 "the enrollment proof does not verify with public_key; sign the enrollment \
-                 bytes with the new key (docs/protocol.md)"
-                    .to_owned(),
-            )
+                 bytes with the new key (docs/protocol.md)",
+            ))
         })?;
         let device = self
             .deps

@@ -7,9 +7,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::feed::Feeds;
-use super::{Caller, Deps, ServiceError};
+use super::{Caller, Deps, Refused, RefusedExt, ServiceError, SignedEvent};
 use crate::domain::ApiKeyId;
-use crate::store::EventRecord;
 
 /// Events read per query.
 const PAGE: i64 = 256;
@@ -64,10 +63,16 @@ impl EventService {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(caller.key_id).or_default();
         if *count >= limit {
-            return Err(ServiceError::ResourceExhausted(format!(
-                "this API key already has {limit} open event streams on this server; close \
-                 one or share a stream"
-            )));
+            return Err(ServiceError::ResourceExhausted(
+                Refused::new(
+                    "TOO_MANY_SUBSCRIBERS",
+                    format!(
+                        "this API key already has {limit} open event streams on this server; \
+                         close one or share a stream"
+                    ),
+                )
+                .with("limit", limit),
+            ));
         }
         *count += 1;
         Ok(StreamSlot {
@@ -83,32 +88,68 @@ impl EventService {
         Ok(key.is_none_or(|key| key.application.id != caller.application.id))
     }
 
-    /// Where a subscription starts: cursor 0 means "everything retained";
-    /// a resume cursor older than what retention kept is refused, because
-    /// events after it are gone.
-    pub async fn start_cursor(&self, after: i64) -> Result<i64, ServiceError> {
+    /// Where a subscription starts: cursor 0 means "everything retained",
+    /// `from_head` "only what commits from now on"; a resume cursor older
+    /// than what retention kept is refused, because events after it are
+    /// gone, and so is one beyond the newest event, which this log never
+    /// handed out.
+    pub async fn start_cursor(
+        &self,
+        caller: &Caller,
+        after: i64,
+        from_head: bool,
+    ) -> Result<i64, ServiceError> {
+        let store = &self.deps.store;
+        if from_head {
+            if after != 0 {
+                return Err(crate::domain::InputError::new(
+                    "after_cursor",
+                    "must be 0 when from_head is set",
+                )
+                .into());
+            }
+            return Ok(store.event_head(caller.application.id).await?.start);
+        }
         if after == 0 {
             return Ok(0);
         }
-        let purged = self.deps.store.purged_through().await?;
+        let purged = store.purged_through().await?;
         if after < purged {
             return Err(ServiceError::OutOfRange(format!(
                 "events up to cursor {purged} were removed by retention; resume from {purged} \
                  (some events were missed) or re-read state with GetTransaction"
             )));
         }
+        let newest = store.event_head(caller.application.id).await?.newest;
+        if after > newest.max(purged) {
+            return Err(ServiceError::OutOfRange(format!(
+                "cursor {after} is beyond this application's newest event ({}); resume from a \
+                 cursor this stream delivered, or subscribe from the head",
+                newest.max(purged)
+            )));
+        }
         Ok(after)
+    }
+
+    /// The server's event-signing keys, newest first (made on first use).
+    pub async fn server_keys(&self) -> Result<Vec<crate::store::ServerKeyRecord>, ServiceError> {
+        let deps = &self.deps;
+        deps.signer
+            .ensure(deps.store.as_ref(), deps.clock.now())
+            .await?;
+        Ok(deps.store.server_keys().await?)
     }
 
     /// Sends the caller's events after `after` into `sink` until the receiver
     /// goes away or `stop` fires. Errors are sent, then the pump ends; so
     /// does the pump of a key that is revoked (checked every
-    /// `KEY_CHECK`, `UNAUTHENTICATED`).
+    /// `KEY_CHECK`, `UNAUTHENTICATED`). When the server drains (`stop`), the
+    /// stream ends `UNAVAILABLE`: resume from the last cursor elsewhere.
     pub async fn pump_events(
         &self,
         caller: Caller,
         mut after: i64,
-        sink: mpsc::Sender<Result<EventRecord, ServiceError>>,
+        sink: mpsc::Sender<Result<SignedEvent, ServiceError>>,
         stop: CancellationToken,
     ) {
         let app = caller.application.id;
@@ -119,18 +160,17 @@ impl EventService {
         loop {
             // Marked seen before reading: a notification during the read is kept.
             let version = *wake.borrow_and_update();
-            let store = self.deps.store.as_ref();
-            let read = feed.after(store, app, after, PAGE, version, POLL);
+            let read = feed.after(&self.deps, app, after, PAGE, version, POLL);
             let batch = match read.await {
                 Ok(batch) => batch,
                 Err(error) => {
-                    let _ = sink.send(Err(error.into())).await;
+                    let _ = sink.send(Err(error)).await;
                     return;
                 }
             };
             let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= PAGE;
             for event in batch {
-                after = event.cursor;
+                after = event.record.cursor;
                 if sink.send(Ok(event)).await.is_err() {
                     return;
                 }
@@ -143,7 +183,20 @@ impl EventService {
                     _ = wake.changed() => break,
                     () = tokio::time::sleep(POLL) => break,
                     () = sink.closed() => return,
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => {
+                        let draining = ServiceError::TryAgain(
+                            "the server is shutting down; subscribe again (another replica) \
+                             from the last cursor you processed"
+                                .to_owned(),
+                        );
+                        // A peer that stopped reading does not hold the drain up.
+                        let _ = tokio::time::timeout(
+                            std::time::Duration::from_secs(1),
+                            sink.send(Err(draining)),
+                        )
+                        .await;
+                        return;
+                    }
                     _ = key_check.tick() => match self.is_key_revoked(&caller).await {
                         Ok(false) => {}
                         Ok(true) => {

@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::{Deps, ServiceError, SignedEvent};
 use crate::domain::ApplicationId;
-use crate::store::{EventRecord, Store, StoreResult};
 
 /// Events a feed keeps at most; older ones are dropped from its front.
 const KEPT: usize = 4096;
@@ -33,7 +33,7 @@ struct FeedState {
     /// Held events are exactly those with a position in `(from, through]`;
     /// `None` until the first shared read.
     range: Option<(i64, i64)>,
-    events: VecDeque<Arc<EventRecord>>,
+    events: VecDeque<Arc<SignedEvent>>,
     /// The wake-up version and the time of the last shared read.
     read_version: u64,
     read_at: Option<Instant>,
@@ -43,15 +43,17 @@ impl Feed {
     /// Events after `after`, at most `limit`, fresh as of wake-up `version`
     /// (or at most `max_age` old): read from the database by whichever
     /// subscriber asks first, from memory by the others.
+    /// They are signed once, when read.
     pub async fn after(
         &self,
-        store: &dyn Store,
+        deps: &Deps,
         app: ApplicationId,
         after: i64,
         limit: i64,
         version: u64,
         max_age: Duration,
-    ) -> StoreResult<Vec<EventRecord>> {
+    ) -> Result<Vec<SignedEvent>, ServiceError> {
+        let store = deps.store.as_ref();
         let mut state = self.state.lock().await;
         let (from, through) = match state.range {
             Some(range) => range,
@@ -63,12 +65,14 @@ impl Feed {
         if after < from {
             // Behind the feed: this subscriber's own backlog.
             drop(state);
-            return store.events_after(app, after, limit).await;
+            let own = store.events_after(app, after, limit).await?;
+            return deps.sign(app, own).await;
         }
         let is_stale =
             state.read_version < version || state.read_at.is_none_or(|at| at.elapsed() >= max_age);
         if is_stale {
             let fresh = store.events_after(app, through, limit).await?;
+            let fresh = deps.sign(app, fresh).await?;
             // A full page may have more behind it: stay stale until a read
             // comes back short.
             if i64::try_from(fresh.len()).unwrap_or(i64::MAX) < limit {
@@ -77,13 +81,13 @@ impl Feed {
             }
             let mut through = through;
             for event in fresh {
-                through = event.cursor;
+                through = event.record.cursor;
                 state.events.push_back(Arc::new(event));
             }
             let mut from = from;
             while state.events.len() > KEPT {
                 if let Some(dropped) = state.events.pop_front() {
-                    from = dropped.cursor;
+                    from = dropped.record.cursor;
                 }
             }
             state.range = Some((from, through));
@@ -92,7 +96,7 @@ impl Feed {
         Ok(state
             .events
             .iter()
-            .filter(|event| event.cursor > after)
+            .filter(|event| event.record.cursor > after)
             .take(take)
             .map(|event| (**event).clone())
             .collect())

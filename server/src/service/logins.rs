@@ -1,15 +1,16 @@
 //! OTP logins of relying parties, and reading and cancelling any login.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rand::{CryptoRng, RngCore};
 use tracing::instrument;
 
 use super::deps::NotApplied;
-use super::{Caller, Deps, ServiceError};
+use super::{Caller, Deps, Refused, RefusedExt, ServiceError, SignedEvent};
 use crate::domain::transaction::NewOtpTransaction;
-use crate::domain::{Context, Message, Otp, Refusal, Transaction, TransactionId, UserId};
+use crate::domain::{Binding, Context, Message, Otp, Refusal, Transaction, TransactionId, UserId};
 
 /// Input of an OTP login.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct CreateOtpInput {
     pub context: Context,
     /// Restrict to one user's devices.
     pub user_id: Option<UserId>,
+    /// The relying party's session binding.
+    pub binding: Option<Binding>,
 }
 
 /// A created OTP login.
@@ -33,15 +36,48 @@ pub struct CreatedOtp {
     pub otp: Otp,
 }
 
-/// Starts OTP logins; reads and cancels logins of either kind.
+/// The longest a `WaitTransaction` may wait.
+pub const MAX_WAIT: Duration = Duration::from_millis(crate::domain::input::MAX_WAIT_MS as u64);
+/// Calls waiting for an outcome at once, per replica.
+const MAX_WAITS: usize = 10_000;
+/// A waiting call re-reads at least this often, in case a notice from
+/// another replica was lost (LISTEN reconnecting).
+const WAIT_SAFETY_NET: Duration = Duration::from_secs(5);
+
+/// A transaction with what a relying party needs to verify it: the
+/// deciding device's public key and the latest event, server-signed.
+#[derive(Debug, Clone)]
+pub struct TransactionView {
+    /// The transaction.
+    pub transaction: Transaction,
+    /// The public key of the device that decided it, if one did.
+    pub device_public_key: Option<[u8; 32]>,
+    /// Its latest event, signed.
+    pub last_event: Option<SignedEvent>,
+}
+
+/// Starts OTP logins; reads, waits for and cancels logins of either kind.
 pub struct LoginService {
     deps: Arc<Deps>,
+    waits: AtomicUsize,
+}
+
+/// One waiting call, counted until dropped.
+struct WaitSlot<'a>(&'a AtomicUsize);
+
+impl Drop for WaitSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl LoginService {
     /// The use case over shared dependencies.
     pub fn new(deps: Arc<Deps>) -> Self {
-        Self { deps }
+        Self {
+            deps,
+            waits: AtomicUsize::new(0),
+        }
     }
 
     /// Starts an OTP login.
@@ -63,6 +99,7 @@ impl LoginService {
                 context: input.context,
                 otp_hash: otp.hash(),
                 ttl: input.ttl,
+                binding: input.binding,
             },
             self.deps.clock.now(),
         );
@@ -90,6 +127,100 @@ impl LoginService {
             .ok_or(ServiceError::NotFound("transaction"))
     }
 
+    /// The transaction as soon as it is terminal, or as it is once
+    /// `timeout` has passed (then `true`). Woken by the outcome's notice
+    /// (from any replica) or at the transaction's expiry; a slow re-read
+    /// is only a safety net for a lost cross-replica notice.
+    #[instrument(skip_all, fields(transaction_id = %id))]
+    pub async fn wait_transaction(
+        &self,
+        caller: &Caller,
+        id: TransactionId,
+        timeout: Duration,
+    ) -> Result<(Transaction, bool), ServiceError> {
+        let waiting = self.waits.fetch_add(1, Ordering::AcqRel);
+        let _slot = WaitSlot(&self.waits);
+        if waiting >= MAX_WAITS {
+            return Err(ServiceError::ResourceExhausted(
+                Refused::new(
+                    "TOO_MANY_WAITS",
+                    format!(
+                        "this server already has {MAX_WAITS} calls waiting for outcomes; retry \
+                         shortly or subscribe to the event stream"
+                    ),
+                )
+                .retry_after(Duration::from_secs(1)),
+            ));
+        }
+        let notifier = &self.deps.notifier;
+        let mut watch = notifier.watch_outcome(id);
+        let waited = self.wait_on(caller, id, timeout, &mut watch).await;
+        notifier.unwatch_outcome(id, watch);
+        waited
+    }
+
+    async fn wait_on(
+        &self,
+        caller: &Caller,
+        id: TransactionId,
+        timeout: Duration,
+        watch: &mut tokio::sync::watch::Receiver<()>,
+    ) -> Result<(Transaction, bool), ServiceError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Marked seen before reading: an outcome during the read is kept.
+            watch.borrow_and_update();
+            let current = self.get_transaction(caller, id).await?;
+            if current.state.is_terminal() {
+                return Ok((current, false));
+            }
+            let now = self.deps.clock.now();
+            let until_expiry = (current.expires_at - now)
+                .to_std()
+                .unwrap_or_default()
+                .saturating_add(Duration::from_millis(1));
+            tokio::select! {
+                changed = watch.changed() => {
+                    if changed.is_err() {
+                        // The notifier is gone (shutting down): read once more.
+                        tokio::time::sleep(WAIT_SAFETY_NET.min(timeout)).await;
+                    }
+                }
+                () = tokio::time::sleep(until_expiry) => {}
+                () = tokio::time::sleep(WAIT_SAFETY_NET) => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    let current = self.get_transaction(caller, id).await?;
+                    let open = !current.state.is_terminal();
+                    return Ok((current, open));
+                }
+            }
+        }
+    }
+
+    /// The transaction with its evidence (two more reads: the deciding
+    /// device's key, the latest event).
+    pub async fn view(&self, transaction: Transaction) -> Result<TransactionView, ServiceError> {
+        let device_public_key = match (transaction.answer, transaction.device_id) {
+            (Some(_), Some(device)) => self
+                .deps
+                .store
+                .find_device(device)
+                .await?
+                .filter(|d| d.application_id == transaction.application_id)
+                .map(|d| d.public_key),
+            _ => None,
+        };
+        let last_event = self
+            .deps
+            .last_event(transaction.application_id, transaction.id)
+            .await?;
+        Ok(TransactionView {
+            transaction,
+            device_public_key,
+            last_event,
+        })
+    }
+
     /// Cancels an open transaction; whoever holds it is told.
     #[instrument(skip_all, fields(transaction_id = %id))]
     pub async fn cancel_transaction(
@@ -106,10 +237,13 @@ impl LoginService {
             Ok(transaction) => Ok(transaction),
             Err(NotApplied::Missing) => Err(ServiceError::NotFound("transaction")),
             Err(NotApplied::Refused(Refusal::Ended(state), _)) => {
-                Err(ServiceError::FailedPrecondition(format!(
-                    "the transaction already ended: {}",
-                    state.as_str()
-                )))
+                Err(ServiceError::FailedPrecondition(
+                    Refused::new(
+                        "TRANSACTION_ENDED",
+                        format!("the transaction already ended: {}", state.as_str()),
+                    )
+                    .with("state", state.as_str()),
+                ))
             }
             Err(NotApplied::Refused(..) | NotApplied::Guard(_)) => Err(ServiceError::Contention),
         }

@@ -13,6 +13,7 @@ mod feed;
 mod keys;
 mod logins;
 mod push;
+pub mod signer;
 mod upkeep;
 
 use std::sync::Arc;
@@ -22,11 +23,12 @@ pub use confirmations::{ConfirmationService, DecisionInput, DecisionOutcome};
 pub use deps::Deps;
 pub use directory::{DeviceView, DirectoryService};
 pub use enrollment::{EnrollInput, EnrollmentService};
-pub use error::ServiceError;
+pub use error::{Refused, RefusedExt, ServiceError};
 pub use events::{EventService, StreamSlot};
 pub use keys::{Caller, KeyService};
-pub use logins::{CreateOtpInput, CreatedOtp, LoginService};
+pub use logins::{CreateOtpInput, CreatedOtp, LoginService, MAX_WAIT, TransactionView};
 pub use push::{CreatePushInput, CreatedPush, PushService};
+pub use signer::SignedEvent;
 pub use upkeep::UpkeepService;
 
 use crate::domain::Clock;

@@ -4,14 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use rand::{CryptoRng, RngCore};
 use tracing::instrument;
 
-use super::{Caller, Deps, ServiceError};
+use super::{Caller, Deps, Refused, RefusedExt, ServiceError};
 use crate::domain::clock::span;
 use crate::domain::push::{NumberMatch, PushHistory, PushRefusal};
 use crate::domain::transaction::NewPushTransaction;
-use crate::domain::{Context, Message, Transaction, TransactionId, UserId};
+use crate::domain::{Binding, Context, Message, Transaction, TransactionId, UserId};
 use crate::store::StoreError;
 
 /// Input of a push login.
@@ -27,6 +28,8 @@ pub struct CreatePushInput {
     pub context: Context,
     /// Whether the device must pick the number shown on the login page.
     pub number_matching: bool,
+    /// The relying party's session binding.
+    pub binding: Option<Binding>,
 }
 
 /// A created push login.
@@ -72,16 +75,20 @@ impl PushService {
             .filter(|d| !d.is_revoked())
             .collect();
         if devices.is_empty() {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "user \"{user}\" has no enrolled device to push to; enroll one first"
-            )));
+            return Err(ServiceError::FailedPrecondition(
+                Refused::new(
+                    "NO_ENROLLED_DEVICE",
+                    format!("user \"{user}\" has no enrolled device to push to; enroll one first"),
+                )
+                .with("user_id", user),
+            ));
         }
         let history = self.history(caller, user).await?;
         self.deps
             .limits
             .push
             .check(&history, now)
-            .map_err(|refusal| refused(user, refusal))?;
+            .map_err(|refusal| refused(user, refusal, now))?;
         let mut nonce = [0u8; 32];
         rng.fill_bytes(&mut nonce);
         let number_match = input.number_matching.then(|| NumberMatch::generate(rng));
@@ -95,6 +102,7 @@ impl PushService {
                 nonce,
                 number_match: number_match.clone(),
                 ttl: input.ttl,
+                binding: input.binding,
             },
             now,
         );
@@ -103,9 +111,12 @@ impl PushService {
             Ok(false) => return Err(ServiceError::Contention),
             Err(ServiceError::Internal(StoreError::OpenPushExists)) => {
                 return Err(ServiceError::ResourceExhausted(
-                    "another push to this user was created at the same moment; wait for its \
-                     outcome or cancel it"
-                        .to_owned(),
+                    Refused::new(
+                        "PUSH_ALREADY_OPEN",
+                        "another push to this user was created at the same moment; wait for \
+                         its outcome or cancel it",
+                    )
+                    .with("user_id", user),
                 ));
             }
             Err(other) => return Err(other),
@@ -146,26 +157,50 @@ impl PushService {
 }
 
 /// The anti-fatigue refusal as the caller reads it.
-fn refused(user: &UserId, refusal: PushRefusal) -> ServiceError {
+fn refused(user: &UserId, refusal: PushRefusal, now: DateTime<Utc>) -> ServiceError {
+    let wait_until = |until: DateTime<Utc>| (until - now).to_std().unwrap_or_default();
     ServiceError::ResourceExhausted(match refusal {
-        PushRefusal::FraudCooldown { reported, until } => format!(
-            "user \"{user}\" reported a login attempt as not theirs at {}; pushes to them are \
-             blocked until {}",
-            reported.to_rfc3339(),
-            until.to_rfc3339()
-        ),
+        PushRefusal::FraudCooldown { reported, until } => Refused::new(
+            "FRAUD_COOLDOWN",
+            format!(
+                "user \"{user}\" reported a login attempt as not theirs at {}; pushes to them \
+                 are blocked until {}",
+                rfc3339(reported),
+                rfc3339(until)
+            ),
+        )
+        .with("user_id", user)
+        .with("blocked_until", rfc3339(until))
+        .retry_after(wait_until(until)),
         PushRefusal::OpenPush {
             transaction_id,
             until,
-        } => format!(
-            "push {transaction_id} to user \"{user}\" is still open until {}; wait for its \
-             outcome or cancel it",
-            until.to_rfc3339()
-        ),
-        PushRefusal::TooManyUnanswered { count, window } => format!(
-            "{count} pushes to user \"{user}\" in the last {} minutes went unaccepted; wait \
-             before sending more",
-            window.as_secs() / 60
-        ),
+        } => Refused::new(
+            "PUSH_ALREADY_OPEN",
+            format!(
+                "push {transaction_id} to user \"{user}\" is still open until {}; wait for its \
+                 outcome or cancel it",
+                rfc3339(until)
+            ),
+        )
+        .with("user_id", user)
+        .with("transaction_id", transaction_id)
+        .with("expires_at", rfc3339(until))
+        .retry_after(wait_until(until)),
+        PushRefusal::TooManyUnanswered { count, window } => Refused::new(
+            "TOO_MANY_UNANSWERED_PUSHES",
+            format!(
+                "{count} pushes to user \"{user}\" in the last {} minutes went unaccepted; wait \
+                 before sending more",
+                window.as_secs() / 60
+            ),
+        )
+        .with("user_id", user)
+        .with("unanswered", count),
     })
+}
+
+/// RFC 3339 in UTC with a `Z`, to the second.
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{CLOSE_GRACE, HEARTBEAT, HELLO_TIMEOUT, Outbound, RECONNECT_AFTER_MS, SessionIo};
 use crate::domain::{Device, DeviceId, Notice, Transaction, TransactionId};
 use crate::notify::{Delivery, SessionEnd};
-use crate::service::{ServiceError, Services};
+use crate::service::{Refused, ServiceError, Services};
 
 /// The state of one device stream (its inbound half is owned by
 /// [`DeviceSession::run`]).
@@ -286,10 +286,10 @@ impl DeviceSession {
             Some(agent_message::Body::Hello(_)) | None => super::inbound::rejection(
                 0,
                 "",
-                &ServiceError::FailedPrecondition(
-                    "the stream is already authenticated; send SubmitOtp or SignedDecision"
-                        .to_owned(),
-                ),
+                &ServiceError::FailedPrecondition(Refused::new(
+                    "ALREADY_AUTHENTICATED",
+                    "the stream is already authenticated; send SubmitOtp or SignedDecision",
+                )),
             ),
         };
         self.send(body).await
@@ -315,9 +315,10 @@ fn cancellation(notice: &Notice) -> Option<Body> {
 /// The error a session ended by the notifier closes with.
 fn ended(reason: SessionEnd) -> ServiceError {
     match reason {
-        SessionEnd::Revoked => ServiceError::PermissionDenied(
-            "this device has been revoked; enroll it again with a new code".to_owned(),
-        ),
+        SessionEnd::Revoked => ServiceError::PermissionDenied(Refused::new(
+            "DEVICE_REVOKED",
+            "this device has been revoked; enroll it again with a new code",
+        )),
         SessionEnd::FellBehind => ServiceError::TryAgain(
             "the device did not keep up with its stream; reconnect".to_owned(),
         ),

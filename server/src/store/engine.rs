@@ -27,14 +27,16 @@ macro_rules! sql_engine {
             };
             use crate::store::codec::StoredTime;
             use crate::store::rows::{
-                DeviceRow, EventRow, TransactionRow, bind_event, bind_guard, bind_transaction,
-                convert,
+                DeviceRow, EventRow, ServerKeyRow, TransactionRow, bind_answer, bind_event,
+                bind_guard, bind_transaction, convert,
             };
             use crate::store::{
                 ApiKeyInfo, ApiKeyRecord, Application, ApplicationStore, DeviceStore,
-                EnrollmentRecord, EventRecord, EventStore, NewApiKey, NewEnrollment, StoreError,
-                StoreResult, TransactionStore,
+                EnrollmentRecord, EventHead, EventRecord, EventStore, NewApiKey, NewEnrollment,
+                Reservation, ServerKeyRecord, ServerKeyStore, StoreError, StoreResult,
+                TransactionStore,
             };
+            use sqlx::{FromRow, Row};
 
             type Connection = <$db as sqlx::Database>::Connection;
 
@@ -70,6 +72,7 @@ macro_rules! sql_engine {
                 for (n, &sql) in statements.iter().enumerate() {
                     let query = bind_transaction!(sqlx::query(sql), &change.after);
                     let query = bind_guard!(bind_event!(query, &change.event), change);
+                    let query = bind_answer!(query, &change.after);
                     let done = query.execute(&mut *conn).await.map_err(db_error)?;
                     if n == 0 && done.rows_affected() == 0 {
                         return Ok(false);
@@ -367,16 +370,40 @@ macro_rules! sql_engine {
                     limit: i64,
                     window_opened_before: DateTime<Utc>,
                     now: DateTime<Utc>,
-                ) -> StoreResult<bool> {
-                    let done = sqlx::query(q::RESERVE_OTP_ATTEMPT)
+                    lookup: Option<(ApplicationId, TransactionId)>,
+                ) -> StoreResult<Reservation> {
+                    let query = sqlx::query(q::RESERVE_OTP_ATTEMPT)
                         .bind(device)
                         .bind(limit)
                         .bind(StoredTime(window_opened_before))
-                        .bind(StoredTime(now))
-                        .execute(self.writer())
-                        .await
-                        .map_err(db_error)?;
-                    Ok(done.rows_affected() == 1)
+                        .bind(StoredTime(now));
+                    if q::RESERVE_FINDS {
+                        let row = query
+                            .bind(lookup.map(|(_, id)| id))
+                            .bind(lookup.map(|(app, _)| app))
+                            .fetch_one(self.writer())
+                            .await
+                            .map_err(db_error)?;
+                        if !row.try_get::<bool, _>("allowed").map_err(db_error)? {
+                            return Ok(Reservation::CoolingOff);
+                        }
+                        let found: Option<TransactionId> = row.try_get("id").map_err(db_error)?;
+                        if found.is_none() {
+                            return Ok(Reservation::Allowed(None));
+                        }
+                        let transaction = TransactionRow::from_row(&row).map_err(db_error)?;
+                        return Ok(Reservation::Allowed(Some(Box::new(
+                            transaction.try_into()?,
+                        ))));
+                    }
+                    let done = query.execute(self.writer()).await.map_err(db_error)?;
+                    if done.rows_affected() == 0 {
+                        return Ok(Reservation::CoolingOff);
+                    }
+                    Ok(Reservation::Allowed(match lookup {
+                        Some((app, id)) => self.find_transaction(app, id).await?.map(Box::new),
+                        None => None,
+                    }))
                 }
             }
 
@@ -557,6 +584,79 @@ macro_rules! sql_engine {
                     }
                     tx.commit().await.map_err(db_error)?;
                     Ok(u64::try_from(deleted.len()).unwrap_or(u64::MAX))
+                }
+
+                async fn event_head(&self, app: ApplicationId) -> StoreResult<EventHead> {
+                    let (newest, start): (i64, i64) = sqlx::query_as(q::EVENT_HEAD)
+                        .bind(app)
+                        .fetch_one(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(EventHead {
+                        newest,
+                        start: start.max(0),
+                    })
+                }
+
+                async fn last_event_of(
+                    &self,
+                    app: ApplicationId,
+                    id: TransactionId,
+                ) -> StoreResult<Option<EventRecord>> {
+                    let row: Option<EventRow> = sqlx::query_as(q::LAST_EVENT_OF)
+                        .bind(app)
+                        .bind(id)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(row.map(Into::into))
+                }
+            }
+
+            #[async_trait]
+            impl ServerKeyStore for $store {
+                async fn current_server_key(&self) -> StoreResult<Option<ServerKeyRecord>> {
+                    let row: Option<ServerKeyRow> = sqlx::query_as(q::CURRENT_SERVER_KEY)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    row.map(TryInto::try_into).transpose()
+                }
+
+                async fn add_server_key(
+                    &self,
+                    key: &ServerKeyRecord,
+                    rotate: bool,
+                ) -> StoreResult<bool> {
+                    let mut tx = self.writer().begin().await.map_err(db_error)?;
+                    if rotate {
+                        sqlx::query(q::RETIRE_SERVER_KEY)
+                            .bind(StoredTime(key.created_at))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_error)?;
+                    }
+                    let done = sqlx::query(q::INSERT_SERVER_KEY)
+                        .bind(key.id.clone())
+                        .bind(key.public_key.to_vec())
+                        .bind(key.secret_key.to_vec())
+                        .bind(StoredTime(key.created_at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    if done.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    tx.commit().await.map_err(db_error)?;
+                    Ok(true)
+                }
+
+                async fn server_keys(&self) -> StoreResult<Vec<ServerKeyRecord>> {
+                    let rows: Vec<ServerKeyRow> = sqlx::query_as(q::SERVER_KEYS)
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    convert(rows)
                 }
             }
         }

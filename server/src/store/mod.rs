@@ -136,14 +136,32 @@ pub trait DeviceStore: Send + Sync {
     /// Reserves one OTP lookup of the device, atomically: allowed while its
     /// window (opened by the first strike, reopened once it began at or
     /// before `window_opened_before`) holds fewer than `limit` strikes.
-    /// `false` means the device is cooling off.
+    /// Once allowed, the transaction `lookup` names is read with it (in
+    /// the same round trip where the engine can).
     async fn reserve_otp_attempt(
         &self,
         device: DeviceId,
         limit: i64,
         window_opened_before: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
+        lookup: Option<(ApplicationId, TransactionId)>,
+    ) -> StoreResult<Reservation>;
+}
+
+/// What reserving an OTP lookup gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The device has used up its strikes; nothing was reserved or read.
+    CoolingOff,
+    /// A strike was taken; the transaction looked up, if it exists.
+    Allowed(Option<Box<Transaction>>),
+}
+
+impl Reservation {
+    /// Whether a strike was taken.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Self::Allowed(_))
+    }
 }
 
 /// Transactions: one write, [`TransactionStore::apply`], and the reads the
@@ -209,15 +227,83 @@ pub trait EventStore: Send + Sync {
     async fn database_time(&self) -> StoreResult<DateTime<Utc>>;
     /// Deletes events older than `events_before`.
     async fn purge(&self, events_before: DateTime<Utc>) -> StoreResult<u64>;
+    /// Where the application's log stands now.
+    async fn event_head(&self, app: ApplicationId) -> StoreResult<EventHead>;
+    /// The transaction's latest event.
+    async fn last_event_of(
+        &self,
+        app: ApplicationId,
+        id: TransactionId,
+    ) -> StoreResult<Option<EventRecord>>;
+}
+
+/// Where an application's event log stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventHead {
+    /// The highest cursor of its committed events (0 if none).
+    pub newest: i64,
+    /// A cursor to start "from now" at: every event not committed yet will
+    /// come after it (some just committed may too).
+    pub start: i64,
+}
+
+/// One of the server's event-signing keys as stored.
+#[derive(Clone)]
+pub struct ServerKeyRecord {
+    /// Its id ([`assent_proto::signing::key_id`] of the public key).
+    pub id: String,
+    /// The Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// The Ed25519 secret key (seed).
+    pub secret_key: [u8; 32],
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it was rotated out; `None` while current.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for ServerKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerKeyRecord")
+            .field("id", &self.id)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server's event-signing keys, shared by every replica.
+#[async_trait]
+pub trait ServerKeyStore: Send + Sync {
+    /// The current key, if there is one.
+    async fn current_server_key(&self) -> StoreResult<Option<ServerKeyRecord>>;
+    /// Makes `key` the current key: first retiring the current one when
+    /// `rotate`, else only if there is none. `false` if another key is
+    /// current (and `rotate` was not asked).
+    async fn add_server_key(&self, key: &ServerKeyRecord, rotate: bool) -> StoreResult<bool>;
+    /// Every key, newest first.
+    async fn server_keys(&self) -> StoreResult<Vec<ServerKeyRecord>>;
 }
 
 /// Everything the services need from storage.
 pub trait Store:
-    ApplicationStore + ApiKeyStore + DeviceStore + TransactionStore + EventStore + 'static
+    ApplicationStore
+    + ApiKeyStore
+    + DeviceStore
+    + TransactionStore
+    + EventStore
+    + ServerKeyStore
+    + 'static
 {
 }
 
 impl<T> Store for T where
-    T: ApplicationStore + ApiKeyStore + DeviceStore + TransactionStore + EventStore + 'static
+    T: ApplicationStore
+        + ApiKeyStore
+        + DeviceStore
+        + TransactionStore
+        + EventStore
+        + ServerKeyStore
+        + 'static
 {
 }

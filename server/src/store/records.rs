@@ -101,4 +101,6 @@ pub struct EventRecord {
     pub fraud_reported: bool,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
+    /// The transaction's session binding, if it has one.
+    pub binding: Option<Vec<u8>>,
 }

@@ -6,12 +6,15 @@ use std::collections::BTreeMap;
 
 use sqlx::types::Json;
 
+use super::ServerKeyRecord;
 use super::codec::StoredTime;
 use super::records::EventRecord;
 use super::{StoreError, StoreResult};
-use crate::domain::transaction::Reason;
+use assent_proto::signing::SignedVerdict;
+
+use crate::domain::transaction::{Reason, SignedAnswer};
 use crate::domain::{
-    ApplicationId, Device, DeviceId, EventType, SecretHash, Transaction, TransactionId,
+    ApplicationId, DenyReason, Device, DeviceId, EventType, SecretHash, Transaction, TransactionId,
     TransactionKind, TransactionState, UserId,
 };
 
@@ -20,7 +23,7 @@ macro_rules! transaction_columns {
     () => {
         "id, application_id, kind, state, user_id, device_id, reason, message, context, \
          otp_hash, nonce, decision_signature, match_number, number_choices, created_at, \
-         expires_at, completed_at, version"
+         expires_at, completed_at, version, binding, decision, decision_reason, picked_number"
     };
 }
 
@@ -36,11 +39,12 @@ macro_rules! device_columns {
 macro_rules! event_columns {
     () => {
         "position AS cursor, type, transaction_id, user_id, device_id, reason, fraud_reported, \
-         occurred_at"
+         occurred_at, binding"
     };
 }
 
-/// Binds a transaction as `$1`–`$18`, in [`transaction_columns!`] order.
+/// Binds a transaction's first 18 columns as `$1`–`$18`, in
+/// [`transaction_columns!`] order (the last four are [`bind_answer!`]'s).
 macro_rules! bind_transaction {
     ($query:expr, $t:expr) => {{
         let t: &$crate::domain::Transaction = $t;
@@ -94,9 +98,33 @@ macro_rules! bind_guard {
     }};
 }
 
+/// Binds a transaction's binding and signed answer as `$29`–`$32` (its
+/// last four columns; bound after the guards, so the older parameter
+/// numbers stay as they were).
+macro_rules! bind_answer {
+    ($query:expr, $t:expr) => {{
+        let t: &$crate::domain::Transaction = $t;
+        let answer = t.answer.as_ref();
+        $query
+            .bind(t.binding.clone())
+            .bind(answer.map(|a| $crate::store::rows::verdict_text(a.verdict)))
+            .bind(answer.and_then(|a| a.reason).map(|r| r.as_str()))
+            .bind(answer.and_then(|a| a.number).map(i16::from))
+    }};
+}
+
 pub(super) use {
-    bind_event, bind_guard, bind_transaction, device_columns, event_columns, transaction_columns,
+    bind_answer, bind_event, bind_guard, bind_transaction, device_columns, event_columns,
+    transaction_columns,
 };
+
+/// The stored form of a signed verdict.
+pub(crate) fn verdict_text(verdict: SignedVerdict) -> &'static str {
+    match verdict {
+        SignedVerdict::Accept => "accept",
+        SignedVerdict::Deny => "deny",
+    }
+}
 
 /// The stored form of number-matching choices (`"12,45,78"`, empty if none).
 pub(crate) fn choices_text(choices: &[u8]) -> String {
@@ -128,6 +156,10 @@ pub(super) struct TransactionRow {
     expires_at: StoredTime,
     completed_at: Option<StoredTime>,
     version: i64,
+    binding: Option<Vec<u8>>,
+    decision: Option<String>,
+    decision_reason: Option<String>,
+    picked_number: Option<i16>,
 }
 
 impl TryFrom<TransactionRow> for Transaction {
@@ -143,6 +175,28 @@ impl TryFrom<TransactionRow> for Transaction {
                 .map(|n| n.parse().map_err(|_| corrupt("bad number choices")))
                 .collect::<StoreResult<_>>()?
         };
+        let answer = row
+            .decision
+            .as_deref()
+            .map(|verdict| {
+                let verdict = match verdict {
+                    "accept" => SignedVerdict::Accept,
+                    "deny" => SignedVerdict::Deny,
+                    _ => return Err(corrupt("bad decision")),
+                };
+                let reason = DenyReason::parse(row.decision_reason.as_deref().unwrap_or_default())
+                    .map_err(|_| corrupt("bad decision reason"))?;
+                let number = row
+                    .picked_number
+                    .map(|n| u8::try_from(n).map_err(|_| corrupt("bad picked number")))
+                    .transpose()?;
+                Ok(SignedAnswer {
+                    verdict,
+                    reason,
+                    number,
+                })
+            })
+            .transpose()?;
         Ok(Self {
             id: row.id,
             application_id: row.application_id,
@@ -171,6 +225,8 @@ impl TryFrom<TransactionRow> for Transaction {
             expires_at: row.expires_at.0,
             completed_at: row.completed_at.map(|t| t.0),
             version: row.version,
+            binding: row.binding,
+            answer,
         })
     }
 }
@@ -223,6 +279,7 @@ pub(super) struct EventRow {
     reason: Option<Reason>,
     fraud_reported: bool,
     occurred_at: StoredTime,
+    binding: Option<Vec<u8>>,
 }
 
 impl EventRow {
@@ -243,7 +300,41 @@ impl From<EventRow> for EventRecord {
             reason: row.reason,
             fraud_reported: row.fraud_reported,
             occurred_at: row.occurred_at.0,
+            binding: row.binding,
         }
+    }
+}
+
+/// A server key as both engines return it.
+#[derive(sqlx::FromRow)]
+pub(super) struct ServerKeyRow {
+    id: String,
+    public_key: Vec<u8>,
+    secret_key: Vec<u8>,
+    created_at: StoredTime,
+    retired_at: Option<StoredTime>,
+}
+
+impl TryFrom<ServerKeyRow> for ServerKeyRecord {
+    type Error = StoreError;
+
+    fn try_from(row: ServerKeyRow) -> StoreResult<Self> {
+        let corrupt = || StoreError::Corrupt(format!("server key {}: bad key bytes", row.id));
+        Ok(Self {
+            public_key: row
+                .public_key
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt())?,
+            secret_key: row
+                .secret_key
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt())?,
+            id: row.id,
+            created_at: row.created_at.0,
+            retired_at: row.retired_at.map(|t| t.0),
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! SQL text both engines run unchanged; each engine's `queries` module
 //! re-exports it beside its own dialect's statements.
 
-use crate::store::rows::{device_columns, transaction_columns};
+use crate::store::rows::{device_columns, event_columns, transaction_columns};
 
 /// A new application.
 pub const INSERT_APPLICATION: &str =
@@ -134,3 +134,24 @@ pub const COUNT_UNANSWERED_PUSHES: &str = "SELECT count(*) FROM transactions t \
 pub const EVENTS_HEAD: &str = "SELECT max(position) FROM events WHERE application_id = $1";
 /// Removes old events, returning their positions.
 pub const PURGE_EVENTS: &str = "DELETE FROM events WHERE occurred_at < $1 RETURNING position";
+
+/// An application's latest event of one transaction.
+pub const LAST_EVENT_OF: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE transaction_id = $2 AND application_id = $1 \
+     ORDER BY position DESC LIMIT 1"
+);
+
+/// The current server key.
+pub const CURRENT_SERVER_KEY: &str = "SELECT id, public_key, secret_key, created_at, retired_at \
+     FROM server_keys WHERE retired_at IS NULL";
+/// Every server key, newest first.
+pub const SERVER_KEYS: &str = "SELECT id, public_key, secret_key, created_at, retired_at \
+     FROM server_keys ORDER BY created_at DESC, id";
+/// Retires the current server key.
+pub const RETIRE_SERVER_KEY: &str =
+    "UPDATE server_keys SET retired_at = $1 WHERE retired_at IS NULL";
+/// A new current server key, unless one is current.
+pub const INSERT_SERVER_KEY: &str = "INSERT INTO server_keys (id, public_key, secret_key, \
+     created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";

@@ -40,6 +40,7 @@ pub async fn run(args: OtpArgs, client: &mut AssentClient, format: Format) -> an
         ttl_seconds: args.ttl.unwrap_or(0),
         context,
         user_id: args.user.unwrap_or_default(),
+        ..Default::default()
     };
     let response = client.create_otp_authentication(request).await?;
     let view = LoginView::from(&response);

@@ -48,6 +48,7 @@ pub async fn run(args: PushArgs, client: &mut AssentClient, format: Format) -> a
         ttl_seconds: args.ttl.unwrap_or(0),
         context,
         number_matching: args.number_matching,
+        ..Default::default()
     };
     let result = client.try_create_push_authentication(request).await;
     let response = result.map_err(|status| explain(client, &status, &user))?;

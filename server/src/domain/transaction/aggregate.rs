@@ -14,7 +14,7 @@ use crate::domain::clock::span;
 use crate::domain::device::Device;
 use crate::domain::push::NumberMatch;
 use crate::domain::{
-    ApplicationId, Context, DenyReason, DeviceId, InputError, Message, Otp, SecretHash,
+    ApplicationId, Binding, Context, DenyReason, DeviceId, InputError, Message, Otp, SecretHash,
     TransactionId, UserId,
 };
 
@@ -58,6 +58,22 @@ pub struct Transaction {
     pub completed_at: Option<DateTime<Utc>>,
     /// Bumped by every change; what the store compares and sets.
     pub version: i64,
+    /// The relying party's session binding.
+    pub binding: Option<Vec<u8>>,
+    /// What the deciding device signed, as it signed it.
+    pub answer: Option<SignedAnswer>,
+}
+
+/// A device's signed answer as it signed it: a `wrong_number` denial was
+/// signed as an accept with the wrong pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedAnswer {
+    /// Accept or deny.
+    pub verdict: SignedVerdict,
+    /// The reason given with a denial.
+    pub reason: Option<DenyReason>,
+    /// The number picked under number matching.
+    pub number: Option<u8>,
 }
 
 /// Why an operation was refused; nothing was changed.
@@ -114,6 +130,8 @@ pub struct NewOtpTransaction {
     pub otp_hash: SecretHash,
     /// Lifetime.
     pub ttl: Duration,
+    /// The relying party's session binding.
+    pub binding: Option<Binding>,
 }
 
 /// A new push login.
@@ -135,6 +153,8 @@ pub struct NewPushTransaction {
     pub number_match: Option<NumberMatch>,
     /// Lifetime.
     pub ttl: Duration,
+    /// The relying party's session binding.
+    pub binding: Option<Binding>,
 }
 
 impl Transaction {
@@ -159,6 +179,8 @@ impl Transaction {
             expires_at: now + span(new.ttl),
             completed_at: None,
             version: 1,
+            binding: new.binding.map(Binding::into_bytes),
+            answer: None,
         };
         created.inserted(Vec::new())
     }
@@ -187,6 +209,8 @@ impl Transaction {
             expires_at: now + span(new.ttl),
             completed_at: None,
             version: 1,
+            binding: new.binding.map(Binding::into_bytes),
+            answer: None,
         };
         let confirm = Notice::Confirm {
             application_id: created.application_id,
@@ -339,6 +363,11 @@ impl Transaction {
             after.user_id = Some(device.user_id.clone());
             after.reason = reason;
             after.decision_signature = Some(decision.signature.to_vec());
+            after.answer = Some(SignedAnswer {
+                verdict: decision.verdict,
+                reason: decision.reason,
+                number,
+            });
         })?;
         change.guard = Guard {
             device_unrevoked: Some(device.id),
@@ -452,12 +481,21 @@ impl Transaction {
             after.otp_hash = None;
         }
         let event = after.event(now);
+        // Whoever waits for the outcome looks again.
+        let notices = if to.is_terminal() {
+            vec![Notice::Settled {
+                application_id: self.application_id,
+                transaction_id: self.id,
+            }]
+        } else {
+            Vec::new()
+        };
         Ok(Change {
             expected: Some(self.version),
             after,
             guard: Guard::default(),
             event,
-            notices: Vec::new(),
+            notices,
             gives_back_strike: None,
         })
     }

@@ -113,6 +113,14 @@ pub enum Notice {
         /// The device.
         device_id: DeviceId,
     },
+    /// A transaction reached its terminal state: whoever waits for its
+    /// outcome reads it.
+    Settled {
+        /// The application.
+        application_id: ApplicationId,
+        /// The transaction.
+        transaction_id: TransactionId,
+    },
     /// A device authenticated a new stream: its older streams, wherever
     /// they are, are replaced (one live stream per device).
     StreamOpened {

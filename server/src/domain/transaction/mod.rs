@@ -14,6 +14,8 @@ mod state;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use aggregate::{Decision, NewOtpTransaction, NewPushTransaction, Refusal, Transaction};
+pub use aggregate::{
+    Decision, NewOtpTransaction, NewPushTransaction, Refusal, SignedAnswer, Transaction,
+};
 pub use change::{Audience, Change, Guard, NewEvent, Notice};
 pub use state::{EventType, Reason, TransactionKind, TransactionState, WithdrawReason};

@@ -47,6 +47,7 @@ fn otp_transaction(user: Option<&str>, now: DateTime<Utc>) -> (Transaction, Otp)
             context: Context::parse(BTreeMap::new()).unwrap(),
             otp_hash: otp.hash(),
             ttl: Duration::from_secs(120),
+            binding: None,
         },
         now,
     );
@@ -67,6 +68,7 @@ fn push_transaction(user: &str, numbers: bool, now: DateTime<Utc>) -> Transactio
                 choices: [12, 45, 78],
             }),
             ttl: Duration::from_secs(120),
+            binding: None,
         },
         now,
     )
@@ -123,13 +125,14 @@ fn creating_a_push_asks_every_device_of_the_user() {
             nonce: [3; 32],
             number_match: None,
             ttl: Duration::from_secs(60),
+            binding: None,
         },
         now,
     );
     assert_eq!(change.expected, None);
     assert_eq!(change.event.event_type, EventType::TransactionCreated);
     assert!(matches!(
-        change.notices.as_slice(),
+        told(&change).as_slice(),
         [Notice::Confirm { transaction_id, .. }] if *transaction_id == change.after.id
     ));
 }
@@ -209,7 +212,7 @@ fn scanned_to_accepted_by_the_scanning_device() {
     assert_eq!(change.event.event_type, EventType::TransactionAccepted);
     assert!(!change.event.fraud_reported);
     assert_eq!(change.guard.device_unrevoked, Some(phone.id));
-    assert!(change.notices.is_empty(), "the decider needs no withdrawal");
+    assert!(told(&change).is_empty(), "the decider needs no withdrawal");
 }
 
 #[test]
@@ -303,7 +306,7 @@ fn push_pending_to_accepted_binds_the_answering_device_and_withdraws_from_the_ot
     assert_eq!(change.after.state, TransactionState::Accepted);
     assert_eq!(change.after.device_id, Some(phone.id));
     assert_eq!(
-        change.notices,
+        told(&change),
         vec![Notice::Withdraw {
             audience: Audience::User {
                 application_id: push.application_id,
@@ -382,12 +385,12 @@ fn open_to_cancelled_withdraws_from_the_holder() {
     let (pending, _) = otp_transaction(None, now);
     let change = pending.cancel(now).unwrap();
     assert_eq!(change.after.state, TransactionState::Cancelled);
-    assert!(change.notices.is_empty(), "nobody holds a pending OTP");
+    assert!(told(&change).is_empty(), "nobody holds a pending OTP");
     let scanned = scanned_otp(&phone, now);
     let change = scanned.cancel(now).unwrap();
     assert_eq!(change.event.event_type, EventType::TransactionCancelled);
     assert_eq!(
-        change.notices,
+        told(&change),
         vec![Notice::Withdraw {
             audience: Audience::Device {
                 device_id: phone.id
@@ -399,7 +402,7 @@ fn open_to_cancelled_withdraws_from_the_holder() {
     let push = push_transaction("alice", false, now);
     let change = push.cancel(now).unwrap();
     assert!(matches!(
-        change.notices.as_slice(),
+        told(&change).as_slice(),
         [Notice::Withdraw {
             audience: Audience::User { except: None, .. },
             ..
@@ -434,7 +437,7 @@ fn open_to_expired_only_once_overdue() {
     assert_eq!(change.after.completed_at, Some(later));
     assert_eq!(change.event.event_type, EventType::TransactionExpired);
     assert!(matches!(
-        change.notices.as_slice(),
+        told(&change).as_slice(),
         [Notice::Withdraw {
             reason: WithdrawReason::Expired,
             ..
@@ -456,7 +459,7 @@ fn scanned_to_failed_when_the_holding_device_is_revoked() {
     assert_eq!(change.after.state, TransactionState::Failed);
     assert_eq!(change.event.reason, Some(Reason::DeviceRevoked));
     assert!(matches!(
-        change.notices.as_slice(),
+        told(&change).as_slice(),
         [Notice::Withdraw {
             reason: WithdrawReason::DeviceRevoked,
             ..
@@ -503,4 +506,24 @@ fn a_device_awaits_only_what_it_may_still_answer() {
     let push = push_transaction("alice", false, now);
     assert!(push.awaits_answer_from(&phone, now));
     assert!(!push.awaits_answer_from(&device("bob"), now));
+}
+
+/// What a change tells devices; checks on the way that it tells waiters
+/// exactly when the transaction ends.
+fn told(change: &Change) -> Vec<Notice> {
+    let settled = Notice::Settled {
+        application_id: change.after.application_id,
+        transaction_id: change.after.id,
+    };
+    assert_eq!(
+        change.notices.contains(&settled),
+        change.after.state.is_terminal(),
+        "a terminal change, and only one, tells whoever waits for the outcome"
+    );
+    change
+        .notices
+        .iter()
+        .filter(|notice| **notice != settled)
+        .cloned()
+        .collect()
 }

@@ -1,7 +1,8 @@
 //! The SQL text of the PostgreSQL engine; [`crate::store::engine`] runs it.
 //! Parameters of `APPLY_*` follow [`crate::store::rows`]: `$1`–`$18` the
 //! transaction, `$19`–`$24` its event, `$25`–`$27` the compare-and-set and
-//! guards, `$28` the device whose OTP strike the change gives back.
+//! guards, `$28` the device whose OTP strike the change gives back, `$29`–`$32` the
+//! transaction's binding and signed answer.
 //!
 //! No write takes a lock beyond the rows it changes: events are ordered by
 //! position (their transaction's id, then their ordinal in it; see
@@ -28,8 +29,8 @@ macro_rules! append_event {
     () => {
         concat!(
             "INSERT INTO events (application_id, type, transaction_id, user_id, device_id, \
-               reason, fraud_reported, occurred_at, position) \
-             SELECT $2, $19, $1, $20, $21, $22, $23, $24, ",
+               reason, fraud_reported, occurred_at, binding, position) \
+             SELECT $2, $19, $1, $20, $21, $22, $23, $24, $29, ",
             event_position!(),
             " FROM t"
         )
@@ -40,7 +41,8 @@ macro_rules! append_event {
 pub const APPLY_INSERT: &[&str] = &[concat!(
     "WITH t AS (INSERT INTO transactions (",
     transaction_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $29, $30, \
+       $31, $32) \
        RETURNING id) ",
     append_event!()
 )];
@@ -56,7 +58,7 @@ pub const APPLY_UPDATE: &[&str] = &[concat!(
      t AS ( \
        UPDATE transactions SET state = $4, user_id = $5, device_id = $6, reason = $7, \
          otp_hash = $10, nonce = $11, decision_signature = $12, completed_at = $17, \
-         version = $18 \
+         version = $18, decision = $30, decision_reason = $31, picked_number = $32 \
        WHERE id = $1 AND application_id = $2 AND version = $25 \
          AND ($26::uuid IS NULL OR EXISTS (SELECT 1 FROM d)) \
          AND ($27::timestamptz IS NULL OR expires_at > $27) \
@@ -68,13 +70,21 @@ pub const APPLY_UPDATE: &[&str] = &[concat!(
 )];
 
 /// Reserves an OTP lookup (see [`crate::store::sql`]'s portable form)
-/// without waiting for its commit to reach the disk: a strike is a bound,
-/// not an answer, and losing the last few in a crash only loosens it.
+/// without waiting for its commit to reach the disk (a strike is a bound,
+/// not an answer, and losing the last few in a crash only loosens it), and
+/// reads the transaction `$5` of application `$6` in the same round trip.
+/// Always one row: `allowed`, then the transaction's columns (null when
+/// there is none).
 pub const RESERVE_OTP_ATTEMPT: &str = concat!(
-    "WITH c AS (SELECT set_config('synchronous_commit', 'off', true)) ",
+    "WITH c AS (SELECT set_config('synchronous_commit', 'off', true)), r AS (",
     reserve_otp_attempt!(),
-    " AND EXISTS (SELECT 1 FROM c)"
+    " AND EXISTS (SELECT 1 FROM c) RETURNING 1) \
+     SELECT EXISTS (SELECT 1 FROM r) AS allowed, ",
+    transaction_columns!(),
+    " FROM (SELECT 1) AS one LEFT JOIN transactions ON id = $5 AND application_id = $6"
 );
+/// [`RESERVE_OTP_ATTEMPT`] reads the transaction too.
+pub const RESERVE_FINDS: bool = true;
 
 /// `$1` application, `$2` type, `$3` user, `$4` device, `$5` time.
 pub const APPEND_DEVICE_EVENT: &str = concat!(
@@ -94,6 +104,13 @@ pub const EVENTS_AFTER: &str = concat!(
        AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
      ORDER BY position LIMIT $3"
 );
+
+/// The newest committed cursor of an application, and where "from now"
+/// starts: below every transaction still running.
+pub const EVENT_HEAD: &str = "SELECT COALESCE(max(position), 0), \
+       LEAST(COALESCE(max(position), 0), \
+         (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20) - 1) \
+     FROM events WHERE application_id = $1";
 
 /// The user's last event flagged as a fraud report.
 pub const LAST_FRAUD_REPORT: &str = "SELECT max(occurred_at) FROM events \

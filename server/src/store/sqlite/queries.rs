@@ -1,7 +1,8 @@
 //! The SQL text of the SQLite engine; [`crate::store::engine`] runs it.
 //! Parameters of `APPLY_*` follow [`crate::store::rows`]: `$1`–`$18` the
 //! transaction, `$19`–`$24` its event, `$25`–`$27` the compare-and-set and
-//! guards, `$28` the device whose OTP strike the change gives back. One
+//! guards, `$28` the device whose OTP strike the change gives back, `$29`–`$32` the
+//! transaction's binding and signed answer. One
 //! writer connection serialises every write.
 
 use crate::store::rows::{event_columns, transaction_columns};
@@ -10,6 +11,8 @@ pub use crate::store::sql::*;
 
 /// Reserves an OTP lookup (see [`crate::store::sql`]).
 pub const RESERVE_OTP_ATTEMPT: &str = reserve_otp_attempt!();
+/// [`RESERVE_OTP_ATTEMPT`] only reserves; the transaction is read after it.
+pub const RESERVE_FINDS: bool = false;
 
 /// `$1` application, `$2` type, `$3` user, `$4` device, `$5` time.
 pub const APPEND_DEVICE_EVENT: &str = "INSERT INTO events (application_id, type, user_id, \
@@ -28,7 +31,8 @@ pub const EVENTS_AFTER: &str = concat!(
 macro_rules! append_event {
     () => {
         "INSERT INTO events (application_id, type, transaction_id, user_id, device_id, reason, \
-           fraud_reported, occurred_at) VALUES ($2, $19, $1, $20, $21, $22, $23, $24)"
+           fraud_reported, occurred_at, binding) VALUES ($2, $19, $1, $20, $21, $22, $23, $24, \
+           $29)"
     };
 }
 
@@ -38,7 +42,7 @@ pub const APPLY_INSERT: &[&str] = &[
         "INSERT INTO transactions (",
         transaction_columns!(),
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18)"
+         $18, $29, $30, $31, $32)"
     ),
     append_event!(),
 ];
@@ -49,7 +53,8 @@ pub const APPLY_INSERT: &[&str] = &[
 /// write transaction.
 pub const APPLY_UPDATE: &[&str] = &[
     "UPDATE transactions SET state = $4, user_id = $5, device_id = $6, reason = $7, \
-       otp_hash = $10, nonce = $11, decision_signature = $12, completed_at = $17, version = $18 \
+       otp_hash = $10, nonce = $11, decision_signature = $12, completed_at = $17, version = $18, \
+       decision = $30, decision_reason = $31, picked_number = $32 \
      WHERE id = $1 AND application_id = $2 AND version = $25 \
        AND ($26 IS NULL OR EXISTS (SELECT 1 FROM devices WHERE id = $26 \
          AND application_id = $2 AND revoked_at IS NULL)) \
@@ -57,6 +62,11 @@ pub const APPLY_UPDATE: &[&str] = &[
     append_event!(),
     "UPDATE devices SET otp_strikes = otp_strikes - 1 WHERE id = $28 AND otp_strikes > 0",
 ];
+
+/// The newest committed cursor of an application, twice (one writer
+/// commits in cursor order, so "from now" starts right there).
+pub const EVENT_HEAD: &str = "SELECT COALESCE(max(position), 0), COALESCE(max(position), 0) \
+     FROM events WHERE application_id = $1";
 
 /// The user's last event flagged as a fraud report.
 pub const LAST_FRAUD_REPORT: &str = "SELECT max(occurred_at) FROM events \
