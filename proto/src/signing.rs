@@ -20,6 +20,8 @@ pub const DECISION_LABEL: &str = "assent.v1.decision";
 pub const DISPLAY_LABEL: &str = "assent.v1.display";
 /// Label of the server's signature over an event.
 pub const EVENT_LABEL: &str = "assent.v1.event";
+/// Label of a sealed checkpoint of an application's event log.
+pub const CHECKPOINT_LABEL: &str = "assent.v1.checkpoint";
 
 /// The decision a device signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +174,30 @@ pub fn event_bytes(payload: &EventPayload<'_>) -> Vec<u8> {
         .push(&[u8::from(payload.fraud_reported)])
         .push(payload.binding)
         .push(&payload.occurred_at_micros.to_be_bytes());
+    fields.0
+}
+
+/// Bytes the server signs (and hashes into the chain) for a checkpoint:
+/// the label, the application id, its sequence number, the cursor range
+/// `(from, through]` (each 8 bytes big-endian), the previous checkpoint's
+/// hash and the entries (per sealed event: its 8-byte cursor and the
+/// SHA-256 of its [`event_bytes`]).
+pub fn checkpoint_bytes(
+    application_id: &str,
+    seq: u64,
+    from_cursor: u64,
+    through_cursor: u64,
+    prev_hash: &[u8],
+    entries: &[u8],
+) -> Vec<u8> {
+    let mut fields = Fields::new(CHECKPOINT_LABEL);
+    fields
+        .push(application_id.as_bytes())
+        .push(&seq.to_be_bytes())
+        .push(&from_cursor.to_be_bytes())
+        .push(&through_cursor.to_be_bytes())
+        .push(prev_hash)
+        .push(entries);
     fields.0
 }
 

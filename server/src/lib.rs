@@ -298,6 +298,18 @@ pub async fn serve(
         Duration::from_millis(config.sweep_interval_ms.max(10)),
         shutdown.clone(),
     ));
+    tasks.spawn(sweeper::seal(Arc::clone(&services), shutdown.clone()));
+    // The event-signing key is made on the first start (by whichever
+    // replica gets there first); a failure here is retried on first use.
+    let deps = &services.deps;
+    match deps
+        .signer
+        .ensure(deps.store.as_ref(), deps.clock.now())
+        .await
+    {
+        Ok(key_id) => tracing::info!(key_id, "event-signing key"),
+        Err(error) => tracing::warn!(%error, "cannot read the event-signing key yet"),
+    }
 
     if let Some(addr) = config.metrics_listen {
         match TcpListener::bind(addr).await {

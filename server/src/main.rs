@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use assent_server::config::LogFormat;
@@ -59,6 +60,29 @@ enum Command {
     /// The server's event-signing keys (shared by every replica).
     #[command(subcommand)]
     Keys(ServerKeysCommand),
+    /// The tamper-evident record of every application's events.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute each application's chain of signed checkpoints from the
+    /// event rows as they are now; exit 1 naming the first event that was
+    /// changed, removed or inserted (or the checkpoint that was altered).
+    Verify {
+        /// Only this application (default: every application).
+        #[arg(long, value_name = "ID")]
+        application: Option<String>,
+        /// Seal new events first (the server does so every 2 s).
+        #[arg(long)]
+        seal: bool,
+        /// Print one JSON object per application: {"application_id","ok",
+        /// "checkpoints","events_verified","events_purged","events_unsealed",
+        /// "finding"} (finding null or {"kind","cursor"|"seq","message"}).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +235,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::App(AppCommand::Key(command)) => key_command(&config, command).await,
         Command::Keys(command) => server_keys_command(&config, command).await,
+        Command::Audit(AuditCommand::Verify {
+            application,
+            seal,
+            json,
+        }) => audit_verify(&config, application.as_deref(), seal, json).await,
         Command::App(AppCommand::List { json }) => {
             let store = open_store(&config).await?.store;
             let apps = store.list_applications().await?;
@@ -276,6 +305,81 @@ async fn key_command(config: &ServerConfig, command: KeyCommand) -> anyhow::Resu
                 println!("Revoked key {key_id} of application {app}");
             }
         }
+    }
+    Ok(())
+}
+
+async fn audit_verify(
+    config: &ServerConfig,
+    application: Option<&str>,
+    seal: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    use assent_server::service::{Finding, Services};
+    let store = open_store(config).await?.store;
+    let services = Services::new(
+        Arc::clone(&store),
+        assent_server::notify::Notifier::new(),
+        Arc::new(assent_server::domain::SystemClock),
+        config.limits(),
+    );
+    let apps = match application {
+        Some(text) => vec![
+            ApplicationId::parse(text)
+                .context("--application takes an application id (see `app list`)")?,
+        ],
+        None => store
+            .list_applications()
+            .await?
+            .into_iter()
+            .map(|a| a.id)
+            .collect(),
+    };
+    if seal {
+        services.audit.seal_all().await?;
+    }
+    let mut failed = 0;
+    for app in apps {
+        let report = services.audit.verify(app).await?;
+        let finding = report.finding.as_ref().map(|finding| {
+            let (kind, key, value) = match finding {
+                Finding::Changed { cursor } => ("changed", "cursor", *cursor),
+                Finding::Removed { cursor } => ("removed", "cursor", *cursor),
+                Finding::Inserted { cursor } => ("inserted", "cursor", *cursor),
+                Finding::Checkpoint { seq, .. } => ("checkpoint", "seq", *seq),
+            };
+            serde_json::json!({"kind": kind, key: value, "message": finding.to_string()})
+        });
+        if report.finding.is_some() {
+            failed += 1;
+        }
+        if json {
+            let out = serde_json::json!({
+                "application_id": app.to_string(),
+                "ok": report.finding.is_none(),
+                "checkpoints": report.checkpoints,
+                "events_verified": report.events_verified,
+                "events_purged": report.events_purged,
+                "events_unsealed": report.events_unsealed,
+                "finding": finding,
+            });
+            println!("{out}");
+        } else {
+            match &report.finding {
+                None => println!(
+                    "{app}: ok — {} checkpoints, {} events as sealed, {} removed by retention, \
+                     {} not sealed yet",
+                    report.checkpoints,
+                    report.events_verified,
+                    report.events_purged,
+                    report.events_unsealed
+                ),
+                Some(finding) => println!("{app}: TAMPERED — {finding}"),
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} application(s) failed the audit");
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Background upkeep: the expiry sweeper and event retention.
+//! Background upkeep: the expiry sweeper, the audit chain's sealer and
+//! event retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,8 @@ use crate::service::Services;
 
 /// How often retention runs.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// How often new events are sealed into the audit chain.
+const SEAL_EVERY: Duration = Duration::from_secs(2);
 
 /// Expires overdue transactions every `interval` and purges old events every
 /// minute, until `stop` fires. Errors are logged and retried next round.
@@ -32,6 +35,25 @@ pub async fn run(services: Arc<Services>, interval: Duration, stop: Cancellation
                     Ok(0) => {}
                     Ok(deleted) => tracing::info!(deleted, "retention removed old events"),
                     Err(error) => tracing::warn!(%error, "event retention failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Seals new events into the audit chain every [`SEAL_EVERY`] until `stop`
+/// fires (its own task: a seal may wait for older transactions to finish).
+pub async fn seal(services: Arc<Services>, stop: CancellationToken) {
+    let mut seal = tokio::time::interval(SEAL_EVERY);
+    seal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = seal.tick() => {
+                match services.audit.seal_all().await {
+                    Ok(0) => {}
+                    Ok(sealed) => tracing::debug!(sealed, "sealed events into the audit chain"),
+                    Err(error) => tracing::warn!(%error, "sealing the audit chain failed"),
                 }
             }
         }

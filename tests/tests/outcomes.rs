@@ -382,7 +382,7 @@ async fn subscribe_from_the_head_and_beyond_it(db: TestDb) {
             from_head: true,
         },
     ] {
-        let refused = rp.subscribe(request).await.err().expect("refused");
+        let refused = rp.subscribe(request).await.expect_err("refused");
         assert!(
             matches!(refused.code(), Code::OutOfRange | Code::InvalidArgument),
             "{refused:?}"

@@ -3,6 +3,7 @@
 //! the decided change through the one write path ([`Deps::update`]), and
 //! returns records or a [`ServiceError`]; none knows about gRPC.
 
+mod audit;
 mod confirmations;
 mod deps;
 mod directory;
@@ -19,6 +20,7 @@ mod upkeep;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use audit::{AuditReport, AuditService, Finding};
 pub use confirmations::{ConfirmationService, DecisionInput, DecisionOutcome};
 pub use deps::Deps;
 pub use directory::{DeviceView, DirectoryService};
@@ -90,6 +92,8 @@ pub struct Services {
     pub events: EventService,
     /// Expiry and retention.
     pub upkeep: UpkeepService,
+    /// The tamper-evident record.
+    pub audit: AuditService,
 }
 
 impl Services {
@@ -110,6 +114,7 @@ impl Services {
             directory: DirectoryService::new(Arc::clone(&deps)),
             events: EventService::new(Arc::clone(&deps)),
             upkeep: UpkeepService::new(Arc::clone(&deps)),
+            audit: AuditService::new(Arc::clone(&deps)),
             deps,
         })
     }

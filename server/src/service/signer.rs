@@ -147,6 +147,17 @@ impl EventSigner {
         Ok(self.key(store, now).await?.id.to_string())
     }
 
+    /// Signs arbitrary canonical bytes (a checkpoint) with the current key.
+    pub async fn sign_bytes(
+        &self,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+        bytes: &[u8],
+    ) -> Result<(String, [u8; 64]), ServiceError> {
+        let key = self.key(store, now).await?;
+        Ok((key.id.to_string(), key.key.sign(bytes).to_bytes()))
+    }
+
     /// Signs events of `app`.
     pub async fn sign(
         &self,

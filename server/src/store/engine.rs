@@ -27,14 +27,14 @@ macro_rules! sql_engine {
             };
             use crate::store::codec::StoredTime;
             use crate::store::rows::{
-                DeviceRow, EventRow, ServerKeyRow, TransactionRow, bind_answer, bind_event,
-                bind_guard, bind_transaction, convert,
+                CheckpointRow, DeviceRow, EventRow, ServerKeyRow, TransactionRow, bind_answer,
+                bind_event, bind_guard, bind_transaction, convert,
             };
             use crate::store::{
-                ApiKeyInfo, ApiKeyRecord, Application, ApplicationStore, DeviceStore,
-                EnrollmentRecord, EventHead, EventRecord, EventStore, NewApiKey, NewEnrollment,
-                Reservation, ServerKeyRecord, ServerKeyStore, StoreError, StoreResult,
-                TransactionStore,
+                ApiKeyInfo, ApiKeyRecord, Application, ApplicationStore, Checkpoint,
+                CheckpointStore, DeviceStore, EnrollmentRecord, EventHead, EventRecord, EventStore,
+                NewApiKey, NewEnrollment, Reservation, ServerKeyRecord, ServerKeyStore, StoreError,
+                StoreResult, TransactionStore,
             };
             use sqlx::{FromRow, Row};
 
@@ -610,6 +610,64 @@ macro_rules! sql_engine {
                         .await
                         .map_err(db_error)?;
                     Ok(row.map(Into::into))
+                }
+            }
+
+            #[async_trait]
+            impl CheckpointStore for $store {
+                async fn last_checkpoint(
+                    &self,
+                    app: ApplicationId,
+                ) -> StoreResult<Option<Checkpoint>> {
+                    let row: Option<CheckpointRow> = sqlx::query_as(q::LAST_CHECKPOINT)
+                        .bind(app)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(row.map(Into::into))
+                }
+
+                async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<bool> {
+                    let done = sqlx::query(q::INSERT_CHECKPOINT)
+                        .bind(checkpoint.application_id)
+                        .bind(checkpoint.seq)
+                        .bind(checkpoint.from_cursor)
+                        .bind(checkpoint.through_cursor)
+                        .bind(checkpoint.entries.clone())
+                        .bind(checkpoint.prev_hash.clone())
+                        .bind(checkpoint.hash.clone())
+                        .bind(checkpoint.key_id.clone())
+                        .bind(checkpoint.signature.clone())
+                        .bind(StoredTime(checkpoint.created_at))
+                        .execute(self.writer())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn checkpoints(&self, app: ApplicationId) -> StoreResult<Vec<Checkpoint>> {
+                    let rows: Vec<CheckpointRow> = sqlx::query_as(q::CHECKPOINTS)
+                        .bind(app)
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn stored_events(
+                    &self,
+                    app: ApplicationId,
+                    after: i64,
+                    through: i64,
+                ) -> StoreResult<Vec<EventRecord>> {
+                    let rows: Vec<EventRow> = sqlx::query_as(q::STORED_EVENTS)
+                        .bind(app)
+                        .bind(after)
+                        .bind(through)
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(rows.into_iter().map(Into::into).collect())
                 }
             }
 

@@ -272,6 +272,52 @@ impl std::fmt::Debug for ServerKeyRecord {
     }
 }
 
+/// One sealed checkpoint of an application's event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The application.
+    pub application_id: ApplicationId,
+    /// Its place in the chain, from 1.
+    pub seq: i64,
+    /// The previous checkpoint's `through_cursor` (0 for the first).
+    pub from_cursor: i64,
+    /// The highest cursor it seals.
+    pub through_cursor: i64,
+    /// Every sealed event: its cursor (8 bytes, big-endian) and the
+    /// SHA-256 of its signed bytes (32 bytes).
+    pub entries: Vec<u8>,
+    /// The previous checkpoint's hash (32 zero bytes for the first).
+    pub prev_hash: Vec<u8>,
+    /// SHA-256 over the checkpoint's canonical bytes.
+    pub hash: Vec<u8>,
+    /// The server key that signed `hash`.
+    pub key_id: String,
+    /// Its Ed25519 signature over `hash`.
+    pub signature: Vec<u8>,
+    /// When it was sealed.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The sealed checkpoints of the event logs.
+#[async_trait]
+pub trait CheckpointStore: Send + Sync {
+    /// The application's newest checkpoint.
+    async fn last_checkpoint(&self, app: ApplicationId) -> StoreResult<Option<Checkpoint>>;
+    /// Appends a checkpoint; `false` if its `seq` was taken meanwhile (by
+    /// another replica).
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<bool>;
+    /// The application's checkpoints in chain order.
+    async fn checkpoints(&self, app: ApplicationId) -> StoreResult<Vec<Checkpoint>>;
+    /// Every stored event of the application with a cursor in
+    /// `(after, through]`, in cursor order, as the rows are now.
+    async fn stored_events(
+        &self,
+        app: ApplicationId,
+        after: i64,
+        through: i64,
+    ) -> StoreResult<Vec<EventRecord>>;
+}
+
 /// The server's event-signing keys, shared by every replica.
 #[async_trait]
 pub trait ServerKeyStore: Send + Sync {
@@ -293,6 +339,7 @@ pub trait Store:
     + TransactionStore
     + EventStore
     + ServerKeyStore
+    + CheckpointStore
     + 'static
 {
 }
@@ -304,6 +351,7 @@ impl<T> Store for T where
         + TransactionStore
         + EventStore
         + ServerKeyStore
+        + CheckpointStore
         + 'static
 {
 }

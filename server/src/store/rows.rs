@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use sqlx::types::Json;
 
-use super::ServerKeyRecord;
 use super::codec::StoredTime;
 use super::records::EventRecord;
+use super::{Checkpoint, ServerKeyRecord};
 use super::{StoreError, StoreResult};
 use assent_proto::signing::SignedVerdict;
 
@@ -335,6 +335,38 @@ impl TryFrom<ServerKeyRow> for ServerKeyRecord {
             created_at: row.created_at.0,
             retired_at: row.retired_at.map(|t| t.0),
         })
+    }
+}
+
+/// A checkpoint as both engines return it.
+#[derive(sqlx::FromRow)]
+pub(super) struct CheckpointRow {
+    application_id: ApplicationId,
+    seq: i64,
+    from_cursor: i64,
+    through_cursor: i64,
+    entries: Vec<u8>,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+    key_id: String,
+    signature: Vec<u8>,
+    created_at: StoredTime,
+}
+
+impl From<CheckpointRow> for Checkpoint {
+    fn from(row: CheckpointRow) -> Self {
+        Self {
+            application_id: row.application_id,
+            seq: row.seq,
+            from_cursor: row.from_cursor,
+            through_cursor: row.through_cursor,
+            entries: row.entries,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+            key_id: row.key_id,
+            signature: row.signature,
+            created_at: row.created_at.0,
+        }
     }
 }
 

@@ -155,3 +155,37 @@ pub const RETIRE_SERVER_KEY: &str =
 /// A new current server key, unless one is current.
 pub const INSERT_SERVER_KEY: &str = "INSERT INTO server_keys (id, public_key, secret_key, \
      created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+
+/// The checkpoint columns.
+macro_rules! checkpoint_columns {
+    () => {
+        "application_id, seq, from_cursor, through_cursor, entries, prev_hash, hash, key_id, \
+         signature, created_at"
+    };
+}
+
+/// An application's newest checkpoint.
+pub const LAST_CHECKPOINT: &str = concat!(
+    "SELECT ",
+    checkpoint_columns!(),
+    " FROM checkpoints WHERE application_id = $1 ORDER BY seq DESC LIMIT 1"
+);
+/// An application's checkpoints in chain order.
+pub const CHECKPOINTS: &str = concat!(
+    "SELECT ",
+    checkpoint_columns!(),
+    " FROM checkpoints WHERE application_id = $1 ORDER BY seq"
+);
+/// A new checkpoint unless its place in the chain is taken.
+pub const INSERT_CHECKPOINT: &str = concat!(
+    "INSERT INTO checkpoints (",
+    checkpoint_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
+);
+/// Stored events of an application in a cursor range, as they are.
+pub const STORED_EVENTS: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE application_id = $1 AND position > $2 AND position <= $3 \
+     ORDER BY position"
+);
