@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use assent_proto::signing::{self, SignedVerdict};
 
-use crate::domain::{Device, EventType, Transaction, TransactionKind, TransactionState};
+use crate::domain::{Device, Transaction, TransactionKind, TransactionState};
 use crate::service::{DeviceView, SignedEvent, TransactionView};
 use crate::store::ServerKeyRecord;
 
@@ -116,20 +116,6 @@ pub fn device(view: &DeviceView) -> v1::Device {
     }
 }
 
-/// The state a transaction event leaves its transaction in.
-fn event_state(event: EventType) -> v1::TransactionState {
-    match event {
-        EventType::TransactionCreated => v1::TransactionState::Pending,
-        EventType::TransactionScanned => v1::TransactionState::Scanned,
-        EventType::TransactionAccepted => v1::TransactionState::Accepted,
-        EventType::TransactionDenied => v1::TransactionState::Denied,
-        EventType::TransactionExpired => v1::TransactionState::Expired,
-        EventType::TransactionCancelled => v1::TransactionState::Cancelled,
-        EventType::TransactionFailed => v1::TransactionState::Failed,
-        EventType::DeviceEnrolled | EventType::DeviceRevoked => v1::TransactionState::Unspecified,
-    }
-}
-
 /// The wire event, with the server's signature.
 pub fn event(signed: SignedEvent) -> v1::Event {
     let record = signed.record;
@@ -155,7 +141,11 @@ pub fn event(signed: SignedEvent) -> v1::Event {
         application_id: signed.application_id.to_string(),
         key_id: signed.key_id.to_string(),
         signature: signed.signature.to_vec(),
-        state: event_state(record.event_type).into(),
+        state: record
+            .event_type
+            .state()
+            .map_or(v1::TransactionState::Unspecified, state)
+            .into(),
     }
 }
 

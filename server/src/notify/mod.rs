@@ -93,6 +93,44 @@ struct Sessions {
     user_of: HashMap<DeviceId, UserKey>,
 }
 
+/// A wait for one transaction's outcome; see [`Notifier::watch_outcome`].
+#[derive(Debug)]
+pub struct OutcomeWatch<'a> {
+    notifier: &'a Notifier,
+    id: TransactionId,
+    receiver: watch::Receiver<()>,
+}
+
+impl OutcomeWatch<'_> {
+    /// Marks what happened so far as seen.
+    pub fn mark_seen(&mut self) {
+        self.receiver.borrow_and_update();
+    }
+
+    /// Resolves when the outcome may have been decided since the last
+    /// [`OutcomeWatch::mark_seen`]; an error if the notifier is gone.
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        self.receiver.changed().await
+    }
+}
+
+impl Drop for OutcomeWatch<'_> {
+    fn drop(&mut self) {
+        let mut outcomes = self
+            .notifier
+            .outcomes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Only this watch left (counted under the lock every watch takes).
+        if outcomes
+            .get(&self.id)
+            .is_some_and(|sender| sender.receiver_count() <= 1)
+        {
+            outcomes.remove(&self.id);
+        }
+    }
+}
+
 /// The in-process hub.
 #[derive(Debug, Default)]
 pub struct Notifier {
@@ -244,28 +282,21 @@ impl Notifier {
             .subscribe()
     }
 
-    /// A receiver that changes when the transaction reaches its terminal
+    /// A watch that changes when the transaction reaches its terminal
     /// state, here or on another replica. Take it before reading the
-    /// transaction, so no outcome is lost in between; hand it back to
-    /// [`Notifier::unwatch_outcome`] when done.
-    pub fn watch_outcome(&self, id: TransactionId) -> watch::Receiver<()> {
+    /// transaction, so no outcome is lost in between; the last watch of a
+    /// transaction frees its entry when dropped (also when the waiting call
+    /// is cancelled).
+    pub fn watch_outcome(&self, id: TransactionId) -> OutcomeWatch<'_> {
         let mut outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
-        outcomes
+        let receiver = outcomes
             .entry(id)
             .or_insert_with(|| watch::channel(()).0)
-            .subscribe()
-    }
-
-    /// Drops a watch from [`Notifier::watch_outcome`]; the last one of a
-    /// transaction frees its entry.
-    pub fn unwatch_outcome(&self, id: TransactionId, watch: watch::Receiver<()>) {
-        drop(watch);
-        let mut outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
-        if outcomes
-            .get(&id)
-            .is_some_and(|sender| sender.receiver_count() == 0)
-        {
-            outcomes.remove(&id);
+            .subscribe();
+        OutcomeWatch {
+            notifier: self,
+            id,
+            receiver,
         }
     }
 

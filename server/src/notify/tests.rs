@@ -151,3 +151,38 @@ async fn a_newer_stream_replaces_an_older_one_but_a_late_notice_ends_nothing_new
     );
     assert_eq!(newer.end_reason(), None, "a late notice ends nothing newer");
 }
+
+#[tokio::test]
+async fn a_settled_notice_wakes_only_the_waiters_of_its_transaction() {
+    let notifier = Notifier::new();
+    let app = ApplicationId::from_uuid(uuid::Uuid::nil());
+    let (id, other) = (TransactionId::random(), TransactionId::random());
+    let mut waiting = notifier.watch_outcome(id);
+    let mut elsewhere = notifier.watch_outcome(other);
+    waiting.mark_seen();
+    elsewhere.mark_seen();
+    notifier.deliver_remote(
+        &Notice::Settled {
+            application_id: app,
+            transaction_id: id,
+        },
+        None,
+    );
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(1), waiting.changed()).await;
+    assert!(matches!(woken, Ok(Ok(()))));
+    let quiet =
+        tokio::time::timeout(std::time::Duration::from_millis(50), elsewhere.changed()).await;
+    assert!(quiet.is_err(), "another transaction's waiter stays asleep");
+}
+
+#[test]
+fn the_last_outcome_watch_frees_its_entry_when_dropped() {
+    let notifier = Notifier::new();
+    let id = TransactionId::random();
+    let first = notifier.watch_outcome(id);
+    let second = notifier.watch_outcome(id);
+    drop(first);
+    assert_eq!(notifier.outcomes.lock().map(|o| o.len()).unwrap_or(0), 1);
+    drop(second);
+    assert_eq!(notifier.outcomes.lock().map(|o| o.len()).unwrap_or(9), 0);
+}

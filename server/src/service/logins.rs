@@ -11,6 +11,7 @@ use super::deps::NotApplied;
 use super::{Caller, Deps, Refused, RefusedExt, ServiceError, SignedEvent};
 use crate::domain::transaction::NewOtpTransaction;
 use crate::domain::{Binding, Context, Message, Otp, Refusal, Transaction, TransactionId, UserId};
+use crate::notify::OutcomeWatch;
 
 /// Input of an OTP login.
 #[derive(Debug, Clone)]
@@ -152,11 +153,8 @@ impl LoginService {
                 .retry_after(Duration::from_secs(1)),
             ));
         }
-        let notifier = &self.deps.notifier;
-        let mut watch = notifier.watch_outcome(id);
-        let waited = self.wait_on(caller, id, timeout, &mut watch).await;
-        notifier.unwatch_outcome(id, watch);
-        waited
+        let mut watch = self.deps.notifier.watch_outcome(id);
+        self.wait_on(caller, id, timeout, &mut watch).await
     }
 
     async fn wait_on(
@@ -164,12 +162,12 @@ impl LoginService {
         caller: &Caller,
         id: TransactionId,
         timeout: Duration,
-        watch: &mut tokio::sync::watch::Receiver<()>,
+        watch: &mut OutcomeWatch<'_>,
     ) -> Result<(Transaction, bool), ServiceError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             // Marked seen before reading: an outcome during the read is kept.
-            watch.borrow_and_update();
+            watch.mark_seen();
             let current = self.get_transaction(caller, id).await?;
             if current.state.is_terminal() {
                 return Ok((current, false));

@@ -24,6 +24,16 @@ pub enum TransactionState {
 impl TransactionState {
     /// States from which a transaction can still move.
     pub const OPEN: &'static [Self] = &[Self::Pending, Self::Scanned];
+    /// Every state.
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Scanned,
+        Self::Accepted,
+        Self::Denied,
+        Self::Expired,
+        Self::Cancelled,
+        Self::Failed,
+    ];
 
     /// The storage and SPEC name.
     pub fn as_str(self) -> &'static str {
@@ -162,6 +172,15 @@ impl EventType {
     /// Parses the storage name.
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|event| event.as_str() == text)
+    }
+
+    /// The state a transaction event leaves its transaction in (the one
+    /// vocabulary: [`TransactionState::event`] read backwards); `None` for
+    /// device events.
+    pub fn state(self) -> Option<TransactionState> {
+        TransactionState::ALL
+            .into_iter()
+            .find(|state| state.event() == self)
     }
 
     /// Whether this event records how a transaction ended.
