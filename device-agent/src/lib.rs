@@ -25,6 +25,7 @@ pub mod config;
 pub mod control;
 pub mod credentials;
 pub mod policy;
+pub mod qr;
 
 mod backoff;
 mod connection;

@@ -81,6 +81,17 @@ enum Command {
         #[arg(long, default_value_t = 150)]
         timeout: u64,
     },
+    /// Read the OTP from a picture of the login page's QR code (PNG or
+    /// JPEG; `-` reads the image from stdin), hand it to the running daemon
+    /// and wait for the outcome, exactly like `otp`.
+    Scan {
+        /// The image file, or `-` for stdin.
+        #[arg(allow_hyphen_values = true, value_name = "IMAGE")]
+        image: PathBuf,
+        /// Seconds to wait for the outcome.
+        #[arg(long, default_value_t = 150)]
+        timeout: u64,
+    },
     /// Show the enrollment and whether the daemon runs and is connected.
     Status,
 }
@@ -149,6 +160,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Otp { ref otp, timeout } => {
             Ok(hand_in(&state_dir, otp, Duration::from_secs(timeout), cli.json).await)
         }
+        Command::Scan { ref image, timeout } => {
+            let otp = match read_qr(image) {
+                Ok(otp) => otp,
+                Err(error) => {
+                    let failed = OtpOutcome {
+                        ok: false,
+                        state: None,
+                        transaction_id: None,
+                        reason: None,
+                        error: Some(error.to_string()),
+                    };
+                    if cli.json {
+                        println!("{}", serde_json::to_string(&failed).unwrap_or_default());
+                    }
+                    eprintln!("error: {error:#}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            Ok(hand_in(&state_dir, &otp, Duration::from_secs(timeout), cli.json).await)
+        }
         Command::Status => status(&state_dir, cli.server.clone(), cli.json).await,
     }
 }
@@ -181,6 +212,29 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
     shutdown.cancel();
     Ok(daemon.await?)
 }
+
+/// The OTP in the QR code of the image at `path` (`-`: stdin).
+fn read_qr(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .take(MAX_IMAGE_BYTES)
+            .read_to_end(&mut bytes)
+            .context("cannot read the image from stdin")?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_IMAGE_BYTES).read_to_end(&mut bytes))
+            .with_context(|| format!("cannot read the image {}", path.display()))?;
+    }
+    if bytes.len() as u64 >= MAX_IMAGE_BYTES {
+        anyhow::bail!("the image is larger than {} MB", MAX_IMAGE_BYTES >> 20);
+    }
+    Ok(assent_agent::qr::otp_from_image(&bytes)?)
+}
+
+/// Largest image `scan` reads.
+const MAX_IMAGE_BYTES: u64 = 32 << 20;
 
 /// `assent-agent otp`: exit 0 only when the login was accepted.
 async fn hand_in(state_dir: &Path, otp: &str, timeout: Duration, as_json: bool) -> ExitCode {

@@ -18,6 +18,20 @@ pub fn render(payload: &str) -> anyhow::Result<String> {
         .build())
 }
 
+/// Writes `payload` as a QR code into a PNG file (dark on light, 8 pixels
+/// per module, quiet zone kept): what a login page would show.
+pub fn write_png(payload: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    let code = QrCode::new(payload.as_bytes()).context("cannot draw the QR code")?;
+    let image = code
+        .render::<image::Luma<u8>>()
+        .module_dimensions(8, 8)
+        .quiet_zone(true)
+        .build();
+    image
+        .save_with_format(path, image::ImageFormat::Png)
+        .with_context(|| format!("cannot write the QR code to {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,24 @@ pub struct OtpArgs {
     /// Extra fact shown on the device, as key=value (split on the first `=`); repeatable.
     #[arg(long = "context", value_name = "KEY=VALUE", value_parser = context::parse_pair)]
     context: Vec<(String, String)>,
+    /// Also write the QR code as a PNG image to FILE (as a login page shows it).
+    #[arg(long, value_name = "FILE")]
+    qr_png: Option<std::path::PathBuf>,
+    /// Bind the login to a browser session: an opaque value of at most 64
+    /// bytes, given as hex (e.g. SHA-256 of the session id).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex)]
+    binding: Option<Vec<u8>>,
+}
+
+/// Parses hex text into bytes.
+fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("expected an even number of hex digits".to_owned());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|e| e.to_string()))
+        .collect()
 }
 
 impl OtpArgs {
@@ -40,9 +58,12 @@ pub async fn run(args: OtpArgs, client: &mut AssentClient, format: Format) -> an
         ttl_seconds: args.ttl.unwrap_or(0),
         context,
         user_id: args.user.unwrap_or_default(),
-        ..Default::default()
+        binding: args.binding.unwrap_or_default(),
     };
     let response = client.create_otp_authentication(request).await?;
+    if let Some(path) = &args.qr_png {
+        qr::write_png(&response.qr_payload, path)?;
+    }
     let view = LoginView::from(&response);
     match format {
         Format::Json => output::write_json(&view),

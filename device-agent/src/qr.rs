@@ -1,0 +1,105 @@
+//! Reading an Assent OTP from a picture of the login page's QR code (a
+//! photo, a screenshot, a PNG or JPEG file): decoded in pure Rust, checked
+//! to be an OTP before anything is sent.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+/// Bytes behind an OTP's text: the transaction id (16) and the secret (32).
+const OTP_BYTES: usize = 48;
+
+/// Why no OTP came out of an image.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QrError {
+    /// Not a PNG or JPEG image, or a damaged one.
+    #[error("cannot read the image ({0}); give a PNG or JPEG file, or `-` to read one from stdin")]
+    Image(String),
+    /// The image holds no readable QR code.
+    #[error(
+        "no QR code found in the image; make sure the whole code is visible, sharp and not \
+         cropped (a screenshot of the login page works)"
+    )]
+    NoCode,
+    /// A QR code, but not an Assent login code.
+    #[error(
+        "the QR code does not hold an Assent login code (it reads {0:?}); scan the code on the \
+         login page of a site that uses Assent"
+    )]
+    NotAnOtp(String),
+}
+
+/// The OTP in the first QR code of the image that holds one.
+pub fn otp_from_image(bytes: &[u8]) -> Result<String, QrError> {
+    let image = image::load_from_memory(bytes)
+        .map_err(|error| QrError::Image(error.to_string()))?
+        .to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(image);
+    let mut first_text = None;
+    for grid in prepared.detect_grids() {
+        let Ok((_, text)) = grid.decode() else {
+            continue;
+        };
+        let text = text.trim().to_owned();
+        if is_otp(&text) {
+            return Ok(text);
+        }
+        first_text.get_or_insert(text);
+    }
+    Err(first_text.map_or(QrError::NoCode, |text| {
+        QrError::NotAnOtp(text.chars().take(40).collect())
+    }))
+}
+
+/// Whether `text` has the form of an OTP (either base64 alphabet).
+fn is_otp(text: &str) -> bool {
+    let decoded = STANDARD
+        .decode(text)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')));
+    decoded.is_ok_and(|bytes| bytes.len() == OTP_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_of(text: &str) -> Vec<u8> {
+        let code = qrcode::QrCode::new(text.as_bytes()).unwrap();
+        let image = code
+            .render::<image::Luma<u8>>()
+            .module_dimensions(6, 6)
+            .build();
+        let mut png = Vec::new();
+        image::DynamicImage::ImageLuma8(image)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        png
+    }
+
+    #[test]
+    fn an_otp_in_a_png_is_read_back() {
+        let otp = STANDARD.encode([7u8; OTP_BYTES]);
+        assert_eq!(otp_from_image(&png_of(&otp)), Ok(otp));
+    }
+
+    #[test]
+    fn other_codes_and_other_files_are_refused_with_a_reason() {
+        let refused = otp_from_image(&png_of("https://example.com")).unwrap_err();
+        assert!(matches!(refused, QrError::NotAnOtp(ref t) if t == "https://example.com"));
+        assert!(refused.to_string().contains("login page"));
+        let blank = png_of_blank();
+        assert_eq!(otp_from_image(&blank), Err(QrError::NoCode));
+        assert!(matches!(
+            otp_from_image(b"not an image"),
+            Err(QrError::Image(_))
+        ));
+    }
+
+    fn png_of_blank() -> Vec<u8> {
+        let image = image::GrayImage::from_pixel(64, 64, image::Luma([255]));
+        let mut png = Vec::new();
+        image::DynamicImage::ImageLuma8(image)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        png
+    }
+}
