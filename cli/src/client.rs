@@ -29,12 +29,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 keepalive, so `events --follow` notices a server that vanished.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// CA bundles tried, in order, for https:// servers when no --ca-cert is given.
-const SYSTEM_CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
 
 /// Where and how to reach the server.
 pub struct ClientConfig {
@@ -296,10 +290,7 @@ fn endpoint(config: &ClientConfig) -> anyhow::Result<Endpoint> {
     }
     let ca = match &config.ca_cert {
         Some(path) => Some(read_ca(path)?),
-        None => SYSTEM_CA_BUNDLES
-            .iter()
-            .map(Path::new)
-            .find(|path| path.is_file())
+        None => assent_proto::tls::system_ca_bundle()
             .map(read_ca)
             .transpose()?,
     };

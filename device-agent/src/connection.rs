@@ -36,11 +36,13 @@ pub(crate) fn endpoint(server: &str, ca_cert: Option<&Path>) -> Result<Endpoint,
     match endpoint.uri().scheme_str() {
         Some("http") => Ok(endpoint),
         Some("https") => {
-            let Some(path) = ca_cert else {
-                return Err(invalid(
-                    "https:// needs --ca-cert FILE (or ASSENT_CA_CERT): this build trusts no system roots"
-                        .to_owned(),
-                ));
+            // The given CA narrows trust to it; otherwise the system's roots.
+            let Some(path) = ca_cert.or_else(assent_proto::tls::system_ca_bundle) else {
+                return Err(invalid(format!(
+                    "https:// needs the system's CA bundle (none of {}) or --ca-cert FILE \
+                     (ASSENT_CA_CERT)",
+                    assent_proto::tls::SYSTEM_CA_BUNDLES.join(", ")
+                )));
             };
             let pem = std::fs::read(path).map_err(|source| AgentError::Storage {
                 path: path.to_owned(),
@@ -206,10 +208,11 @@ mod tests {
     #[test]
     fn plain_and_tls_urls_are_checked() {
         assert!(endpoint("http://127.0.0.1:50051", None).is_ok());
-        assert!(matches!(
-            endpoint("https://assent.example", None),
-            Err(AgentError::InvalidServerUrl { .. })
-        ));
+        // https:// trusts the system's roots unless a CA file narrows it.
+        assert_eq!(
+            endpoint("https://assent.example", None).is_ok(),
+            assent_proto::tls::system_ca_bundle().is_some()
+        );
         assert!(matches!(
             endpoint("ftp://assent.example", None),
             Err(AgentError::InvalidServerUrl { .. })

@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod signing;
+pub mod tls;
 pub mod verify;
 
 /// Generated `assent.v1` messages, clients and servers.

@@ -63,6 +63,17 @@ enum Command {
     /// The tamper-evident record of every application's events.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Ask a running server whether it serves (grpc.health.v1), for
+    /// container and load-balancer health checks: exit 0 only if SERVING.
+    Health {
+        /// The server to ask [default: http://127.0.0.1:PORT, PORT from
+        /// the configured listen address].
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +246,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::App(AppCommand::Key(command)) => key_command(&config, command).await,
         Command::Keys(command) => server_keys_command(&config, command).await,
+        Command::Health { url, timeout } => {
+            let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}", config.listen.port()));
+            health(&url, std::time::Duration::from_secs(timeout)).await
+        }
         Command::Audit(AuditCommand::Verify {
             application,
             seal,
@@ -382,6 +397,33 @@ async fn audit_verify(
         anyhow::bail!("{failed} application(s) failed the audit");
     }
     Ok(())
+}
+
+/// `assent-server health`: one grpc.health.v1 check of the whole server.
+async fn health(url: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("{url} is not a server URL (e.g. http://127.0.0.1:50051)"))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let channel = endpoint.connect().await.with_context(|| {
+        format!("cannot reach the server at {url}: is it running and listening there?")
+    })?;
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .with_context(|| format!("the server at {url} did not answer the health check"))?;
+    match answer.into_inner().status() {
+        tonic_health::pb::health_check_response::ServingStatus::Serving => {
+            println!("SERVING");
+            Ok(())
+        }
+        other => anyhow::bail!(
+            "the server at {url} is {} (draining or starting)",
+            other.as_str_name()
+        ),
+    }
 }
 
 async fn server_keys_command(
