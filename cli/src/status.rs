@@ -10,7 +10,10 @@ pub fn describe(status: &Status, server: &str) -> String {
     let message = status.message();
     match status.code() {
         Code::Unavailable => unreachable(server, &with_sources(message, status.source())),
-        Code::Unauthenticated => format!("the API key was refused: {message}"),
+        Code::Unauthenticated => format!(
+            "the API key was refused: {message}; set ASSENT_API_KEY (or --api-key) to a key \
+             printed by `assent-server app create` or `app key create`"
+        ),
         Code::NotFound => format!("not found: {message}"),
         Code::InvalidArgument => format!("invalid input: {message}"),
         Code::ResourceExhausted => format!("rate limited: {message}"),
@@ -96,7 +99,8 @@ mod tests {
         let cases = [
             (
                 Status::unauthenticated("bad key"),
-                "the API key was refused: bad key",
+                "the API key was refused: bad key; set ASSENT_API_KEY (or --api-key) to a key \
+                 printed by `assent-server app create` or `app key create`",
             ),
             (
                 Status::not_found("no such transaction"),

@@ -84,6 +84,7 @@ async fn wrong_api_key_is_reported_as_refused() {
     .await;
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("the API key was refused: unknown API key"));
+    assert!(stderr(&output).contains("ASSENT_API_KEY (or --api-key)"));
 }
 
 #[tokio::test]

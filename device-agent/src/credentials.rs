@@ -57,6 +57,27 @@ impl DeviceKey {
     }
 }
 
+/// File that records that the server revoked this enrollment.
+const REVOKED_FILE: &str = "revoked";
+
+/// Records that the server revoked this enrollment (what it said), so
+/// `status` can tell after the daemon stopped.
+pub(crate) fn mark_revoked(state_dir: &Path, message: &str) {
+    if let Err(error) = std::fs::write(state_dir.join(REVOKED_FILE), message) {
+        tracing::warn!(%error, "cannot record the revocation");
+    }
+}
+
+/// What the server said when it revoked this enrollment, if it did.
+pub fn revoked(state_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(state_dir.join(REVOKED_FILE)).ok()
+}
+
+/// Forgets a revocation (a new enrollment replaces the revoked one).
+pub(crate) fn clear_revoked(state_dir: &Path) {
+    let _ = std::fs::remove_file(state_dir.join(REVOKED_FILE));
+}
+
 /// True when either enrollment file exists, so nothing would be overwritten
 /// by accident.
 pub(crate) fn is_enrolled(state_dir: &Path) -> bool {

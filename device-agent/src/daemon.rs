@@ -55,19 +55,37 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         policies: JoinSet::new(),
         policy_tasks: HashMap::new(),
         backoff: Backoff::default(),
+        revoked: None,
+        outage: None,
     };
-    tokio::join!(
+    let state_dir = daemon.config.state_dir.clone();
+    let ((), revoked) = tokio::join!(
         control::serve(listener, commands, stop_control.clone()),
         async {
-            daemon.run(command_rx, &shutdown).await;
+            let revoked = daemon.run(command_rx, &shutdown).await;
             stop_control.cancel();
+            revoked
         }
     );
     if let Err(error) = std::fs::remove_file(&socket) {
         tracing::warn!(%error, "cannot remove the control socket");
     }
+    if let Some(message) = revoked {
+        credentials::mark_revoked(&state_dir, &message);
+        tracing::error!(%message, "this device was revoked; stopping (enroll it again)");
+        return Err(AgentError::Revoked { message });
+    }
     tracing::info!("agent daemon stopped");
     Ok(())
+}
+
+/// Whether a refusal says this device was revoked: nothing to retry.
+fn is_revocation(status: &tonic::Status) -> bool {
+    use tonic_types::StatusExt as _;
+    status.code() == tonic::Code::PermissionDenied
+        && status
+            .get_details_error_info()
+            .is_some_and(|info| info.reason == "DEVICE_REVOKED")
 }
 
 /// What a finished policy task returns.
@@ -86,18 +104,29 @@ struct Daemon {
     /// Which transaction each policy task decides, to deny if one panics.
     policy_tasks: HashMap<Id, String>,
     backoff: Backoff,
+    /// Set once the server said this device is revoked: the loop ends.
+    revoked: Option<String>,
+    /// Since when, and why, the server cannot be reached (cleared once a
+    /// stream is up).
+    outage: Option<(Instant, String)>,
 }
 
+/// How long an outage may last before handed-in OTPs fail at once with its
+/// reason instead of waiting for a connection.
+const OUTAGE_GRACE: Duration = Duration::from_secs(3);
+
 impl Daemon {
+    /// Runs until `shutdown` fires, or the server revokes this device
+    /// (then returns what it said).
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<ControlCommand>,
         shutdown: &CancellationToken,
-    ) {
+    ) -> Option<String> {
         let mut link = Link::Waiting(Instant::now());
         let mut attempt = 0u64;
         let mut prune = tokio::time::interval(Duration::from_secs(1));
-        loop {
+        while self.revoked.is_none() {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(command) = commands.recv() => self.on_command(command, link.sender()).await,
@@ -138,10 +167,14 @@ impl Daemon {
                 _ = prune.tick() => self.ledger.prune_closed(),
             }
         }
-        self.ledger
-            .fail_waiters("the agent daemon is shutting down");
+        let stopping = match &self.revoked {
+            Some(message) => format!("this device was revoked: {message}"),
+            None => "the agent daemon is shutting down".to_owned(),
+        };
+        self.ledger.fail_waiters(&stopping);
         self.ledger.cancel_policies();
         self.policies.shutdown().await;
+        self.revoked
     }
 
     async fn on_established(
@@ -152,6 +185,7 @@ impl Daemon {
         let span = tracing::info_span!("connection", server = %self.config.server, attempt);
         match result {
             Ok(session) => {
+                self.outage = None;
                 span.in_scope(|| tracing::info!(user_id = %session.ready.user_id, "connected"));
                 // Unacknowledged decisions first, then the waiting OTPs; the
                 // server re-sends pending confirmations before reading either.
@@ -170,14 +204,39 @@ impl Daemon {
                 }
             }
             Err(error) => {
-                if let ConnectError::Refused(_) = &error {
+                if let ConnectError::Refused(status) = &error {
                     span.in_scope(|| tracing::error!(%error, "cannot connect"));
+                    if is_revocation(status) {
+                        self.revoked = Some(status.message().to_owned());
+                    }
                     self.ledger.fail_waiters(&error.to_string());
                 } else {
                     span.in_scope(|| tracing::warn!(%error, "cannot connect"));
+                    let since = self
+                        .outage
+                        .as_ref()
+                        .map_or_else(Instant::now, |(at, _)| *at);
+                    self.outage = Some((since, error.to_string()));
+                    self.fail_waiters_in_outage();
                 }
                 self.retry_later()
             }
+        }
+    }
+
+    /// Fails the handed-in OTPs when the server has been unreachable for
+    /// longer than [`OUTAGE_GRACE`]: the caller learns why at once instead
+    /// of waiting out its timeout.
+    fn fail_waiters_in_outage(&mut self) {
+        if let Some((since, why)) = &self.outage
+            && since.elapsed() >= OUTAGE_GRACE
+        {
+            let message = format!(
+                "the agent cannot reach the server at {}: {why}; it keeps retrying — hand the \
+                 code in again once `assent-agent status` says connected",
+                self.config.server
+            );
+            self.ledger.fail_waiters(&message);
         }
     }
 

@@ -94,6 +94,7 @@ pub async fn enroll(
         enrolled_at: Utc::now(),
     };
     credentials::save(&config.state_dir, &key, &profile)?;
+    credentials::clear_revoked(&config.state_dir);
     tracing::info!(device_id = %profile.device_id, application = %profile.application_name, "enrolled");
     Ok(Enrollment {
         device_id: profile.device_id,

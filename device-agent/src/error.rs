@@ -41,7 +41,7 @@ pub enum AgentError {
         detail: String,
     },
     /// The server refused the enrollment (bad or used code, invalid input).
-    #[error("the server refused the enrollment ({code:?}): {message}")]
+    #[error("the server refused the enrollment: {message}")]
     EnrollmentRefused {
         /// The gRPC status code.
         code: tonic::Code,
@@ -64,6 +64,15 @@ pub enum AgentError {
         path: PathBuf,
         /// What is wrong with it.
         detail: String,
+    },
+    /// The server revoked this device: the daemon stops (retrying cannot help).
+    #[error(
+        "this device was revoked by its application ({message}); enroll it again with a new code \
+         (assent-agent enroll --force --code …)"
+    )]
+    Revoked {
+        /// The server's words.
+        message: String,
     },
     /// The operating system's random source failed.
     #[error("cannot generate a device key: {0}")]

@@ -98,7 +98,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let daemon = matches!(cli.command, Command::Run { .. });
+    init_tracing(cli.log_format, if daemon { "info" } else { "warn" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -305,9 +306,26 @@ async fn status(
                 )
             }
         };
+    let revoked = assent_agent::credentials::revoked(state_dir);
+    let mut report = report;
+    report["revoked"] = json!(revoked.is_some());
+    // A revoked enrollment is a failure to report, not a state to wait out.
+    let code = if revoked.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
     if as_json {
         println!("{report}");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
+    }
+    if let Some(message) = &revoked {
+        println!(
+            "REVOKED: the server revoked this device ({}); enroll it again with a new code \
+             (assent-agent enroll --force --code …)",
+            message.trim()
+        );
+        return Ok(code);
     }
     if report["enrolled"] != true {
         println!("not enrolled (state directory {})", state_dir.display());
@@ -329,10 +347,11 @@ async fn status(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The one tracing subscriber: stderr, `RUST_LOG` (default `info`).
-fn init_tracing(format: LogFormat) {
+/// Logs to stderr, level from `RUST_LOG`, else `default_level` (`info` for
+/// the daemon, `warn` for one-shot commands, whose output is for a person).
+fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -42,6 +42,16 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// The database URL names no engine Assent has.
+    #[error(
+        "the database URL starts with {scheme:?}, which is no engine Assent has; use \
+         postgres://USER@HOST/DB (or postgresql://), sqlite:///PATH, or no URL for the embedded \
+         file (ASSENT_DATABASE_URL, --database-url, database_url)"
+    )]
+    DatabaseUrl {
+        /// What the URL started with (never the URL: it may hold a password).
+        scheme: String,
+    },
 }
 
 /// File name of the embedded database inside the data directory.
@@ -248,6 +258,28 @@ where
 }
 
 impl ServerConfig {
+    /// Checks the settings every command reads: the database URL's engine.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url {
+            let scheme = url
+                .split_once(':')
+                .map_or(url.as_str(), |(scheme, _)| scheme);
+            if !matches!(scheme, "postgres" | "postgresql" | "sqlite") {
+                return Err(ConfigError::DatabaseUrl {
+                    scheme: scheme.chars().take(20).collect(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether serving plaintext on `addr` is refused: beyond loopback,
+    /// only with TLS or when explicitly allowed.
+    pub fn refuses_plaintext_on(&self, addr: SocketAddr) -> bool {
+        let has_tls = self.tls_cert.is_some() && self.tls_key.is_some();
+        !has_tls && !addr.ip().is_loopback() && !self.insecure_plaintext
+    }
+
     /// Defaults, then `file` if given, then the environment as read by `env`.
     pub fn load(
         file: Option<&Path>,

@@ -92,8 +92,10 @@ pub enum ServerError {
     Store(#[from] StoreError),
     /// Plaintext on a non-loopback address was not explicitly allowed.
     #[error(
-        "refusing to serve plaintext gRPC on non-loopback address {0}: configure \
-         --tls-cert/--tls-key, or pass --insecure-plaintext if a proxy terminates TLS"
+        "refusing to serve plaintext gRPC on {0} (not loopback): set ASSENT_TLS_CERT and \
+         ASSENT_TLS_KEY (--tls-cert/--tls-key), listen on 127.0.0.1, or pass \
+         --insecure-plaintext (ASSENT_INSECURE_PLAINTEXT=true) when a proxy terminates TLS \
+         on a private network"
     )]
     InsecureListen(SocketAddr),
     /// TLS material could not be loaded.
@@ -239,6 +241,11 @@ pub async fn run_with_time(
     shutdown: CancellationToken,
     time: TimeSource,
 ) -> Result<(), ServerError> {
+    // What can refuse the start is checked before anything is created.
+    let local = listener.local_addr()?;
+    if config.refuses_plaintext_on(local) {
+        return Err(ServerError::InsecureListen(local));
+    }
     let opened = open_for_serving(&config).await?;
     if let Engine::Sqlite { path } = &opened.engine {
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
@@ -259,7 +266,7 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let local = listener.local_addr()?;
     let tls = tls_config(&config)?;
-    if tls.is_none() && !local.ip().is_loopback() && !config.insecure_plaintext {
+    if tls.is_none() && config.refuses_plaintext_on(local) {
         return Err(ServerError::InsecureListen(local));
     }
     let tasks = TaskTracker::new();

@@ -14,34 +14,46 @@ use tokio_util::sync::CancellationToken;
 
 /// The Assent authentication server.
 #[derive(Debug, Parser)]
-#[command(name = "assent-server", version, about)]
+#[command(
+    name = "assent-server",
+    version,
+    about,
+    after_help = "Every setting can also come from the TOML file (--config, ASSENT_CONFIG) and \
+                  an ASSENT_* variable; order: defaults, file, environment, flags. The full list \
+                  with defaults is docs/configuration.md."
+)]
 struct Cli {
     /// TOML config file (keys as in docs/configuration.md).
     #[arg(long, env = "ASSENT_CONFIG", global = true)]
     config: Option<PathBuf>,
-    /// gRPC listen address [default: 127.0.0.1:50051].
+    /// gRPC listen address [env: ASSENT_LISTEN] [default: 127.0.0.1:50051].
     #[arg(long, global = true)]
     listen: Option<std::net::SocketAddr>,
     /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/assent
-    /// [default: the embedded SQLite file in the data directory].
+    /// [env: ASSENT_DATABASE_URL] [default: the embedded SQLite file in the
+    /// data directory].
     #[arg(long, global = true)]
     database_url: Option<String>,
-    /// Directory of the embedded SQLite store [default: ~/.local/share/assent].
+    /// Directory of the embedded SQLite store [env: ASSENT_DATA_DIR]
+    /// [default: ~/.local/share/assent].
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
-    /// Prometheus metrics address [default: 127.0.0.1:9464; `off` disables].
+    /// Prometheus metrics address [env: ASSENT_METRICS_LISTEN] [default:
+    /// 127.0.0.1:9464; `off` disables].
     #[arg(long, global = true)]
     metrics_listen: Option<String>,
-    /// PEM certificate chain for TLS.
+    /// PEM certificate chain for TLS [env: ASSENT_TLS_CERT].
     #[arg(long, global = true)]
     tls_cert: Option<PathBuf>,
-    /// PEM private key for TLS.
+    /// PEM private key for TLS [env: ASSENT_TLS_KEY].
     #[arg(long, global = true)]
     tls_key: Option<PathBuf>,
-    /// Allow plaintext gRPC on a non-loopback address (e.g. behind a TLS proxy).
+    /// Allow plaintext gRPC on a non-loopback address (e.g. behind a TLS
+    /// proxy) [env: ASSENT_INSECURE_PLAINTEXT=true].
     #[arg(long, global = true)]
     insecure_plaintext: bool,
-    /// Log format.
+    /// Log format [env: ASSENT_LOG_FORMAT] [default: human]; the level comes
+    /// from RUST_LOG (default: info when serving, warn for other commands).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
@@ -200,6 +212,7 @@ impl Cli {
         if let Some(format) = self.log_format {
             config.log_format = format;
         }
+        config.check()?;
         Ok(config)
     }
 }
@@ -218,7 +231,8 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config()?;
-    telemetry::init(config.log_format);
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    telemetry::init(config.log_format, if serving { "info" } else { "warn" });
     // tonic's TLS and sqlx use rustls; pin the ring provider before first use.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command.unwrap_or(Command::Serve) {
@@ -238,7 +252,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let out = serde_json::json!({"app_id": app.id.to_string(), "key_id": key_id, "api_key": key, "name": app.name});
                 println!("{out}");
             } else {
-                println!("Created application {:?} ({})", app.name, app.id);
+                println!("Created application \"{}\" ({})", app.name, app.id);
                 println!("API key (shown only now; store it safely):\n  {key}");
                 println!("Try:\n  export ASSENT_API_KEY={key}");
             }

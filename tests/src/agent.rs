@@ -86,6 +86,18 @@ impl Drop for EnrolledAgent {
 pub struct AgentProcess(Child);
 
 impl AgentProcess {
+    /// Waits up to `timeout` for the daemon to exit on its own.
+    pub async fn exited_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// SIGKILL: the agent gets no chance to say goodbye.
     pub fn kill(&mut self) {
         let _ = self.0.kill();

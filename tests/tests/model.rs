@@ -23,7 +23,7 @@ use assent_server::store::Store;
 use assent_tests::{InProcess, KeyDevice, TestDb, seeded};
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 /// Generated cases per engine (`ASSENT_MODEL_CASES` overrides it for a
 /// quick local run).
@@ -732,7 +732,18 @@ fn run_model(engine: &str, db: impl FnOnce(&tokio::runtime::Runtime) -> TestDb) 
         max_shrink_iters: 2000,
         ..Config::default()
     };
-    let mut runner = TestRunner::new(config);
+    // Seeded, so a CI run is repeatable (the rarest rule, a revoked
+    // device's decision, is reached ~5 times per 1 000 random cases: an
+    // unseeded run missed it about once in 150). ASSENT_MODEL_SEED explores
+    // other sequences.
+    let seed: u64 = std::env::var("ASSENT_MODEL_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0x00a5_5e47);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+    let mut runner = TestRunner::new_with_rng(config, rng);
     let result = runner.run(&prop::collection::vec(op(), 1..MAX_OPS), |ops| {
         case.set(case.get() + 1);
         // Each case starts a day after the last one could have ended.

@@ -31,12 +31,15 @@ impl Daemon {
                 return Some(self.disconnected(since, None));
             }
             Err(status) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "the stream failed");
+                tracing::warn!(message = status.message(), "the stream failed");
                 if status.code() == tonic::Code::PermissionDenied {
                     self.ledger.fail_waiters(&format!(
                         "the server refused this device: {}",
                         status.message()
                     ));
+                }
+                if super::is_revocation(&status) {
+                    self.revoked = Some(status.message().to_owned());
                 }
                 return Some(self.disconnected(since, None));
             }
@@ -104,7 +107,10 @@ impl Daemon {
         span.in_scope(|| {
             tracing::info!(
                 request_id = request.request_id,
-                kind = request.kind().as_str_name(),
+                kind = match request.kind() {
+                    assent_proto::v1::TransactionKind::Push => "push",
+                    _ => "otp",
+                },
                 number_matching = !request.number_choices.is_empty(),
                 "confirmation requested"
             );
@@ -164,8 +170,9 @@ impl Daemon {
             ControlCommand::SubmitOtp { otp, reply } => {
                 tracing::info!(transaction_id = %otp.transaction_id(), "OTP handed in");
                 self.ledger.enqueue(otp, reply);
-                if let Some(sender) = sender {
-                    self.submit_queued(sender).await;
+                match sender {
+                    Some(sender) => self.submit_queued(sender).await,
+                    None => self.fail_waiters_in_outage(),
                 }
             }
             ControlCommand::Status { reply } => {

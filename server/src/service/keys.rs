@@ -32,7 +32,10 @@ impl KeyService {
     pub async fn authenticate(&self, key_text: &str) -> Result<Caller, ServiceError> {
         let refused = || {
             ServiceError::Unauthenticated(
-                "the API key is not valid; pass `authorization: Bearer <api key>`".to_owned(),
+                "the API key is not valid (unknown, revoked or mistyped); use a key printed by \
+                 `assent-server app create` or `app key create`, sent as `authorization: Bearer \
+                 <api key>`"
+                    .to_owned(),
             )
         };
         let key = ApiKey::parse(key_text).map_err(|_| refused())?;

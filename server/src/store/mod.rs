@@ -52,6 +52,18 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("applying database migrations failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The database named by the configuration cannot be reached at start.
+    #[error(
+        "cannot connect to PostgreSQL at {target}; check that it runs there and that \
+         ASSENT_DATABASE_URL (database_url) names the right host, port, database and user"
+    )]
+    Connect {
+        /// Host, port and database.
+        target: String,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
 }
 
 /// Classifies a driver error that did not come from the database itself:

@@ -12,8 +12,8 @@ mod queries;
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool};
 
 use super::{StoreError, StoreResult};
 
@@ -53,6 +53,32 @@ impl PgStore {
             .parse::<PgConnectOptions>()
             .map_err(StoreError::Database)?
             .options([("statement_timeout", timeout.as_str())]);
+        // One connection first: a pool that cannot connect only says it
+        // timed out, while this says where and why.
+        let target = format!(
+            "{}:{} (database {:?}, user {:?})",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default(),
+            options.get_username()
+        );
+        let probe = tokio::time::timeout(
+            limits.acquire_timeout.max(Duration::from_secs(5)),
+            PgConnection::connect_with(&options),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer within the connect timeout",
+            )))
+        });
+        match probe {
+            Ok(connection) => {
+                let _ = connection.close().await;
+            }
+            Err(source) => return Err(StoreError::Connect { target, source }),
+        }
         let pool = PgPoolOptions::new()
             .max_connections(limits.max_connections)
             .acquire_timeout(limits.acquire_timeout)
