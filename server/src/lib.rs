@@ -300,6 +300,9 @@ pub async fn serve(
         }
     };
     let services = Services::new(Arc::clone(&opened.store), notifier, clock, config.limits());
+    if let Some(pool) = &opened.pool {
+        services.metrics().watch_pool(pool.clone());
+    }
     tasks.spawn(sweeper::run(
         Arc::clone(&services),
         Duration::from_millis(config.sweep_interval_ms.max(10)),
@@ -390,6 +393,7 @@ pub async fn serve(
     let admission = grpc::admission::AdmissionLayer::new(
         config.max_concurrent_requests,
         Duration::from_millis(config.request_timeout_ms),
+        Arc::clone(services.metrics()),
     );
     let mut builder = Server::builder()
         .layer(admission)

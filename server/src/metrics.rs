@@ -1,124 +1,285 @@
-//! Prometheus metrics: counters kept by the services, rendered in the text
-//! exposition format on a separate plain-HTTP port (`metrics_listen`, by
-//! default 127.0.0.1:9464). The endpoint answers `GET /metrics` only, reads
-//! at most 8 KiB of request with a 5 s deadline, and closes every connection.
+//! Prometheus metrics through the Prometheus project's own Rust client
+//! (`prometheus-client`), served by axum on a separate plain-HTTP port
+//! (`metrics_listen`, by default 127.0.0.1:9464, `GET /metrics`):
+//! - counters of transactions created and ended, refused OTPs, enrollments;
+//! - `assent_rpc_duration_seconds{rpc}`: every call's handler time;
+//! - `assent_flow_seconds{step}`: a login's steps — `scanned` and `decided`
+//!   (since its creation) and `delivered` (from an event's commit to a
+//!   subscriber's stream);
+//! - gauges: device streams, calls in progress, waits for outcomes, and the
+//!   database pool's connections.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::domain::{TransactionKind, TransactionState};
 use crate::notify::Notifier;
 
-/// Longest request head read.
-const MAX_REQUEST: usize = 8 * 1024;
-/// How long a scraper may take to send its request.
-const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// Labels of a transaction counter by kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
 
-const KINDS: [TransactionKind; 2] = [TransactionKind::Otp, TransactionKind::Push];
-const ENDINGS: [TransactionState; 5] = [
-    TransactionState::Accepted,
-    TransactionState::Denied,
-    TransactionState::Expired,
-    TransactionState::Cancelled,
-    TransactionState::Failed,
-];
+/// Labels of a transaction counter by terminal state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
 
-/// Counters of one server process.
-#[derive(Debug, Default)]
+/// Labels of a call's duration.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabel {
+    rpc: String,
+}
+
+/// Labels of a login step's duration.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabel {
+    step: &'static str,
+}
+
+/// A step of a login, timed by [`Metrics::flow_step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowStep {
+    /// Creation to the device's scan.
+    Scanned,
+    /// Creation to the device's decision.
+    Decided,
+    /// An event's commit to a subscriber's stream.
+    Delivered,
+}
+
+impl FlowStep {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Scanned => "scanned",
+            Self::Decided => "decided",
+            Self::Delivered => "delivered",
+        }
+    }
+}
+
+/// Buckets from 0.25 ms to about 8 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// The metrics of one server process.
 pub struct Metrics {
-    created: [AtomicU64; 2],
-    ended: [AtomicU64; 5],
-    otp_refused: AtomicU64,
-    enrolled: AtomicU64,
+    registry: Registry,
+    created: Family<KindLabel, Counter>,
+    ended: Family<StateLabel, Counter>,
+    otp_refused: Counter,
+    enrolled: Counter,
+    rpc: Family<RpcLabel, Histogram, fn() -> Histogram>,
+    flow: Family<StepLabel, Histogram, fn() -> Histogram>,
+    calls_in_progress: Gauge,
+    waits_in_progress: Gauge,
+    device_streams: Gauge,
+    pool_size: Gauge,
+    pool_idle: Gauge,
+    pool: std::sync::OnceLock<sqlx::PgPool>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("assent");
+        let created = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "transactions_created",
+            "Transactions created",
+            created.clone(),
+        );
+        let ended = Family::<StateLabel, Counter>::default();
+        registry.register(
+            "transactions_ended",
+            "Transactions that reached a terminal state",
+            ended.clone(),
+        );
+        let otp_refused = Counter::default();
+        registry.register(
+            "otp_refused",
+            "OTP submissions refused",
+            otp_refused.clone(),
+        );
+        let enrolled = Counter::default();
+        registry.register("devices_enrolled", "Devices enrolled", enrolled.clone());
+        let rpc: Family<RpcLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "rpc_duration_seconds",
+            "Handler time of each call, by RPC (streams: until the stream is set up)",
+            rpc.clone(),
+        );
+        let flow: Family<StepLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "flow_seconds",
+            "Login steps: scanned and decided (since creation), delivered (event commit to \
+             subscriber)",
+            flow.clone(),
+        );
+        let calls_in_progress = Gauge::default();
+        registry.register(
+            "calls_in_progress",
+            "Calls being handled now (bounded by max_concurrent_requests)",
+            calls_in_progress.clone(),
+        );
+        let waits_in_progress = Gauge::default();
+        registry.register(
+            "waits_in_progress",
+            "WaitTransaction calls waiting now",
+            waits_in_progress.clone(),
+        );
+        let device_streams = Gauge::default();
+        registry.register(
+            "device_streams",
+            "Authenticated device streams on this server",
+            device_streams.clone(),
+        );
+        let pool_size = Gauge::default();
+        registry.register(
+            "db_pool_connections",
+            "Open connections of the PostgreSQL pool",
+            pool_size.clone(),
+        );
+        let pool_idle = Gauge::default();
+        registry.register(
+            "db_pool_idle_connections",
+            "Idle connections of the PostgreSQL pool",
+            pool_idle.clone(),
+        );
+        Self {
+            registry,
+            created,
+            ended,
+            otp_refused,
+            enrolled,
+            rpc,
+            flow,
+            calls_in_progress,
+            waits_in_progress,
+            device_streams,
+            pool_size,
+            pool_idle,
+            pool: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 impl Metrics {
     /// Counts a created transaction.
     pub fn transaction_created(&self, kind: TransactionKind) {
-        if let Some(i) = KINDS.iter().position(|k| *k == kind) {
-            self.created[i].fetch_add(1, Ordering::Relaxed);
-        }
+        let kind = match kind {
+            TransactionKind::Otp => "otp",
+            TransactionKind::Push => "push",
+        };
+        self.created.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// Counts a transaction reaching a terminal state.
     pub fn transaction_ended(&self, state: TransactionState) {
-        if let Some(i) = ENDINGS.iter().position(|s| *s == state) {
-            self.ended[i].fetch_add(1, Ordering::Relaxed);
-        }
+        let state = match state {
+            TransactionState::Pending => return,
+            TransactionState::Scanned => return,
+            TransactionState::Accepted => "accepted",
+            TransactionState::Denied => "denied",
+            TransactionState::Expired => "expired",
+            TransactionState::Cancelled => "cancelled",
+            TransactionState::Failed => "failed",
+        };
+        self.ended.get_or_create(&StateLabel { state }).inc();
     }
 
     /// Counts a refused OTP submission.
     pub fn otp_refused(&self) {
-        self.otp_refused.fetch_add(1, Ordering::Relaxed);
+        self.otp_refused.inc();
     }
 
     /// Counts an enrolled device.
     pub fn device_enrolled(&self) {
-        self.enrolled.fetch_add(1, Ordering::Relaxed);
+        self.enrolled.inc();
     }
 
-    /// The text exposition format.
+    /// Records a call's handler time; `rpc` is the method name.
+    pub fn rpc_finished(&self, rpc: &str, elapsed: Duration) {
+        self.rpc
+            .get_or_create(&RpcLabel {
+                rpc: rpc.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how long a login step took.
+    pub fn flow_step(&self, step: FlowStep, elapsed: Duration) {
+        self.flow
+            .get_or_create(&StepLabel { step: step.label() })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A call started; the guard ends it.
+    pub fn call_started(&self) -> InProgress {
+        self.calls_in_progress.inc();
+        InProgress(self.calls_in_progress.clone())
+    }
+
+    /// A WaitTransaction started; the guard ends it.
+    pub fn wait_started(&self) -> InProgress {
+        self.waits_in_progress.inc();
+        InProgress(self.waits_in_progress.clone())
+    }
+
+    /// Reports the connections of this PostgreSQL pool.
+    pub fn watch_pool(&self, pool: sqlx::PgPool) {
+        let _ = self.pool.set(pool);
+    }
+
+    /// The text exposition format, gauges read now.
     pub fn render(&self, notifier: &Notifier) -> String {
+        self.device_streams
+            .set(i64::try_from(notifier.session_count()).unwrap_or(i64::MAX));
+        if let Some(pool) = self.pool.get() {
+            self.pool_size.set(i64::from(pool.size()));
+            self.pool_idle
+                .set(i64::try_from(pool.num_idle()).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP assent_transactions_created_total Transactions created."
-        );
-        let _ = writeln!(out, "# TYPE assent_transactions_created_total counter");
-        for (kind, count) in KINDS.iter().zip(&self.created) {
-            let _ = writeln!(
-                out,
-                "assent_transactions_created_total{{kind=\"{}\"}} {}",
-                kind.as_str().to_lowercase(),
-                count.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP assent_transactions_ended_total Transactions that reached a terminal state."
-        );
-        let _ = writeln!(out, "# TYPE assent_transactions_ended_total counter");
-        for (state, count) in ENDINGS.iter().zip(&self.ended) {
-            let _ = writeln!(
-                out,
-                "assent_transactions_ended_total{{state=\"{}\"}} {}",
-                state.as_str().to_lowercase(),
-                count.load(Ordering::Relaxed)
-            );
-        }
-        let simple = [
-            (
-                "assent_otp_refused_total",
-                "counter",
-                "OTP submissions refused.",
-                self.otp_refused.load(Ordering::Relaxed),
-            ),
-            (
-                "assent_devices_enrolled_total",
-                "counter",
-                "Devices enrolled.",
-                self.enrolled.load(Ordering::Relaxed),
-            ),
-            (
-                "assent_device_streams",
-                "gauge",
-                "Authenticated device streams on this server.",
-                notifier.session_count(),
-            ),
-        ];
-        for (name, kind, help, value) in simple {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
+        if let Err(error) = encode(&mut out, &self.registry) {
+            tracing::warn!(%error, "cannot encode the metrics");
         }
         out
+    }
+}
+
+/// Something in progress, counted in a gauge until dropped.
+#[derive(Debug)]
+pub struct InProgress(Gauge);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -129,42 +290,26 @@ pub async fn serve(
     notifier: Arc<Notifier>,
     stop: CancellationToken,
 ) {
-    let connections = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((mut socket, _)) = accepted else {
-            continue;
-        };
-        let body = metrics.render(&notifier);
-        connections.spawn(async move {
-            let mut head = Vec::with_capacity(512);
-            let read = tokio::time::timeout(READ_DEADLINE, async {
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-            })
-            .await;
-            let response = if read.is_ok() && head.starts_with(b"GET /metrics ") {
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
-            };
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
-        });
+    async fn scrape(
+        State((metrics, notifier)): State<(Arc<Metrics>, Arc<Notifier>)>,
+    ) -> impl IntoResponse {
+        (
+            [(
+                CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            metrics.render(&notifier),
+        )
     }
-    connections.close();
-    connections.wait().await;
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state((metrics, notifier));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
+    if let Err(error) = served {
+        tracing::warn!(%error, "the metrics endpoint stopped");
+    }
 }
 
 #[cfg(test)]
@@ -172,14 +317,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_render_in_the_exposition_format() {
+    fn counters_and_histograms_render_in_the_exposition_format() {
         let metrics = Metrics::default();
         metrics.transaction_created(TransactionKind::Push);
         metrics.transaction_ended(TransactionState::Accepted);
         metrics.transaction_ended(TransactionState::Accepted);
+        metrics.rpc_finished("GetTransaction", Duration::from_millis(2));
+        metrics.flow_step(FlowStep::Decided, Duration::from_millis(40));
         let text = metrics.render(&Notifier::new());
-        assert!(text.contains("assent_transactions_created_total{kind=\"push\"} 1"));
+        assert!(
+            text.contains("assent_transactions_created_total{kind=\"push\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("assent_transactions_ended_total{state=\"accepted\"} 2"));
         assert!(text.contains("assent_device_streams 0"));
+        assert!(text.contains("assent_rpc_duration_seconds_count{rpc=\"GetTransaction\"} 1"));
+        assert!(text.contains("assent_flow_seconds_count{step=\"decided\"} 1"));
     }
 }

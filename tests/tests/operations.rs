@@ -136,7 +136,9 @@ async fn prometheus_metrics_count_what_happened(db: TestDb) {
             .await
             .unwrap();
         socket
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
             .await
             .unwrap();
         let mut response = String::new();
@@ -151,6 +153,60 @@ async fn prometheus_metrics_count_what_happened(db: TestDb) {
     );
     assert!(metrics.contains("# TYPE assent_device_streams gauge"));
     assert!(scrape("/other").await.starts_with("HTTP/1.1 404"));
+
+    // Three full logins, followed by a subscriber: the histograms count them.
+    let phone = assent_tests::TestDevice::enroll(&server, &app, "alice").await;
+    let mut events = rp
+        .subscribe(assent_proto::v1::SubscribeRequest {
+            from_head: true,
+            ..Default::default()
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    for _ in 0..3 {
+        let created = rp
+            .create_otp_authentication(assent_proto::v1::CreateOtpAuthenticationRequest {
+                message: "Log in?".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect("create")
+            .into_inner();
+        let mut stream = phone.connect(&server).await.expect("connect");
+        let request = stream.scan(&created.otp).await;
+        stream
+            .decide(phone.decision(&request, assent_proto::signing::SignedVerdict::Accept, ""))
+            .await;
+    }
+    // created, scanned, accepted for each: nine events reach the subscriber.
+    for _ in 0..9 {
+        assent_tests::within(10, "an event", events.message())
+            .await
+            .expect("stream")
+            .expect("event");
+    }
+    let metrics = scrape("/metrics").await;
+    let value = |line: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{line} missing: {metrics}"))
+    };
+    assert_eq!(
+        value("assent_rpc_duration_seconds_count{rpc=\"CreateOtpAuthentication\"}"),
+        4.0
+    );
+    assert_eq!(value("assent_flow_seconds_count{step=\"scanned\"}"), 3.0);
+    assert_eq!(value("assent_flow_seconds_count{step=\"decided\"}"), 3.0);
+    assert!(value("assent_flow_seconds_count{step=\"delivered\"}") >= 9.0);
+    assert_eq!(
+        value("assent_transactions_ended_total{state=\"accepted\"}"),
+        3.0
+    );
+    assert!(metrics.contains("# TYPE assent_rpc_duration_seconds histogram"));
+    assert!(value("assent_calls_in_progress") >= 0.0);
 }
 
 assent_tests::on_both_engines!(

@@ -18,6 +18,7 @@ use tower::{Layer, Service};
 
 use super::connection::{self, InUse};
 use super::status;
+use crate::metrics::Metrics;
 use crate::service::{Refused, RefusedExt};
 
 /// The bounds calls are admitted under.
@@ -25,14 +26,17 @@ use crate::service::{Refused, RefusedExt};
 pub struct AdmissionLayer {
     permits: Arc<Semaphore>,
     deadline: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl AdmissionLayer {
-    /// At most `concurrent` handlers at once, each within `deadline`.
-    pub fn new(concurrent: usize, deadline: Duration) -> Self {
+    /// At most `concurrent` handlers at once, each within `deadline`, each
+    /// timed into `metrics`.
+    pub fn new(concurrent: usize, deadline: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(concurrent.max(1))),
             deadline,
+            metrics,
         }
     }
 }
@@ -45,6 +49,7 @@ impl<S> Layer<S> for AdmissionLayer {
             inner,
             permits: Arc::clone(&self.permits),
             deadline: self.deadline,
+            metrics: Arc::clone(&self.metrics),
         }
     }
 }
@@ -55,6 +60,7 @@ pub struct Admission<S> {
     inner: S,
     permits: Arc<Semaphore>,
     deadline: Duration,
+    metrics: Arc<Metrics>,
 }
 
 type Boxed<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -85,6 +91,7 @@ where
                     .map(|tls| tls.get_ref())
             })
             .map(|info| info.in_use());
+        let timing = Timing::start(&self.metrics, request.uri().path());
         // WaitTransaction is a long poll: it holds no handler slot (the
         // service bounds waits on its own) and may outlast the deadline by
         // its own longest timeout.
@@ -93,7 +100,7 @@ where
             let handler = self.inner.call(request);
             return Box::pin(async move {
                 match tokio::time::timeout(deadline, handler).await {
-                    Ok(response) => response,
+                    Ok(response) => response.inspect(|response| timing.finish(response)),
                     Err(_) => Ok(status::plain(
                         Code::DeadlineExceeded,
                         "DEADLINE_EXCEEDED",
@@ -118,9 +125,10 @@ where
         };
         let deadline = self.deadline;
         let handler = self.inner.call(request);
+        let in_progress = self.metrics.call_started();
         Box::pin(async move {
             let response = match tokio::time::timeout(deadline, handler).await {
-                Ok(response) => response?,
+                Ok(response) => response.inspect(|response| timing.finish(response))?,
                 Err(_) => {
                     return Ok(status::plain(
                         Code::DeadlineExceeded,
@@ -134,6 +142,7 @@ where
                 }
             };
             drop(permit);
+            drop(in_progress);
             Ok(response.map(|body| match in_use {
                 Some(in_use) => Body::new(Tracked {
                     body,
@@ -142,6 +151,39 @@ where
                 None => body,
             }))
         })
+    }
+}
+
+/// A call's handler time, recorded under its method name once the handler
+/// answered (an unknown method, answered `UNIMPLEMENTED`, as `unknown`, so
+/// made-up paths cannot grow the label set).
+struct Timing {
+    metrics: Arc<Metrics>,
+    method: String,
+    started: std::time::Instant,
+}
+
+impl Timing {
+    fn start(metrics: &Arc<Metrics>, path: &str) -> Self {
+        let method = path.rsplit('/').next().unwrap_or_default();
+        Self {
+            metrics: Arc::clone(metrics),
+            method: method.chars().take(64).collect(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn finish(&self, response: &http::Response<Body>) {
+        let unimplemented = response
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|status| status == "12");
+        let method = if unimplemented || self.method.is_empty() {
+            "unknown"
+        } else {
+            &self.method
+        };
+        self.metrics.rpc_finished(method, self.started.elapsed());
     }
 }
 

@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 
 use super::signer::{EventSigner, SignedEvent};
 use super::{Caller, Refused, RefusedExt, ServiceError, ServiceLimits};
+use crate::domain::TransactionState;
 use crate::domain::rate::TokenBucket;
 use crate::domain::{ApiKeyId, ApplicationId, Change, Clock, Refusal, Transaction, TransactionId};
-use crate::metrics::Metrics;
+use crate::metrics::{FlowStep, Metrics};
 use crate::notify::Notifier;
 use crate::store::{ApiKeyRecord, Store};
 
@@ -146,6 +147,19 @@ impl Deps {
         }
         if change.after.state.is_terminal() {
             self.metrics.transaction_ended(change.after.state);
+        }
+        let step = match change.after.state {
+            TransactionState::Scanned => Some(FlowStep::Scanned),
+            TransactionState::Accepted | TransactionState::Denied
+                if change.after.answer.is_some() =>
+            {
+                Some(FlowStep::Decided)
+            }
+            _ => None,
+        };
+        if let Some(step) = step {
+            let took = (self.clock.now() - change.after.created_at).to_std();
+            self.metrics.flow_step(step, took.unwrap_or_default());
         }
         self.notifier.applied(change);
         Ok(true)

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::feed::Feeds;
 use super::{Caller, Deps, Refused, RefusedExt, ServiceError, SignedEvent};
 use crate::domain::ApiKeyId;
+use crate::metrics::FlowStep;
 
 /// Events read per query.
 const PAGE: i64 = 256;
@@ -171,6 +172,10 @@ impl EventService {
             let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= PAGE;
             for event in batch {
                 after = event.record.cursor;
+                let late = (self.deps.clock.now() - event.record.occurred_at).to_std();
+                self.deps
+                    .metrics
+                    .flow_step(FlowStep::Delivered, late.unwrap_or_default());
                 if sink.send(Ok(event)).await.is_err() {
                     return;
                 }

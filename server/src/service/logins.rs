@@ -153,6 +153,7 @@ impl LoginService {
                 .retry_after(Duration::from_secs(1)),
             ));
         }
+        let _waiting = self.deps.metrics.wait_started();
         let mut watch = self.deps.notifier.watch_outcome(id);
         self.wait_on(caller, id, timeout, &mut watch).await
     }
