@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::push::PushLimits;
 use crate::service::ServiceLimits;
@@ -73,7 +73,7 @@ pub enum Engine {
 }
 
 /// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -95,14 +95,18 @@ impl FromStr for LogFormat {
     }
 }
 
-/// Every setting of `assent-server`. Field names are the TOML keys; the
-/// environment variable is `ASSENT_` + the upper-cased name.
-#[derive(Clone, Deserialize)]
+/// Every setting of `assent-server`, declared once here: the field name is
+/// the TOML key, and `ASSENT_` + the upper-cased name is the environment
+/// variable ([`ServerConfig::load`] layers defaults, the file and the
+/// environment with `figment`, so a new field needs no other edit).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// gRPC listen address.
     pub listen: SocketAddr,
-    /// Prometheus metrics address (plain HTTP, `GET /metrics`); `None` turns it off.
+    /// Prometheus metrics address (plain HTTP, `GET /metrics`); `None`
+    /// (`off`) turns it off.
+    #[serde(with = "address_or_off")]
     pub metrics_listen: Option<SocketAddr>,
     /// `postgres://user@host/db` selects PostgreSQL; `sqlite:PATH` a SQLite
     /// file; unset, the embedded SQLite file in `data_dir`.
@@ -198,63 +202,40 @@ impl Default for ServerConfig {
 }
 
 impl fmt::Debug for ServerConfig {
+    /// Every field, the database URL redacted (it may hold a password).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerConfig")
-            .field("listen", &self.listen)
-            .field("metrics_listen", &self.metrics_listen)
-            .field(
-                "database_url",
-                &self.database_url.as_ref().map(|_| "<redacted>"),
-            )
-            .field("data_dir", &self.data_dir)
-            .field("tls_cert", &self.tls_cert)
-            .field("tls_key", &self.tls_key)
-            .field("insecure_plaintext", &self.insecure_plaintext)
-            .field("log_format", &self.log_format)
-            .field("event_retention_seconds", &self.event_retention_seconds)
-            .field("create_rate_per_second", &self.create_rate_per_second)
-            .field("create_burst", &self.create_burst)
-            .field("sweep_interval_ms", &self.sweep_interval_ms)
-            .field("max_db_connections", &self.max_db_connections)
-            .field("drain_timeout_seconds", &self.drain_timeout_seconds)
-            .field("push_unanswered_limit", &self.push_unanswered_limit)
-            .field("push_window_seconds", &self.push_window_seconds)
-            .field("fraud_cooldown_seconds", &self.fraud_cooldown_seconds)
-            .field("enroll_refusal_burst", &self.enroll_refusal_burst)
-            .field(
-                "enroll_refusals_per_minute",
-                &self.enroll_refusals_per_minute,
-            )
-            .field("db_acquire_timeout_ms", &self.db_acquire_timeout_ms)
-            .field("db_statement_timeout_ms", &self.db_statement_timeout_ms)
-            .field("request_timeout_ms", &self.request_timeout_ms)
-            .field("max_concurrent_requests", &self.max_concurrent_requests)
-            .field("max_connections", &self.max_connections)
-            .field("max_connections_per_peer", &self.max_connections_per_peer)
-            .field("handshake_timeout_ms", &self.handshake_timeout_ms)
-            .field("idle_timeout_seconds", &self.idle_timeout_seconds)
-            .field("stream_send_timeout_ms", &self.stream_send_timeout_ms)
-            .field("max_subscribers_per_key", &self.max_subscribers_per_key)
-            .finish()
+        let mut fields = serde_json::to_value(self).unwrap_or_default();
+        if let Some(url) = fields.get_mut("database_url").filter(|url| !url.is_null()) {
+            *url = serde_json::Value::from("<redacted>");
+        }
+        write!(f, "ServerConfig {fields}")
     }
 }
 
-/// Overwrites `field` from variable `name` when it is set.
-fn from_env<T: FromStr>(
-    env: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-    field: &mut T,
-) -> Result<(), ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    if let Some(value) = env(name) {
-        *field = value.parse().map_err(|error: T::Err| ConfigError::Env {
-            name: name.to_owned(),
-            message: error.to_string(),
-        })?;
+/// `metrics_listen`: an address, or `off` (or empty) for none.
+mod address_or_off {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str("off"),
+        }
     }
-    Ok(())
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim() {
+            "" | "off" => Ok(None),
+            addr => addr.parse().map(Some).map_err(|error| {
+                serde::de::Error::custom(format!(
+                    "{error} (use an address like 127.0.0.1:9464, or `off`)"
+                ))
+            }),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -280,154 +261,67 @@ impl ServerConfig {
         !has_tls && !addr.ip().is_loopback() && !self.insecure_plaintext
     }
 
-    /// Defaults, then `file` if given, then the environment as read by `env`.
+    /// Defaults, then `file` if given, then the environment as read by
+    /// `env` (`ASSENT_` + the upper-cased key of every field; empty values
+    /// count as unset), layered by `figment`.
     pub fn load(
         file: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut config = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                toml::from_str(&text).map_err(|error| ConfigError::Parse {
+        use figment::Figment;
+        use figment::providers::{Format as _, Serialized, Toml};
+        let defaults = Self::default();
+        let mut figment = Figment::from(Serialized::defaults(&defaults));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            // Checked alone first, so an error names the file.
+            figment
+                .clone()
+                .merge(Toml::string(&text))
+                .extract::<Self>()
+                .map_err(|error| ConfigError::Parse {
                     path: path.to_owned(),
                     message: error.to_string(),
-                })?
-            }
-            None => Self::default(),
-        };
-        from_env(env, "ASSENT_LISTEN", &mut config.listen)?;
-        if let Some(value) = env("ASSENT_METRICS_LISTEN") {
-            config.metrics_listen =
-                match value.as_str() {
-                    "" | "off" => None,
-                    addr => Some(addr.parse().map_err(|e: std::net::AddrParseError| {
-                        ConfigError::Env {
-                            name: "ASSENT_METRICS_LISTEN".to_owned(),
-                            message: format!("{e} (use an address like 127.0.0.1:9464, or `off`)"),
-                        }
-                    })?),
-                };
+                })?;
+            figment = figment.merge(Toml::string(&text));
         }
-        let optional = |name: &str, field: &mut Option<String>| {
-            if let Some(value) = env(name).filter(|v| !v.is_empty()) {
-                *field = Some(value);
-            }
-        };
-        optional("ASSENT_DATABASE_URL", &mut config.database_url);
-        let (mut cert, mut key, mut data_dir) = (None, None, None);
-        optional("ASSENT_TLS_CERT", &mut cert);
-        optional("ASSENT_TLS_KEY", &mut key);
-        optional("ASSENT_DATA_DIR", &mut data_dir);
-        config.data_dir = data_dir.map(PathBuf::from).or(config.data_dir);
-        config.tls_cert = cert.map(PathBuf::from).or(config.tls_cert);
-        config.tls_key = key.map(PathBuf::from).or(config.tls_key);
-        from_env(
-            env,
-            "ASSENT_INSECURE_PLAINTEXT",
-            &mut config.insecure_plaintext,
-        )?;
-        from_env(env, "ASSENT_LOG_FORMAT", &mut config.log_format)?;
-        from_env(
-            env,
-            "ASSENT_EVENT_RETENTION_SECONDS",
-            &mut config.event_retention_seconds,
-        )?;
-        from_env(
-            env,
-            "ASSENT_CREATE_RATE_PER_SECOND",
-            &mut config.create_rate_per_second,
-        )?;
-        from_env(env, "ASSENT_CREATE_BURST", &mut config.create_burst)?;
-        from_env(
-            env,
-            "ASSENT_SWEEP_INTERVAL_MS",
-            &mut config.sweep_interval_ms,
-        )?;
-        from_env(
-            env,
-            "ASSENT_MAX_DB_CONNECTIONS",
-            &mut config.max_db_connections,
-        )?;
-        from_env(
-            env,
-            "ASSENT_DRAIN_TIMEOUT_SECONDS",
-            &mut config.drain_timeout_seconds,
-        )?;
-        from_env(
-            env,
-            "ASSENT_PUSH_UNANSWERED_LIMIT",
-            &mut config.push_unanswered_limit,
-        )?;
-        from_env(
-            env,
-            "ASSENT_PUSH_WINDOW_SECONDS",
-            &mut config.push_window_seconds,
-        )?;
-        from_env(
-            env,
-            "ASSENT_FRAUD_COOLDOWN_SECONDS",
-            &mut config.fraud_cooldown_seconds,
-        )?;
-        from_env(
-            env,
-            "ASSENT_ENROLL_REFUSAL_BURST",
-            &mut config.enroll_refusal_burst,
-        )?;
-        from_env(
-            env,
-            "ASSENT_ENROLL_REFUSALS_PER_MINUTE",
-            &mut config.enroll_refusals_per_minute,
-        )?;
-        from_env(
-            env,
-            "ASSENT_DB_ACQUIRE_TIMEOUT_MS",
-            &mut config.db_acquire_timeout_ms,
-        )?;
-        from_env(
-            env,
-            "ASSENT_DB_STATEMENT_TIMEOUT_MS",
-            &mut config.db_statement_timeout_ms,
-        )?;
-        from_env(
-            env,
-            "ASSENT_REQUEST_TIMEOUT_MS",
-            &mut config.request_timeout_ms,
-        )?;
-        from_env(
-            env,
-            "ASSENT_MAX_CONCURRENT_REQUESTS",
-            &mut config.max_concurrent_requests,
-        )?;
-        from_env(env, "ASSENT_MAX_CONNECTIONS", &mut config.max_connections)?;
-        from_env(
-            env,
-            "ASSENT_MAX_CONNECTIONS_PER_PEER",
-            &mut config.max_connections_per_peer,
-        )?;
-        from_env(
-            env,
-            "ASSENT_HANDSHAKE_TIMEOUT_MS",
-            &mut config.handshake_timeout_ms,
-        )?;
-        from_env(
-            env,
-            "ASSENT_IDLE_TIMEOUT_SECONDS",
-            &mut config.idle_timeout_seconds,
-        )?;
-        from_env(
-            env,
-            "ASSENT_STREAM_SEND_TIMEOUT_MS",
-            &mut config.stream_send_timeout_ms,
-        )?;
-        from_env(
-            env,
-            "ASSENT_MAX_SUBSCRIBERS_PER_KEY",
-            &mut config.max_subscribers_per_key,
-        )?;
-        Ok(config)
+        for key in Self::keys(&defaults) {
+            let name = format!("ASSENT_{}", key.to_uppercase());
+            let Some(value) = env(&name).filter(|value| !value.is_empty()) else {
+                continue;
+            };
+            let parsed: figment::value::Value =
+                value.parse().unwrap_or_else(|never| match never {});
+            // A value that looks like a number or a boolean but belongs to
+            // a text setting stays text.
+            let layered = figment.clone().merge(Serialized::default(&key, parsed));
+            figment = match layered.extract::<Self>() {
+                Ok(_) => layered,
+                Err(_) => {
+                    let text = figment.clone().merge(Serialized::default(&key, &value));
+                    text.extract::<Self>().map_err(|error| ConfigError::Env {
+                        name: name.clone(),
+                        message: error.kind.to_string(),
+                    })?;
+                    text
+                }
+            };
+        }
+        figment.extract().map_err(|error| ConfigError::Parse {
+            path: file.map(Path::to_owned).unwrap_or_default(),
+            message: error.to_string(),
+        })
+    }
+
+    /// The name of every setting.
+    fn keys(defaults: &Self) -> Vec<String> {
+        match serde_json::to_value(defaults) {
+            Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Reads `ASSENT_*` from the process environment.
@@ -580,6 +474,31 @@ mod tests {
                 path: PathBuf::from("/tmp/x.db")
             })
         );
+    }
+
+    #[test]
+    fn every_setting_is_read_from_its_variable() {
+        let defaults = ServerConfig::default();
+        let fields = serde_json::to_value(&defaults).unwrap_or_default();
+        let mut checked = 0;
+        for key in ServerConfig::keys(&defaults) {
+            let changed = match &fields[&key] {
+                serde_json::Value::Number(n) if n.is_u64() => {
+                    (n.as_u64().unwrap_or(0) + 1).to_string()
+                }
+                serde_json::Value::Number(n) => format!("{}", n.as_f64().unwrap_or(0.0) + 0.5),
+                serde_json::Value::Bool(b) => (!b).to_string(),
+                _ => continue,
+            };
+            let name = format!("ASSENT_{}", key.to_uppercase());
+            let config = ServerConfig::load(None, &env_of(&[(name.as_str(), changed.as_str())]));
+            let read = serde_json::to_value(config.ok()).unwrap_or_default();
+            assert_ne!(read[&key], fields[&key], "{name} was not read");
+            checked += 1;
+        }
+        assert!(checked >= 20, "only {checked} numeric or boolean settings");
+        let off = ServerConfig::load(None, &env_of(&[("ASSENT_METRICS_LISTEN", "off")]));
+        assert!(off.is_ok_and(|c| c.metrics_listen.is_none()));
     }
 
     #[test]

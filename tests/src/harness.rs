@@ -18,11 +18,26 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// Where test databases are created: `ASSENT_TEST_DATABASE_URL`, else
-/// `DATABASE_URL`, else the local PostgreSQL as user `postgres`.
+/// `DATABASE_URL`, else the local PostgreSQL as user `postgres` if one
+/// listens on 127.0.0.1:5432, else a throwaway cluster started from the
+/// installed binaries for this run ([`crate::throwaway_pg`]).
 pub fn admin_url() -> String {
-    std::env::var("ASSENT_TEST_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) =
+            std::env::var("ASSENT_TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL"))
+        {
+            return url;
+        }
+        let local = SocketAddr::from(([127, 0, 0, 1], 5432));
+        if std::net::TcpStream::connect_timeout(&local, std::time::Duration::from_millis(300))
+            .is_ok()
+        {
+            return "postgres://postgres@127.0.0.1:5432/postgres".to_owned();
+        }
+        crate::throwaway_pg::admin_url()
+    })
+    .clone()
 }
 
 /// Replaces the database name of a PostgreSQL URL.

@@ -9,6 +9,7 @@ pub mod fault_proxy;
 pub mod harness;
 pub mod in_process;
 pub mod tap;
+pub mod throwaway_pg;
 
 pub use agent::{AgentProcess, EnrolledAgent};
 pub use device::{DeviceStream, TestDevice};
