@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(name = "assent-agent", version)]
 struct Cli {
-    /// Directory holding the enrollment and the control socket.
+    /// Directory holding the enrollment and the control socket [default:
+    /// $XDG_STATE_HOME/assent-agent, else ~/.local/state/assent-agent].
     #[arg(long, global = true, env = "ASSENT_AGENT_DIR")]
     state_dir: Option<PathBuf>,
     /// Assent server URL [default: the enrolled server, else http://127.0.0.1:50051].
@@ -30,7 +31,9 @@ struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
-    /// Log format on stderr (level from RUST_LOG, default info).
+    /// Log format on stderr (level from RUST_LOG, default: info for `run`,
+    /// warn for the other commands; `run --policy prompt` on a terminal logs
+    /// warnings only, so the question is not interleaved with log lines).
     #[arg(
         long,
         global = true,
@@ -98,8 +101,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let daemon = matches!(cli.command, Command::Run { .. });
-    init_tracing(cli.log_format, if daemon { "info" } else { "warn" });
+    // The daemon logs its progress, except while it asks a person on this
+    // terminal; one-shot commands only warn, their output is the answer.
+    let quiet = match &cli.command {
+        Command::Run { policy, .. } => {
+            matches!(policy, Policy::Prompt) && std::io::stdout().is_terminal()
+        }
+        _ => true,
+    };
+    init_tracing(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -26,9 +26,6 @@ struct Cli {
     /// TOML config file (keys as in docs/configuration.md).
     #[arg(long, env = "ASSENT_CONFIG", global = true)]
     config: Option<PathBuf>,
-    /// gRPC listen address [env: ASSENT_LISTEN] [default: 127.0.0.1:50051].
-    #[arg(long, global = true)]
-    listen: Option<std::net::SocketAddr>,
     /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/assent
     /// [env: ASSENT_DATABASE_URL] [default: the embedded SQLite file in the
     /// data directory].
@@ -38,32 +35,57 @@ struct Cli {
     /// [default: ~/.local/share/assent].
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
-    /// Prometheus metrics address [env: ASSENT_METRICS_LISTEN] [default:
-    /// 127.0.0.1:9464; `off` disables].
-    #[arg(long, global = true)]
-    metrics_listen: Option<String>,
-    /// PEM certificate chain for TLS [env: ASSENT_TLS_CERT].
-    #[arg(long, global = true)]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key for TLS [env: ASSENT_TLS_KEY].
-    #[arg(long, global = true)]
-    tls_key: Option<PathBuf>,
-    /// Allow plaintext gRPC on a non-loopback address (e.g. behind a TLS
-    /// proxy) [env: ASSENT_INSECURE_PLAINTEXT=true].
-    #[arg(long, global = true)]
-    insecure_plaintext: bool,
     /// Log format [env: ASSENT_LOG_FORMAT] [default: human]; the level comes
     /// from RUST_LOG (default: info when serving, warn for other commands).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
+    /// The serving settings, also accepted before the subcommand (and with
+    /// none, which serves).
+    #[command(flatten)]
+    serve: ServeArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Settings only serving reads (`serve`, or no subcommand).
+#[derive(Debug, Clone, Default, clap::Args)]
+struct ServeArgs {
+    /// gRPC listen address [env: ASSENT_LISTEN] [default: 127.0.0.1:50051].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Prometheus metrics address [env: ASSENT_METRICS_LISTEN] [default:
+    /// 127.0.0.1:9464; `off` disables].
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// PEM certificate chain for TLS [env: ASSENT_TLS_CERT].
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS [env: ASSENT_TLS_KEY].
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Allow plaintext gRPC on a non-loopback address (e.g. behind a TLS
+    /// proxy) [env: ASSENT_INSECURE_PLAINTEXT=true].
+    #[arg(long)]
+    insecure_plaintext: bool,
+}
+
+impl ServeArgs {
+    /// These settings, where `later` (given after `serve`) wins.
+    fn or(self, later: Self) -> Self {
+        Self {
+            listen: later.listen.or(self.listen),
+            metrics_listen: later.metrics_listen.or(self.metrics_listen),
+            tls_cert: later.tls_cert.or(self.tls_cert),
+            tls_key: later.tls_key.or(self.tls_key),
+            insecure_plaintext: later.insecure_plaintext || self.insecure_plaintext,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve gRPC (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate,
     /// Manage applications (relying parties).
@@ -184,10 +206,14 @@ enum KeyCommand {
 impl Cli {
     fn config(&self) -> anyhow::Result<ServerConfig> {
         let mut config = ServerConfig::load(self.config.as_deref(), &ServerConfig::process_env)?;
-        if let Some(listen) = self.listen {
+        let serve = match &self.command {
+            Some(Command::Serve(args)) => self.serve.clone().or(args.clone()),
+            _ => self.serve.clone(),
+        };
+        if let Some(listen) = serve.listen {
             config.listen = listen;
         }
-        if let Some(metrics) = &self.metrics_listen {
+        if let Some(metrics) = &serve.metrics_listen {
             config.metrics_listen = match metrics.as_str() {
                 "off" => None,
                 addr => Some(
@@ -202,13 +228,13 @@ impl Cli {
         if self.data_dir.is_some() {
             config.data_dir.clone_from(&self.data_dir);
         }
-        if self.tls_cert.is_some() {
-            config.tls_cert.clone_from(&self.tls_cert);
+        if serve.tls_cert.is_some() {
+            config.tls_cert.clone_from(&serve.tls_cert);
         }
-        if self.tls_key.is_some() {
-            config.tls_key.clone_from(&self.tls_key);
+        if serve.tls_key.is_some() {
+            config.tls_key.clone_from(&serve.tls_key);
         }
-        config.insecure_plaintext |= self.insecure_plaintext;
+        config.insecure_plaintext |= serve.insecure_plaintext;
         if let Some(format) = self.log_format {
             config.log_format = format;
         }
@@ -231,12 +257,12 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config()?;
-    let serving = matches!(cli.command, None | Some(Command::Serve));
+    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
     telemetry::init(config.log_format, if serving { "info" } else { "warn" });
     // tonic's TLS and sqlx use rustls; pin the ring provider before first use.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(_) => serve(config).await,
         Command::Migrate => {
             open_store(&config).await?;
             println!("migrations applied");

@@ -112,3 +112,44 @@ fn one_shot_commands_print_their_answer_without_log_lines_or_colour() {
     let created: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert!(created["api_key"].as_str().unwrap().starts_with("ak_"));
 }
+
+#[test]
+fn help_names_the_variables_and_subcommands_only_their_own_flags() {
+    let help = |program: &str, args: &[&str]| {
+        let output = Command::new(binary(program))
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let server = help("assent-server", &[]);
+    for variable in [
+        "ASSENT_CONFIG",
+        "ASSENT_LISTEN",
+        "ASSENT_DATABASE_URL",
+        "ASSENT_DATA_DIR",
+    ] {
+        assert!(
+            server.contains(variable),
+            "assent-server --help lacks {variable}"
+        );
+    }
+    assert!(server.contains("docs/configuration.md"));
+    let create = help("assent-server", &["app", "create"]);
+    assert!(!create.contains("--listen"), "{create}");
+    assert!(!create.contains("--tls-cert"), "{create}");
+    assert!(help("assent-server", &["serve"]).contains("--listen"));
+    let agent = help("assent-agent", &[]);
+    assert!(agent.contains("ASSENT_AGENT_DIR"));
+    assert!(
+        agent.contains(".local/state/assent-agent"),
+        "the default state directory"
+    );
+    let cli = help("assent", &[]);
+    assert!(
+        cli.contains("ASSENT_API_KEY") && cli.contains("ASSENT_SERVER"),
+        "{cli}"
+    );
+}
