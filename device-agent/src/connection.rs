@@ -57,6 +57,42 @@ pub(crate) fn endpoint(server: &str, ca_cert: Option<&Path>) -> Result<Endpoint,
     }
 }
 
+/// The endpoints of a server list: URLs separated by commas (replicas,
+/// or load balancers in front of them), each checked like [`endpoint`].
+pub(crate) fn endpoints(
+    servers: &str,
+    ca_cert: Option<&Path>,
+) -> Result<Vec<Endpoint>, AgentError> {
+    let list: Vec<Endpoint> = servers
+        .split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .map(|server| endpoint(server, ca_cert))
+        .collect::<Result<_, _>>()?;
+    if list.is_empty() {
+        return Err(AgentError::InvalidServerUrl {
+            url: servers.to_owned(),
+            reason: "no server URL given".to_owned(),
+        });
+    }
+    Ok(list)
+}
+
+/// A channel to the first server of `endpoints` that answers.
+pub(crate) async fn first_channel(endpoints: &[Endpoint]) -> Result<Channel, AgentError> {
+    let mut last = None;
+    for endpoint in endpoints {
+        match channel(endpoint).await {
+            Ok(channel) => return Ok(channel),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or(AgentError::InvalidServerUrl {
+        url: String::new(),
+        reason: "no server URL given".to_owned(),
+    }))
+}
+
 /// Opens a channel, mapping failures to [`AgentError::ServerUnreachable`].
 pub(crate) async fn channel(endpoint: &Endpoint) -> Result<Channel, AgentError> {
     endpoint
@@ -218,6 +254,11 @@ mod tests {
             Err(AgentError::InvalidServerUrl { .. })
         ));
         assert!(endpoint("not a url", None).is_err());
+        let list = endpoints("http://a:1, http://b:2,", None).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].uri().to_string(), "http://b:2/");
+        assert!(endpoints(" , ", None).is_err());
+        assert!(endpoints("http://a:1,ftp://b", None).is_err());
     }
 
     #[test]

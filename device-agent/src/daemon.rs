@@ -32,7 +32,9 @@ use crate::policy::{DenyReason, PolicyRunner, Verdict};
 /// then removes the socket.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
     let (profile, key) = credentials::load(&config.state_dir)?;
-    let endpoint = connection::endpoint(&config.server, config.ca_cert.as_deref())?;
+    let endpoints = connection::endpoints(&config.server, config.ca_cert.as_deref())?;
+    // Agents spread over the list: each starts at a random server.
+    let current = rand::random_range(0..endpoints.len());
     let socket = control::socket_path(&config.state_dir);
     let listener = control::bind(&socket).await?;
     tracing::info!(
@@ -50,7 +52,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         runner: PolicyRunner::new(config.policy.clone(), config.exec_timeout),
         profile,
         config,
-        endpoint,
+        endpoints,
+        current,
         ledger: Ledger::default(),
         policies: JoinSet::new(),
         policy_tasks: HashMap::new(),
@@ -96,7 +99,9 @@ struct Daemon {
     config: AgentConfig,
     profile: DeviceProfile,
     identity: Identity,
-    endpoint: Endpoint,
+    /// The servers to connect to, and which one is tried next.
+    endpoints: Vec<Endpoint>,
+    current: usize,
     runner: PolicyRunner,
     ledger: Ledger,
     /// One task per confirmation being decided; they outlive reconnects.
@@ -151,7 +156,8 @@ impl Daemon {
                         LinkEvent::RetryDue => {
                             attempt += 1;
                             let span = tracing::info_span!("connection", server = %self.config.server, attempt);
-                            let establish = connection::establish(self.endpoint.clone(), self.identity.clone());
+                            let endpoint = self.endpoints[self.current].clone();
+                            let establish = connection::establish(endpoint, self.identity.clone());
                             Link::Connecting(Box::pin(establish.instrument(span)))
                         }
                         LinkEvent::Established(result) => self.on_established(result, attempt).await,
@@ -212,6 +218,7 @@ impl Daemon {
                     self.ledger.fail_waiters(&error.to_string());
                 } else {
                     span.in_scope(|| tracing::warn!(%error, "cannot connect"));
+                    self.next_server();
                     let since = self
                         .outage
                         .as_ref()
@@ -244,6 +251,8 @@ impl Daemon {
     /// attempt is scheduled (after the server's delay when it asked for one).
     fn disconnected(&mut self, since: Instant, server_delay: Option<Duration>) -> Link {
         self.ledger.on_disconnect();
+        // Draining, gone or failing: the next attempt goes to another server.
+        self.next_server();
         if since.elapsed() >= STABLE_SESSION {
             self.backoff.reset();
         }
@@ -251,6 +260,11 @@ impl Daemon {
             Some(delay) => Link::Waiting(Instant::now() + delay),
             None => self.retry_later(),
         }
+    }
+
+    /// Moves to the next server of the list (a no-op with one server).
+    fn next_server(&mut self) {
+        self.current = (self.current + 1) % self.endpoints.len();
     }
 
     fn retry_later(&mut self) -> Link {

@@ -48,7 +48,7 @@ pub async fn enroll(
         )));
     }
     let code = code.trim();
-    let endpoint = connection::endpoint(&config.server, config.ca_cert.as_deref())?;
+    let endpoints = connection::endpoints(&config.server, config.ca_cert.as_deref())?;
     // Fail on an unwritable state directory before the code is spent.
     credentials::create_state_dir(&config.state_dir)?;
 
@@ -60,7 +60,7 @@ pub async fn enroll(
     let public_key = key.verifying_key().to_bytes();
     let proof = key.sign(&signing::enroll_bytes(code, &public_key, device_name));
 
-    let mut client = DeviceServiceClient::new(connection::channel(&endpoint).await?);
+    let mut client = DeviceServiceClient::new(connection::first_channel(&endpoints).await?);
     let response = client
         .enroll(EnrollRequest {
             code: code.to_owned(),

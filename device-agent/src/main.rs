@@ -22,7 +22,10 @@ struct Cli {
     /// $XDG_STATE_HOME/assent-agent, else ~/.local/state/assent-agent].
     #[arg(long, global = true, env = "ASSENT_AGENT_DIR")]
     state_dir: Option<PathBuf>,
-    /// Assent server URL [default: the enrolled server, else http://127.0.0.1:50051].
+    /// Assent server URL, or several separated by commas (replicas): the
+    /// agent starts at a random one and moves to the next on failure or
+    /// when a server drains [default: the enrolled server(s), else
+    /// http://127.0.0.1:50051].
     #[arg(long, global = true, env = "ASSENT_SERVER")]
     server: Option<String>,
     /// PEM file of the CA that signed the server's certificate (https:// only).

@@ -309,6 +309,11 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tasks.spawn(sweeper::seal(Arc::clone(&services), shutdown.clone()));
+    // This replica's presence lease: taken now, renewed until the stop.
+    if let Err(error) = services.directory.renew_presence().await {
+        tracing::warn!(%error, "cannot take the presence lease yet; retrying");
+    }
+    tasks.spawn(sweeper::presence(Arc::clone(&services), shutdown.clone()));
     // The event-signing key is made on the first start (by whichever
     // replica gets there first); a failure here is retried on first use.
     let deps = &services.deps;
@@ -437,6 +442,8 @@ pub async fn serve(
     if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
         tracing::warn!("background tasks did not stop within the drain deadline");
     }
+    // Streams held here no longer count as connected anywhere.
+    services.directory.presence_stopped().await;
     drop(opened);
     tracing::info!("assent-server stopped");
     Ok(())

@@ -59,3 +59,23 @@ pub async fn seal(services: Arc<Services>, stop: CancellationToken) {
         }
     }
 }
+
+/// Renews this replica's presence lease every
+/// [`crate::service::LEASE_RENEWAL`] and forgets the streams of replicas
+/// whose lease ended, until `stop` fires.
+pub async fn presence(services: Arc<Services>, stop: CancellationToken) {
+    let mut renew = tokio::time::interval(crate::service::LEASE_RENEWAL);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = renew.tick() => {
+                match services.directory.renew_presence().await {
+                    Ok(0) => {}
+                    Ok(gone) => tracing::info!(gone, "forgot the streams of replicas that stopped renewing"),
+                    Err(error) => tracing::warn!(%error, "cannot renew the presence lease"),
+                }
+            }
+        }
+    }
+}

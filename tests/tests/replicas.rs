@@ -45,8 +45,8 @@ async fn a_push_created_on_one_replica_reaches_a_device_on_another_and_back() {
         .expect("push on B")
         .into_inner();
     assert_eq!(
-        created.devices_reached, 0,
-        "B holds no stream of the device"
+        created.devices_reached, 1,
+        "the stream A holds counts on B too (shared presence)"
     );
     let Some(Body::ConfirmationRequest(request)) = stream.next().await.expect("stream") else {
         panic!("the device on A must receive the push created on B");
@@ -111,4 +111,69 @@ async fn a_push_created_on_one_replica_reaches_a_device_on_another_and_back() {
     })
     .await;
     assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+/// Presence is shared: a device connected to A shows as connected on B, and
+/// stops counting once its stream ends, or once its replica's lease ran out
+/// (a replica that died without saying so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_the_same_on_every_replica() {
+    use assent_proto::v1::{GetDeviceRequest, ListDevicesRequest};
+    let db = TestDb::create().await;
+    let replica_a = TestServer::start(&db).await;
+    let replica_b = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Example Shop").await;
+    let device = TestDevice::enroll(&replica_a, &app, "alice").await;
+    let mut rp_a = rp_client(&replica_a, &app.api_key).await;
+    let mut rp_b = rp_client(&replica_b, &app.api_key).await;
+    let connected = |rp: &mut assent_tests::RpClient| {
+        let mut rp = rp.clone();
+        let id = device.device_id.clone();
+        async move {
+            rp.get_device(GetDeviceRequest { device_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+                .device
+                .unwrap()
+                .connected
+        }
+    };
+    assert!(!connected(&mut rp_b).await);
+    let stream = device.connect(&replica_a).await.expect("connect to A");
+    assert!(connected(&mut rp_a).await);
+    assert!(connected(&mut rp_b).await, "B sees the stream A holds");
+    let listed = rp_b
+        .list_devices(ListDevicesRequest {
+            user_id: "alice".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .devices;
+    assert!(listed.iter().all(|d| d.connected));
+    drop(stream);
+    within(5, "the ended stream to stop counting on B", async {
+        while connected(&mut rp_b).await {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // A replica that died: its lease ended, its stream row is still there.
+    let store = db.store().await;
+    let dead = uuid::Uuid::new_v4();
+    let device_id = assent_server::domain::DeviceId::parse(&device.device_id).unwrap();
+    let now = chrono::Utc::now();
+    store
+        .renew_replica(dead, now + chrono::TimeDelta::milliseconds(300))
+        .await
+        .unwrap();
+    store
+        .stream_opened(uuid::Uuid::new_v4(), device_id, dead, now)
+        .await
+        .unwrap();
+    assert!(connected(&mut rp_b).await, "counted while the lease runs");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!connected(&mut rp_b).await, "not once it ran out");
 }

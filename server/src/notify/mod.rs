@@ -348,6 +348,7 @@ impl Notifier {
             notifier: Arc::clone(self),
             device: device.id,
             id,
+            stream,
             receiver,
             end,
         }
@@ -386,6 +387,7 @@ pub struct DeviceRegistration {
     notifier: Arc<Notifier>,
     device: DeviceId,
     id: u64,
+    stream: uuid::Uuid,
     receiver: mpsc::Receiver<Delivery>,
     end: Arc<Ending>,
 }
@@ -398,6 +400,11 @@ impl DeviceRegistration {
             () = self.end.token.cancelled() => None,
             delivery = self.receiver.recv() => delivery,
         }
+    }
+
+    /// The stream's id (unique across replicas).
+    pub fn stream(&self) -> uuid::Uuid {
+        self.stream
     }
 
     /// A token cancelled when the notifier ends the session.

@@ -36,6 +36,8 @@ pub struct Deps {
     pub limits: ServiceLimits,
     /// The server's event signatures.
     pub signer: EventSigner,
+    /// This replica's id in the shared presence table.
+    pub replica: uuid::Uuid,
     /// Creation tokens per API key.
     buckets: Mutex<HashMap<ApiKeyId, TokenBucket>>,
     /// API keys as last read, for at most [`KEY_CACHE_TTL`].
@@ -81,6 +83,7 @@ impl Deps {
             metrics: Arc::default(),
             limits,
             signer: EventSigner::default(),
+            replica: uuid::Uuid::new_v4(),
             buckets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
         }

@@ -16,9 +16,15 @@ const ATTEMPTS: usize = 4;
 pub struct DeviceView {
     /// The stored device.
     pub record: Device,
-    /// Whether it holds a live authenticated stream on this server.
+    /// Whether it holds a live authenticated stream on any replica.
     pub is_connected: bool,
 }
+
+/// How long a replica's lease lasts: its streams stop counting this long
+/// after it died.
+pub const REPLICA_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often a replica renews its lease.
+pub const LEASE_RENEWAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Lists and revokes a relying party's devices.
 pub struct DirectoryService {
@@ -37,12 +43,56 @@ impl DirectoryService {
         caller: &Caller,
         user: Option<&UserId>,
     ) -> Result<Vec<DeviceView>, ServiceError> {
-        let devices = self
-            .deps
+        let app = caller.application.id;
+        let devices = self.deps.store.list_devices(app, user).await?;
+        let now = self.deps.clock.now();
+        let connected = self.deps.store.connected_devices(app, user, now).await?;
+        Ok(devices
+            .into_iter()
+            .map(|record| DeviceView {
+                is_connected: connected.contains(&record.id),
+                record,
+            })
+            .collect())
+    }
+
+    /// Records a live stream of `device` held by this replica (presence is
+    /// best effort: a failure is logged, the stream goes on).
+    pub async fn stream_opened(&self, stream: uuid::Uuid, device: &Device) {
+        let deps = &self.deps;
+        let opened = deps
             .store
-            .list_devices(caller.application.id, user)
+            .stream_opened(stream, device.id, deps.replica, deps.clock.now())
+            .await;
+        if let Err(error) = opened {
+            tracing::warn!(%error, "presence not recorded");
+        }
+    }
+
+    /// Forgets a stream that ended.
+    pub async fn stream_closed(&self, stream: uuid::Uuid) {
+        if let Err(error) = self.deps.store.stream_closed(stream).await {
+            tracing::warn!(%error, "presence not cleared (the replica's lease ends it)");
+        }
+    }
+
+    /// Renews this replica's lease and forgets the streams of replicas
+    /// whose lease ended (they died without saying so).
+    pub async fn renew_presence(&self) -> Result<u64, ServiceError> {
+        let now = self.deps.clock.now();
+        let lease = crate::domain::clock::span(REPLICA_LEASE);
+        self.deps
+            .store
+            .renew_replica(self.deps.replica, now + lease)
             .await?;
-        Ok(devices.into_iter().map(|d| self.view(d)).collect())
+        Ok(self.deps.store.forget_dead_replicas(now).await?)
+    }
+
+    /// Forgets this replica's streams and lease (a clean stop).
+    pub async fn presence_stopped(&self) {
+        if let Err(error) = self.deps.store.replica_stopped(self.deps.replica).await {
+            tracing::warn!(%error, "presence of this replica not cleared (its lease ends it)");
+        }
     }
 
     /// One of the caller's devices with its presence.
@@ -51,7 +101,7 @@ impl DirectoryService {
         caller: &Caller,
         id: DeviceId,
     ) -> Result<DeviceView, ServiceError> {
-        Ok(self.view(self.find(caller, id).await?))
+        self.view(self.find(caller, id).await?).await
     }
 
     async fn find(&self, caller: &Caller, id: DeviceId) -> Result<Device, ServiceError> {
@@ -63,11 +113,17 @@ impl DirectoryService {
             .ok_or(ServiceError::NotFound("device"))
     }
 
-    fn view(&self, record: Device) -> DeviceView {
-        DeviceView {
-            is_connected: self.deps.notifier.is_connected(record.id),
+    async fn view(&self, record: Device) -> Result<DeviceView, ServiceError> {
+        let now = self.deps.clock.now();
+        let connected = self
+            .deps
+            .store
+            .connected_devices(record.application_id, Some(&record.user_id), now)
+            .await?;
+        Ok(DeviceView {
+            is_connected: connected.contains(&record.id),
             record,
-        }
+        })
     }
 
     /// Revokes a device at once: its held confirmations fail with
@@ -87,7 +143,7 @@ impl DirectoryService {
                 self.deps.notifier.publish(Notice::Revoked {
                     device_id: device.id,
                 });
-                return Ok(self.view(device));
+                return self.view(device).await;
             };
             if !self.deps.store.apply_revocation(&revocation).await? {
                 continue;
@@ -103,7 +159,7 @@ impl DirectoryService {
                 application_id: device.application_id,
             });
             tracing::info!(failed = revocation.failures.len(), "device revoked");
-            return Ok(self.view(self.find(caller, id).await?));
+            return self.view(self.find(caller, id).await?).await;
         }
         Err(ServiceError::Contention)
     }

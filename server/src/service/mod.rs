@@ -23,7 +23,7 @@ use std::time::Duration;
 pub use audit::{AuditReport, AuditService, Finding};
 pub use confirmations::{ConfirmationService, DecisionInput, DecisionOutcome};
 pub use deps::Deps;
-pub use directory::{DeviceView, DirectoryService};
+pub use directory::{DeviceView, DirectoryService, LEASE_RENEWAL, REPLICA_LEASE};
 pub use enrollment::{EnrollInput, EnrollmentService};
 pub use error::{Refused, RefusedExt, ServiceError};
 pub use events::{EventService, StreamSlot};

@@ -122,10 +122,10 @@ impl PushService {
             Err(other) => return Err(other),
         }
         tracing::info!(transaction_id = %change.after.id, "push created");
-        let devices_reached = devices
-            .iter()
-            .filter(|device| self.deps.notifier.is_connected(device.id))
-            .count();
+        // Connected anywhere: every replica holding a stream of the user
+        // hands the push to it (relayed), so all of them count.
+        let store = &self.deps.store;
+        let devices_reached = store.connected_devices(app, Some(user), now).await?.len();
         Ok(CreatedPush {
             transaction: change.after,
             number: number_match.map(|m| m.number),

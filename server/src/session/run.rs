@@ -123,6 +123,16 @@ impl DeviceSession {
         tracing::info!(device_id = %device.id, "device connected");
         let mut registration = self.services.notifier().register_device(&device);
         self.ending = registration.end_token();
+        // Shown connected on every replica until this stream ends, however
+        // it ends.
+        self.services
+            .directory
+            .stream_opened(registration.stream(), &device)
+            .await;
+        let presence = Presence {
+            services: Arc::clone(&self.services),
+            stream: registration.stream(),
+        };
         let ready = Ready {
             device_id: device.id.to_string(),
             user_id: device.user_id.to_string(),
@@ -180,6 +190,7 @@ impl DeviceSession {
         let end = end.or_else(|| registration.end_reason().map(ended));
         let withdrawals = registration.queued_withdrawals();
         drop(registration);
+        drop(presence);
         if let Some(error) = end {
             for notice in withdrawals {
                 if let Some(body) = cancellation(&notice) {
@@ -327,5 +338,19 @@ fn ended(reason: SessionEnd) -> ServiceError {
              device)"
                 .to_owned(),
         ),
+    }
+}
+
+/// Clears a stream's presence row when the session ends, however it ends.
+struct Presence {
+    services: Arc<Services>,
+    stream: uuid::Uuid,
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        let services = Arc::clone(&self.services);
+        let stream = self.stream;
+        tokio::spawn(async move { services.directory.stream_closed(stream).await });
     }
 }

@@ -71,6 +71,26 @@ impl<'r> Decode<'r, Sqlite> for StoredTime {
     }
 }
 
+/// A plain UUID (a stream, a replica) stored like the typed ids.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredUuid(pub Uuid);
+
+impl StoredUuid {
+    fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+
+    fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+}
+
+impl std::fmt::Display for StoredUuid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Typed ids: `UUID` on PostgreSQL, text on SQLite.
 macro_rules! id_codec {
     ($($id:ty),*) => {$(
@@ -120,6 +140,7 @@ macro_rules! id_codec {
 }
 
 id_codec!(
+    StoredUuid,
     ApplicationId,
     ApiKeyId,
     DeviceId,

@@ -25,7 +25,7 @@ macro_rules! sql_engine {
                 ApiKeyId, ApplicationId, Change, Device, DeviceId, EnrollmentId, NewDevice,
                 NewEvent, Revocation, SecretHash, Transaction, TransactionId, UserId,
             };
-            use crate::store::codec::StoredTime;
+            use crate::store::codec::{StoredTime, StoredUuid};
             use crate::store::rows::{
                 CheckpointRow, DeviceRow, EventRow, ServerKeyRow, TransactionRow, bind_answer,
                 bind_event, bind_guard, bind_transaction, convert,
@@ -33,8 +33,8 @@ macro_rules! sql_engine {
             use crate::store::{
                 ApiKeyInfo, ApiKeyRecord, Application, ApplicationStore, Checkpoint,
                 CheckpointStore, DeviceStore, EnrollmentRecord, EventHead, EventRecord, EventStore,
-                NewApiKey, NewEnrollment, Reservation, ServerKeyRecord, ServerKeyStore, StoreError,
-                StoreResult, TransactionStore,
+                NewApiKey, NewEnrollment, PresenceStore, Reservation, ServerKeyRecord,
+                ServerKeyStore, StoreError, StoreResult, TransactionStore,
             };
             use sqlx::{FromRow, Row};
 
@@ -668,6 +668,95 @@ macro_rules! sql_engine {
                         .await
                         .map_err(db_error)?;
                     Ok(rows.into_iter().map(Into::into).collect())
+                }
+            }
+
+            #[async_trait]
+            impl PresenceStore for $store {
+                async fn renew_replica(
+                    &self,
+                    replica: uuid::Uuid,
+                    expires_at: DateTime<Utc>,
+                ) -> StoreResult<()> {
+                    sqlx::query(q::RENEW_REPLICA)
+                        .bind(StoredUuid(replica))
+                        .bind(StoredTime(expires_at))
+                        .execute(self.writer())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
+                }
+
+                async fn stream_opened(
+                    &self,
+                    stream: uuid::Uuid,
+                    device: DeviceId,
+                    replica: uuid::Uuid,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<()> {
+                    sqlx::query(q::STREAM_OPENED)
+                        .bind(StoredUuid(stream))
+                        .bind(device)
+                        .bind(StoredUuid(replica))
+                        .bind(StoredTime(at))
+                        .execute(self.writer())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
+                }
+
+                async fn stream_closed(&self, stream: uuid::Uuid) -> StoreResult<()> {
+                    sqlx::query(q::STREAM_CLOSED)
+                        .bind(StoredUuid(stream))
+                        .execute(self.writer())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
+                }
+
+                async fn replica_stopped(&self, replica: uuid::Uuid) -> StoreResult<()> {
+                    let mut tx = self.writer().begin().await.map_err(db_error)?;
+                    for statement in [q::REPLICA_STREAMS_GONE, q::REPLICA_GONE] {
+                        sqlx::query(statement)
+                            .bind(StoredUuid(replica))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_error)?;
+                    }
+                    tx.commit().await.map_err(db_error)?;
+                    Ok(())
+                }
+
+                async fn forget_dead_replicas(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+                    let mut tx = self.writer().begin().await.map_err(db_error)?;
+                    let streams = sqlx::query(q::DEAD_STREAMS_GONE)
+                        .bind(StoredTime(before))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    sqlx::query(q::DEAD_REPLICAS_GONE)
+                        .bind(StoredTime(before))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    tx.commit().await.map_err(db_error)?;
+                    Ok(streams.rows_affected())
+                }
+
+                async fn connected_devices(
+                    &self,
+                    app: ApplicationId,
+                    user: Option<&UserId>,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<std::collections::HashSet<DeviceId>> {
+                    let ids: Vec<DeviceId> = sqlx::query_scalar(q::CONNECTED_DEVICES)
+                        .bind(app)
+                        .bind(user.cloned())
+                        .bind(StoredTime(now))
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    Ok(ids.into_iter().collect())
                 }
             }
 

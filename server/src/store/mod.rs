@@ -21,6 +21,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 pub use postgres::{PgLimits, PgStore};
 pub use records::*;
@@ -330,6 +331,36 @@ pub trait CheckpointStore: Send + Sync {
     ) -> StoreResult<Vec<EventRecord>>;
 }
 
+/// Which devices hold a live stream, on any replica.
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// Extends this replica's lease until `expires_at` (created if new).
+    async fn renew_replica(&self, replica: Uuid, expires_at: DateTime<Utc>) -> StoreResult<()>;
+    /// Records a live stream of `device` held by `replica`.
+    async fn stream_opened(
+        &self,
+        stream: Uuid,
+        device: DeviceId,
+        replica: Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Forgets a stream.
+    async fn stream_closed(&self, stream: Uuid) -> StoreResult<()>;
+    /// Forgets every stream of `replica` and its lease (a clean stop).
+    async fn replica_stopped(&self, replica: Uuid) -> StoreResult<()>;
+    /// Forgets the streams and leases of replicas whose lease ended before
+    /// `before`.
+    async fn forget_dead_replicas(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// The application's devices (of one user, if given) with a live
+    /// stream on a replica whose lease is valid at `now`.
+    async fn connected_devices(
+        &self,
+        app: ApplicationId,
+        user: Option<&UserId>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<std::collections::HashSet<DeviceId>>;
+}
+
 /// The server's event-signing keys, shared by every replica.
 #[async_trait]
 pub trait ServerKeyStore: Send + Sync {
@@ -352,6 +383,7 @@ pub trait Store:
     + EventStore
     + ServerKeyStore
     + CheckpointStore
+    + PresenceStore
     + 'static
 {
 }
@@ -364,6 +396,7 @@ impl<T> Store for T where
         + EventStore
         + ServerKeyStore
         + CheckpointStore
+        + PresenceStore
         + 'static
 {
 }

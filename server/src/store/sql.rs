@@ -189,3 +189,26 @@ pub const STORED_EVENTS: &str = concat!(
     " FROM events WHERE application_id = $1 AND position > $2 AND position <= $3 \
      ORDER BY position"
 );
+
+/// Extends (or takes) a replica's lease.
+pub const RENEW_REPLICA: &str = "INSERT INTO replicas (id, expires_at) VALUES ($1, $2) \
+     ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at";
+/// A live stream.
+pub const STREAM_OPENED: &str = "INSERT INTO presence (stream, device_id, replica, opened_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+/// A stream ended.
+pub const STREAM_CLOSED: &str = "DELETE FROM presence WHERE stream = $1";
+/// A replica's streams.
+pub const REPLICA_STREAMS_GONE: &str = "DELETE FROM presence WHERE replica = $1";
+/// A replica's lease.
+pub const REPLICA_GONE: &str = "DELETE FROM replicas WHERE id = $1";
+/// Streams of replicas whose lease ended.
+pub const DEAD_STREAMS_GONE: &str = "DELETE FROM presence WHERE replica IN \
+     (SELECT id FROM replicas WHERE expires_at < $1) \
+     OR replica NOT IN (SELECT id FROM replicas)";
+/// Leases that ended.
+pub const DEAD_REPLICAS_GONE: &str = "DELETE FROM replicas WHERE expires_at < $1";
+/// An application's devices (of one user) with a live stream.
+pub const CONNECTED_DEVICES: &str = "SELECT DISTINCT p.device_id FROM presence p \
+     JOIN replicas r ON r.id = p.replica JOIN devices d ON d.id = p.device_id \
+     WHERE d.application_id = $1 AND ($2 IS NULL OR d.user_id = $2) AND r.expires_at > $3";
