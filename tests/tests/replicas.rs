@@ -177,3 +177,46 @@ async fn presence_is_the_same_on_every_replica() {
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert!(!connected(&mut rp_b).await, "not once it ran out");
 }
+
+/// The per-key creation limit holds for the sum of the replicas: each allows
+/// its share, so three replicas together allow the configured burst, not
+/// three times it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_together_keep_one_creation_limit() {
+    use assent_proto::v1::CreateOtpAuthenticationRequest;
+    let db = TestDb::create().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(
+            TestServer::start_with(&db, |config| {
+                config.create_burst = 30;
+                config.create_rate_per_second = 0.001;
+            })
+            .await,
+        );
+    }
+    let app = TestApp::create(&db, "Example Shop").await;
+    let mut clients = Vec::new();
+    for replica in &replicas {
+        clients.push(rp_client(replica, &app.api_key).await);
+    }
+    let mut created = 0;
+    for round in 0..40 {
+        for rp in &mut clients {
+            let answer = rp
+                .create_otp_authentication(CreateOtpAuthenticationRequest {
+                    message: format!("Log in #{round}?"),
+                    ..Default::default()
+                })
+                .await;
+            match answer {
+                Ok(_) => created += 1,
+                Err(status) => assert_eq!(status.code(), Code::ResourceExhausted),
+            }
+        }
+    }
+    assert!(
+        (27..=30).contains(&created),
+        "three replicas together created {created} with a burst of 30"
+    );
+}

@@ -38,8 +38,10 @@ pub struct Deps {
     pub signer: EventSigner,
     /// This replica's id in the shared presence table.
     pub replica: uuid::Uuid,
-    /// Creation tokens per API key.
-    buckets: Mutex<HashMap<ApiKeyId, TokenBucket>>,
+    /// Creation tokens per API key, and the replica count they were sized for.
+    buckets: Mutex<HashMap<ApiKeyId, (u32, TokenBucket)>>,
+    /// Replicas sharing the database (their leases), as last counted.
+    replicas: Mutex<Option<(u32, DateTime<Utc>)>>,
     /// API keys as last read, for at most [`KEY_CACHE_TTL`].
     keys: Mutex<HashMap<ApiKeyId, CachedKey>>,
 }
@@ -85,6 +87,7 @@ impl Deps {
             signer: EventSigner::default(),
             replica: uuid::Uuid::new_v4(),
             buckets: Mutex::new(HashMap::new()),
+            replicas: Mutex::new(None),
             keys: Mutex::new(HashMap::new()),
         }
     }
@@ -117,14 +120,49 @@ impl Deps {
         Ok(record)
     }
 
-    /// Spends one creation token of the caller's key.
-    pub fn spend_creation(&self, caller: &Caller) -> Result<(), ServiceError> {
+    /// How many replicas share the database, counted at most every second
+    /// (their presence leases; 1 when it cannot be read).
+    async fn replica_count(&self, now: DateTime<Utc>) -> u32 {
+        {
+            let cached = self.replicas.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((count, at)) = *cached
+                && now - at < chrono::TimeDelta::seconds(1)
+                && now >= at
+            {
+                return count;
+            }
+        }
+        let count = match self.store.live_replicas(now).await {
+            Ok(count) => u32::try_from(count.max(1)).unwrap_or(u32::MAX),
+            Err(error) => {
+                tracing::warn!(%error, "cannot count the replicas; limiting as if alone");
+                1
+            }
+        };
+        *self.replicas.lock().unwrap_or_else(PoisonError::into_inner) = Some((count, now));
+        count
+    }
+
+    /// Spends one creation token of the caller's key. The key's rate and
+    /// burst are shared by the replicas: each allows its share (1/N of
+    /// both), so together they never exceed the configured rate by more
+    /// than one burst (while the replica count changes).
+    pub async fn spend_creation(&self, caller: &Caller) -> Result<(), ServiceError> {
         let now = self.clock.now();
+        let replicas = self.replica_count(now).await;
         let limits = &self.limits;
+        let share = |n: u32| {
+            let burst = (limits.create_burst / n).max(1);
+            TokenBucket::new(limits.create_per_second / f64::from(n), burst, now)
+        };
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        let bucket = buckets.entry(caller.key_id).or_insert_with(|| {
-            TokenBucket::new(limits.create_per_second, limits.create_burst, now)
-        });
+        let (sized_for, bucket) = buckets
+            .entry(caller.key_id)
+            .or_insert_with(|| (replicas, share(replicas)));
+        if *sized_for != replicas {
+            *sized_for = replicas;
+            *bucket = share(replicas);
+        }
         bucket.take(now).map_err(|retry| {
             ServiceError::ResourceExhausted(
                 Refused::new(

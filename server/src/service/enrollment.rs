@@ -120,7 +120,7 @@ impl EnrollmentService {
         ttl: Duration,
         rng: &mut R,
     ) -> Result<(EnrollmentCode, DateTime<Utc>), ServiceError> {
-        self.deps.spend_creation(caller)?;
+        self.deps.spend_creation(caller).await?;
         let now = self.deps.clock.now();
         let code = EnrollmentCode::generate(rng, EnrollmentId::random());
         let expires_at = now + span(ttl);

@@ -89,7 +89,7 @@ impl LoginService {
         input: CreateOtpInput,
         rng: &mut R,
     ) -> Result<CreatedOtp, ServiceError> {
-        self.deps.spend_creation(caller)?;
+        self.deps.spend_creation(caller).await?;
         let otp = Otp::generate(rng, TransactionId::random());
         let change = Transaction::create_otp(
             NewOtpTransaction {

@@ -62,7 +62,7 @@ impl PushService {
         input: CreatePushInput,
         rng: &mut R,
     ) -> Result<CreatedPush, ServiceError> {
-        self.deps.spend_creation(caller)?;
+        self.deps.spend_creation(caller).await?;
         let now = self.deps.clock.now();
         let app = caller.application.id;
         let user = &input.user_id;

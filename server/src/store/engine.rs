@@ -743,6 +743,14 @@ macro_rules! sql_engine {
                     Ok(streams.rows_affected())
                 }
 
+                async fn live_replicas(&self, now: DateTime<Utc>) -> StoreResult<i64> {
+                    sqlx::query_scalar(q::LIVE_REPLICAS)
+                        .bind(StoredTime(now))
+                        .fetch_one(self.reader())
+                        .await
+                        .map_err(db_error)
+                }
+
                 async fn connected_devices(
                     &self,
                     app: ApplicationId,

@@ -351,6 +351,9 @@ pub trait PresenceStore: Send + Sync {
     /// Forgets the streams and leases of replicas whose lease ended before
     /// `before`.
     async fn forget_dead_replicas(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// How many replicas hold a valid lease at `now` (at least the caller,
+    /// once it renewed).
+    async fn live_replicas(&self, now: DateTime<Utc>) -> StoreResult<i64>;
     /// The application's devices (of one user, if given) with a live
     /// stream on a replica whose lease is valid at `now`.
     async fn connected_devices(

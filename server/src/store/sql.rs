@@ -212,3 +212,5 @@ pub const DEAD_REPLICAS_GONE: &str = "DELETE FROM replicas WHERE expires_at < $1
 pub const CONNECTED_DEVICES: &str = "SELECT DISTINCT p.device_id FROM presence p \
      JOIN replicas r ON r.id = p.replica JOIN devices d ON d.id = p.device_id \
      WHERE d.application_id = $1 AND ($2 IS NULL OR d.user_id = $2) AND r.expires_at > $3";
+/// Replicas with a valid lease.
+pub const LIVE_REPLICAS: &str = "SELECT count(*) FROM replicas WHERE expires_at > $1";
