@@ -341,6 +341,20 @@ macro_rules! sql_engine {
                     if revoked.rows_affected() == 0 {
                         return Ok(false);
                     }
+                    // A change of the device that got the row before this
+                    // revocation but a newer position (it started after this
+                    // transaction took its id) committed first: its event
+                    // must not appear after the revocation's. Start again
+                    // with a newer id.
+                    let overtaken: bool = sqlx::query_scalar(q::OVERTAKEN_BY_DEVICE_EVENT)
+                        .bind(revocation.device_id)
+                        .bind(revocation.application_id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    if overtaken {
+                        return Ok(false);
+                    }
                     append_device_event(&mut tx, &revocation.event).await?;
                     // With the device row written, no scan or decision of
                     // the device can commit any more: the held set read now

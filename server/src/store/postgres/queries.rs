@@ -112,6 +112,15 @@ pub const EVENT_HEAD: &str = "SELECT COALESCE(max(position), 0), \
          (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20) - 1) \
      FROM events WHERE application_id = $1";
 
+/// Whether an event of device `$1` (application `$2`) committed with a
+/// position above every position this transaction will write: positions
+/// follow transaction ids, not commit order, so a revocation that waited
+/// for the device row behind a newer transaction would otherwise be
+/// positioned before that transaction's (earlier committed) decision.
+pub const OVERTAKEN_BY_DEVICE_EVENT: &str = "SELECT EXISTS (SELECT 1 FROM events \
+     WHERE application_id = $2 AND position > (pg_current_xact_id()::text::bigint << 20) \
+       AND device_id = $1)";
+
 /// The user's last event flagged as a fraud report.
 pub const LAST_FRAUD_REPORT: &str = "SELECT max(occurred_at) FROM events \
      WHERE application_id = $1 AND user_id = $2 AND fraud_reported";

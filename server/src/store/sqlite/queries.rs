@@ -68,6 +68,9 @@ pub const APPLY_UPDATE: &[&str] = &[
 pub const EVENT_HEAD: &str = "SELECT COALESCE(max(position), 0), COALESCE(max(position), 0) \
      FROM events WHERE application_id = $1";
 
+/// One writer commits in cursor order: a revocation is never overtaken.
+pub const OVERTAKEN_BY_DEVICE_EVENT: &str = "SELECT $1 IS NULL AND $2 IS NULL";
+
 /// The user's last event flagged as a fraud report.
 pub const LAST_FRAUD_REPORT: &str = "SELECT max(occurred_at) FROM events \
      WHERE application_id = $1 AND user_id = $2 AND fraud_reported = 1";
