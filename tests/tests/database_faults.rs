@@ -14,7 +14,7 @@ use assent_proto::v1::{
     CreateEnrollmentRequest, CreateOtpAuthenticationRequest, GetTransactionRequest,
     ListDevicesRequest,
 };
-use assent_tests::{FaultProxy, RpClient, TestApp, TestDb, TestServer, rp_client};
+use assent_tests::{FaultProxy, RpClient, TestApp, TestDb, TestServer, rp_client, within};
 use sqlx::Connection;
 use tokio::sync::Mutex;
 use tonic::Code;
@@ -255,4 +255,133 @@ async fn twenty_database_restarts_under_load_give_no_internal_errors_and_lose_no
         .await
         .expect("an acknowledged transaction was stored");
     }
+}
+
+/// Two replicas reach PostgreSQL through a proxy that cuts everything for a
+/// while: calls fail fast with UNAVAILABLE, and once the database is back,
+/// without a restart, LISTEN works again (a push created on one replica
+/// reaches a device connected to the other) and a transaction that became
+/// overdue during the outage is expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_replicas_relay_again_and_expire_what_became_overdue() {
+    use assent_proto::signing::SignedVerdict;
+    use assent_proto::v1::server_message::Body;
+    use assent_proto::v1::{CreatePushAuthenticationRequest, TransactionState};
+    use assent_tests::TestDevice;
+
+    let db = TestDb::create().await;
+    let upstream = db
+        .url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| {
+            rest.rsplit_once('@')
+                .map_or(Some(rest), |(_, host)| Some(host))
+        })
+        .and_then(|host| host.split('/').next())
+        .and_then(|host| host.parse().ok())
+        .unwrap_or_else(|| "127.0.0.1:5432".parse().unwrap());
+    let proxy = FaultProxy::start(upstream).await;
+    let url = proxy.postgres_url(&db.url);
+    let start = |url: String| {
+        let db = &db;
+        async move {
+            TestServer::start_with(db, move |config| {
+                config.database_url = Some(url);
+                config.db_acquire_timeout_ms = 1000;
+                config.sweep_interval_ms = 100;
+            })
+            .await
+        }
+    };
+    let replica_a = start(url.clone()).await;
+    let replica_b = start(url).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let device = TestDevice::enroll(&replica_a, &app, "alice").await;
+    let mut stream = device.connect(&replica_a).await.expect("connect to A");
+    let mut rp_b = rp_client(&replica_b, &app.api_key).await;
+    // Overdue during the outage: the shortest lifetime allowed.
+    let short = rp_b
+        .create_otp_authentication(CreateOtpAuthenticationRequest {
+            message: "Log in?".to_owned(),
+            ttl_seconds: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    proxy.down();
+    let started = Instant::now();
+    let refused = rp_b
+        .create_otp_authentication(otp_request())
+        .await
+        .expect_err("no database, no login");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failed within the bound, took {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    proxy.up();
+
+    // The same replicas, no restart: the overdue login is expired...
+    let expired = within(15, "the overdue login to be expired", async {
+        loop {
+            let answer = rp_b
+                .get_transaction(GetTransactionRequest {
+                    transaction_id: short.transaction_id.clone(),
+                })
+                .await;
+            if let Ok(answer) = answer {
+                let answer = answer.into_inner();
+                if answer
+                    .last_event
+                    .as_ref()
+                    .is_some_and(|e| e.r#type == "transaction.expired")
+                {
+                    return answer.transaction.unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(expired.state(), TransactionState::Expired);
+    // ... and a push created on B reaches the device on A (LISTEN is back).
+    let push = within(15, "a push after the outage", async {
+        loop {
+            let created = rp_b
+                .create_push_authentication(CreatePushAuthenticationRequest {
+                    user_id: "alice".to_owned(),
+                    message: "Log in?".to_owned(),
+                    ..Default::default()
+                })
+                .await;
+            if let Ok(created) = created {
+                return created.into_inner();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let request = within(15, "the push to reach the device on A", async {
+        loop {
+            match stream.next().await {
+                Ok(Some(Body::ConfirmationRequest(request)))
+                    if request.transaction_id == push.transaction_id =>
+                {
+                    return request;
+                }
+                Ok(Some(_)) => {}
+                other => panic!("the stream on A broke: {other:?}"),
+            }
+        }
+    })
+    .await;
+    let answer = stream
+        .decide(device.decision(&request, SignedVerdict::Accept, ""))
+        .await;
+    assert!(matches!(answer, Body::DecisionResult(_)), "{answer:?}");
 }

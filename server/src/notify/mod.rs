@@ -61,6 +61,7 @@ struct Entry {
     device: DeviceId,
     inbox: mpsc::Sender<Delivery>,
     end: Arc<Ending>,
+    refresh: Arc<tokio::sync::Notify>,
 }
 
 /// A session's kill switch. A revocation outranks any other reason, so a
@@ -282,6 +283,29 @@ impl Notifier {
             .subscribe()
     }
 
+    /// After notices from other replicas may have been lost (the LISTEN
+    /// connection was down): every subscriber reads its log again, every
+    /// waiter its transaction, and every session what its device should be
+    /// asked now.
+    pub fn resync(&self) {
+        {
+            let logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
+            for sender in logs.values() {
+                sender.send_modify(|version| *version = version.wrapping_add(1));
+            }
+        }
+        {
+            let outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+            for sender in outcomes.values() {
+                sender.send_replace(());
+            }
+        }
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        for entry in sessions.by_user.values().flatten() {
+            entry.refresh.notify_one();
+        }
+    }
+
     /// A watch that changes when the transaction reaches its terminal
     /// state, here or on another replica. Take it before reading the
     /// transaction, so no outcome is lost in between; the last watch of a
@@ -326,6 +350,7 @@ impl Notifier {
         let stream = uuid::Uuid::new_v4();
         let opened_at = chrono::Utc::now();
         let end = Arc::new(Ending::default());
+        let refresh = Arc::new(tokio::sync::Notify::new());
         let key = (device.application_id, device.user_id.clone());
         {
             let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
@@ -337,6 +362,7 @@ impl Notifier {
                 device: device.id,
                 inbox,
                 end: Arc::clone(&end),
+                refresh: Arc::clone(&refresh),
             });
         }
         self.publish(Notice::StreamOpened {
@@ -351,6 +377,7 @@ impl Notifier {
             stream,
             receiver,
             end,
+            refresh,
         }
     }
 
@@ -388,6 +415,7 @@ pub struct DeviceRegistration {
     device: DeviceId,
     id: u64,
     stream: uuid::Uuid,
+    refresh: Arc<tokio::sync::Notify>,
     receiver: mpsc::Receiver<Delivery>,
     end: Arc<Ending>,
 }
@@ -400,6 +428,12 @@ impl DeviceRegistration {
             () = self.end.token.cancelled() => None,
             delivery = self.receiver.recv() => delivery,
         }
+    }
+
+    /// Notified when the session should read what is open again (notices
+    /// from other replicas may have been lost: [`Notifier::resync`]).
+    pub fn refresh(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.refresh)
     }
 
     /// The stream's id (unique across replicas).

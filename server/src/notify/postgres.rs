@@ -89,7 +89,12 @@ pub async fn run(
     // The listener owns a connection of its own, outside the pool, and is
     // never cancelled halfway: a connection that ran LISTEN can never be
     // handed to an ordinary query.
-    let listening = tokio::spawn(listen(pool.clone(), received, stop.clone()));
+    let listening = tokio::spawn(listen(
+        pool.clone(),
+        Arc::clone(&notifier),
+        received,
+        stop.clone(),
+    ));
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -116,7 +121,12 @@ pub async fn run(
 /// Receives notifications on a dedicated connection and passes them on,
 /// reconnecting with capped backoff; outages are logged at most every
 /// [`OUTAGE_LOG_EVERY`].
-async fn listen(pool: PgPool, received: mpsc::Sender<String>, stop: CancellationToken) {
+async fn listen(
+    pool: PgPool,
+    notifier: Arc<Notifier>,
+    received: mpsc::Sender<String>,
+    stop: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut outage = Outage::default();
     loop {
@@ -132,7 +142,10 @@ async fn listen(pool: PgPool, received: mpsc::Sender<String>, stop: Cancellation
                 continue;
             }
         };
-        outage.recovered();
+        if outage.recovered() {
+            // What the others published meanwhile is lost: read it again.
+            notifier.resync();
+        }
         backoff = Duration::from_millis(100);
         loop {
             match listener.recv().await {
@@ -173,10 +186,13 @@ impl Outage {
         }
     }
 
-    fn recovered(&mut self) {
-        if self.last_logged.take().is_some() {
+    /// Whether an outage just ended (LISTEN is back after a failure).
+    fn recovered(&mut self) -> bool {
+        let was_down = self.last_logged.take().is_some();
+        if was_down {
             tracing::info!("listening for other replicas again");
         }
+        was_down
     }
 }
 

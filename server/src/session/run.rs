@@ -148,6 +148,7 @@ impl DeviceSession {
             Ok(None) => return,
             Err(error) => return self.close(error).await,
         };
+        let refresh = registration.refresh();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
@@ -166,6 +167,15 @@ impl DeviceSession {
                     };
                     if !self.deliver(&device, delivery, &mut already_sent).await {
                         break None;
+                    }
+                }
+                () = refresh.notified() => {
+                    // Notices from other replicas may have been lost: send
+                    // what is open now (the agent ignores what it holds).
+                    match self.resend_open(&device).await {
+                        Ok(Some(sent)) => already_sent.extend(sent),
+                        Ok(None) => break None,
+                        Err(error) => break Some(error),
                     }
                 }
                 _ = heartbeat.tick() => {
