@@ -48,7 +48,9 @@ pub struct Args {
     /// ceiling against it).
     #[arg(long, conflicts_with = "server")]
     pub database_url: Option<String>,
-    /// Target an already running server, e.g. http://127.0.0.1:50051.
+    /// Target an already running server, e.g. http://127.0.0.1:50051, or
+    /// several replicas separated by commas (the relying-party channels and
+    /// the device streams are spread round-robin over them).
     #[arg(long, requires = "api_key")]
     pub server: Option<String>,
     /// API key of the application to use on `--server`.

@@ -50,9 +50,23 @@ pub fn rp_client(channel: Channel, api_key: &str) -> anyhow::Result<RpClient> {
 
 /// `count` connected channels to `url` (streams are spread over them).
 pub async fn channels(url: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
+    // A comma-separated list of servers (replicas): channels go round-robin
+    // over them, at least one each.
+    let urls: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let count = count.max(urls.len()).max(1);
     let mut out = Vec::with_capacity(count);
-    for _ in 0..count.max(1) {
+    for i in 0..count {
+        let url = urls.get(i % urls.len().max(1)).copied().unwrap_or(url);
         out.push(endpoint(url)?.connect().await.context("cannot connect")?);
     }
     Ok(out)
+}
+
+/// The first server of a comma-separated list.
+pub fn first(url: &str) -> &str {
+    url.split(',').next().unwrap_or(url).trim()
 }

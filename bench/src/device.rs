@@ -207,7 +207,8 @@ pub async fn connect_all(
 ) -> anyhow::Result<Vec<AgentStream>> {
     let channels = client::channels(url, devices.len().div_ceil(STREAMS_PER_CHANNEL)).await?;
     let jobs = devices.iter().enumerate().map(|(i, device)| {
-        let channel = channels[i / STREAMS_PER_CHANNEL].clone();
+        // Spread over the servers when several are given.
+        let channel = channels[i % channels.len()].clone();
         async move { device.connect(channel).await }
     });
     futures::stream::iter(jobs)

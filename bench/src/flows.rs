@@ -73,7 +73,7 @@ async fn worker(mut kit: WorkerKit) -> anyhow::Result<Recorder> {
 /// Replaces a device's stream after a failure (one attempt; the next flow
 /// reports it if it still fails).
 pub async fn reconnect(kit: &WorkerKit, held: &mut Held) {
-    let Ok(endpoint) = crate::client::endpoint(&kit.url) else {
+    let Ok(endpoint) = crate::client::endpoint(crate::client::first(&kit.url)) else {
         return;
     };
     if let Ok(channel) = endpoint.connect().await

@@ -138,7 +138,10 @@ impl ServerProcess {
             if let Some(status) = self.child.try_wait()? {
                 bail!("assent-server exited during start-up: {status}");
             }
-            if let Ok(channel) = client::endpoint(&self.target.url)?.connect().await {
+            if let Ok(channel) = client::endpoint(client::first(&self.target.url))?
+                .connect()
+                .await
+            {
                 let serving = HealthClient::new(channel)
                     .check(HealthCheckRequest::default())
                     .await
