@@ -90,7 +90,7 @@ pub async fn rotate<R: RngCore + CryptoRng>(
 }
 
 /// Signs events with the database's current key, read at most every
-/// [`REFRESH`] (and made on first use if the database has none).
+/// 30 s (and made on first use if the database has none).
 #[derive(Default)]
 pub struct EventSigner {
     current: Mutex<Option<(Arc<ActiveKey>, Instant)>>,
