@@ -21,6 +21,16 @@ pub use harness::{
 pub use in_process::{InProcess, KeyDevice, seeded};
 pub use tap::TcpTap;
 
+/// Kills a child process when the test ends, however it ends.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits up to `secs` seconds for the future; panics with `what` otherwise.
 pub async fn within<T>(secs: u64, what: &str, future: impl std::future::Future<Output = T>) -> T {
     match tokio::time::timeout(std::time::Duration::from_secs(secs), future).await {

@@ -7,20 +7,12 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use assent_tests::binary;
 
-/// Kills the child when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use assent_tests::ChildGuard as Guard;
 
 /// The `sh` blocks of the README's walkthrough section, in order.
 fn walkthrough_blocks(readme: &str) -> Vec<String> {

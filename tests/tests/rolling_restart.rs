@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,15 +24,7 @@ use sqlx::Connection;
 use tokio::sync::Mutex;
 use tonic::Code;
 
-/// Kills the child when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use assent_tests::ChildGuard as Guard;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

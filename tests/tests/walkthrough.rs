@@ -11,15 +11,7 @@ use std::time::{Duration, Instant};
 use assent_tests::{TestDb, binary};
 use serde_json::Value;
 
-/// Kills the child when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use assent_tests::ChildGuard as Guard;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
