@@ -19,10 +19,18 @@
 //! - [`grpc`]: tonic adapters; `admission` (handler limit, deadline),
 //!   `connection` (caps, handshake and idle timeouts, closable by a
 //!   session), `status` (the error → status table).
-//! - [`metrics`]: Prometheus counters on their own port.
+//! - [`metrics`]: Prometheus counters, latency histograms and gauges on
+//!   their own port.
 //! - [`config`], [`telemetry`], [`shutdown`], [`admin`] (applications and
 //!   API keys), [`first_run`], `sweeper`: the edges; the clock is disciplined
 //!   to the database's ([`TimeSource`]).
+
+/// Randomness for secrets, nonces and keys: the operating system's CSPRNG,
+/// read per use (no user-space state to leak or fork).
+pub fn secure_rng() -> rand::rand_core::UnwrapErr<rand::rngs::OsRng> {
+    use rand::TryRngCore;
+    rand::rngs::OsRng.unwrap_err()
+}
 
 pub mod admin;
 pub mod config;

@@ -9,7 +9,6 @@ use assent_server::config::LogFormat;
 use assent_server::domain::ApplicationId;
 use assent_server::{ServerConfig, admin, open_store, shutdown, telemetry};
 use clap::{Parser, Subcommand};
-use rand::TryRngCore;
 use tokio_util::sync::CancellationToken;
 
 /// The Assent authentication server.
@@ -495,7 +494,7 @@ async fn server_keys_command(
             }
         }
         ServerKeysCommand::Rotate { json } => {
-            let mut rng = rand::rngs::OsRng.unwrap_err();
+            let mut rng = assent_server::secure_rng();
             let key = assent_server::service::signer::rotate(
                 store.as_ref(),
                 &mut rng,

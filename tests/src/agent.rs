@@ -24,12 +24,7 @@ impl EnrolledAgent {
     pub async fn enroll(server: &TestServer, app: &TestApp, user: &str) -> Self {
         let mut rp = rp_client(server, &app.api_key).await;
         let code = enrollment_code(&mut rp, user).await;
-        // Short: Unix socket paths are limited to about 100 bytes.
-        let work = std::env::temp_dir().join(format!(
-            "assent-ag-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        ));
-        std::fs::create_dir_all(&work).unwrap();
+        let work = crate::scratch_dir("ag");
         let state_dir = work.join("agent");
         let config = assent_agent::AgentConfig::new(
             state_dir.clone(),

@@ -76,11 +76,7 @@ pub struct TestDb {
 impl TestDb {
     /// A fresh SQLite file in a new temporary directory.
     pub fn sqlite() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "assent-test-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        ));
-        std::fs::create_dir_all(&dir).expect("create test directory");
+        let dir = crate::scratch_dir("test");
         Self {
             url: format!("sqlite://{}", dir.join("assent.db").display()),
             place: Place::Sqlite(dir),

@@ -21,6 +21,20 @@ pub use harness::{
 pub use in_process::{InProcess, KeyDevice, seeded};
 pub use tap::TcpTap;
 
+/// A fresh directory under the system's temporary directory, named
+/// `assent-PREFIX-` and 8 random characters (short: Unix socket paths
+/// inside it are limited to about 100 bytes).
+pub fn scratch_dir(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "assent-{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    if let Err(error) = std::fs::create_dir_all(&dir) {
+        panic!("cannot create {}: {error}", dir.display());
+    }
+    dir
+}
+
 /// Kills a child process when the test ends, however it ends.
 pub struct ChildGuard(pub std::process::Child);
 

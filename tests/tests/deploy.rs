@@ -24,7 +24,7 @@ fn found(program: &str) -> bool {
 
 #[test]
 fn the_systemd_units_verify() {
-    let dir = tempfile_dir("units");
+    let dir = assent_tests::scratch_dir("units");
     let bin = binary("assent-server");
     let bin_dir = bin.parent().unwrap().display().to_string();
     let mut units = Vec::new();
@@ -102,13 +102,4 @@ async fn the_health_command_reports_a_serving_server_and_fails_without_one() {
     assert!(!gone.status.success());
     let said = String::from_utf8_lossy(&gone.stderr);
     assert!(said.contains("cannot reach the server"), "{said}");
-}
-
-fn tempfile_dir(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "assent-{what}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

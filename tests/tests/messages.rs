@@ -8,15 +8,6 @@ use std::process::{Command, Output};
 
 use assent_tests::binary;
 
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "assent-msg-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn server(args: &[&str], data_dir: &PathBuf) -> Output {
     Command::new(binary("assent-server"))
         .args(args)
@@ -35,7 +26,7 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn a_mistyped_database_scheme_is_named_with_the_schemes_that_work() {
-    let dir = scratch();
+    let dir = assent_tests::scratch_dir("msg");
     let output = server(
         &[
             "--database-url",
@@ -57,7 +48,7 @@ fn a_mistyped_database_scheme_is_named_with_the_schemes_that_work() {
 
 #[test]
 fn an_unreachable_postgres_names_host_and_cause() {
-    let dir = scratch();
+    let dir = assent_tests::scratch_dir("msg");
     let output = server(
         &[
             "--database-url",
@@ -83,7 +74,7 @@ fn an_unreachable_postgres_names_host_and_cause() {
 
 #[test]
 fn plaintext_beyond_loopback_is_refused_before_anything_is_created() {
-    let dir = scratch();
+    let dir = assent_tests::scratch_dir("msg");
     let output = server(&["serve", "--listen", "0.0.0.0:0"], &dir);
     assert!(!output.status.success());
     let said = stderr(&output);
@@ -99,7 +90,7 @@ fn plaintext_beyond_loopback_is_refused_before_anything_is_created() {
 
 #[test]
 fn one_shot_commands_print_their_answer_without_log_lines_or_colour() {
-    let dir = scratch();
+    let dir = assent_tests::scratch_dir("msg");
     let output = server(&["app", "create", "--name", "Shop", "--json"], &dir);
     assert!(output.status.success(), "{output:?}");
     let said = stderr(&output);

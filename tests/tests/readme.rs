@@ -48,11 +48,7 @@ async fn the_readme_walkthrough_runs_as_written() {
         .replace("cargo build --release\n", ": built by the test\n")
         .replace("$PWD/target/release", &bin_dir);
 
-    let work = std::env::temp_dir().join(format!(
-        "assent-readme-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
-    std::fs::create_dir_all(&work).unwrap();
+    let work = assent_tests::scratch_dir("readme");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

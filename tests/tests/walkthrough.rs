@@ -69,11 +69,7 @@ fn wait_for_socket(state_dir: &Path) {
 async fn readme_walkthrough_works_with_real_processes_and_sigterm_drains(db: TestDb) {
     let port = free_port();
     let server_url = format!("http://127.0.0.1:{port}");
-    let work = std::env::temp_dir().join(format!(
-        "assent-wt-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
-    std::fs::create_dir_all(&work).unwrap();
+    let work = assent_tests::scratch_dir("wt");
     let agent_dir = work.join("agent");
 
     let server_cmd = |args: &[&str]| {

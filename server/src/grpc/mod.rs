@@ -13,9 +13,4 @@ pub mod status;
 pub use device::DeviceHandler;
 pub use relying_party::RelyingPartyHandler;
 
-/// Randomness for secrets and nonces: the operating system's CSPRNG, read
-/// per use (no user-space state to leak or fork).
-pub(crate) fn secure_rng() -> rand::rand_core::UnwrapErr<rand::rngs::OsRng> {
-    use rand::TryRngCore;
-    rand::rngs::OsRng.unwrap_err()
-}
+pub(crate) use crate::secure_rng;

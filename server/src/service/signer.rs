@@ -10,7 +10,7 @@ use std::time::Duration;
 use assent_proto::signing::{self, EventPayload};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signer as _, SigningKey};
-use rand::{CryptoRng, RngCore, TryRngCore};
+use rand::{CryptoRng, RngCore};
 use tokio::time::Instant;
 
 use super::ServiceError;
@@ -122,7 +122,7 @@ impl EventSigner {
             None => {
                 // First start: make one; a replica that raced us wins and
                 // its key is read back.
-                let fresh = new_server_key(&mut rand::rngs::OsRng.unwrap_err(), now);
+                let fresh = new_server_key(&mut crate::secure_rng(), now);
                 store.add_server_key(&fresh, false).await?;
                 store.current_server_key().await?.ok_or_else(|| {
                     ServiceError::TryAgain("the server's signing key is being rotated".to_owned())
