@@ -53,12 +53,9 @@ use std::time::Duration;
 
 use assent_proto::v1::device_service_server::DeviceServiceServer;
 use assent_proto::v1::relying_party_service_server::RelyingPartyServiceServer;
-use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use config::{Engine, ServerConfig};
 use domain::clock::DatabaseClock;
@@ -109,9 +106,6 @@ pub enum ServerError {
     /// TLS material could not be loaded.
     #[error("cannot load TLS certificate or key: {0}")]
     Tls(String),
-    /// Socket or transport failure.
-    #[error("transport error")]
-    Transport(#[from] tonic::transport::Error),
     /// I/O failure.
     #[error("I/O error")]
     Io(#[from] std::io::Error),
@@ -408,40 +402,38 @@ pub async fn serve(
         Duration::from_millis(config.request_timeout_ms),
         Arc::clone(services.metrics()),
     );
-    let mut builder = Server::builder()
-        .layer(admission)
-        .layer(tower::util::MapResponseLayer::new(
-            grpc::limits::oversized_to_resource_exhausted::<tonic::body::Body>,
-        ))
-        .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-        .http2_max_header_list_size(16 * 1024);
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
-    let connections = grpc::connection::Connections::new(config.connection_limits());
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)))
-        .filter_map(move |accepted| {
-            std::future::ready(match accepted {
-                Ok(stream) => connections.admit(stream).map(Ok),
-                Err(error) => Some(Err(error)),
-            })
-        });
-    tracing::info!(address = %local, tls = config.tls_cert.is_some(), "assent-server listening");
-    let server = builder
-        .add_service(health_service)
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(relying_party)
         .add_service(device)
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+        .prepare();
+    let service = tower::ServiceBuilder::new()
+        .layer(admission)
+        .layer(tower::util::MapResponseLayer::new(
+            grpc::limits::oversized_to_resource_exhausted::<tonic::body::Body>,
+        ))
+        .service(routes);
+    let connections = grpc::connection::Connections::new(config.connection_limits());
+    let settings = grpc::transport::Http2Settings {
+        max_streams: MAX_STREAMS_PER_CONNECTION,
+        max_header_list_bytes: 16 * 1024,
+        keepalive_interval: Duration::from_secs(20),
+        keepalive_timeout: Duration::from_secs(10),
+    };
+    tracing::info!(address = %local, tls = tls.is_some(), "assent-server listening");
+    let server = grpc::transport::serve(
+        listener,
+        connections,
+        tls,
+        settings,
+        service,
+        shutdown.clone(),
+    );
 
     let drain = Duration::from_secs(config.drain_timeout_seconds);
     tokio::select! {
-        result = server => result?,
+        () = server => {}
         () = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
             tracing::warn!("drain deadline passed; closing remaining connections");
         }
@@ -489,20 +481,38 @@ async fn keep_clock_synced(
     }
 }
 
-fn tls_config(config: &ServerConfig) -> Result<Option<ServerTlsConfig>, ServerError> {
-    match (&config.tls_cert, &config.tls_key) {
-        (None, None) => Ok(None),
-        (Some(cert), Some(key)) => {
-            let cert = std::fs::read(cert)
-                .map_err(|e| ServerError::Tls(format!("{}: {e}", cert.display())))?;
-            let key = std::fs::read(key)
-                .map_err(|e| ServerError::Tls(format!("{}: {e}", key.display())))?;
-            Ok(Some(
-                ServerTlsConfig::new().identity(Identity::from_pem(cert, key)),
-            ))
+/// The TLS acceptor of the gRPC port (HTTP/2 only, ring provider), when a
+/// certificate is configured.
+fn tls_config(config: &ServerConfig) -> Result<Option<grpc::transport::TlsAcceptor>, ServerError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => {
+            return Err(ServerError::Tls(
+                "set both --tls-cert and --tls-key, or neither".to_owned(),
+            ));
         }
-        _ => Err(ServerError::Tls(
-            "set both --tls-cert and --tls-key, or neither".to_owned(),
-        )),
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(ServerError::Tls(format!(
+            "{}: no PEM certificate found",
+            cert.display()
+        )));
     }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(grpc::transport::TlsAcceptor::from(Arc::new(tls))))
 }

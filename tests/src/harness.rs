@@ -357,6 +357,12 @@ pub async fn rp_client_at(url: &str, api_key: &str) -> RpClient {
         .connect()
         .await
         .expect("connect to test server");
+    rp_client_on(channel, api_key)
+}
+
+/// A relying-party client for `api_key` on an open channel (shared with
+/// other calls).
+pub fn rp_client_on(channel: Channel, api_key: &str) -> RpClient {
     let value = format!("Bearer {api_key}").parse().expect("ascii key");
     RelyingPartyServiceClient::with_interceptor(channel, Bearer(value))
 }

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod device;
 pub mod fault_proxy;
+pub mod haproxy;
 pub mod harness;
 pub mod in_process;
 pub mod tap;
@@ -14,6 +15,7 @@ pub mod throwaway_pg;
 pub use agent::{AgentProcess, EnrolledAgent};
 pub use device::{DeviceStream, TestDevice};
 pub use fault_proxy::FaultProxy;
+pub use haproxy::Haproxy;
 pub use harness::{
     RpClient, TestApp, TestDb, TestServer, binary, enrollment_code, rp_client, rp_client_at,
     transaction,

@@ -9,8 +9,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,20 +17,10 @@ use assent_proto::v1::{
     CreatePushAuthenticationRequest, SubscribeRequest, TransactionState, WaitTransactionRequest,
 };
 use assent_tests::agent::EnrolledAgent;
-use assent_tests::{RpClient, TestApp, TestDb, TestServer, binary, rp_client_at, within};
+use assent_tests::{Haproxy, RpClient, TestApp, TestDb, TestServer, rp_client_at, within};
 use sqlx::Connection;
 use tokio::sync::Mutex;
 use tonic::Code;
-
-use assent_tests::ChildGuard as Guard;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Statuses a client may see while replicas restart: it retries them.
 fn retryable(code: Code) -> bool {
@@ -148,14 +136,6 @@ async fn follow(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_restart_in_turn_behind_haproxy_under_load() {
-    let haproxy_found = Command::new("sh")
-        .args(["-c", "command -v haproxy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        haproxy_found,
-        "the rolling-restart test needs HAProxy: apt-get install haproxy"
-    );
     let rounds: usize = std::env::var("ASSENT_ROLLING_ROUNDS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -175,36 +155,8 @@ async fn three_replicas_restart_in_turn_behind_haproxy_under_load() {
     let app = TestApp::create(&db, "Example Shop").await;
 
     // HAProxy with the repository's configuration.
-    let lb_port = free_port();
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy.cfg");
-    let mut haproxy = Command::new("haproxy");
-    haproxy
-        .args(["-db", "-f"])
-        .arg(&config)
-        .env("ASSENT_LB_BIND", format!("127.0.0.1:{lb_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (n, replica) in replicas.iter().enumerate() {
-        haproxy.env(
-            format!("ASSENT_REPLICA_{}", n + 1),
-            replica.addr.to_string(),
-        );
-    }
-    let _haproxy = Guard(haproxy.spawn().expect("start haproxy"));
-    let lb = format!("http://127.0.0.1:{lb_port}");
-    within(15, "HAProxy to serve", async {
-        loop {
-            let health = Command::new(binary("assent-server"))
-                .args(["health", "--url", &lb])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if health {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
+    let haproxy = Haproxy::start([replicas[0].addr, replicas[1].addr, replicas[2].addr]).await;
+    let lb = haproxy.url.clone();
 
     // Two agents through the load balancer, accepting.
     let mut agents = Vec::new();

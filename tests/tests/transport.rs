@@ -105,7 +105,7 @@ async fn connections_beyond_the_limit_per_address_are_closed_at_once(db: TestDb)
     .expect("served once the address is under its limit");
 }
 
-async fn a_stream_whose_window_never_opens_is_closed(db: TestDb) {
+async fn a_stream_whose_window_never_opens_is_reset_and_its_connection_kept(db: TestDb) {
     const SCANNED: usize = 150;
     let server = TestServer::start_with(&db, |config| {
         config.stream_send_timeout_ms = 500;
@@ -139,22 +139,30 @@ async fn a_stream_whose_window_never_opens_is_closed(db: TestDb) {
             .expect("cancel");
     }
     within(5, "the stalled stream to be let go", async {
-        while tap.server_closes().is_empty() {
+        loop {
+            let shown = rp
+                .get_device(GetDeviceRequest {
+                    device_id: device.device_id.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .device
+                .unwrap();
+            if !shown.connected {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
     assert!(stalled.elapsed() < Duration::from_secs(5));
-    let shown = rp
-        .get_device(GetDeviceRequest {
-            device_id: device.device_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .device
-        .unwrap();
-    assert!(!shown.connected);
+    // Only the stream was reset: the connection is still open.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        tap.server_closes().is_empty(),
+        "the server reset the stream, not the connection"
+    );
     drop(stream);
 }
 
@@ -189,6 +197,6 @@ async fn an_oversized_message_on_an_authenticated_stream_ends_it_with_resource_e
 assent_tests::on_both_engines!(
     connections_that_never_speak_are_closed_and_others_are_served,
     connections_beyond_the_limit_per_address_are_closed_at_once,
-    a_stream_whose_window_never_opens_is_closed,
+    a_stream_whose_window_never_opens_is_reset_and_its_connection_kept,
     an_oversized_message_on_an_authenticated_stream_ends_it_with_resource_exhausted,
 );

@@ -84,12 +84,6 @@ where
         let in_use = request
             .extensions()
             .get::<connection::ConnectionInfo>()
-            .or_else(|| {
-                request
-                    .extensions()
-                    .get::<tonic::transport::server::TlsConnectInfo<connection::ConnectionInfo>>()
-                    .map(|tls| tls.get_ref())
-            })
             .map(|info| info.in_use());
         let timing = Timing::start(&self.metrics, request.uri().path());
         // WaitTransaction is a long poll: it holds no handler slot (the

@@ -1,9 +1,7 @@
 //! Accepted connections, bounded: how many at once (in all and per peer
 //! address), how long one may take to send its first request, how long one
-//! may sit with no call in progress — and a handle that lets a session close
-//! its connection. A session that must end while its stream's flow-control
-//! window stays shut cannot finish the stream (HTTP/2 will not send more), so
-//! it closes the connection instead of waiting on a peer that does not read.
+//! may sit with no call in progress. A connection is closed only for what it
+//! does itself; a stream that must end is reset alone (`transport`).
 
 use std::collections::HashMap;
 use std::io;
@@ -17,7 +15,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::Connected;
 
 /// How connections are bounded.
@@ -149,8 +146,6 @@ impl Drop for InUse {
 pub struct ConnectionInfo {
     /// The peer's address.
     pub remote: Option<SocketAddr>,
-    /// Cancelling it closes the connection.
-    pub abort: CancellationToken,
     usage: Arc<Usage>,
 }
 
@@ -163,11 +158,9 @@ impl ConnectionInfo {
     }
 }
 
-/// A TCP connection with its bounds and a handle to close it.
+/// A TCP connection with its bounds.
 pub struct ClosableIo {
     stream: TcpStream,
-    abort: CancellationToken,
-    aborted: Pin<Box<WaitForCancellationFutureOwned>>,
     usage: Arc<Usage>,
     limits: ConnectionLimits,
     accepted: Instant,
@@ -177,12 +170,9 @@ pub struct ClosableIo {
 
 impl ClosableIo {
     fn new(stream: TcpStream, slot: Slot, limits: ConnectionLimits) -> Self {
-        let abort = CancellationToken::new();
         let accepted = Instant::now();
         Self {
             stream,
-            aborted: Box::pin(abort.clone().cancelled_owned()),
-            abort,
             usage: Arc::new(Usage {
                 calls: AtomicUsize::new(0),
                 has_called: AtomicBool::new(false),
@@ -197,16 +187,10 @@ impl ClosableIo {
         }
     }
 
-    /// Ready with an error once the connection must close: ordered closed,
-    /// no first request in time, or idle too long. Registers the task to
-    /// wake when that happens.
+    /// Ready with an error once the connection must close: no first
+    /// request in time, or idle too long. Registers the task to wake when
+    /// that happens.
     fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        if self.aborted.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "closed by the server",
-            ));
-        }
         if self.usage.calls.load(Ordering::Acquire) > 0 {
             return Poll::Pending;
         }
@@ -236,7 +220,6 @@ impl Connected for ClosableIo {
     fn connect_info(&self) -> ConnectionInfo {
         ConnectionInfo {
             remote: self.stream.peer_addr().ok(),
-            abort: self.abort.clone(),
             usage: Arc::clone(&self.usage),
         }
     }
@@ -262,19 +245,11 @@ impl AsyncWrite for ClosableIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.aborted.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
-        }
-        Pin::new(&mut this.stream).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.aborted.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
-        }
-        Pin::new(&mut this.stream).poll_flush(cx)
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -284,10 +259,5 @@ impl AsyncWrite for ClosableIo {
 
 /// The connection a request came on, with or without TLS.
 pub fn of<T>(request: &tonic::Request<T>) -> Option<ConnectionInfo> {
-    let extensions = request.extensions();
-    extensions.get::<ConnectionInfo>().cloned().or_else(|| {
-        extensions
-            .get::<tonic::transport::server::TlsConnectInfo<ConnectionInfo>>()
-            .map(|tls| tls.get_ref().clone())
-    })
+    request.extensions().get::<ConnectionInfo>().cloned()
 }

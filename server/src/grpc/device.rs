@@ -103,9 +103,8 @@ impl DeviceService for DeviceHandler {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let abort = super::connection::of(&request)
-            .map(|info| info.abort)
-            .unwrap_or_default();
+        // Read while the handler runs inside its stream's task.
+        let reset = super::transport::StreamReset::current().into_token();
         let (outbound, receiver) = mpsc::channel(OUTBOUND_QUEUE);
         let inbound = request
             .into_inner()
@@ -114,7 +113,7 @@ impl DeviceService for DeviceHandler {
         let io = SessionIo {
             inbound,
             outbound,
-            abort,
+            reset,
             shutdown: self.shutdown.child_token(),
             send_deadline: self.send_deadline,
         };

@@ -5,8 +5,10 @@
 //!
 //! The session never blocks on a device that stopped reading: every send
 //! also watches the session's end and a send deadline, and a session that
-//! must end but cannot hand its last word to a stalled stream closes the
-//! whole connection (through [`SessionIo::abort`]) instead of waiting.
+//! must end but cannot hand its last word to a stalled stream resets that
+//! stream alone (through [`SessionIo::reset`]) instead of waiting. Other
+//! streams on the same connection — the device's own reconnect, other
+//! devices behind a proxy, relying-party calls — never notice.
 //! `grpc::device` adapts a tonic stream to this module.
 
 mod inbound;
@@ -30,7 +32,7 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// revocation re-checked.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
 /// How long an ending session waits for its last word to leave before it
-/// closes the connection.
+/// resets its stream.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(400);
 /// Suggested delay before an agent reconnects after GoAway.
 pub const RECONNECT_AFTER_MS: u32 = 500;
@@ -44,8 +46,8 @@ pub struct SessionIo {
     pub inbound: BoxStream<'static, Result<AgentMessage, ServiceError>>,
     /// Messages to the device.
     pub outbound: Outbound,
-    /// Cancelling it closes the connection the stream runs on.
-    pub abort: CancellationToken,
+    /// Cancelling it resets this stream alone (never its connection).
+    pub reset: CancellationToken,
     /// Fires when the server drains.
     pub shutdown: CancellationToken,
     /// How long one message may wait for a device that does not read

@@ -22,7 +22,7 @@ use crate::service::{Refused, ServiceError, Services};
 pub struct DeviceSession {
     pub(super) services: Arc<Services>,
     outbound: Outbound,
-    abort: CancellationToken,
+    reset: CancellationToken,
     shutdown: CancellationToken,
     send_deadline: std::time::Duration,
     /// Cancelled when the session must stop sending (the notifier ended it).
@@ -61,9 +61,9 @@ impl DeviceSession {
             () = self.ending.cancelled() => false,
             sent = self.outbound.send_timeout(Ok(message), self.send_deadline) => {
                 if sent.is_err() && !self.outbound.is_closed() {
-                    // The device stopped reading: let go of its connection.
-                    tracing::info!("device does not read its stream; closing its connection");
-                    self.abort.cancel();
+                    // The device stopped reading: let go of its stream.
+                    tracing::info!("device does not read its stream; resetting it");
+                    self.reset.cancel();
                 }
                 sent.is_ok()
             }
@@ -71,17 +71,20 @@ impl DeviceSession {
     }
 
     /// Ends the stream with `error`. If the device does not take it within
-    /// [`CLOSE_GRACE`] (it stopped reading), the connection is closed.
+    /// [`CLOSE_GRACE`] (it stopped reading), the stream is reset; a stream
+    /// the client already ended needs nothing more.
     async fn close(&self, error: ServiceError) {
         let outbound = &self.outbound;
-        let queued = outbound.try_send(Err(error)).is_ok();
-        let left = queued
-            && tokio::time::timeout(CLOSE_GRACE, outbound.closed())
+        let left = match outbound.try_send(Err(error)) {
+            Ok(()) => tokio::time::timeout(CLOSE_GRACE, outbound.closed())
                 .await
-                .is_ok();
+                .is_ok(),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => true,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => false,
+        };
         if !left {
-            tracing::info!("closing the connection of a stream that does not read");
-            self.abort.cancel();
+            tracing::info!("resetting a stream that does not read");
+            self.reset.cancel();
         }
     }
 
@@ -90,14 +93,14 @@ impl DeviceSession {
         let SessionIo {
             mut inbound,
             outbound,
-            abort,
+            reset,
             shutdown,
             send_deadline,
         } = io;
         let mut session = Self {
             services,
             outbound,
-            abort,
+            reset,
             shutdown,
             send_deadline,
             ending: CancellationToken::new(),
