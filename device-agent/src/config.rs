@@ -6,12 +6,9 @@ use std::time::Duration;
 
 use crate::policy::Policy;
 
-/// Server used when neither `--server` nor `ASSENT_SERVER` nor an enrollment names one.
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+pub use assent_device::{DEFAULT_SERVER, MAX_DEVICE_NAME_CHARS};
 /// How long an `exec:` policy command may run before the login is denied.
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest device name the server accepts, in characters.
-pub const MAX_DEVICE_NAME_CHARS: usize = 64;
 /// Device name used when the host name cannot be found.
 const FALLBACK_DEVICE_NAME: &str = "assent-agent";
 
@@ -31,6 +28,15 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
+    /// The SDK's settings of this agent's one enrollment.
+    pub fn device(&self) -> assent_device::DeviceConfig {
+        assent_device::DeviceConfig {
+            state_dir: self.state_dir.clone(),
+            server: self.server.clone(),
+            ca_cert: self.ca_cert.clone(),
+        }
+    }
+
     /// A configuration with the default exec timeout and no custom CA.
     pub fn new(state_dir: PathBuf, server: String, policy: Policy) -> Self {
         Self {

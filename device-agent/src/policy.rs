@@ -1,13 +1,11 @@
-//! Decision policies (`accept`, `deny`, `prompt`, `exec:CMD`) and what they
-//! see of a confirmation request (`confirmation`, `number`). A policy returns
-//! `None` only when the server withdrew the request meanwhile; every failure
-//! denies, so the agent never accepts a login nobody approved. Under number
-//! matching an acceptance carries the number picked by a person (`prompt`) or
-//! a command (`exec:`); `accept` cannot pick, so it denies.
+//! Decision policies (`accept`, `deny`, `prompt`, `exec:CMD`) as a handler
+//! of `assent-device` ([`PolicyHandler`]). A policy gives no answer only
+//! when the server withdrew the request meanwhile; every failure denies, so
+//! the agent never accepts a login nobody approved. Under number matching an
+//! acceptance carries the number picked by a person (`prompt`) or a command
+//! (`exec:`); `accept` cannot pick, so it denies.
 
-mod confirmation;
 mod exec;
-mod number;
 mod prompt;
 
 use std::fmt;
@@ -15,11 +13,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use assent_device::{Answer, DenyReason, Handler, Request, Withdrawn};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-pub(crate) use self::confirmation::Confirmation;
-use crate::error::AgentError;
+use crate::AgentError;
 
 /// How the agent answers confirmation requests.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -64,65 +61,26 @@ impl fmt::Display for Policy {
     }
 }
 
-/// Why a login was refused; the wire value goes into the signed decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DenyReason {
-    /// The person says the login was not theirs.
-    NotMe,
-    /// The person gave up on the question.
-    CancelledByUser,
-    /// A rule refused it (deny policy, failed or timed-out command, no terminal).
-    Policy,
-}
-
-impl DenyReason {
-    /// The reason text the server stores.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::NotMe => "not_me",
-            Self::CancelledByUser => "cancelled_by_user",
-            Self::Policy => "policy",
-        }
-    }
-}
-
-/// What a policy decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Approve the login, with the number picked under number matching.
-    Accept {
-        /// One of the request's number choices; `None` when it offered none.
-        number: Option<u32>,
-    },
-    /// Refuse it, with a reason.
-    Deny(DenyReason),
-}
-
-impl Verdict {
-    /// Whether this verdict can answer a request offering `choices`: an
-    /// acceptance picks one of them exactly when some are offered.
-    pub(crate) fn answers(&self, choices: &[u32]) -> bool {
-        match self {
-            Self::Deny(_) => true,
-            Self::Accept { number: None } => choices.is_empty(),
-            Self::Accept {
-                number: Some(number),
-            } => choices.contains(number),
-        }
-    }
-}
-
-/// Runs the configured policy; cheap to clone into one task per request.
+/// The configured policy as the device's handler.
 #[derive(Debug, Clone)]
-pub(crate) struct PolicyRunner {
+pub struct PolicyHandler {
     policy: Policy,
     exec_timeout: Duration,
     prompter: Arc<prompt::Prompter>,
 }
 
-impl PolicyRunner {
-    /// A runner for `policy`; `exec_timeout` bounds `exec:` commands.
-    pub(crate) fn new(policy: Policy, exec_timeout: Duration) -> Self {
+impl Handler for PolicyHandler {
+    async fn confirm(&self, request: Request, withdrawn: Withdrawn) -> Answer {
+        // `None`: withdrawn meanwhile; the SDK drops the answer anyway.
+        self.decide(&request, &withdrawn)
+            .await
+            .unwrap_or(Answer::Deny(DenyReason::Policy))
+    }
+}
+
+impl PolicyHandler {
+    /// A handler for `policy`; `exec_timeout` bounds `exec:` commands.
+    pub fn new(policy: Policy, exec_timeout: Duration) -> Self {
         Self {
             policy,
             exec_timeout,
@@ -130,22 +88,18 @@ impl PolicyRunner {
         }
     }
 
-    /// Decides on `request`; `None` when `cancel` fired first.
-    pub(crate) async fn decide(
-        &self,
-        request: &Confirmation,
-        cancel: &CancellationToken,
-    ) -> Option<Verdict> {
+    /// Decides on `request`; `None` when it was withdrawn first.
+    pub(crate) async fn decide(&self, request: &Request, cancel: &Withdrawn) -> Option<Answer> {
         let time_left = request.time_left();
         match &self.policy {
             Policy::Accept if request.number_choices.is_offered() => {
                 tracing::warn!(
                     "number matching needs a person (prompt policy) or an exec policy; denying"
                 );
-                Some(Verdict::Deny(DenyReason::Policy))
+                Some(Answer::Deny(DenyReason::Policy))
             }
-            Policy::Accept => Some(Verdict::Accept { number: None }),
-            Policy::Deny => Some(Verdict::Deny(DenyReason::Policy)),
+            Policy::Accept => Some(Answer::Accept { number: None }),
+            Policy::Deny => Some(Answer::Deny(DenyReason::Policy)),
             Policy::Prompt => {
                 // Without an expiry the server's Cancellation still ends the prompt.
                 let deadline = time_left.map(|left| Instant::now() + left);
@@ -165,13 +119,14 @@ impl PolicyRunner {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::number::NumberChoices;
+    use assent_device::{Kind, NumberChoices};
+
     use super::*;
 
-    pub(super) fn sample_confirmation() -> Confirmation {
-        Confirmation {
+    pub(super) fn sample_confirmation() -> Request {
+        Request {
             transaction_id: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
-            kind: confirmation::Kind::Otp,
+            kind: Kind::Otp,
             application_id: "app-1".into(),
             application_name: "Example Shop".into(),
             user_id: "alice".into(),
@@ -183,9 +138,9 @@ mod tests {
     }
 
     /// The sample request under number matching, offering 12, 45 and 78.
-    pub(super) fn matching_confirmation() -> Confirmation {
-        Confirmation {
-            kind: confirmation::Kind::Push,
+    pub(super) fn matching_confirmation() -> Request {
+        Request {
+            kind: Kind::Push,
             number_choices: NumberChoices::parse(&[12, 45, 78]).unwrap(),
             ..sample_confirmation()
         }
@@ -231,28 +186,28 @@ mod tests {
 
     #[tokio::test]
     async fn fixed_policies_decide_without_asking() {
-        let cancel = CancellationToken::new();
+        let cancel = Withdrawn::default();
         let request = sample_confirmation();
-        let accept = PolicyRunner::new(Policy::Accept, Duration::from_secs(1));
+        let accept = PolicyHandler::new(Policy::Accept, Duration::from_secs(1));
         assert_eq!(
             accept.decide(&request, &cancel).await,
-            Some(Verdict::Accept { number: None })
+            Some(Answer::Accept { number: None })
         );
-        let deny = PolicyRunner::new(Policy::Deny, Duration::from_secs(1));
+        let deny = PolicyHandler::new(Policy::Deny, Duration::from_secs(1));
         assert_eq!(
             deny.decide(&request, &cancel).await,
-            Some(Verdict::Deny(DenyReason::Policy))
+            Some(Answer::Deny(DenyReason::Policy))
         );
     }
 
     #[test]
     fn an_acceptance_must_pick_exactly_when_numbers_are_offered() {
-        let deny = Verdict::Deny(DenyReason::NotMe);
+        let deny = Answer::Deny(DenyReason::NotMe);
         assert!(deny.answers(&[]) && deny.answers(&[12, 45, 78]));
-        let plain = Verdict::Accept { number: None };
+        let plain = Answer::Accept { number: None };
         assert!(plain.answers(&[]));
         assert!(!plain.answers(&[12, 45, 78]));
-        let picked = Verdict::Accept { number: Some(45) };
+        let picked = Answer::Accept { number: Some(45) };
         assert!(picked.answers(&[12, 45, 78]));
         assert!(!picked.answers(&[12, 44, 78]));
         assert!(!picked.answers(&[]));
@@ -260,12 +215,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_accept_policy_denies_when_a_number_must_be_picked() {
-        let accept = PolicyRunner::new(Policy::Accept, Duration::from_secs(1));
+        let accept = PolicyHandler::new(Policy::Accept, Duration::from_secs(1));
         assert_eq!(
             accept
-                .decide(&matching_confirmation(), &CancellationToken::new())
+                .decide(&matching_confirmation(), &Withdrawn::default())
                 .await,
-            Some(Verdict::Deny(DenyReason::Policy))
+            Some(Answer::Deny(DenyReason::Policy))
         );
     }
 }

@@ -9,7 +9,7 @@ use tokio::net::UnixStream;
 
 use super::listener::is_absent;
 use super::{ControlRequest, DaemonStatus, OtpOutcome, socket_path};
-use crate::error::AgentError;
+use crate::AgentError;
 
 /// How long a status query may take when diagnosing a timeout.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);

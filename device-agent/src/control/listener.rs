@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{ControlCommand, ControlRequest, OtpOutcome};
-use crate::error::AgentError;
-use crate::otp::Otp;
+use std::sync::Arc;
+
+use assent_device::{DeviceHandle, OtpOutcome};
+
+use assent_device::otp::Otp;
+
+use super::{ControlRequest, DaemonStatus, Target};
+use crate::AgentError;
 
 /// Longest request line accepted (an OTP is 64 characters).
 const MAX_REQUEST: usize = 64 * 1024;
@@ -48,18 +52,14 @@ pub(crate) async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
 
 /// Accepts callers until `stop` fires, then lets open connections deliver
 /// their final answers for a moment before dropping them.
-pub(crate) async fn serve(
-    listener: UnixListener,
-    commands: mpsc::Sender<ControlCommand>,
-    stop: CancellationToken,
-) {
+pub(crate) async fn serve<T: Target>(listener: UnixListener, target: T, stop: CancellationToken) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(answer(stream, commands.clone()));
+                    connections.spawn(answer(stream, target.clone()));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot accept a control connection");
@@ -70,7 +70,7 @@ pub(crate) async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    drop(commands);
+    drop(target);
     let drained = tokio::time::timeout(DRAIN, async {
         while connections.join_next().await.is_some() {}
     });
@@ -80,9 +80,9 @@ pub(crate) async fn serve(
 }
 
 /// Serves one caller: reads its request line and writes the single answer.
-async fn answer(mut stream: UnixStream, commands: mpsc::Sender<ControlCommand>) {
+async fn answer<T: Target>(mut stream: UnixStream, target: T) {
     let response = match read_request(&mut stream).await {
-        Ok(request) => respond(request, &mut stream, &commands).await,
+        Ok(request) => respond(request, &mut stream, &target).await,
         Err(error) => Some(serialise(&OtpOutcome::failed(None, error))),
     };
     if let Some(mut line) = response {
@@ -93,13 +93,42 @@ async fn answer(mut stream: UnixStream, commands: mpsc::Sender<ControlCommand>) 
     }
 }
 
+/// The daemon's device behind the socket.
+#[derive(Clone)]
+pub(crate) struct DaemonTarget {
+    /// The running device.
+    pub(crate) device: DeviceHandle,
+    /// The policy in force, as configured.
+    pub(crate) policy: Arc<str>,
+    /// The server list, as configured.
+    pub(crate) server: Arc<str>,
+}
+
+impl Target for DaemonTarget {
+    async fn submit(&self, otp: Otp) -> OtpOutcome {
+        self.device.submit(otp).await
+    }
+
+    async fn status(&self) -> Option<DaemonStatus> {
+        let status = self.device.status().await?;
+        Some(DaemonStatus {
+            ok: true,
+            connected: status.connected,
+            device_id: status.profile.device_id,
+            user_id: status.profile.user_id,
+            application_name: status.profile.application_name,
+            server: self.server.to_string(),
+            policy: self.policy.to_string(),
+        })
+    }
+}
+
 /// Handles a parsed request; `None` when the caller hung up meanwhile.
-async fn respond(
+async fn respond<T: Target>(
     request: ControlRequest,
     stream: &mut UnixStream,
-    commands: &mpsc::Sender<ControlCommand>,
+    target: &T,
 ) -> Option<String> {
-    const GONE: &str = "the agent daemon is shutting down";
     if let Some(text) = request.otp {
         let otp = match Otp::parse(&text) {
             Ok(otp) => otp,
@@ -107,34 +136,21 @@ async fn respond(
                 return Some(serialise(&OtpOutcome::failed(None, malformed.to_string())));
             }
         };
-        let transaction_id = otp.transaction_id().to_owned();
-        let (reply, outcome) = oneshot::channel();
-        if commands
-            .send(ControlCommand::SubmitOtp { otp, reply })
-            .await
-            .is_err()
-        {
-            return Some(serialise(&OtpOutcome::failed(Some(&transaction_id), GONE)));
-        }
         let outcome = tokio::select! {
-            outcome = outcome => outcome,
-            // Dropping the receiver tells the event loop nobody waits any more.
+            outcome = target.submit(otp) => outcome,
+            // Dropping the submission tells the device nobody waits any more.
             () = hung_up(stream) => return None,
         };
-        let outcome = outcome.unwrap_or_else(|_| OtpOutcome::failed(Some(&transaction_id), GONE));
         return Some(serialise(&outcome));
     }
     if request.status == Some(true) {
-        let (reply, status) = oneshot::channel();
-        if commands
-            .send(ControlCommand::Status { reply })
-            .await
-            .is_ok()
-            && let Ok(status) = status.await
-        {
-            return Some(serialise(&status));
-        }
-        return Some(serialise(&OtpOutcome::failed(None, GONE)));
+        return Some(match target.status().await {
+            Some(status) => serialise(&status),
+            None => serialise(&OtpOutcome::failed(
+                None,
+                "the agent daemon is shutting down",
+            )),
+        });
     }
     Some(serialise(&OtpOutcome::failed(
         None,

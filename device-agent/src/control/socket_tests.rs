@@ -1,16 +1,59 @@
-//! The control socket end to end, with a fake event loop answering commands.
+//! The control socket end to end, with a fake device answering commands.
 
 use std::time::Duration;
 
+use assent_device::otp::Otp;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::error::AgentError;
+use crate::AgentError;
+
+/// What the fake device is asked.
+#[derive(Debug)]
+enum ControlCommand {
+    SubmitOtp {
+        otp: Otp,
+        reply: oneshot::Sender<OtpOutcome>,
+    },
+    Status {
+        reply: oneshot::Sender<DaemonStatus>,
+    },
+}
+
+/// A device that forwards every request to the test.
+#[derive(Clone)]
+struct FakeTarget(mpsc::Sender<ControlCommand>);
+
+impl Target for FakeTarget {
+    async fn submit(&self, otp: Otp) -> OtpOutcome {
+        let (reply, outcome) = oneshot::channel();
+        let _ = self.0.send(ControlCommand::SubmitOtp { otp, reply }).await;
+        outcome
+            .await
+            .unwrap_or_else(|_| OtpOutcome::failed(None, "gone"))
+    }
+
+    async fn status(&self) -> Option<DaemonStatus> {
+        let (reply, status) = oneshot::channel();
+        self.0.send(ControlCommand::Status { reply }).await.ok()?;
+        status.await.ok()
+    }
+}
+
+fn finished(state: &str, reason: &str) -> OtpOutcome {
+    OtpOutcome {
+        ok: state == "ACCEPTED",
+        state: Some(state.to_owned()),
+        transaction_id: Some(TX.to_owned()),
+        reason: (!reason.is_empty()).then(|| reason.to_owned()),
+        error: None,
+    }
+}
 
 const TX: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
@@ -31,7 +74,7 @@ async fn harness() -> Harness {
     let listener = bind(&socket_path(dir.path())).await.unwrap();
     let (sender, commands) = mpsc::channel(8);
     let stop = CancellationToken::new();
-    tokio::spawn(serve(listener, sender, stop.clone()));
+    tokio::spawn(serve(listener, FakeTarget(sender), stop.clone()));
     Harness {
         dir,
         commands,
@@ -58,9 +101,7 @@ async fn an_otp_round_trips_through_the_socket() {
         );
     let (otp, reply) = next_otp(&mut harness.commands).await;
     assert_eq!(otp.transaction_id(), TX);
-    reply
-        .send(OtpOutcome::finished("ACCEPTED", TX, ""))
-        .unwrap();
+    reply.send(finished("ACCEPTED", "")).unwrap();
     let outcome = caller.await.unwrap().unwrap();
     assert!(outcome.ok);
     assert_eq!(outcome.transaction_id.as_deref(), Some(TX));
@@ -90,9 +131,7 @@ async fn a_caller_that_half_closes_still_gets_its_answer() {
     stream.shutdown().await.unwrap();
     let (_, reply) = next_otp(&mut harness.commands).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    reply
-        .send(OtpOutcome::finished("DENIED", TX, "not_me"))
-        .unwrap();
+    reply.send(finished("DENIED", "not_me")).unwrap();
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).await.unwrap();
     let outcome: OtpOutcome = serde_json::from_str(&line).unwrap();

@@ -9,22 +9,22 @@ mod child;
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use assent_device::Withdrawn;
 
 use self::child::PolicyChild;
-use super::number::{InvalidPick, NumberChoices};
-use super::{Confirmation, DenyReason, Verdict};
+use assent_device::request::{InvalidPick, NumberChoices};
+use assent_device::{Answer, DenyReason, Request};
 
-const DENY: Verdict = Verdict::Deny(DenyReason::Policy);
+const DENY: Answer = Answer::Deny(DenyReason::Policy);
 
 /// Runs `command` for `request`; `None` when cancelled (the command's process
 /// group is killed).
 pub(super) async fn decide(
     command: &str,
-    request: &Confirmation,
+    request: &Request,
     timeout: Duration,
-    cancel: &CancellationToken,
-) -> Option<Verdict> {
+    cancel: &Withdrawn,
+) -> Option<Answer> {
     let mut input = match serde_json::to_vec(request) {
         Ok(input) => input,
         Err(error) => {
@@ -51,7 +51,7 @@ pub(super) async fn decide(
             child.kill().await;
             return Some(DENY);
         }
-        () = cancel.cancelled() => {
+        () = cancel.wait() => {
             tracing::info!("request withdrawn; stopping the policy command");
             child.kill().await;
             return None;
@@ -59,10 +59,10 @@ pub(super) async fn decide(
     };
     match ended {
         Ok((status, _)) if status.success() && !choices.is_offered() => {
-            Some(Verdict::Accept { number: None })
+            Some(Answer::Accept { number: None })
         }
         Ok((status, stdout)) if status.success() => match picked_number(choices, &stdout) {
-            Ok(number) => Some(Verdict::Accept {
+            Ok(number) => Some(Answer::Accept {
                 number: Some(number),
             }),
             Err(error) => {

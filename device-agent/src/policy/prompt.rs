@@ -8,14 +8,14 @@
 use std::fs::OpenOptions;
 use std::io::{BufRead, IsTerminal, Write};
 
+use assent_device::Withdrawn;
 use chrono::Utc;
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use super::confirmation::Kind;
-use super::number::NumberChoices;
-use super::{Confirmation, DenyReason, Verdict};
+use assent_device::Kind;
+use assent_device::NumberChoices;
+use assent_device::{Answer, DenyReason, Request};
 
 /// How many answers naming none of the offered numbers end the question.
 const MATCHING_TRIES: usize = 3;
@@ -33,17 +33,17 @@ impl Prompter {
     /// `cancel` fires (`None`).
     pub(super) async fn ask(
         &self,
-        request: &Confirmation,
+        request: &Request,
         deadline: Option<Instant>,
-        cancel: &CancellationToken,
-    ) -> Option<Verdict> {
+        cancel: &Withdrawn,
+    ) -> Option<Answer> {
         if !std::io::stdin().is_terminal() {
             tracing::warn!("policy is prompt but stdin is not a terminal; denying");
-            return Some(Verdict::Deny(DenyReason::Policy));
+            return Some(Answer::Deny(DenyReason::Policy));
         }
         let mut lines = tokio::select! {
             lines = self.lines.lock() => lines,
-            () = cancel.cancelled() => return None,
+            () = cancel.wait() => return None,
         };
         let lines = lines.get_or_insert_with(spawn_stdin_reader);
         // Whatever was typed before the question does not answer it.
@@ -55,12 +55,12 @@ impl Prompter {
 /// Puts the question, reads `lines` until an answer, the deadline (deny) or
 /// `cancel` (`None`), and shows hints through `say`.
 async fn converse(
-    request: &Confirmation,
+    request: &Request,
     lines: &mut mpsc::Receiver<String>,
     deadline: Option<Instant>,
-    cancel: &CancellationToken,
+    cancel: &Withdrawn,
     mut say: impl FnMut(&str),
-) -> Option<Verdict> {
+) -> Option<Answer> {
     say(&question(request));
     let choices = &request.number_choices;
     let mut wrong_answers = 0;
@@ -80,7 +80,7 @@ async fn converse(
                         if wrong_answers >= MATCHING_TRIES {
                             tracing::info!("no offered number picked; denying");
                             say("(no number picked; the login is cancelled)\n");
-                            return Some(Verdict::Deny(DenyReason::CancelledByUser));
+                            return Some(Answer::Deny(DenyReason::CancelledByUser));
                         }
                         say(&hint);
                     }
@@ -89,14 +89,14 @@ async fn converse(
                 None => {
                     // End of input (Ctrl-D) is the person walking away from the question.
                     tracing::warn!("stdin closed while prompting; denying");
-                    return Some(Verdict::Deny(DenyReason::CancelledByUser));
+                    return Some(Answer::Deny(DenyReason::CancelledByUser));
                 }
             },
             () = expired => {
                 say("\n(the request expired)\n");
-                return Some(Verdict::Deny(DenyReason::Policy));
+                return Some(Answer::Deny(DenyReason::Policy));
             }
-            () = cancel.cancelled() => {
+            () = cancel.wait() => {
                 say("\n(the request was withdrawn)\n");
                 return None;
             }
@@ -138,7 +138,7 @@ fn say(text: &str) {
 }
 
 /// The question shown for `request`.
-fn question(request: &Confirmation) -> String {
+fn question(request: &Request) -> String {
     let mut text = format!(
         "\nLog in to {}? {}\n",
         request.application_name, request.message
@@ -173,18 +173,18 @@ fn question(request: &Confirmation) -> String {
 /// under number matching one of the offered numbers accepts with that number,
 /// otherwise `y`/`yes` accepts. Anything else is `Err` with the hint to show
 /// before asking again.
-fn parse_answer(line: &str, choices: &NumberChoices) -> Result<Verdict, String> {
+fn parse_answer(line: &str, choices: &NumberChoices) -> Result<Answer, String> {
     match line.trim().to_ascii_lowercase().as_str() {
-        "n" | "no" => return Ok(Verdict::Deny(DenyReason::NotMe)),
-        "c" | "cancel" => return Ok(Verdict::Deny(DenyReason::CancelledByUser)),
-        "y" | "yes" if !choices.is_offered() => return Ok(Verdict::Accept { number: None }),
+        "n" | "no" => return Ok(Answer::Deny(DenyReason::NotMe)),
+        "c" | "cancel" => return Ok(Answer::Deny(DenyReason::CancelledByUser)),
+        "y" | "yes" if !choices.is_offered() => return Ok(Answer::Accept { number: None }),
         _ => {}
     }
     if !choices.is_offered() {
         return Err("Please answer y (yes), n (no, not me) or c (cancel): ".to_owned());
     }
     match choices.pick(line) {
-        Ok(number) => Ok(Verdict::Accept {
+        Ok(number) => Ok(Answer::Accept {
             number: Some(number),
         }),
         Err(error) => Err(format!(

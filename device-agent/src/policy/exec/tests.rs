@@ -4,30 +4,33 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::super::tests::{matching_confirmation, sample_confirmation};
+use assent_device::Withdrawn;
+use tokio_util::sync::CancellationToken;
+
 use super::*;
 
-async fn run(command: &str, timeout: Duration) -> Option<Verdict> {
+async fn run(command: &str, timeout: Duration) -> Option<Answer> {
     decide(
         command,
         &sample_confirmation(),
         timeout,
-        &CancellationToken::new(),
+        &Withdrawn::default(),
     )
     .await
 }
 
 /// Runs `command` for a request offering 12, 45 and 78.
-async fn run_matching(command: &str) -> Option<Verdict> {
+async fn run_matching(command: &str) -> Option<Answer> {
     decide(
         command,
         &matching_confirmation(),
         Duration::from_secs(5),
-        &CancellationToken::new(),
+        &Withdrawn::default(),
     )
     .await
 }
 
-const ACCEPT: Option<Verdict> = Some(Verdict::Accept { number: None });
+const ACCEPT: Option<Answer> = Some(Answer::Accept { number: None });
 
 /// Whether the process is gone (a zombie left for init to reap counts).
 fn is_gone(pid: &str) -> bool {
@@ -95,12 +98,12 @@ async fn the_printed_number_is_the_pick() {
     let command = r#"grep -q '"kind":"PUSH".*"number_choices":\[12,45,78\]' && echo 45"#;
     assert_eq!(
         run_matching(command).await,
-        Some(Verdict::Accept { number: Some(45) })
+        Some(Answer::Accept { number: Some(45) })
     );
     // Only the first line counts; later output does not disturb the command.
     assert_eq!(
         run_matching("printf ' 78\\r\\nchosen by a test\\n'; seq 1 2000").await,
-        Some(Verdict::Accept { number: Some(78) })
+        Some(Answer::Accept { number: Some(78) })
     );
 }
 
@@ -128,7 +131,7 @@ async fn a_process_left_holding_stdout_does_not_delay_the_pick() {
     let started = Instant::now();
     assert_eq!(
         run_matching("printf 12; sleep 3 &").await,
-        Some(Verdict::Accept { number: Some(12) })
+        Some(Answer::Accept { number: Some(12) })
     );
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -157,8 +160,9 @@ async fn cancellation_kills_the_whole_process_group_quickly() {
     let pid_file = dir.path().join("pids");
     // The leader waits on a background grandchild in the same group.
     let command = format!("sleep 30 & echo $$ $! > '{}'; wait", pid_file.display());
-    let cancel = CancellationToken::new();
-    let trigger = cancel.clone();
+    let token = CancellationToken::new();
+    let cancel = Withdrawn::from(token.clone());
+    let trigger = token.clone();
     let request = sample_confirmation();
     let (verdict, (pids, cancelled_at)) = tokio::join!(
         decide(&command, &request, Duration::from_secs(60), &cancel),

@@ -2,6 +2,9 @@
 //! conversation under number matching (lines fed through a channel).
 
 use super::super::tests::{matching_confirmation, sample_confirmation};
+use assent_device::Withdrawn;
+use tokio_util::sync::CancellationToken;
+
 use super::*;
 
 #[test]
@@ -15,16 +18,16 @@ fn the_question_names_the_application_message_context_and_expiry() {
 #[test]
 fn answers_are_yes_or_no_and_nothing_else() {
     let none = NumberChoices::default();
-    let accept = Verdict::Accept { number: None };
+    let accept = Answer::Accept { number: None };
     assert_eq!(parse_answer(" Y\n", &none), Ok(accept));
     assert_eq!(parse_answer("yes", &none), Ok(accept));
     assert_eq!(
         parse_answer("n", &none),
-        Ok(Verdict::Deny(DenyReason::NotMe))
+        Ok(Answer::Deny(DenyReason::NotMe))
     );
     assert_eq!(
         parse_answer("cancel", &none),
-        Ok(Verdict::Deny(DenyReason::CancelledByUser))
+        Ok(Answer::Deny(DenyReason::CancelledByUser))
     );
     assert!(parse_answer("", &none).is_err());
     assert!(parse_answer("sure", &none).is_err());
@@ -46,15 +49,15 @@ fn under_number_matching_only_an_offered_number_accepts() {
     let choices = matching_confirmation().number_choices;
     assert_eq!(
         parse_answer(" 45 ", &choices),
-        Ok(Verdict::Accept { number: Some(45) })
+        Ok(Answer::Accept { number: Some(45) })
     );
     assert_eq!(
         parse_answer("NO", &choices),
-        Ok(Verdict::Deny(DenyReason::NotMe))
+        Ok(Answer::Deny(DenyReason::NotMe))
     );
     assert_eq!(
         parse_answer("c", &choices),
-        Ok(Verdict::Deny(DenyReason::CancelledByUser))
+        Ok(Answer::Deny(DenyReason::CancelledByUser))
     );
     let hint = parse_answer("13", &choices).unwrap_err();
     assert!(
@@ -68,19 +71,15 @@ fn under_number_matching_only_an_offered_number_accepts() {
 }
 
 /// Answers `request` with `typed` lines; returns the verdict and what was shown.
-async fn answer(request: &Confirmation, typed: &[&str]) -> (Option<Verdict>, String) {
+async fn answer(request: &Request, typed: &[&str]) -> (Option<Answer>, String) {
     let (sender, mut lines) = mpsc::channel(8);
     for line in typed {
         sender.send((*line).to_owned()).await.unwrap();
     }
     let mut shown = String::new();
-    let verdict = converse(
-        request,
-        &mut lines,
-        None,
-        &CancellationToken::new(),
-        |text| shown.push_str(text),
-    )
+    let verdict = converse(request, &mut lines, None, &Withdrawn::default(), |text| {
+        shown.push_str(text)
+    })
     .await;
     (verdict, shown)
 }
@@ -88,30 +87,31 @@ async fn answer(request: &Confirmation, typed: &[&str]) -> (Option<Verdict>, Str
 #[tokio::test]
 async fn a_wrong_answer_is_asked_again_then_the_number_accepts() {
     let (verdict, shown) = answer(&matching_confirmation(), &["y", "78"]).await;
-    assert_eq!(verdict, Some(Verdict::Accept { number: Some(78) }));
+    assert_eq!(verdict, Some(Answer::Accept { number: Some(78) }));
     assert!(shown.contains("Type 12, 45 or 78"), "{shown}");
 }
 
 #[tokio::test]
 async fn three_answers_without_an_offered_number_cancel() {
     let (verdict, shown) = answer(&matching_confirmation(), &["13", "yes", "", "45"]).await;
-    assert_eq!(verdict, Some(Verdict::Deny(DenyReason::CancelledByUser)));
+    assert_eq!(verdict, Some(Answer::Deny(DenyReason::CancelledByUser)));
     assert!(shown.ends_with("(no number picked; the login is cancelled)\n"));
     let (verdict, _) = answer(&matching_confirmation(), &["13", "n"]).await;
-    assert_eq!(verdict, Some(Verdict::Deny(DenyReason::NotMe)));
+    assert_eq!(verdict, Some(Answer::Deny(DenyReason::NotMe)));
 }
 
 #[tokio::test]
 async fn without_number_matching_wrong_answers_are_not_counted() {
     let (verdict, _) = answer(&sample_confirmation(), &["?", "?", "?", "y"]).await;
-    assert_eq!(verdict, Some(Verdict::Accept { number: None }));
+    assert_eq!(verdict, Some(Answer::Accept { number: None }));
 }
 
 #[tokio::test]
 async fn a_withdrawn_question_has_no_verdict() {
     let (_sender, mut lines) = mpsc::channel(1);
-    let cancel = CancellationToken::new();
-    cancel.cancel();
+    let token = CancellationToken::new();
+    let cancel = Withdrawn::from(token.clone());
+    token.cancel();
     let verdict = converse(&matching_confirmation(), &mut lines, None, &cancel, |_| {}).await;
     assert_eq!(verdict, None);
 }
@@ -123,7 +123,7 @@ async fn without_a_terminal_the_prompt_denies() {
         return;
     }
     let verdict = Prompter::default()
-        .ask(&sample_confirmation(), None, &CancellationToken::new())
+        .ask(&sample_confirmation(), None, &Withdrawn::default())
         .await;
-    assert_eq!(verdict, Some(Verdict::Deny(DenyReason::Policy)));
+    assert_eq!(verdict, Some(Answer::Deny(DenyReason::Policy)));
 }

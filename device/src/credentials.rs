@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
-use crate::error::AgentError;
+use crate::error::Error;
 
 /// File holding the private key seed.
 const KEY_FILE: &str = "device.key";
@@ -85,32 +85,32 @@ pub(crate) fn is_enrolled(state_dir: &Path) -> bool {
 }
 
 /// Reads `device.json`; `None` when the directory holds no enrollment.
-pub fn load_profile(state_dir: &Path) -> Result<Option<DeviceProfile>, AgentError> {
+pub fn load_profile(state_dir: &Path) -> Result<Option<DeviceProfile>, Error> {
     let path = state_dir.join(PROFILE_FILE);
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(AgentError::Storage { path, source }),
+        Err(source) => return Err(Error::Storage { path, source }),
     };
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|error| AgentError::CorruptProfile {
+        .map_err(|error| Error::CorruptProfile {
             path,
             detail: error.to_string(),
         })
 }
 
 /// Reads the enrollment and its key, checking that they belong together.
-pub(crate) fn load(state_dir: &Path) -> Result<(DeviceProfile, DeviceKey), AgentError> {
-    let profile = load_profile(state_dir)?.ok_or_else(|| AgentError::NotEnrolled {
+pub(crate) fn load(state_dir: &Path) -> Result<(DeviceProfile, DeviceKey), Error> {
+    let profile = load_profile(state_dir)?.ok_or_else(|| Error::NotEnrolled {
         state_dir: state_dir.to_owned(),
     })?;
     let path = state_dir.join(KEY_FILE);
-    let text = fs::read_to_string(&path).map_err(|source| AgentError::Storage {
+    let text = fs::read_to_string(&path).map_err(|source| Error::Storage {
         path: path.clone(),
         source,
     })?;
-    let corrupt = |detail: &str| AgentError::CorruptProfile {
+    let corrupt = |detail: &str| Error::CorruptProfile {
         path: path.clone(),
         detail: detail.to_owned(),
     };
@@ -133,26 +133,25 @@ pub(crate) fn save(
     state_dir: &Path,
     key: &DeviceKey,
     profile: &DeviceProfile,
-) -> Result<(), AgentError> {
+) -> Result<(), Error> {
     create_state_dir(state_dir)?;
     let seed = format!("{}\n", STANDARD.encode(key.0.to_bytes()));
     write_atomically(state_dir, KEY_FILE, seed.as_bytes())?;
-    let mut json =
-        serde_json::to_vec_pretty(profile).map_err(|error| AgentError::CorruptProfile {
-            path: state_dir.join(PROFILE_FILE),
-            detail: error.to_string(),
-        })?;
+    let mut json = serde_json::to_vec_pretty(profile).map_err(|error| Error::CorruptProfile {
+        path: state_dir.join(PROFILE_FILE),
+        detail: error.to_string(),
+    })?;
     json.push(b'\n');
     write_atomically(state_dir, PROFILE_FILE, &json)
 }
 
 /// Creates the state directory (and missing parents) with mode 0700.
-pub(crate) fn create_state_dir(state_dir: &Path) -> Result<(), AgentError> {
+pub(crate) fn create_state_dir(state_dir: &Path) -> Result<(), Error> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(state_dir)
-        .map_err(|source| AgentError::Storage {
+        .map_err(|source| Error::Storage {
             path: state_dir.to_owned(),
             source,
         })
@@ -160,12 +159,12 @@ pub(crate) fn create_state_dir(state_dir: &Path) -> Result<(), AgentError> {
 
 /// Replaces `dir/name` so that a crash leaves either the old or the new file,
 /// never a torn one, and the content is never readable by others.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), AgentError> {
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
     let target = dir.join(name);
     let temp = dir.join(format!(".{name}.{}.tmp", rand::random::<u64>()));
     let storage = |path: &PathBuf| {
         let path = path.clone();
-        move |source| AgentError::Storage { path, source }
+        move |source| Error::Storage { path, source }
     };
     let written = (|| -> io::Result<()> {
         // Created with 0600 from the start: chmod after the write would leave
@@ -236,10 +235,7 @@ mod tests {
     fn missing_enrollment_is_not_enrolled() {
         let dir = tempfile::tempdir().unwrap();
         assert!(!is_enrolled(dir.path()));
-        assert!(matches!(
-            load(dir.path()),
-            Err(AgentError::NotEnrolled { .. })
-        ));
+        assert!(matches!(load(dir.path()), Err(Error::NotEnrolled { .. })));
         assert!(load_profile(dir.path()).unwrap().is_none());
     }
 
@@ -252,7 +248,7 @@ mod tests {
         assert!(is_enrolled(dir.path()));
         assert!(matches!(
             load(dir.path()),
-            Err(AgentError::CorruptProfile { .. })
+            Err(Error::CorruptProfile { .. })
         ));
     }
 

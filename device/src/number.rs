@@ -10,7 +10,7 @@ const CHOICE_COUNT: usize = 3;
 
 /// Why a request's `number_choices` cannot be offered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum InvalidChoices {
+pub enum InvalidChoices {
     /// Not exactly three numbers.
     #[error("expected {CHOICE_COUNT} numbers, got {0}")]
     Count(usize),
@@ -24,7 +24,7 @@ pub(crate) enum InvalidChoices {
 
 /// Why a text does not pick one of the offered numbers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum InvalidPick {
+pub enum InvalidPick {
     /// Nothing but white space.
     #[error("no number given")]
     Empty,
@@ -41,12 +41,12 @@ pub(crate) enum InvalidPick {
 /// Serialises as a JSON array (empty without number matching).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub(crate) struct NumberChoices(Vec<u32>);
+pub struct NumberChoices(Vec<u32>);
 
 impl NumberChoices {
     /// Checks the request's `number_choices`; an empty list means no number
     /// matching.
-    pub(crate) fn parse(raw: &[u32]) -> Result<Self, InvalidChoices> {
+    pub fn parse(raw: &[u32]) -> Result<Self, InvalidChoices> {
         if raw.is_empty() {
             return Ok(Self::default());
         }
@@ -65,18 +65,24 @@ impl NumberChoices {
     }
 
     /// Whether the request asks for number matching.
-    pub(crate) fn is_offered(&self) -> bool {
+    pub fn is_offered(&self) -> bool {
         !self.0.is_empty()
     }
 
-    /// Whether `number` is one of the offered numbers.
-    pub(crate) fn contains(&self, number: u32) -> bool {
+    /// The numbers offered, in the server's order (empty without number
+    /// matching).
+    pub fn as_slice(&self) -> &[u32] {
+        &self.0
+    }
+
+    /// Whether `number` is one of the numbers offered.
+    pub fn contains(&self, number: u32) -> bool {
         self.0.contains(&number)
     }
 
     /// Reads a pick: decimal digits (white space around them is ignored)
     /// naming one of the offered numbers.
-    pub(crate) fn pick(&self, text: &str) -> Result<u32, InvalidPick> {
+    pub fn pick(&self, text: &str) -> Result<u32, InvalidPick> {
         let text = text.trim();
         if text.is_empty() {
             return Err(InvalidPick::Empty);

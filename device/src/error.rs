@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in the agent's library functions.
 #[derive(Debug, thiserror::Error)]
-pub enum AgentError {
+pub enum Error {
     /// No enrollment exists in the state directory.
     #[error("not enrolled: run `assent-agent enroll --code …` first (no enrollment in {})", state_dir.display())]
     NotEnrolled {

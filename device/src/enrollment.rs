@@ -9,10 +9,10 @@ use ed25519_dalek::{Signer, SigningKey};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 
-use crate::config::{AgentConfig, MAX_DEVICE_NAME_CHARS};
+use crate::config::{DeviceConfig, MAX_DEVICE_NAME_CHARS};
 use crate::connection;
 use crate::credentials::{self, DeviceKey, DeviceProfile};
-use crate::error::AgentError;
+use crate::error::Error;
 
 /// What the server said about the new device.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -31,19 +31,19 @@ pub struct Enrollment {
 /// profile in `config.state_dir`; refuses to replace an enrollment unless
 /// `force`.
 pub async fn enroll(
-    config: &AgentConfig,
+    config: &DeviceConfig,
     code: &str,
     device_name: &str,
     force: bool,
-) -> Result<Enrollment, AgentError> {
+) -> Result<Enrollment, Error> {
     if credentials::is_enrolled(&config.state_dir) && !force {
-        return Err(AgentError::AlreadyEnrolled {
+        return Err(Error::AlreadyEnrolled {
             state_dir: config.state_dir.clone(),
         });
     }
     let device_name = device_name.trim();
     if device_name.is_empty() || device_name.chars().count() > MAX_DEVICE_NAME_CHARS {
-        return Err(AgentError::InvalidDeviceName(format!(
+        return Err(Error::InvalidDeviceName(format!(
             "{device_name:?} must be 1 to {MAX_DEVICE_NAME_CHARS} characters"
         )));
     }
@@ -55,7 +55,7 @@ pub async fn enroll(
     let mut seed = [0u8; 32];
     OsRng
         .try_fill_bytes(&mut seed)
-        .map_err(|error| AgentError::Randomness(error.to_string()))?;
+        .map_err(|error| Error::Randomness(error.to_string()))?;
     let key = SigningKey::from_bytes(&seed);
     let public_key = key.verifying_key().to_bytes();
     let proof = key.sign(&signing::enroll_bytes(code, &public_key, device_name));
@@ -71,12 +71,12 @@ pub async fn enroll(
         .await
         .map_err(|status| match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => {
-                AgentError::ServerUnreachable {
+                Error::ServerUnreachable {
                     server: config.server.clone(),
                     detail: status.message().to_owned(),
                 }
             }
-            code => AgentError::EnrollmentRefused {
+            code => Error::EnrollmentRefused {
                 code,
                 message: status.message().to_owned(),
             },
@@ -107,11 +107,10 @@ pub async fn enroll(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Policy;
 
-    fn config(dir: &std::path::Path) -> AgentConfig {
+    fn config(dir: &std::path::Path) -> DeviceConfig {
         // Nothing listens on port 9: a call that got that far would fail as unreachable.
-        AgentConfig::new(dir.to_owned(), "http://127.0.0.1:9".into(), Policy::Deny)
+        DeviceConfig::new(dir.to_owned(), "http://127.0.0.1:9")
     }
 
     #[tokio::test]
@@ -120,7 +119,7 @@ mod tests {
         std::fs::write(dir.path().join("device.json"), "{}").unwrap();
         let refused = enroll(&config(dir.path()), "code", "laptop", false).await;
         assert!(
-            matches!(refused, Err(AgentError::AlreadyEnrolled { .. })),
+            matches!(refused, Err(Error::AlreadyEnrolled { .. })),
             "{refused:?}"
         );
         assert_eq!(
@@ -130,7 +129,7 @@ mod tests {
         // With --force the agent goes on to contact the server.
         let forced = enroll(&config(dir.path()), "code", "laptop", true).await;
         assert!(
-            matches!(forced, Err(AgentError::ServerUnreachable { .. })),
+            matches!(forced, Err(Error::ServerUnreachable { .. })),
             "{forced:?}"
         );
     }
@@ -142,7 +141,7 @@ mod tests {
         for name in ["", "   ", long.as_str()] {
             let refused = enroll(&config(dir.path()), "code", name, false).await;
             assert!(
-                matches!(refused, Err(AgentError::InvalidDeviceName(_))),
+                matches!(refused, Err(Error::InvalidDeviceName(_))),
                 "{name:?}"
             );
         }

@@ -14,7 +14,7 @@ const OTP_LEN: usize = 16 + 32;
 /// A well-formed OTP; its text is sent to the server exactly as the user gave
 /// it (trimmed), since the server accepts both alphabets too.
 #[derive(Clone)]
-pub(crate) struct Otp {
+pub struct Otp {
     text: String,
     transaction_id: String,
 }
@@ -22,11 +22,11 @@ pub(crate) struct Otp {
 /// The OTP text does not decode to the documented 48-byte layout.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid OTP (malformed)")]
-pub(crate) struct MalformedOtp;
+pub struct MalformedOtp;
 
 impl Otp {
     /// Checks the layout and derives the transaction id.
-    pub(crate) fn parse(raw: &str) -> Result<Self, MalformedOtp> {
+    pub fn parse(raw: &str) -> Result<Self, MalformedOtp> {
         let text = raw.trim();
         // Padding is optional for the user, so drop it and decode unpadded;
         // base64url letters map one-to-one onto the standard alphabet.
@@ -53,12 +53,12 @@ impl Otp {
     }
 
     /// The OTP as the user gave it, without surrounding whitespace.
-    pub(crate) fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         &self.text
     }
 
     /// The transaction the OTP belongs to (lowercase hyphenated UUID).
-    pub(crate) fn transaction_id(&self) -> &str {
+    pub fn transaction_id(&self) -> &str {
         &self.transaction_id
     }
 }

@@ -1,5 +1,5 @@
-//! A confirmation request as a policy sees it, parsed from the wire message
-//! once; also the JSON an `exec:` command reads on stdin.
+//! A confirmation request as a handler sees it, parsed from the wire
+//! message once; its JSON form is what the agent's `exec:` command reads.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,12 +8,12 @@ use assent_proto::v1::{ConfirmationRequest, TransactionKind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::number::{InvalidChoices, NumberChoices};
+pub use crate::number::{InvalidChoices, InvalidPick, NumberChoices};
 
 /// Why a confirmation request cannot be put to the policy (it is denied with
 /// reason `policy` instead).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum InvalidRequest {
+pub enum InvalidRequest {
     /// A transaction kind this agent does not know.
     #[error("unknown transaction kind {0}")]
     UnknownKind(i32),
@@ -25,7 +25,7 @@ pub(crate) enum InvalidRequest {
 /// How the request reached the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub(crate) enum Kind {
+pub enum Kind {
     /// The device handed in an OTP.
     Otp,
     /// The server pushed the request to the user's devices.
@@ -44,31 +44,31 @@ impl Kind {
     }
 }
 
-/// A confirmation request as a policy sees it; serialised as the JSON an
-/// `exec:` command reads on stdin.
+/// A confirmation request as a handler sees it (serialised, the JSON the
+/// agent's `exec:` command reads on stdin).
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Confirmation {
+pub struct Request {
     /// The transaction to decide on.
-    pub(crate) transaction_id: String,
+    pub transaction_id: String,
     /// OTP or push.
-    pub(crate) kind: Kind,
+    pub kind: Kind,
     /// The application's id.
-    pub(crate) application_id: String,
+    pub application_id: String,
     /// The application's display name.
-    pub(crate) application_name: String,
+    pub application_name: String,
     /// The user the device belongs to.
-    pub(crate) user_id: String,
+    pub user_id: String,
     /// The text to show.
-    pub(crate) message: String,
+    pub message: String,
     /// Extra facts to show, in key order.
-    pub(crate) context: BTreeMap<String, String>,
+    pub context: BTreeMap<String, String>,
     /// When the request stops being answerable, if the server said.
-    pub(crate) expires_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
     /// The numbers to pick from under number matching (empty otherwise).
-    pub(crate) number_choices: NumberChoices,
+    pub number_choices: NumberChoices,
 }
 
-impl Confirmation {
+impl Request {
     /// Parses the wire request.
     pub(crate) fn from_request(request: &ConfirmationRequest) -> Result<Self, InvalidRequest> {
         Ok(Self {
@@ -87,7 +87,7 @@ impl Confirmation {
     }
 
     /// Time left until `expires_at`, zero once it has passed.
-    pub(crate) fn time_left(&self) -> Option<Duration> {
+    pub fn time_left(&self) -> Option<Duration> {
         self.expires_at
             .map(|expires_at| (expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
     }
@@ -95,8 +95,21 @@ impl Confirmation {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::sample_confirmation;
     use super::*;
+
+    fn sample_confirmation() -> Request {
+        Request {
+            transaction_id: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+            kind: Kind::Otp,
+            application_id: "app-1".into(),
+            application_name: "Example Shop".into(),
+            user_id: "alice".into(),
+            message: "Sign in from Firefox".into(),
+            context: BTreeMap::from([("ip".to_owned(), "192.0.2.1".to_owned())]),
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(60)),
+            number_choices: NumberChoices::default(),
+        }
+    }
 
     fn wire() -> ConfirmationRequest {
         ConfirmationRequest {
@@ -113,7 +126,7 @@ mod tests {
 
     #[test]
     fn the_wire_request_is_parsed_once() {
-        let confirmation = Confirmation::from_request(&wire()).unwrap();
+        let confirmation = Request::from_request(&wire()).unwrap();
         assert_eq!(confirmation.kind, Kind::Push);
         assert!(confirmation.number_choices.contains(45));
         assert_eq!(
@@ -125,11 +138,11 @@ mod tests {
     #[test]
     fn an_unspecified_kind_is_an_otp_and_an_unknown_one_is_refused() {
         let unspecified = ConfirmationRequest { kind: 0, ..wire() };
-        let confirmation = Confirmation::from_request(&unspecified).unwrap();
+        let confirmation = Request::from_request(&unspecified).unwrap();
         assert_eq!(confirmation.kind, Kind::Otp);
         let unknown = ConfirmationRequest { kind: 7, ..wire() };
         assert_eq!(
-            Confirmation::from_request(&unknown).err(),
+            Request::from_request(&unknown).err(),
             Some(InvalidRequest::UnknownKind(7))
         );
     }
@@ -141,7 +154,7 @@ mod tests {
             ..wire()
         };
         assert_eq!(
-            Confirmation::from_request(&request).err(),
+            Request::from_request(&request).err(),
             Some(InvalidRequest::Choices(InvalidChoices::Duplicate(12)))
         );
     }
@@ -165,7 +178,7 @@ mod tests {
         assert_eq!(json["context"]["ip"], "192.0.2.1");
         assert_eq!(json["kind"], "OTP");
         assert_eq!(json["number_choices"], serde_json::json!([]));
-        let push = Confirmation::from_request(&wire()).unwrap();
+        let push = Request::from_request(&wire()).unwrap();
         let json = serde_json::to_value(push).unwrap();
         assert_eq!(json["kind"], "PUSH");
         assert_eq!(json["number_choices"], serde_json::json!([12, 45, 78]));

@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::error::AgentError;
+use crate::error::Error;
 use crate::identity::Identity;
 
 /// Longest wait for the challenge and the ready message.
@@ -22,8 +22,8 @@ const OUTBOUND_BUFFER: usize = 64;
 
 /// The gRPC endpoint for `server`, with the keepalive settings of a
 /// long-lived device stream; `https://` URLs trust the PEM CA in `ca_cert`.
-pub(crate) fn endpoint(server: &str, ca_cert: Option<&Path>) -> Result<Endpoint, AgentError> {
-    let invalid = |reason: String| AgentError::InvalidServerUrl {
+pub(crate) fn endpoint(server: &str, ca_cert: Option<&Path>) -> Result<Endpoint, Error> {
+    let invalid = |reason: String| Error::InvalidServerUrl {
         url: server.to_owned(),
         reason,
     };
@@ -44,7 +44,7 @@ pub(crate) fn endpoint(server: &str, ca_cert: Option<&Path>) -> Result<Endpoint,
                     assent_proto::tls::SYSTEM_CA_BUNDLES.join(", ")
                 )));
             };
-            let pem = std::fs::read(path).map_err(|source| AgentError::Storage {
+            let pem = std::fs::read(path).map_err(|source| Error::Storage {
                 path: path.to_owned(),
                 source,
             })?;
@@ -59,10 +59,7 @@ pub(crate) fn endpoint(server: &str, ca_cert: Option<&Path>) -> Result<Endpoint,
 
 /// The endpoints of a server list: URLs separated by commas (replicas,
 /// or load balancers in front of them), each checked like [`endpoint`].
-pub(crate) fn endpoints(
-    servers: &str,
-    ca_cert: Option<&Path>,
-) -> Result<Vec<Endpoint>, AgentError> {
+pub(crate) fn endpoints(servers: &str, ca_cert: Option<&Path>) -> Result<Vec<Endpoint>, Error> {
     let list: Vec<Endpoint> = servers
         .split(',')
         .map(str::trim)
@@ -70,7 +67,7 @@ pub(crate) fn endpoints(
         .map(|server| endpoint(server, ca_cert))
         .collect::<Result<_, _>>()?;
     if list.is_empty() {
-        return Err(AgentError::InvalidServerUrl {
+        return Err(Error::InvalidServerUrl {
             url: servers.to_owned(),
             reason: "no server URL given".to_owned(),
         });
@@ -79,7 +76,7 @@ pub(crate) fn endpoints(
 }
 
 /// A channel to the first server of `endpoints` that answers.
-pub(crate) async fn first_channel(endpoints: &[Endpoint]) -> Result<Channel, AgentError> {
+pub(crate) async fn first_channel(endpoints: &[Endpoint]) -> Result<Channel, Error> {
     let mut last = None;
     for endpoint in endpoints {
         match channel(endpoint).await {
@@ -87,18 +84,18 @@ pub(crate) async fn first_channel(endpoints: &[Endpoint]) -> Result<Channel, Age
             Err(error) => last = Some(error),
         }
     }
-    Err(last.unwrap_or(AgentError::InvalidServerUrl {
+    Err(last.unwrap_or(Error::InvalidServerUrl {
         url: String::new(),
         reason: "no server URL given".to_owned(),
     }))
 }
 
-/// Opens a channel, mapping failures to [`AgentError::ServerUnreachable`].
-pub(crate) async fn channel(endpoint: &Endpoint) -> Result<Channel, AgentError> {
+/// Opens a channel, mapping failures to [`Error::ServerUnreachable`].
+pub(crate) async fn channel(endpoint: &Endpoint) -> Result<Channel, Error> {
     endpoint
         .connect()
         .await
-        .map_err(|error| AgentError::ServerUnreachable {
+        .map_err(|error| Error::ServerUnreachable {
             server: endpoint.uri().to_string(),
             detail: error_chain(&error),
         })
@@ -251,7 +248,7 @@ mod tests {
         );
         assert!(matches!(
             endpoint("ftp://assent.example", None),
-            Err(AgentError::InvalidServerUrl { .. })
+            Err(Error::InvalidServerUrl { .. })
         ));
         assert!(endpoint("not a url", None).is_err());
         let list = endpoints("http://a:1, http://b:2,", None).unwrap();

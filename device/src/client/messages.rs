@@ -1,8 +1,8 @@
-//! The daemon's reactions to server messages, finished policies and
-//! control commands. Confirmation requests are handled alike whether a caller
+//! The event loop's reactions to server messages, finished handler calls
+//! and commands. Confirmation requests are handled alike whether a caller
 //! handed in an OTP or the server pushed them (request id 0, nobody waiting):
-//! the policy decides and the outcome is reported to the callers, if any, and
-//! logged.
+//! the handler decides and the outcome is reported to the callers, if any,
+//! to the handler, and logged.
 
 use std::time::Duration;
 
@@ -10,13 +10,14 @@ use assent_proto::v1::{ConfirmationRequest, ServerMessage, agent_message, server
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::Daemon;
 use super::link::Link;
+use super::{Command, EventLoop, Status};
+use crate::answer::{Answer, DenyReason};
 use crate::connection::SessionSender;
-use crate::control::{ControlCommand, DaemonStatus};
-use crate::policy::{Confirmation, DenyReason, Verdict};
+use crate::handler::{Handler, Withdrawn};
+use crate::request::Request;
 
-impl Daemon {
+impl<H: Handler> EventLoop<H> {
     /// Handles one stream event; `Some(link)` when the session is over.
     pub(super) async fn on_received(
         &mut self,
@@ -28,7 +29,7 @@ impl Daemon {
             Ok(Some(ServerMessage { body: None })) => return None,
             Ok(None) => {
                 tracing::warn!("the server ended the stream");
-                return Some(self.disconnected(since, None));
+                return Some(self.disconnected(since, None, "the server ended the stream"));
             }
             Err(status) => {
                 tracing::warn!(message = status.message(), "the stream failed");
@@ -41,7 +42,8 @@ impl Daemon {
                 if super::is_revocation(&status) {
                     self.revoked = Some(status.message().to_owned());
                 }
-                return Some(self.disconnected(since, None));
+                let reason = format!("the stream failed: {}", status.message());
+                return Some(self.disconnected(since, None, &reason));
             }
         };
         match body {
@@ -50,6 +52,8 @@ impl Daemon {
                 let state = assent_proto::v1::TransactionState::try_from(result.state)
                     .map_or("UNKNOWN", |state| state.spec_name());
                 let callers = self.ledger.on_decision_result(&result);
+                self.handler
+                    .on_decided(&result.transaction_id, state, result.applied);
                 tracing::info!(
                     transaction_id = %result.transaction_id,
                     state,
@@ -73,6 +77,8 @@ impl Daemon {
             server_message::Body::Cancellation(cancellation) => {
                 // The ledger stops the policy task at once (its token fires).
                 let callers = self.ledger.on_cancellation(&cancellation);
+                self.handler
+                    .on_withdrawn(&cancellation.transaction_id, &cancellation.reason);
                 tracing::info!(
                     transaction_id = %cancellation.transaction_id,
                     reason = %cancellation.reason,
@@ -86,7 +92,7 @@ impl Daemon {
                     delay_ms = go_away.reconnect_after_ms,
                     "server draining; reconnecting"
                 );
-                return Some(self.disconnected(since, Some(delay)));
+                return Some(self.disconnected(since, Some(delay), "the server is draining"));
             }
             server_message::Body::Challenge(_) | server_message::Body::Ready(_) => {
                 tracing::warn!("ignoring a handshake message on a ready stream");
@@ -95,9 +101,9 @@ impl Daemon {
         None
     }
 
-    /// Starts the policy for a new confirmation request (once per
-    /// transaction); a request the policy cannot be asked about (unknown
-    /// kind, malformed number choices) is denied with reason `policy`.
+    /// Asks the handler about a new confirmation request (once per
+    /// transaction); a request it cannot be asked about (unknown kind,
+    /// malformed number choices) is denied with reason `policy`.
     pub(super) fn on_confirmation(&mut self, request: ConfirmationRequest) {
         let span = tracing::info_span!("transaction", transaction_id = %request.transaction_id);
         let Some(cancel) = self.ledger.on_confirmation(&request) else {
@@ -115,28 +121,34 @@ impl Daemon {
                 "confirmation requested"
             );
         });
-        let confirmation = Confirmation::from_request(&request);
-        let runner = self.runner.clone();
+        let parsed = Request::from_request(&request);
+        let handler = std::sync::Arc::clone(&self.handler);
         let transaction_id = request.transaction_id;
         let owned_id = transaction_id.clone();
         let task = async move {
-            let verdict = match confirmation {
-                Ok(confirmation) => runner.decide(&confirmation, &cancel).await,
+            let answer = match parsed {
+                Ok(request) => {
+                    let withdrawn = Withdrawn(cancel.clone());
+                    tokio::select! {
+                        answer = handler.confirm(request, withdrawn) => Some(answer),
+                        () = cancel.cancelled() => None,
+                    }
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "cannot put the request to the policy; denying");
-                    Some(Verdict::Deny(DenyReason::Policy))
+                    tracing::warn!(%error, "cannot put the request to the handler; denying");
+                    Some(Answer::Deny(DenyReason::Policy))
                 }
             };
-            (owned_id, verdict)
+            (owned_id, answer)
         };
-        let handle = self.policies.spawn(task.instrument(span));
-        self.policy_tasks.insert(handle.id(), transaction_id);
+        let handle = self.deciding.spawn(task.instrument(span));
+        self.decision_tasks.insert(handle.id(), transaction_id);
     }
 
     pub(super) async fn on_verdict(
         &mut self,
         transaction_id: &str,
-        verdict: Verdict,
+        verdict: Answer,
         sender: Option<&SessionSender>,
     ) {
         let span = tracing::info_span!("transaction", transaction_id = %transaction_id);
@@ -151,7 +163,7 @@ impl Daemon {
             span.in_scope(|| {
                 tracing::warn!(verdict = ?verdict, "the verdict does not answer the number choices; denying");
             });
-            Verdict::Deny(DenyReason::Policy)
+            Answer::Deny(DenyReason::Policy)
         };
         let decision = self.identity.sign_decision(request, verdict);
         span.in_scope(|| tracing::info!(verdict = ?verdict, "decided"));
@@ -161,13 +173,9 @@ impl Daemon {
         }
     }
 
-    pub(super) async fn on_command(
-        &mut self,
-        command: ControlCommand,
-        sender: Option<&SessionSender>,
-    ) {
+    pub(super) async fn on_command(&mut self, command: Command, sender: Option<&SessionSender>) {
         match command {
-            ControlCommand::SubmitOtp { otp, reply } => {
+            Command::SubmitOtp { otp, reply } => {
                 tracing::info!(transaction_id = %otp.transaction_id(), "OTP handed in");
                 self.ledger.enqueue(otp, reply);
                 match sender {
@@ -175,16 +183,14 @@ impl Daemon {
                     None => self.fail_waiters_in_outage(),
                 }
             }
-            ControlCommand::Status { reply } => {
-                let _ = reply.send(DaemonStatus {
-                    ok: true,
+            Command::Status { reply } => {
+                let _ = reply.send(Status {
                     connected: sender.is_some(),
-                    device_id: self.profile.device_id.clone(),
-                    user_id: self.profile.user_id.clone(),
-                    application_name: self.profile.application_name.clone(),
-                    server: self.config.server.clone(),
-                    policy: self.config.policy.to_string(),
+                    profile: self.profile.clone(),
                 });
+            }
+            Command::Pending { reply } => {
+                let _ = reply.send(self.ledger.deciding_requests());
             }
         }
     }

@@ -13,8 +13,8 @@ use assent_proto::v1::{
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::control::OtpOutcome;
 use crate::otp::Otp;
+use crate::outcome::OtpOutcome;
 
 /// How far one caller's OTP got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +151,20 @@ impl Ledger {
         }
     }
 
-    /// The request a running policy decides on, to sign its verdict against.
+    /// The requests being decided now, parsed as a handler sees them.
+    pub(crate) fn deciding_requests(&self) -> Vec<crate::request::Request> {
+        self.tracked
+            .values()
+            .filter_map(|tracked| match tracked {
+                Tracked::Deciding { request, .. } => {
+                    crate::request::Request::from_request(request).ok()
+                }
+                Tracked::Decided(_) => None,
+            })
+            .collect()
+    }
+
+    /// The request a running handler decides on, to sign its answer against.
     pub(crate) fn deciding(&self, transaction_id: &str) -> Option<&ConfirmationRequest> {
         match self.tracked.get(transaction_id) {
             Some(Tracked::Deciding { request, .. }) => Some(request),

@@ -5,8 +5,8 @@ use assent_proto::signing::{self, DecisionPayload, SignedVerdict};
 use assent_proto::v1::{ConfirmationRequest, Decision, SignedDecision};
 use ed25519_dalek::Signer;
 
+use crate::answer::Answer;
 use crate::credentials::DeviceKey;
-use crate::policy::Verdict;
 
 /// Signs on behalf of one enrolled device.
 #[derive(Debug, Clone)]
@@ -38,11 +38,11 @@ impl Identity {
     pub(crate) fn sign_decision(
         &self,
         request: &ConfirmationRequest,
-        verdict: Verdict,
+        verdict: Answer,
     ) -> SignedDecision {
         let (signed, decision, reason, number) = match verdict {
-            Verdict::Accept { number } => (SignedVerdict::Accept, Decision::Accept, "", number),
-            Verdict::Deny(reason) => (SignedVerdict::Deny, Decision::Deny, reason.as_str(), None),
+            Answer::Accept { number } => (SignedVerdict::Accept, Decision::Accept, "", number),
+            Answer::Deny(reason) => (SignedVerdict::Deny, Decision::Deny, reason.as_str(), None),
         };
         let display_hash = signing::display_hash(&request.message, &request.context);
         let bytes = signing::decision_bytes(&DecisionPayload {
@@ -70,7 +70,7 @@ mod tests {
     use ed25519_dalek::{Signature, SigningKey, Verifier};
 
     use super::*;
-    use crate::policy::DenyReason;
+    use crate::answer::DenyReason;
 
     #[test]
     fn a_denial_verifies_against_the_canonical_bytes() {
@@ -83,7 +83,7 @@ mod tests {
             nonce: vec![5; 32],
             ..Default::default()
         };
-        let decision = identity.sign_decision(&request, Verdict::Deny(DenyReason::NotMe));
+        let decision = identity.sign_decision(&request, Answer::Deny(DenyReason::NotMe));
         assert_eq!(decision.decision, i32::from(Decision::Deny));
         assert_eq!(decision.reason, "not_me");
         let bytes = signing::decision_bytes(&DecisionPayload {
@@ -112,7 +112,7 @@ mod tests {
             number_choices: vec![12, 45, 78],
             ..Default::default()
         };
-        let decision = identity.sign_decision(&request, Verdict::Accept { number: Some(45) });
+        let decision = identity.sign_decision(&request, Answer::Accept { number: Some(45) });
         assert_eq!(decision.decision, i32::from(Decision::Accept));
         assert_eq!(decision.number, 45);
         let payload = DecisionPayload {
