@@ -122,7 +122,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command, config: &ClientConfig, format: Format) -> anyhow::Result<()> {
     let mut client = AssentClient::connect(config).await?;
     match command {
-        Command::Enrollment(cmd) => enrollment::run(cmd, &mut client, format).await,
+        Command::Enrollment(cmd) => enrollment::run(cmd, &mut client, &config.server, format).await,
         Command::Login(cmd) => login::run(cmd, &mut client, format).await,
         Command::Tx(cmd) => tx::run(cmd, &mut client, format).await,
         Command::Events(args) => events::run(args, &mut client, format).await,

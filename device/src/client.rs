@@ -372,7 +372,7 @@ impl<H: Handler> EventLoop<H> {
         {
             let message = format!(
                 "the device cannot reach the server at {}: {why}; it keeps retrying — hand the \
-                 code in again once it is connected",
+                 code in again once its status says connected",
                 self.server
             );
             self.ledger.fail_waiters(&message);

@@ -72,5 +72,5 @@ pub use enrollment::{Enrollment, enroll};
 pub use error::Error;
 pub use handler::{ConnectionState, Handler, Withdrawn};
 pub use outcome::OtpOutcome;
-pub use qr::otp_from_image;
+pub use qr::{EnrollmentQr, enrollment_from_image, otp_from_image};
 pub use request::{Kind, NumberChoices, Request};

@@ -1,9 +1,12 @@
-//! Reading an Assent OTP from a picture of the login page's QR code (a
-//! photo, a screenshot, a PNG or JPEG file): decoded in pure Rust, checked
-//! to be an OTP before anything is sent.
+//! Reading Assent QR codes from a picture (a photo, a screenshot, a PNG or
+//! JPEG file), decoded in pure Rust: the login page's OTP, checked to be an
+//! OTP before anything is sent, and the enrollment QR code an application
+//! shows to enroll a device.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+pub use assent_proto::enrollment_qr::{EnrollmentQr, InvalidEnrollmentQr};
 
 /// Bytes behind an OTP's text: the transaction id (16) and the secret (32).
 const OTP_BYTES: usize = 48;
@@ -26,10 +29,41 @@ pub enum QrError {
          login page of a site that uses Assent"
     )]
     NotAnOtp(String),
+    /// A QR code, but not an Assent enrollment code.
+    #[error(
+        "the QR code does not hold an Assent enrollment code (it reads {0:?}); scan the code \
+         the application shows for enrolling a device"
+    )]
+    NotAnEnrollment(String),
+    /// An Assent enrollment code that cannot be used.
+    #[error(transparent)]
+    Enrollment(#[from] InvalidEnrollmentQr),
 }
 
 /// The OTP in the first QR code of the image that holds one.
 pub fn otp_from_image(bytes: &[u8]) -> Result<String, QrError> {
+    first_code(bytes, |text| is_otp(text).then(|| text.to_owned()))?
+        .map_err(|text| QrError::NotAnOtp(text.chars().take(40).collect()))
+}
+
+/// The enrollment in the first QR code of the image that holds one.
+pub fn enrollment_from_image(bytes: &[u8]) -> Result<EnrollmentQr, QrError> {
+    let found = first_code(bytes, |text| {
+        text.starts_with("assent://enroll?")
+            .then(|| EnrollmentQr::parse(text))
+    })?;
+    match found {
+        Ok(parsed) => Ok(parsed?),
+        Err(text) => Err(QrError::NotAnEnrollment(text.chars().take(40).collect())),
+    }
+}
+
+/// Decodes the image's QR codes and returns the first that `accept` takes;
+/// `Err(text)` of the first code read when none is taken.
+fn first_code<T>(
+    bytes: &[u8],
+    accept: impl Fn(&str) -> Option<T>,
+) -> Result<Result<T, String>, QrError> {
     let image = image::load_from_memory(bytes)
         .map_err(|error| QrError::Image(error.to_string()))?
         .to_luma8();
@@ -40,14 +74,12 @@ pub fn otp_from_image(bytes: &[u8]) -> Result<String, QrError> {
             continue;
         };
         let text = text.trim().to_owned();
-        if is_otp(&text) {
-            return Ok(text);
+        if let Some(found) = accept(&text) {
+            return Ok(Ok(found));
         }
         first_text.get_or_insert(text);
     }
-    Err(first_text.map_or(QrError::NoCode, |text| {
-        QrError::NotAnOtp(text.chars().take(40).collect())
-    }))
+    first_text.map(Err).ok_or(QrError::NoCode)
 }
 
 /// Whether `text` has the form of an OTP (either base64 alphabet).
@@ -91,6 +123,25 @@ mod tests {
         assert!(matches!(
             otp_from_image(b"not an image"),
             Err(QrError::Image(_))
+        ));
+    }
+
+    #[test]
+    fn an_enrollment_qr_is_read_back_and_a_login_code_is_not_one() {
+        let qr = EnrollmentQr {
+            server: Some("http://127.0.0.1:50051".into()),
+            code: "c0de_-x".into(),
+            application_name: Some("Example Shop".into()),
+        };
+        assert_eq!(enrollment_from_image(&png_of(&qr.to_payload())), Ok(qr));
+        let otp = STANDARD.encode([7u8; OTP_BYTES]);
+        assert!(matches!(
+            enrollment_from_image(&png_of(&otp)),
+            Err(QrError::NotAnEnrollment(_))
+        ));
+        assert!(matches!(
+            enrollment_from_image(&png_of("assent://enroll?v=9&code=x")),
+            Err(QrError::Enrollment(InvalidEnrollmentQr::Version(_)))
         ));
     }
 

@@ -5,6 +5,7 @@
 //! agent must build identically.
 
 pub mod codec;
+pub mod enrollment_qr;
 pub mod signing;
 pub mod tls;
 pub mod verify;

@@ -12,7 +12,10 @@ use crate::output::{self, Format, qr, text};
 pub enum EnrollmentCommand {
     /// Create a single-use enrollment code for one user and show it as text and QR code.
     ///
-    /// With --json prints {"code","expires_at","user_id"}.
+    /// The QR code holds the code, the server URL and the application's name
+    /// (`assent://enroll?…`), so a device enrolls from a picture of it
+    /// (`assent-agent enroll --scan`). With --json prints
+    /// {"code","expires_at","user_id","application_name","qr_payload"}.
     Create {
         /// The application's own id of the user (1–128 characters).
         #[arg(long, value_name = "USER")]
@@ -20,6 +23,9 @@ pub enum EnrollmentCommand {
         /// Seconds the code stays valid [server default: 600; at most 86400].
         #[arg(long, value_name = "SECONDS")]
         ttl: Option<u32>,
+        /// The server URL devices use, put into the QR code [default: --server].
+        #[arg(long, value_name = "URL", env = "ASSENT_DEVICE_SERVER")]
+        device_server: Option<String>,
     },
 }
 
@@ -27,16 +33,21 @@ pub enum EnrollmentCommand {
 pub async fn run(
     command: EnrollmentCommand,
     client: &mut AssentClient,
+    server: &str,
     format: Format,
 ) -> anyhow::Result<()> {
     match command {
-        EnrollmentCommand::Create { user, ttl } => {
+        EnrollmentCommand::Create {
+            user,
+            ttl,
+            device_server,
+        } => {
             let request = CreateEnrollmentRequest {
                 user_id: user,
                 ttl_seconds: ttl.unwrap_or(0),
             };
             let response = client.create_enrollment(request).await?;
-            let view = EnrollmentView::from(&response);
+            let view = EnrollmentView::new(&response, device_server.as_deref().unwrap_or(server));
             match format {
                 Format::Json => output::write_json(&view),
                 Format::Human => output::write_line(&human(&view)?),
@@ -58,9 +69,9 @@ fn human(view: &EnrollmentView) -> anyhow::Result<String> {
             view.expires_at.clone().unwrap_or_else(|| "-".to_owned()),
         ),
     ]);
-    let drawing = qr::render(&view.code)?;
+    let drawing = qr::render(&view.qr_payload)?;
     Ok(format!(
-        "{details}\n\n{drawing}\nOn the device, run:\n  assent-agent enroll --code {}",
+        "{details}\n\n{drawing}\nOn the device, scan the code (assent-agent enroll --scan IMAGE) or run:\n  assent-agent enroll --code {}",
         view.code
     ))
 }

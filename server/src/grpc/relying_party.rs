@@ -95,6 +95,7 @@ impl RelyingPartyService for RelyingPartyHandler {
             code: code.expose(),
             expires_at: Some(convert::timestamp(expires_at)),
             user_id: user.to_string(),
+            application_name: caller.application.name.clone(),
         }))
     }
 

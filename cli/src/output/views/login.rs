@@ -17,14 +17,30 @@ pub struct EnrollmentView {
     pub expires_at: Option<String>,
     /// The user the code enrolls a device for.
     pub user_id: Option<String>,
+    /// The application's display name.
+    pub application_name: Option<String>,
+    /// What the enrollment QR code holds: `assent://enroll?…` with the
+    /// code, the server the device enrolls with and the application's name
+    /// (`assent_proto::enrollment_qr`).
+    pub qr_payload: String,
 }
 
-impl From<&CreateEnrollmentResponse> for EnrollmentView {
-    fn from(response: &CreateEnrollmentResponse) -> Self {
+impl EnrollmentView {
+    /// The view of `response`, for a device that reaches the server at
+    /// `server`.
+    pub fn new(response: &CreateEnrollmentResponse, server: &str) -> Self {
+        let application_name = non_empty(&response.application_name);
+        let qr = assent_proto::enrollment_qr::EnrollmentQr {
+            server: Some(server.to_owned()),
+            code: response.code.clone(),
+            application_name: application_name.clone(),
+        };
         Self {
             code: response.code.clone(),
             expires_at: rfc3339(response.expires_at.as_ref()),
             user_id: non_empty(&response.user_id),
+            application_name,
+            qr_payload: qr.to_payload(),
         }
     }
 }
