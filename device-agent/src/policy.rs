@@ -29,8 +29,9 @@ pub enum Policy {
     /// Ask on the controlling terminal; deny when there is none.
     #[default]
     Prompt,
-    /// Run `sh -c CMD` with the request as JSON on stdin; exit 0 accepts
-    /// (under number matching, with the picked number on stdout).
+    /// Run `sh -c CMD` with the request as JSON on stdin; a JSON answer on
+    /// the first line of stdout decides, else exit 0 accepts (under number
+    /// matching, with the picked number on stdout).
     Exec(String),
 }
 

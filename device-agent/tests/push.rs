@@ -73,6 +73,24 @@ async fn a_wrong_pick_is_sent_as_picked_and_denied_by_the_server() {
 }
 
 #[tokio::test]
+async fn a_json_not_me_from_the_command_is_signed_and_sent_as_not_me() {
+    let policy = Policy::Exec(r#"echo '{"decision":"deny","reason":"not_me"}'"#.into());
+    let (state, reason, number) = decide_push(policy, &CHOICES).await;
+    assert_eq!(
+        (state, reason.as_str(), number),
+        (TransactionState::Denied, "not_me", 0)
+    );
+}
+
+#[tokio::test]
+async fn a_json_pick_from_the_command_is_signed_and_sent() {
+    let policy = Policy::Exec(r#"echo '{"decision":"accept","number":45}'; exit 1"#.into());
+    let (state, reason, number) = decide_push(policy, &CHOICES).await;
+    assert_eq!((state, reason.as_str()), (TransactionState::Accepted, ""));
+    assert_eq!(number, 45);
+}
+
+#[tokio::test]
 async fn a_command_that_prints_no_number_is_denied_by_policy() {
     let (state, reason, number) = decide_push(Policy::Exec("true".into()), &CHOICES).await;
     assert_eq!(

@@ -1,6 +1,6 @@
 //! The policy command's process: `sh -c CMD` as the leader of its own
 //! process group, so stopping it early kills everything it started, and the
-//! first line of its stdout when the policy needs a number from it.
+//! first line of its stdout (a picked number or a JSON answer).
 
 use std::io;
 use std::process::{ExitStatus, Stdio};
@@ -11,8 +11,9 @@ use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-/// At most this many bytes of the command's stdout are read.
-pub(super) const STDOUT_LIMIT: usize = 64;
+/// At most this many bytes of the first line of the command's stdout are
+/// kept; the rest of its output is read and discarded.
+pub(super) const STDOUT_LIMIT: usize = 1024;
 
 /// How long stdout is still read after the command exited, for output that
 /// is already in the pipe; a process the command left behind holding stdout
@@ -27,19 +28,14 @@ pub(super) struct PolicyChild {
 }
 
 impl PolicyChild {
-    /// Starts `sh -c command` in a new process group, stdin piped, stdout
-    /// piped when `capture_stdout` (else discarded), stderr inherited.
-    pub(super) fn spawn(command: &str, capture_stdout: bool) -> io::Result<Self> {
-        let stdout = if capture_stdout {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        };
+    /// Starts `sh -c command` in a new process group, stdin and stdout
+    /// piped, stderr inherited.
+    pub(super) fn spawn(command: &str) -> io::Result<Self> {
         let child = Command::new("sh")
             .arg("-c")
             .arg(command)
             .stdin(Stdio::piped())
-            .stdout(stdout)
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             // Its own group: a kill reaches whatever the command started,
             // and a Ctrl-C meant for the daemon's terminal does not.
@@ -52,11 +48,11 @@ impl PolicyChild {
 
     /// Feeds `input` on stdin (then closes it) and waits for the command to
     /// exit; returns its status and the start of its stdout (up to the first
-    /// newline, at most [`STDOUT_LIMIT`] bytes; empty when not captured).
+    /// newline, at most [`STDOUT_LIMIT`] bytes).
     pub(super) async fn run(&mut self, input: &[u8]) -> io::Result<(ExitStatus, Vec<u8>)> {
         let stdin = self.child.stdin.take();
-        // Held until the command exited, so that output after the first
-        // line fills the pipe instead of killing the command with SIGPIPE.
+        // Read to its end (output after the first line is discarded), so a
+        // chatty command neither blocks on a full pipe nor dies of SIGPIPE.
         let mut stdout = self.child.stdout.take();
         let mut head = Vec::with_capacity(STDOUT_LIMIT);
         let status = {
@@ -135,18 +131,27 @@ async fn write_input(stdin: Option<ChildStdin>, input: &[u8]) {
     }
 }
 
-/// Reads into `head` until a newline, [`STDOUT_LIMIT`] bytes or the end of
-/// stdout; a read error ends it with what was read.
+/// Reads stdout to its end, keeping in `head` its first
+/// line (at most [`STDOUT_LIMIT`] bytes, its newline included); a read
+/// error ends it with what was read.
 async fn read_first_line(stdout: Option<&mut ChildStdout>, head: &mut Vec<u8>) {
     let Some(stdout) = stdout else {
         return;
     };
-    let mut buffer = [0u8; STDOUT_LIMIT];
-    while head.len() < STDOUT_LIMIT && !head.contains(&b'\n') {
-        let room = STDOUT_LIMIT - head.len();
-        match stdout.read(&mut buffer[..room]).await {
+    let mut buffer = [0u8; 4096];
+    let mut is_complete = false;
+    loop {
+        match stdout.read(&mut buffer).await {
             Ok(0) => break,
-            Ok(read) => head.extend_from_slice(&buffer[..read]),
+            Ok(read) if !is_complete => {
+                let chunk = &buffer[..read];
+                let line_end = chunk.iter().position(|&byte| byte == b'\n');
+                let wanted = line_end.map_or(chunk.len(), |end| end + 1);
+                let room = STDOUT_LIMIT - head.len();
+                head.extend_from_slice(&chunk[..wanted.min(room)]);
+                is_complete = line_end.is_some() || head.len() >= STDOUT_LIMIT;
+            }
+            Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, "cannot read the policy command's output");
                 break;

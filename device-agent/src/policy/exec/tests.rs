@@ -7,6 +7,8 @@ use super::super::tests::{matching_confirmation, sample_confirmation};
 use assent_device::Withdrawn;
 use tokio_util::sync::CancellationToken;
 
+use assent_device::DenyReason;
+
 use super::*;
 
 async fn run(command: &str, timeout: Duration) -> Option<Answer> {
@@ -188,4 +190,159 @@ async fn cancellation_kills_the_whole_process_group_quickly() {
         }
         assert!(is_gone(pid), "process {pid} still runs");
     }
+}
+
+/// Runs `sh -c 'echo LINE; exit CODE'` for a request without number matching.
+async fn run_json(line: &str, code: i32) -> Option<Answer> {
+    run(
+        &format!("echo '{line}'; exit {code}"),
+        Duration::from_secs(5),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_json_accept_accepts_whatever_the_exit_status() {
+    assert_eq!(run_json(r#"{"decision":"accept"}"#, 0).await, ACCEPT);
+    // The JSON line wins over the exit status.
+    assert_eq!(run_json(r#"{"decision":"accept"}"#, 1).await, ACCEPT);
+    assert_eq!(
+        run_json(r#"  { "decision" : "accept" }  "#, 0).await,
+        ACCEPT
+    );
+}
+
+#[tokio::test]
+async fn a_json_deny_carries_its_reason() {
+    for (reason, expected) in [
+        ("not_me", DenyReason::NotMe),
+        ("cancelled", DenyReason::CancelledByUser),
+        ("cancelled_by_user", DenyReason::CancelledByUser),
+        ("policy", DenyReason::Policy),
+    ] {
+        let line = format!(r#"{{"decision":"deny","reason":"{reason}"}}"#);
+        // Exit 0 would accept under the exit-status convention: JSON wins.
+        assert_eq!(
+            run_json(&line, 0).await,
+            Some(Answer::Deny(expected)),
+            "{reason}"
+        );
+    }
+    assert_eq!(run_json(r#"{"decision":"deny"}"#, 0).await, Some(DENY));
+}
+
+#[tokio::test]
+async fn a_json_not_me_is_the_fraud_reason_on_the_wire() {
+    let answer = run_json(r#"{"decision":"deny","reason":"not_me"}"#, 0).await;
+    let Some(Answer::Deny(reason)) = answer else {
+        panic!("expected a denial, got {answer:?}");
+    };
+    // The reason text the decision is signed and sent with.
+    assert_eq!(reason.as_str(), "not_me");
+    assert_eq!(DenyReason::parse(reason.as_str()), Some(DenyReason::NotMe));
+}
+
+#[tokio::test]
+async fn a_json_accept_picks_one_of_the_offered_numbers() {
+    assert_eq!(
+        run_matching(r#"echo '{"decision":"accept","number":45}'"#).await,
+        Some(Answer::Accept { number: Some(45) })
+    );
+    assert_eq!(
+        run_matching(r#"echo '{"decision":"deny","reason":"not_me"}'"#).await,
+        Some(Answer::Deny(DenyReason::NotMe))
+    );
+    for line in [
+        r#"{"decision":"accept"}"#,
+        r#"{"decision":"accept","number":44}"#,
+        r#"{"decision":"accept","number":"45"}"#,
+        r#"{"decision":"accept","number":-45}"#,
+    ] {
+        let command = format!("echo '{line}'");
+        assert_eq!(run_matching(&command).await, Some(DENY), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_json_line_denies_by_policy() {
+    for line in [
+        r#"{"decision":"accept""#,
+        r#"{"decision":"maybe"}"#,
+        r#"{"decision":"ACCEPT"}"#,
+        r#"{"decision":"deny","reason":"bored"}"#,
+        r#"{"decision":"accept","reason":"not_me"}"#,
+        r#"{"decision":"deny","number":45}"#,
+        r#"{"decision":"accept","number":45}"#,
+        r#"{"decision":"accept","extra":true}"#,
+        r#"{"number":45}"#,
+        r#"{}"#,
+    ] {
+        assert_eq!(run_json(line, 0).await, Some(DENY), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn only_a_json_first_line_is_an_answer() {
+    // A JSON object on a later line is ordinary output: the exit status decides.
+    assert_eq!(
+        run(
+            r#"echo hello; echo '{"decision":"deny","reason":"not_me"}'"#,
+            Duration::from_secs(5)
+        )
+        .await,
+        ACCEPT
+    );
+    assert_eq!(
+        run(
+            r#"echo hello; echo '{"decision":"accept"}'; exit 1"#,
+            Duration::from_secs(5)
+        )
+        .await,
+        Some(DENY)
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_denies_even_after_a_json_accept() {
+    let command = r#"echo '{"decision":"accept"}'; sleep 10"#;
+    assert_eq!(run(command, Duration::from_millis(500)).await, Some(DENY));
+}
+
+#[tokio::test]
+async fn a_chatty_command_is_not_blocked_by_its_own_output() {
+    // More than a pipe buffer after the answer line.
+    let command = r#"echo '{"decision":"deny","reason":"cancelled"}'; head -c 300000 /dev/zero"#;
+    assert_eq!(
+        run(command, Duration::from_secs(5)).await,
+        Some(Answer::Deny(DenyReason::CancelledByUser))
+    );
+    assert_eq!(run("seq 1 100000", Duration::from_secs(5)).await, ACCEPT);
+}
+
+#[test]
+fn json_answers_parse_by_their_fields() {
+    let none = NumberChoices::default();
+    let offered = NumberChoices::parse(&[12, 45, 78]).unwrap();
+    assert_eq!(
+        json_answer(&none, br#"{"decision":"accept"}"#).unwrap(),
+        ACCEPT.unwrap()
+    );
+    assert_eq!(
+        json_answer(&offered, br#"{"decision":"accept","number":78}"#).unwrap(),
+        Answer::Accept { number: Some(78) }
+    );
+    assert!(matches!(
+        json_answer(&offered, br#"{"decision":"accept","number":13}"#),
+        Err(InvalidJsonAnswer::Pick(InvalidPick::NotAChoice(13)))
+    ));
+    assert!(matches!(
+        json_answer(&none, br#"{"decision":"deny","reason":"x"}"#),
+        Err(InvalidJsonAnswer::UnknownReason(_))
+    ));
+    assert!(matches!(
+        json_answer(&none, b"{nope"),
+        Err(InvalidJsonAnswer::Malformed(_))
+    ));
+    assert_eq!(json_line(b"  {\"a\":1}\nrest"), Some(&b"{\"a\":1}"[..]));
+    assert_eq!(json_line(b"45\n{}"), None);
 }
