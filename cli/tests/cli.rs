@@ -228,6 +228,15 @@ async fn enrollment_create_json_has_code_and_expiry() {
     assert_eq!(value["code"], "enroll-code-123");
     assert_eq!(value["expires_at"], "2023-11-14T22:23:20Z");
     assert_eq!(value["user_id"], "alice");
+    assert_eq!(value["application_name"], "Example Shop");
+    // The QR payload names the server the CLI used, the code and the name.
+    let qr = assent_proto::enrollment_qr::EnrollmentQr::parse(
+        value["qr_payload"].as_str().expect("qr_payload"),
+    )
+    .expect("an enrollment payload");
+    assert_eq!(qr.code, "enroll-code-123");
+    assert_eq!(qr.server.as_deref(), Some(server.url.as_str()));
+    assert_eq!(qr.application_name.as_deref(), Some("Example Shop"));
 }
 
 #[tokio::test]

@@ -199,7 +199,7 @@ impl Drop for Device {
 }
 
 /// Whether a refusal says this device was revoked: nothing to retry.
-fn is_revocation(status: &tonic::Status) -> bool {
+pub(crate) fn is_revocation(status: &tonic::Status) -> bool {
     use tonic_types::StatusExt as _;
     status.code() == tonic::Code::PermissionDenied
         && status

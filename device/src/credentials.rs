@@ -145,6 +145,20 @@ pub(crate) fn save(
     write_atomically(state_dir, PROFILE_FILE, &json)
 }
 
+/// Deletes the enrollment: the profile first (so a half-done removal reads
+/// as not enrolled), then the key and the revocation record.
+pub(crate) fn remove(state_dir: &Path) -> Result<(), Error> {
+    for file in [PROFILE_FILE, KEY_FILE, REVOKED_FILE] {
+        let path = state_dir.join(file);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::Storage { path, source }),
+        }
+    }
+    Ok(())
+}
+
 /// Creates the state directory (and missing parents) with mode 0700.
 pub(crate) fn create_state_dir(state_dir: &Path) -> Result<(), Error> {
     DirBuilder::new()

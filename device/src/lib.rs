@@ -63,6 +63,7 @@ mod enrollment;
 mod identity;
 mod ledger;
 mod number;
+mod unenroll;
 
 pub use answer::{Answer, DenyReason};
 pub use client::{Device, DeviceHandle, Status};
@@ -74,3 +75,4 @@ pub use handler::{ConnectionState, Handler, Withdrawn};
 pub use outcome::OtpOutcome;
 pub use qr::{EnrollmentQr, enrollment_from_image, otp_from_image};
 pub use request::{Kind, NumberChoices, Request};
+pub use unenroll::{enrollments, forget, unenroll};

@@ -121,6 +121,7 @@ impl RelyingPartyService for FakeRp {
             code: "enroll-code-123".to_owned(),
             expires_at: at(1_700_000_600),
             user_id,
+            application_name: "Example Shop".to_owned(),
         }))
     }
 

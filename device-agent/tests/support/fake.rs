@@ -204,7 +204,7 @@ impl Fake {
                     let reply = self.decide(&decision, &key);
                     send(&out, reply).await;
                 }
-                agent_message::Body::Hello(_) => return,
+                agent_message::Body::Hello(_) | agent_message::Body::Unenroll(_) => return,
             }
         }
     }

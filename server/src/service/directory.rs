@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tracing::instrument;
 
 use super::{Caller, Deps, ServiceError};
-use crate::domain::{Device, DeviceId, Notice, UserId};
+use crate::domain::{ApplicationId, Device, DeviceId, Notice, UserId};
 
 /// How often a revocation is decided again after the device's confirmations
 /// changed under it.
@@ -105,11 +105,20 @@ impl DirectoryService {
     }
 
     async fn find(&self, caller: &Caller, id: DeviceId) -> Result<Device, ServiceError> {
+        self.find_in(caller.application.id, id).await
+    }
+
+    /// A device of `application`; another application's is not found.
+    async fn find_in(
+        &self,
+        application: ApplicationId,
+        id: DeviceId,
+    ) -> Result<Device, ServiceError> {
         self.deps
             .store
             .find_device(id)
             .await?
-            .filter(|d| d.application_id == caller.application.id)
+            .filter(|d| d.application_id == application)
             .ok_or(ServiceError::NotFound("device"))
     }
 
@@ -135,15 +144,35 @@ impl DirectoryService {
         caller: &Caller,
         id: DeviceId,
     ) -> Result<DeviceView, ServiceError> {
+        let device = self.revoke(caller.application.id, id).await?;
+        self.view(device).await
+    }
+
+    /// Revokes a device at its own request (made on its authenticated
+    /// stream, so only the key holder can): exactly as
+    /// [`DirectoryService::revoke_device`].
+    #[instrument(skip_all, fields(device_id = %device.id))]
+    pub async fn unenroll(&self, device: &Device) -> Result<(), ServiceError> {
+        self.revoke(device.application_id, device.id).await?;
+        tracing::info!("device unenrolled itself");
+        Ok(())
+    }
+
+    /// The revocation both entries share; the device as stored after it.
+    async fn revoke(
+        &self,
+        application: ApplicationId,
+        id: DeviceId,
+    ) -> Result<Device, ServiceError> {
         for _ in 0..ATTEMPTS {
-            let device = self.find(caller, id).await?;
+            let device = self.find_in(application, id).await?;
             let held = self.deps.store.held_by(device.id).await?;
             let Some(revocation) = device.revoke(&held, self.deps.clock.now()) else {
                 // Already revoked: the streams end all the same.
                 self.deps.notifier.publish(Notice::Revoked {
                     device_id: device.id,
                 });
-                return self.view(device).await;
+                return Ok(device);
             };
             if !self.deps.store.apply_revocation(&revocation).await? {
                 continue;
@@ -159,7 +188,7 @@ impl DirectoryService {
                 application_id: device.application_id,
             });
             tracing::info!(failed = revocation.failures.len(), "device revoked");
-            return self.view(self.find(caller, id).await?).await;
+            return self.find_in(application, id).await;
         }
         Err(ServiceError::Contention)
     }

@@ -307,6 +307,14 @@ impl DeviceSession {
         let body = match message.body {
             Some(agent_message::Body::SubmitOtp(submit)) => self.submit_otp(device, submit).await,
             Some(agent_message::Body::Decision(decision)) => self.decide(device, decision).await,
+            Some(agent_message::Body::Unenroll(_)) => {
+                // The revocation's notice ends this session (PERMISSION_DENIED,
+                // DEVICE_REVOKED); nothing to answer before that.
+                match self.services.directory.unenroll(device).await {
+                    Ok(()) => return true,
+                    Err(error) => super::inbound::rejection(0, "", &error),
+                }
+            }
             Some(agent_message::Body::Hello(_)) | None => super::inbound::rejection(
                 0,
                 "",
