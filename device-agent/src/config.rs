@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::control::SocketGroup;
 use crate::policy::Policy;
 
 pub use assent_device::{DEFAULT_SERVER, MAX_DEVICE_NAME_CHARS};
@@ -15,7 +16,7 @@ const FALLBACK_DEVICE_NAME: &str = "assent-agent";
 /// Everything the daemon and the enrollment need to know.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// Directory holding `device.key`, `device.json` and `agent.sock`.
+    /// Directory holding `device.key`, `device.json` and, by default, `agent.sock`.
     pub state_dir: PathBuf,
     /// The Assent server URL (`http://` or `https://`).
     pub server: String,
@@ -25,6 +26,11 @@ pub struct AgentConfig {
     pub exec_timeout: Duration,
     /// PEM file with the CA that signed the server certificate (`https://` only).
     pub ca_cert: Option<PathBuf>,
+    /// Where the control socket listens; `None`: `state_dir/agent.sock`.
+    pub socket: Option<PathBuf>,
+    /// The group that may use the control socket (mode 0660); `None`: only
+    /// the daemon's user (mode 0600).
+    pub socket_group: Option<SocketGroup>,
 }
 
 impl AgentConfig {
@@ -37,7 +43,8 @@ impl AgentConfig {
         }
     }
 
-    /// A configuration with the default exec timeout and no custom CA.
+    /// A configuration with the default exec timeout, no custom CA and the
+    /// control socket in the state directory, for the daemon's user only.
     pub fn new(state_dir: PathBuf, server: String, policy: Policy) -> Self {
         Self {
             state_dir,
@@ -45,7 +52,16 @@ impl AgentConfig {
             policy,
             exec_timeout: DEFAULT_EXEC_TIMEOUT,
             ca_cert: None,
+            socket: None,
+            socket_group: None,
         }
+    }
+
+    /// Where the control socket listens: `socket`, else `state_dir/agent.sock`.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| crate::control::socket_path(&self.state_dir))
     }
 }
 
@@ -85,6 +101,8 @@ mod tests {
         let config = AgentConfig::new("/s".into(), DEFAULT_SERVER.into(), Policy::Deny);
         assert_eq!(config.exec_timeout, DEFAULT_EXEC_TIMEOUT);
         assert!(config.ca_cert.is_none());
+        assert_eq!(config.socket_path(), PathBuf::from("/s/agent.sock"));
+        assert!(config.socket_group.is_none());
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! The local control socket (`<state-dir>/agent.sock`, mode 0600) through
-//! which `assent-agent otp|status` talk to the daemon: one JSON object per
-//! line. A request `{"otp":"…"}` gets exactly one [`OtpOutcome`] line once the
+//! The local control socket (`<state-dir>/agent.sock`, mode 0600, unless
+//! `--socket PATH` / `--socket-group GROUP` say otherwise: then mode 0660
+//! with that group) through which `assent-agent otp|scan|status` talk to the
+//! daemon: one JSON object per line. A request `{"otp":"…"}` gets exactly one [`OtpOutcome`] line once the
 //! outcome is known; `{"status":true}` gets a [`DaemonStatus`] line. Closing
 //! the connection before the answer withdraws the caller's interest.
 
 mod client;
+mod group;
 mod listener;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 pub use assent_device::OtpOutcome;
 use assent_device::otp::Otp;
-pub use client::{daemon_status, submit_otp};
+pub use client::{daemon_status, daemon_status_at, submit_otp, submit_otp_at};
+pub use group::{SocketGroup, UnknownGroup};
 pub(crate) use listener::{DaemonTarget, bind, serve};
 
 /// File name of the control socket inside the state directory.

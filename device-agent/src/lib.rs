@@ -12,7 +12,10 @@
 //!   ([`policy::PolicyHandler`]); the prompt on the terminal
 //!   (`policy::prompt`) and the exec command's process group
 //!   (`policy::exec::child`).
-//! - [`control`]: the local Unix socket and its client ([`submit_otp`]).
+//! - [`control`]: the local Unix socket (its path and group configurable)
+//!   and its client ([`submit_otp`]).
+//! - `service_manager`: systemd's `sd_notify` (readiness, watchdog,
+//!   stopping) for `Type=notify` units.
 //!
 //! Enrollment, credentials, QR images and the connection are the SDK's
 //! ([`assent_device`]), re-exported here where the command line uses them.
@@ -24,10 +27,13 @@ pub mod control;
 pub mod policy;
 
 mod daemon;
+mod service_manager;
 
 pub use assent_device::{Enrollment, OtpOutcome, credentials, qr};
 pub use config::AgentConfig;
-pub use control::{DaemonStatus, daemon_status, submit_otp};
+pub use control::{
+    DaemonStatus, SocketGroup, daemon_status, daemon_status_at, submit_otp, submit_otp_at,
+};
 pub use daemon::run;
 pub use policy::Policy;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use assent_agent::config::{DEFAULT_SERVER, default_device_name, default_state_dir};
 use assent_agent::credentials::load_profile;
-use assent_agent::{AgentConfig, AgentError, OtpOutcome, Policy};
+use assent_agent::{AgentConfig, AgentError, OtpOutcome, Policy, SocketGroup};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,10 @@ struct Cli {
     /// PEM file of the CA that signed the server's certificate (https:// only).
     #[arg(long, global = true, env = "ASSENT_CA_CERT")]
     ca_cert: Option<PathBuf>,
+    /// The daemon's control socket, used by `run` and by `otp`, `scan` and
+    /// `status` [default: STATE_DIR/agent.sock].
+    #[arg(long, global = true, env = "ASSENT_AGENT_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -76,6 +80,11 @@ enum Command {
         /// Seconds an exec: policy command may run before the login is denied.
         #[arg(long, default_value_t = 30)]
         exec_timeout: u64,
+        /// Group (name or GID) whose members may use the control socket:
+        /// the socket becomes mode 0660 with that group, and its directory
+        /// must let the group through [default: the daemon's user only, 0600].
+        #[arg(long, env = "ASSENT_AGENT_SOCKET_GROUP", value_name = "GROUP")]
+        socket_group: Option<String>,
     },
     /// Hand an OTP to the running daemon and wait for the outcome.
     Otp {
@@ -163,16 +172,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run {
             policy,
             exec_timeout,
+            ref socket_group,
         } => {
             let server = resolve_server(cli.server.clone(), &state_dir);
             let mut config = AgentConfig::new(state_dir, server, policy);
             config.exec_timeout = Duration::from_secs(exec_timeout);
             config.ca_cert = cli.ca_cert.clone();
+            config.socket = cli.socket.clone();
+            config.socket_group = socket_group
+                .as_deref()
+                .filter(|group| !group.trim().is_empty())
+                .map(SocketGroup::resolve)
+                .transpose()
+                .context("invalid --socket-group / ASSENT_AGENT_SOCKET_GROUP")?;
             run_until_signalled(config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Otp { ref otp, timeout } => {
-            Ok(hand_in(&state_dir, otp, Duration::from_secs(timeout), cli.json).await)
+            let socket = control_socket(&cli, &state_dir);
+            Ok(hand_in(
+                &state_dir,
+                &socket,
+                otp,
+                Duration::from_secs(timeout),
+                cli.json,
+            )
+            .await)
         }
         Command::Scan { ref image, timeout } => {
             let otp = match read_qr(image) {
@@ -192,10 +217,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            Ok(hand_in(&state_dir, &otp, Duration::from_secs(timeout), cli.json).await)
+            let socket = control_socket(&cli, &state_dir);
+            Ok(hand_in(
+                &state_dir,
+                &socket,
+                &otp,
+                Duration::from_secs(timeout),
+                cli.json,
+            )
+            .await)
         }
-        Command::Status => status(&state_dir, cli.server.clone(), cli.json).await,
+        Command::Status => {
+            let socket = control_socket(&cli, &state_dir);
+            status(&state_dir, &socket, cli.server.clone(), cli.json).await
+        }
     }
+}
+
+/// `--socket`/`ASSENT_AGENT_SOCKET`, else `STATE_DIR/agent.sock`.
+fn control_socket(cli: &Cli, state_dir: &Path) -> PathBuf {
+    cli.socket
+        .clone()
+        .unwrap_or_else(|| assent_agent::control::socket_path(state_dir))
 }
 
 /// `--server`/`ASSENT_SERVER`, else the server the device enrolled with.
@@ -251,8 +294,14 @@ fn read_qr(path: &Path) -> anyhow::Result<String> {
 const MAX_IMAGE_BYTES: u64 = 32 << 20;
 
 /// `assent-agent otp`: exit 0 only when the login was accepted.
-async fn hand_in(state_dir: &Path, otp: &str, timeout: Duration, as_json: bool) -> ExitCode {
-    let outcome = assent_agent::submit_otp(state_dir, otp, timeout)
+async fn hand_in(
+    state_dir: &Path,
+    socket: &Path,
+    otp: &str,
+    timeout: Duration,
+    as_json: bool,
+) -> ExitCode {
+    let outcome = assent_agent::submit_otp_at(socket, otp, timeout)
         .await
         .unwrap_or_else(|error: AgentError| OtpOutcome {
             ok: false,
@@ -282,11 +331,12 @@ async fn hand_in(state_dir: &Path, otp: &str, timeout: Duration, as_json: bool) 
 /// `assent-agent status`: asks the daemon, else reads the enrollment file.
 async fn status(
     state_dir: &Path,
+    socket: &Path,
     server: Option<String>,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (report, running) =
-        match assent_agent::daemon_status(state_dir, Duration::from_secs(5)).await {
+        match assent_agent::daemon_status_at(socket, Duration::from_secs(5)).await {
             Ok(daemon) => (
                 json!({
                     "enrolled": true,

@@ -14,11 +14,21 @@ use crate::AgentError;
 /// How long a status query may take when diagnosing a timeout.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Hands `otp` to the daemon of `state_dir` and waits up to `timeout` for its
-/// outcome. A timeout while the daemon has no server connection is reported
-/// as [`AgentError::ServerUnreachable`].
+/// Hands `otp` to the daemon of `state_dir` (socket `state_dir/agent.sock`)
+/// and waits up to `timeout` for its outcome; see [`submit_otp_at`].
 pub async fn submit_otp(
     state_dir: &Path,
+    otp: &str,
+    timeout: Duration,
+) -> Result<OtpOutcome, AgentError> {
+    submit_otp_at(&socket_path(state_dir), otp, timeout).await
+}
+
+/// Hands `otp` to the daemon listening on `socket` and waits up to `timeout`
+/// for its outcome. A timeout while the daemon has no server connection is
+/// reported as [`AgentError::ServerUnreachable`].
+pub async fn submit_otp_at(
+    socket: &Path,
     otp: &str,
     timeout: Duration,
 ) -> Result<OtpOutcome, AgentError> {
@@ -26,11 +36,11 @@ pub async fn submit_otp(
         otp: Some(otp.to_owned()),
         status: None,
     };
-    match tokio::time::timeout(timeout, exchange(state_dir, &request)).await {
+    match tokio::time::timeout(timeout, exchange(socket, &request)).await {
         Ok(line) => parse(&line?),
         Err(_) => {
             let seconds = timeout.as_secs();
-            match daemon_status(state_dir, STATUS_TIMEOUT).await {
+            match daemon_status_at(socket, STATUS_TIMEOUT).await {
                 Ok(status) if !status.connected => Err(AgentError::ServerUnreachable {
                     server: status.server,
                     detail: format!("the agent could not connect within {seconds} s"),
@@ -41,32 +51,40 @@ pub async fn submit_otp(
     }
 }
 
-/// Asks the daemon of `state_dir` for its status.
+/// Asks the daemon of `state_dir` (socket `state_dir/agent.sock`) for its
+/// status.
 pub async fn daemon_status(
     state_dir: &Path,
+    timeout: Duration,
+) -> Result<DaemonStatus, AgentError> {
+    daemon_status_at(&socket_path(state_dir), timeout).await
+}
+
+/// Asks the daemon listening on `socket` for its status.
+pub async fn daemon_status_at(
+    socket: &Path,
     timeout: Duration,
 ) -> Result<DaemonStatus, AgentError> {
     let request = ControlRequest {
         otp: None,
         status: Some(true),
     };
-    let line = tokio::time::timeout(timeout, exchange(state_dir, &request))
+    let line = tokio::time::timeout(timeout, exchange(socket, &request))
         .await
         .map_err(|_| AgentError::Control("no status answer in time".to_owned()))??;
     parse(&line)
 }
 
 /// Sends one request line and reads the one answer line.
-async fn exchange(state_dir: &Path, request: &ControlRequest) -> Result<String, AgentError> {
-    let path = socket_path(state_dir);
-    let mut stream = UnixStream::connect(&path).await.map_err(|source| {
+async fn exchange(path: &Path, request: &ControlRequest) -> Result<String, AgentError> {
+    let mut stream = UnixStream::connect(path).await.map_err(|source| {
         if is_absent(&source) {
             AgentError::DaemonNotRunning {
-                socket: path.clone(),
+                socket: path.to_owned(),
             }
         } else {
             AgentError::Storage {
-                path: path.clone(),
+                path: path.to_owned(),
                 source,
             }
         }

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use assent_device::{DeviceHandle, OtpOutcome};
 
 use assent_device::otp::Otp;
 
-use super::{ControlRequest, DaemonStatus, Target};
+use super::{ControlRequest, DaemonStatus, SocketGroup, Target};
 use crate::AgentError;
 
 /// Longest request line accepted (an OTP is 64 characters).
@@ -28,12 +28,21 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// How often a caller that half-closed is checked for a full hang-up.
 const HANGUP_POLL: Duration = Duration::from_millis(250);
 
-/// Binds the socket at `path`, replacing a stale file but never a live daemon.
-pub(crate) async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
-    let storage = |source| AgentError::Storage {
-        path: path.to_owned(),
-        source,
+/// Binds the socket at `path`, replacing a stale file but never a live
+/// daemon. Without `group` the socket is mode 0600; with one it belongs to
+/// that group, mode 0660. A missing parent directory is created (0700, or
+/// 0750 with the group).
+pub(crate) async fn bind(
+    path: &Path,
+    group: Option<&SocketGroup>,
+) -> Result<UnixListener, AgentError> {
+    let storage = |path: &Path| {
+        let path = path.to_owned();
+        move |source| AgentError::Storage { path, source }
     };
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        prepare_directory(dir, group).map_err(storage(dir))?;
+    }
     if fs::symlink_metadata(path).is_ok() {
         if UnixStream::connect(path).await.is_ok() {
             return Err(AgentError::AlreadyRunning {
@@ -41,13 +50,63 @@ pub(crate) async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
             });
         }
         // Nobody answers: a daemon died without cleaning up.
-        fs::remove_file(path).map_err(storage)?;
+        fs::remove_file(path).map_err(storage(path))?;
     }
-    let listener = UnixListener::bind(path).map_err(storage)?;
+    let listener = UnixListener::bind(path).map_err(storage(path))?;
     // The state directory is 0700, so the short window before this chmod
     // exposes nothing; the mode guards against a directory with wider rights.
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(storage)?;
+    let mode = match group {
+        Some(group) => {
+            chown_group(path, group).map_err(storage(path))?;
+            0o660
+        }
+        None => 0o600,
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(storage(path))?;
     Ok(listener)
+}
+
+/// Creates the socket's directory when missing; warns when the group
+/// cannot traverse an existing one (its members could not reach the socket).
+fn prepare_directory(dir: &Path, group: Option<&SocketGroup>) -> io::Result<()> {
+    match fs::metadata(dir) {
+        Ok(metadata) => {
+            if let Some(group) = group {
+                let mode = metadata.mode();
+                let is_traversable =
+                    mode & 0o001 != 0 || (mode & 0o010 != 0 && metadata.gid() == group.gid);
+                if !is_traversable {
+                    tracing::warn!(
+                        directory = %dir.display(),
+                        group = %group,
+                        mode = format!("{:o}", mode & 0o7777),
+                        "the socket group cannot traverse the socket's directory; \
+                         give the directory to the group with mode 0750 (or 0711)"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let mode = if group.is_some() { 0o750 } else { 0o700 };
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(dir)?;
+            if let Some(group) = group {
+                chown_group(dir, group)?;
+                // The umask may have narrowed the mode.
+                fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+            }
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Gives `path` to `group`, keeping its owner.
+fn chown_group(path: &Path, group: &SocketGroup) -> io::Result<()> {
+    std::os::unix::fs::chown(path, None, Some(group.gid))
 }
 
 /// Accepts callers until `stop` fires, then lets open connections deliver

@@ -71,7 +71,7 @@ struct Harness {
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let listener = bind(&socket_path(dir.path())).await.unwrap();
+    let listener = bind(&socket_path(dir.path()), None).await.unwrap();
     let (sender, commands) = mpsc::channel(8);
     let stop = CancellationToken::new();
     tokio::spawn(serve(listener, FakeTarget(sender), stop.clone()));
@@ -190,14 +190,14 @@ async fn a_live_daemon_keeps_its_socket_and_a_stale_file_is_replaced() {
     let harness = harness().await;
     let path = socket_path(harness.dir.path());
     assert!(matches!(
-        bind(&path).await,
+        bind(&path, None).await,
         Err(AgentError::AlreadyRunning { .. })
     ));
     harness.stop.cancel();
     // Let the server drop its listener; the file stays behind, as after a crash.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(path.exists());
-    assert!(bind(&path).await.is_ok());
+    assert!(bind(&path, None).await.is_ok());
 }
 
 #[tokio::test]
@@ -207,4 +207,55 @@ async fn no_daemon_means_not_running() {
         .await
         .unwrap_err();
     assert!(matches!(error, AgentError::DaemonNotRunning { .. }));
+}
+
+#[tokio::test]
+async fn the_default_socket_is_for_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let harness = harness().await;
+    let mode = std::fs::metadata(socket_path(harness.dir.path()))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn a_group_socket_is_0660_with_its_group_in_a_directory_made_for_it() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    // A group this process may give files to: its own.
+    let gid = std::fs::metadata(dir.path()).unwrap().gid();
+    let group = SocketGroup::resolve(&gid.to_string()).unwrap();
+    let path = dir.path().join("run/assent").join("agent.sock");
+    let listener = bind(&path, Some(&group)).await.unwrap();
+    let socket = std::fs::metadata(&path).unwrap();
+    assert_eq!(socket.permissions().mode() & 0o777, 0o660);
+    assert_eq!(socket.gid(), gid);
+    let parent = std::fs::metadata(path.parent().unwrap()).unwrap();
+    assert_eq!(parent.permissions().mode() & 0o777, 0o750);
+    assert_eq!(parent.gid(), gid);
+    // And it is the socket callers reach.
+    let (sender, mut commands) = mpsc::channel(8);
+    let stop = CancellationToken::new();
+    tokio::spawn(serve(listener, FakeTarget(sender), stop.clone()));
+    let caller = tokio::spawn({
+        let path = path.clone();
+        async move { daemon_status_at(&path, Duration::from_secs(5)).await }
+    });
+    let Some(ControlCommand::Status { reply }) = commands.recv().await else {
+        panic!("expected a status command");
+    };
+    let status = DaemonStatus {
+        ok: true,
+        connected: false,
+        device_id: "d".into(),
+        user_id: "u".into(),
+        application_name: "a".into(),
+        server: "s".into(),
+        policy: "deny".into(),
+    };
+    reply.send(status.clone()).unwrap();
+    assert_eq!(caller.await.unwrap().unwrap(), status);
+    stop.cancel();
 }
