@@ -11,6 +11,7 @@ pub mod harness;
 pub mod in_process;
 pub mod tap;
 pub mod throwaway_pg;
+pub mod tools;
 
 pub use agent::{AgentProcess, EnrolledAgent};
 pub use device::{DeviceStream, TestDevice};

@@ -9,17 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use assent_tests::{TestDb, TestServer, binary};
+use assent_tests::{TestDb, TestServer, binary, tools};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn found(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -39,8 +32,7 @@ fn the_systemd_units_verify() {
         std::fs::write(&path, local).unwrap();
         units.push(path);
     }
-    if !found("systemd-analyze") {
-        eprintln!("systemd-analyze not installed: checked the units' sections only");
+    if !tools::can_run("deploy (systemd units)", &[tools::SYSTEMD_ANALYZE]) {
         return;
     }
     let output = Command::new("systemd-analyze")
@@ -57,10 +49,9 @@ fn the_systemd_units_verify() {
 
 #[test]
 fn the_compose_file_is_valid_compose() {
-    assert!(
-        found("docker-compose"),
-        "the compose check needs a Compose implementation: apt-get install docker-compose"
-    );
+    if !tools::can_run("deploy (compose file)", &[tools::DOCKER_COMPOSE]) {
+        return;
+    }
     let output = Command::new("docker-compose")
         .args(["-f", "docker-compose.yml", "config", "-q"])
         .current_dir(repo())

@@ -21,7 +21,8 @@ use assent_proto::v1::{
     Hello, RevokeDeviceRequest, agent_message,
 };
 use assent_tests::{
-    DeviceStream, Haproxy, RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client_at, within,
+    DeviceStream, Haproxy, RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client_at, tools,
+    within,
 };
 use ed25519_dalek::Signer;
 use tokio::sync::mpsc;
@@ -383,6 +384,9 @@ async fn streams_that_end_leave_their_neighbours_on_the_connection_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_that_end_behind_haproxy_leave_their_neighbours_serving() {
+    if !tools::can_run("neighbours (behind HAProxy)", &[tools::HAPROXY]) {
+        return;
+    }
     let db = TestDb::create().await;
     let (server, app) = start(&db).await;
     let haproxy = Haproxy::start([server.addr; 3]).await;

@@ -17,7 +17,7 @@ use assent_proto::v1::{
     CreatePushAuthenticationRequest, SubscribeRequest, TransactionState, WaitTransactionRequest,
 };
 use assent_tests::agent::EnrolledAgent;
-use assent_tests::{Haproxy, RpClient, TestApp, TestDb, TestServer, rp_client_at, within};
+use assent_tests::{Haproxy, RpClient, TestApp, TestDb, TestServer, rp_client_at, tools, within};
 use sqlx::Connection;
 use tokio::sync::Mutex;
 use tonic::Code;
@@ -136,6 +136,9 @@ async fn follow(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_restart_in_turn_behind_haproxy_under_load() {
+    if !tools::can_run("rolling_restart", &[tools::HAPROXY]) {
+        return;
+    }
     let rounds: usize = std::env::var("ASSENT_ROLLING_ROUNDS")
         .ok()
         .and_then(|n| n.parse().ok())

@@ -15,24 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use assent_tests::agent::EnrolledAgent;
-use assent_tests::{TestApp, TestDb, TestServer, binary};
+use assent_tests::{TestApp, TestDb, TestServer, binary, tools};
 use serde_json::Value;
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/web-login")
-}
-
-/// Fails with what to install when the browser test's tools are missing.
-fn require_tools() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    assert!(
-        Path::new(&chromium).exists(),
-        "the browser test needs Chromium at {chromium}: apt-get install chromium (or set CHROMIUM)"
-    );
-    assert!(
-        example_dir().join("node_modules/playwright-core").exists(),
-        "the browser test needs the example's packages: (cd examples/web-login && npm ci)"
-    );
 }
 
 /// The example web backend, killed on drop.
@@ -107,7 +94,9 @@ fn browse(web: &WebBackend, agent: &EnrolledAgent, expect: &str, wait_ms: u32) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_logs_in_with_the_qr_code_the_agent_scans() {
-    require_tools();
+    if !tools::can_run("web_login", &[tools::CHROMIUM, tools::WEB_LOGIN_PACKAGES]) {
+        return;
+    }
     let db = TestDb::create().await;
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Example Shop").await;
