@@ -74,7 +74,7 @@ enum Command {
     },
     /// Run the daemon: stay connected and answer confirmation requests.
     Run {
-        /// accept | deny | prompt | exec:COMMAND
+        /// accept | deny | prompt | desktop | exec:COMMAND
         #[arg(long, env = "ASSENT_AGENT_POLICY", default_value = "prompt")]
         policy: Policy,
         /// Seconds an exec: policy command may run before the login is denied.

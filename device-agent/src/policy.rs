@@ -1,10 +1,13 @@
-//! Decision policies (`accept`, `deny`, `prompt`, `exec:CMD`) as a handler
-//! of `assent-device` ([`PolicyHandler`]). A policy gives no answer only
-//! when the server withdrew the request meanwhile; every failure denies, so
-//! the agent never accepts a login nobody approved. Under number matching an
-//! acceptance carries the number picked by a person (`prompt`) or a command
-//! (`exec:`); `accept` cannot pick, so it denies.
+//! Decision policies (`accept`, `deny`, `prompt`, `desktop`, `exec:CMD`) as
+//! a handler of `assent-device` ([`PolicyHandler`]). A policy gives no
+//! answer only when the server withdrew the request meanwhile (`desktop`
+//! also waits for that when nobody answers, so the login expires); every
+//! failure denies, so the agent never accepts a login nobody approved.
+//! Under number matching an acceptance carries the number picked by a
+//! person (`prompt`, `desktop`) or a command (`exec:`); `accept` cannot
+//! pick, so it denies.
 
+mod desktop;
 mod exec;
 mod prompt;
 
@@ -29,6 +32,9 @@ pub enum Policy {
     /// Ask on the controlling terminal; deny when there is none.
     #[default]
     Prompt,
+    /// Ask the person in the graphical session through a desktop
+    /// notification (Accept / Deny / Not me); unanswered, the login expires.
+    Desktop,
     /// Run `sh -c CMD` with the request as JSON on stdin; a JSON answer on
     /// the first line of stdout decides, else exit 0 accepts (under number
     /// matching, with the picked number on stdout).
@@ -43,6 +49,7 @@ impl FromStr for Policy {
             "accept" => Ok(Self::Accept),
             "deny" => Ok(Self::Deny),
             "prompt" => Ok(Self::Prompt),
+            "desktop" => Ok(Self::Desktop),
             other => match other.strip_prefix("exec:") {
                 Some(command) if !command.trim().is_empty() => Ok(Self::Exec(command.to_owned())),
                 _ => Err(AgentError::InvalidPolicy(text.to_owned())),
@@ -57,6 +64,7 @@ impl fmt::Display for Policy {
             Self::Accept => f.write_str("accept"),
             Self::Deny => f.write_str("deny"),
             Self::Prompt => f.write_str("prompt"),
+            Self::Desktop => f.write_str("desktop"),
             Self::Exec(command) => write!(f, "exec:{command}"),
         }
     }
@@ -106,6 +114,7 @@ impl PolicyHandler {
                 let deadline = time_left.map(|left| Instant::now() + left);
                 self.prompter.ask(request, deadline, cancel).await
             }
+            Policy::Desktop => desktop::decide(request, cancel).await,
             Policy::Exec(command) => {
                 // Never wait past the expiry: the answer would be useless.
                 let timeout =
@@ -152,6 +161,7 @@ mod tests {
         assert_eq!("accept".parse::<Policy>().unwrap(), Policy::Accept);
         assert_eq!("deny".parse::<Policy>().unwrap(), Policy::Deny);
         assert_eq!("prompt".parse::<Policy>().unwrap(), Policy::Prompt);
+        assert_eq!("desktop".parse::<Policy>().unwrap(), Policy::Desktop);
         assert_eq!(
             "exec:test -n \"$X\"".parse::<Policy>().unwrap(),
             Policy::Exec("test -n \"$X\"".into())
@@ -174,6 +184,7 @@ mod tests {
             Policy::Accept,
             Policy::Deny,
             Policy::Prompt,
+            Policy::Desktop,
             Policy::Exec("true".into()),
         ] {
             assert_eq!(policy.to_string().parse::<Policy>().unwrap(), policy);

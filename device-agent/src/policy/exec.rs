@@ -17,7 +17,7 @@
 //! A timeout or a command that cannot start denies with reason `policy`
 //! whatever it printed.
 
-mod child;
+pub(super) mod child;
 
 use std::time::Duration;
 

@@ -23,17 +23,23 @@ const STDOUT_GRACE: Duration = Duration::from_millis(100);
 /// A running policy command. Dropping it before the command was reaped kills
 /// the whole process group (and, through `kill_on_drop`, the leader).
 #[derive(Debug)]
-pub(super) struct PolicyChild {
+pub(in crate::policy) struct PolicyChild {
     child: Child,
 }
 
 impl PolicyChild {
     /// Starts `sh -c command` in a new process group, stdin and stdout
     /// piped, stderr inherited.
-    pub(super) fn spawn(command: &str) -> io::Result<Self> {
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(command)
+    pub(in crate::policy) fn spawn(command: &str) -> io::Result<Self> {
+        let mut shell = Command::new("sh");
+        shell.arg("-c").arg(command);
+        Self::start(shell)
+    }
+
+    /// Starts `command` (a program and its arguments) the same way: its own
+    /// process group, stdin and stdout piped, stderr inherited.
+    pub(in crate::policy) fn start(mut command: Command) -> io::Result<Self> {
+        let child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -49,7 +55,10 @@ impl PolicyChild {
     /// Feeds `input` on stdin (then closes it) and waits for the command to
     /// exit; returns its status and the start of its stdout (up to the first
     /// newline, at most [`STDOUT_LIMIT`] bytes).
-    pub(super) async fn run(&mut self, input: &[u8]) -> io::Result<(ExitStatus, Vec<u8>)> {
+    pub(in crate::policy) async fn run(
+        &mut self,
+        input: &[u8],
+    ) -> io::Result<(ExitStatus, Vec<u8>)> {
         let stdin = self.child.stdin.take();
         // Read to its end (output after the first line is discarded), so a
         // chatty command neither blocks on a full pipe nor dies of SIGPIPE.
@@ -84,7 +93,7 @@ impl PolicyChild {
 
     /// Kills the process group and reaps the leader, so neither a stray
     /// process nor a zombie remains.
-    pub(super) async fn kill(&mut self) {
+    pub(in crate::policy) async fn kill(&mut self) {
         if self.child.id().is_none() {
             // Already reaped: its pid may name someone else's group by now.
             return;
