@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use crate::admin::{self, AdminError};
+use crate::service::admin::{self, AdminError};
 use crate::store::Store;
 
 /// File name of the default application's API key inside the data directory.

@@ -25,14 +25,6 @@
 //!   API keys), [`first_run`], `sweeper`: the edges; the clock is disciplined
 //!   to the database's ([`TimeSource`]).
 
-/// Randomness for secrets, nonces and keys: the operating system's CSPRNG,
-/// read per use (no user-space state to leak or fork).
-pub fn secure_rng() -> rand::rand_core::UnwrapErr<rand::rngs::OsRng> {
-    use rand::TryRngCore;
-    rand::rngs::OsRng.unwrap_err()
-}
-
-pub mod admin;
 pub mod config;
 pub mod domain;
 pub mod first_run;
@@ -45,6 +37,10 @@ pub mod shutdown;
 pub mod store;
 mod sweeper;
 pub mod telemetry;
+
+pub use domain::secure_rng;
+pub use grpc::limits::MAX_MESSAGE_BYTES;
+pub use service::admin;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -65,8 +61,6 @@ use notify::Notifier;
 use service::Services;
 use store::{PgStore, SqliteStore, Store, StoreError};
 
-/// Largest gRPC message accepted or sent on any service (SPEC §6).
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Concurrent HTTP/2 streams per connection.
 const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 

@@ -498,7 +498,7 @@ async fn server_keys_command(
             let key = assent_server::service::signer::rotate(
                 store.as_ref(),
                 &mut rng,
-                chrono::Utc::now(),
+                assent_server::domain::Clock::now(&assent_server::domain::SystemClock),
             )
             .await?;
             if json {

@@ -13,6 +13,7 @@ pub mod input;
 #[cfg(test)]
 mod properties;
 pub mod push;
+pub mod random;
 pub mod rate;
 pub mod secret;
 pub mod text;
@@ -22,6 +23,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use device::{Device, NewDevice, Revocation};
 pub use ids::{ApiKeyId, ApplicationId, DeviceId, EnrollmentId, TransactionId};
 pub use input::{Binding, Context, DenyReason, DeviceName, InputError, Message, UserId};
+pub use random::secure_rng;
 pub use secret::{ApiKey, EnrollmentCode, Otp, SecretHash};
 pub use transaction::{
     Change, EventType, NewEvent, Notice, Reason, Refusal, Transaction, TransactionKind,

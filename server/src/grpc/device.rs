@@ -57,7 +57,7 @@ fn inbound_error(status: Status) -> ServiceError {
                 format!(
                     "message refused: {}; messages are limited to {} bytes",
                     status.message(),
-                    crate::MAX_MESSAGE_BYTES
+                    super::limits::MAX_MESSAGE_BYTES
                 ),
             ))
         }

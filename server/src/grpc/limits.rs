@@ -4,6 +4,9 @@
 
 use tonic::codegen::http::{self, HeaderValue};
 
+/// Largest gRPC message accepted or sent on any service (SPEC §6).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// Rewrites tonic's "message too large" status to RESOURCE_EXHAUSTED.
 pub fn oversized_to_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
     let headers = response.headers_mut();

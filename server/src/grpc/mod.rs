@@ -15,4 +15,4 @@ pub mod transport;
 pub use device::DeviceHandler;
 pub use relying_party::RelyingPartyHandler;
 
-pub(crate) use crate::secure_rng;
+pub(crate) use crate::domain::secure_rng;

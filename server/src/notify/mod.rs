@@ -342,13 +342,18 @@ impl Notifier {
         }
     }
 
-    /// Registers a live session of `device`, replacing its other sessions
-    /// here and on other replicas; dropping the registration removes it.
-    pub fn register_device(self: &Arc<Self>, device: &Device) -> DeviceRegistration {
+    /// Registers a live session of `device`, opened at `opened_at` (the
+    /// database-aligned clock, so streams order alike on every replica),
+    /// replacing its other sessions here and on other replicas; dropping the
+    /// registration removes it.
+    pub fn register_device(
+        self: &Arc<Self>,
+        device: &Device,
+        opened_at: chrono::DateTime<chrono::Utc>,
+    ) -> DeviceRegistration {
         let (inbox, receiver) = mpsc::channel(SESSION_INBOX);
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let stream = uuid::Uuid::new_v4();
-        let opened_at = chrono::Utc::now();
         let end = Arc::new(Ending::default());
         let refresh = Arc::new(tokio::sync::Notify::new());
         let key = (device.application_id, device.user_id.clone());

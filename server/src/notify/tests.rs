@@ -37,9 +37,9 @@ async fn a_withdrawal_reaches_every_session_of_the_user_but_the_answering_device
         device(app, "alice"),
         device(app, "bob"),
     );
-    let mut phone_session = notifier.register_device(&phone);
-    let mut laptop_session = notifier.register_device(&laptop);
-    let mut other_session = notifier.register_device(&other);
+    let mut phone_session = notifier.register_device(&phone, chrono::Utc::now());
+    let mut laptop_session = notifier.register_device(&laptop, chrono::Utc::now());
+    let mut other_session = notifier.register_device(&other, chrono::Utc::now());
     let notice = withdraw(Audience::User {
         application_id: app,
         user_id: phone.user_id.clone(),
@@ -56,7 +56,7 @@ async fn a_withdrawal_reaches_every_session_of_the_user_but_the_answering_device
 async fn revocation_ends_the_sessions_even_when_their_inbox_is_full() {
     let notifier = Notifier::new();
     let phone = device(ApplicationId::random(), "alice");
-    let mut session = notifier.register_device(&phone);
+    let mut session = notifier.register_device(&phone, chrono::Utc::now());
     for _ in 0..SESSION_INBOX {
         notifier.publish(withdraw(Audience::Device {
             device_id: phone.id,
@@ -82,7 +82,7 @@ async fn revocation_ends_the_sessions_even_when_their_inbox_is_full() {
 async fn a_session_that_cannot_take_a_notice_is_ended_not_skipped() {
     let notifier = Notifier::new();
     let phone = device(ApplicationId::random(), "alice");
-    let mut session = notifier.register_device(&phone);
+    let mut session = notifier.register_device(&phone, chrono::Utc::now());
     for _ in 0..=SESSION_INBOX {
         notifier.publish(withdraw(Audience::Device {
             device_id: phone.id,
@@ -97,8 +97,8 @@ async fn a_session_that_cannot_take_a_notice_is_ended_not_skipped() {
 async fn dropping_the_registration_disconnects() {
     let notifier = Notifier::new();
     let phone = device(ApplicationId::random(), "alice");
-    let first = notifier.register_device(&phone);
-    let second = notifier.register_device(&phone);
+    let first = notifier.register_device(&phone, chrono::Utc::now());
+    let second = notifier.register_device(&phone, chrono::Utc::now());
     assert!(notifier.is_connected(phone.id));
     drop(first);
     assert!(notifier.is_connected(phone.id), "one session is still live");
@@ -136,8 +136,8 @@ async fn a_wake_up_after_marking_seen_is_not_lost() {
 async fn a_newer_stream_replaces_an_older_one_but_a_late_notice_ends_nothing_newer() {
     let notifier = Notifier::new();
     let phone = device(ApplicationId::random(), "alice");
-    let older = notifier.register_device(&phone);
-    let newer = notifier.register_device(&phone);
+    let older = notifier.register_device(&phone, chrono::Utc::now());
+    let newer = notifier.register_device(&phone, chrono::Utc::now());
     assert_eq!(older.end_reason(), Some(SessionEnd::Replaced));
     assert_eq!(newer.end_reason(), None);
     // A notice from another replica about a stream opened before this one.

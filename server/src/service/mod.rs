@@ -3,6 +3,7 @@
 //! the decided change through the one write path ([`Deps::update`]), and
 //! returns records or a [`ServiceError`]; none knows about gRPC.
 
+pub mod admin;
 mod audit;
 mod confirmations;
 mod deps;

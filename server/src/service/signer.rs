@@ -122,7 +122,7 @@ impl EventSigner {
             None => {
                 // First start: make one; a replica that raced us wins and
                 // its key is read back.
-                let fresh = new_server_key(&mut crate::secure_rng(), now);
+                let fresh = new_server_key(&mut crate::domain::secure_rng(), now);
                 store.add_server_key(&fresh, false).await?;
                 store.current_server_key().await?.ok_or_else(|| {
                     ServiceError::TryAgain("the server's signing key is being rotated".to_owned())

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CLOSE_GRACE, HEARTBEAT, HELLO_TIMEOUT, Outbound, RECONNECT_AFTER_MS, SessionIo};
 use crate::domain::{Device, DeviceId, Notice, Transaction, TransactionId};
-use crate::notify::{Delivery, SessionEnd};
+use crate::notify::{Delivery, DeviceRegistration, SessionEnd};
 use crate::service::{Refused, ServiceError, Services};
 
 /// The state of one device stream (its inbound half is owned by
@@ -124,86 +124,21 @@ impl DeviceSession {
         };
         tracing::Span::current().record("device_id", tracing::field::display(device.id));
         tracing::info!(device_id = %device.id, "device connected");
-        let mut registration = self.services.notifier().register_device(&device);
+        let now = self.services.deps.clock.now();
+        let mut registration = self.services.notifier().register_device(&device, now);
         self.ending = registration.end_token();
         // Shown connected on every replica until this stream ends, however
         // it ends.
-        self.services
-            .directory
-            .stream_opened(registration.stream(), &device)
-            .await;
-        let presence = Presence {
-            services: Arc::clone(&self.services),
-            stream: registration.stream(),
-        };
-        let ready = Ready {
-            device_id: device.id.to_string(),
-            user_id: device.user_id.to_string(),
-            application_name: device.application_name.clone(),
-        };
-        if !self.send(Body::Ready(ready)).await {
-            return;
-        }
-        // A push created while this query runs is both in its result and in
-        // the inbox: remember what was sent so it goes out once.
-        let mut already_sent = match self.resend_open(&device).await {
-            Ok(Some(sent)) => sent,
-            Ok(None) => return,
-            Err(error) => return self.close(error).await,
-        };
-        let refresh = registration.refresh();
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.tick().await;
-        let end = loop {
-            tokio::select! {
-                biased;
-                () = self.shutdown.cancelled() => {
-                    let go_away = v1::GoAway { reconnect_after_ms: RECONNECT_AFTER_MS };
-                    self.send(Body::GoAway(go_away)).await;
-                    break None;
-                }
-                delivery = registration.recv() => {
-                    // `None`: the notifier ended the session.
-                    let Some(delivery) = delivery else {
-                        break registration.end_reason().map(ended);
-                    };
-                    if !self.deliver(&device, delivery, &mut already_sent).await {
-                        break None;
-                    }
-                }
-                () = refresh.notified() => {
-                    // Notices from other replicas may have been lost: send
-                    // what is open now (the agent ignores what it holds).
-                    match self.resend_open(&device).await {
-                        Ok(Some(sent)) => already_sent.extend(sent),
-                        Ok(None) => break None,
-                        Err(error) => break Some(error),
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    if let Err(error) = self.services.confirmations.heartbeat(device.id).await {
-                        break Some(error);
-                    }
-                }
-                message = inbound.next() => match message {
-                    Some(Ok(message)) => {
-                        if !self.handle(&device, message).await {
-                            break None;
-                        }
-                    }
-                    Some(Err(error)) => break Some(error),
-                    None => break None,
-                },
-            }
-        };
+        let stream = registration.stream();
+        self.services.directory.stream_opened(stream, &device).await;
+        let end = self.connected(&device, &mut registration, inbound).await;
         // Unregister before the last word, so the device is shown
         // disconnected at once; withdrawals already queued still go out
         // if the stream has room (never waiting for it).
         let end = end.or_else(|| registration.end_reason().map(ended));
         let withdrawals = registration.queued_withdrawals();
         drop(registration);
-        drop(presence);
+        self.services.directory.stream_closed(stream).await;
         if let Some(error) = end {
             for notice in withdrawals {
                 if let Some(body) = cancellation(&notice) {
@@ -219,6 +154,77 @@ impl DeviceSession {
             tracing::debug!(%error, "last_seen not recorded at disconnect");
         }
         tracing::info!(device_id = %device.id, "device disconnected");
+    }
+
+    /// Serves a registered device until its stream ends; the error to end
+    /// it with, if any.
+    async fn connected(
+        &mut self,
+        device: &Device,
+        registration: &mut DeviceRegistration,
+        inbound: &mut Inbound,
+    ) -> Option<ServiceError> {
+        let ready = Ready {
+            device_id: device.id.to_string(),
+            user_id: device.user_id.to_string(),
+            application_name: device.application_name.clone(),
+        };
+        if !self.send(Body::Ready(ready)).await {
+            return None;
+        }
+        // A push created while this query runs is both in its result and in
+        // the inbox: remember what was sent so it goes out once.
+        let mut already_sent = match self.resend_open(device).await {
+            Ok(Some(sent)) => sent,
+            Ok(None) => return None,
+            Err(error) => return Some(error),
+        };
+        let refresh = registration.refresh();
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => {
+                    let go_away = v1::GoAway { reconnect_after_ms: RECONNECT_AFTER_MS };
+                    self.send(Body::GoAway(go_away)).await;
+                    break None;
+                }
+                delivery = registration.recv() => {
+                    // `None`: the notifier ended the session.
+                    let Some(delivery) = delivery else {
+                        break registration.end_reason().map(ended);
+                    };
+                    if !self.deliver(device, delivery, &mut already_sent).await {
+                        break None;
+                    }
+                }
+                () = refresh.notified() => {
+                    // Notices from other replicas may have been lost: send
+                    // what is open now (the agent ignores what it holds).
+                    match self.resend_open(device).await {
+                        Ok(Some(sent)) => already_sent.extend(sent),
+                        Ok(None) => break None,
+                        Err(error) => break Some(error),
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if let Err(error) = self.services.confirmations.heartbeat(device.id).await {
+                        break Some(error);
+                    }
+                }
+                message = inbound.next() => match message {
+                    Some(Ok(message)) => {
+                        if !self.handle(device, message).await {
+                            break None;
+                        }
+                    }
+                    Some(Err(error)) => break Some(error),
+                    None => break None,
+                },
+            }
+        }
     }
 
     async fn authenticate(
@@ -359,19 +365,5 @@ fn ended(reason: SessionEnd) -> ServiceError {
              device)"
                 .to_owned(),
         ),
-    }
-}
-
-/// Clears a stream's presence row when the session ends, however it ends.
-struct Presence {
-    services: Arc<Services>,
-    stream: uuid::Uuid,
-}
-
-impl Drop for Presence {
-    fn drop(&mut self) {
-        let services = Arc::clone(&self.services);
-        let stream = self.stream;
-        tokio::spawn(async move { services.directory.stream_closed(stream).await });
     }
 }

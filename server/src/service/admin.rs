@@ -1,9 +1,8 @@
 //! Operator actions behind `assent-server app …`.
 
 use chrono::Utc;
-use rand::TryRngCore;
 
-use crate::domain::{ApiKey, ApiKeyId, ApplicationId};
+use crate::domain::{ApiKey, ApiKeyId, ApplicationId, Clock, SystemClock, secure_rng};
 use crate::store::{Application, NewApiKey, Store, StoreError};
 
 /// Longest application display name.
@@ -45,7 +44,7 @@ pub async fn create_application(
     if name.is_empty() || name.chars().count() > MAX_APP_NAME {
         return Err(AdminError::BadName);
     }
-    let now = Utc::now();
+    let now = SystemClock.now();
     let app = Application {
         id: ApplicationId::random(),
         name,
@@ -58,7 +57,7 @@ pub async fn create_application(
 
 /// A fresh key: what is stored, and the text shown once.
 fn new_key(now: chrono::DateTime<Utc>) -> (NewApiKey, String) {
-    let key = ApiKey::generate(&mut rand::rngs::OsRng.unwrap_err(), ApiKeyId::random());
+    let key = ApiKey::generate(&mut secure_rng(), ApiKeyId::random());
     let stored = NewApiKey {
         id: key.id(),
         secret_hash: key.hash(),
@@ -73,7 +72,7 @@ pub async fn add_api_key(
     store: &dyn Store,
     app: ApplicationId,
 ) -> Result<(ApiKeyId, String), AdminError> {
-    let (key, text) = new_key(Utc::now());
+    let (key, text) = new_key(SystemClock.now());
     if !store.add_api_key(app, &key).await? {
         return Err(AdminError::NoSuchApplication(app));
     }
@@ -94,7 +93,7 @@ pub async fn revoke_api_key(
     app: ApplicationId,
     key: ApiKeyId,
 ) -> Result<(), AdminError> {
-    if store.revoke_api_key(app, key, Utc::now()).await? {
+    if store.revoke_api_key(app, key, SystemClock.now()).await? {
         Ok(())
     } else {
         Err(AdminError::NoSuchKey(app, key))
