@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use assent_proto::signing::{self, SignedVerdict};
 
-use crate::domain::{Device, Transaction, TransactionKind, TransactionState};
+use crate::domain::{Transaction, TransactionKind, TransactionState};
 use crate::service::{DeviceView, SignedEvent, TransactionView};
 use crate::store::ServerKeyRecord;
 
@@ -162,14 +162,14 @@ pub fn server_key(record: &ServerKeyRecord) -> v1::ServerKey {
 /// The confirmation request `device` receives for a transaction it holds.
 pub fn confirmation(
     record: &Transaction,
-    device: &Device,
+    application_name: &str,
     request_id: u64,
 ) -> v1::ConfirmationRequest {
     v1::ConfirmationRequest {
         request_id,
         transaction_id: record.id.to_string(),
         application_id: record.application_id.to_string(),
-        application_name: device.application_name.clone(),
+        application_name: application_name.to_owned(),
         message: record.message.clone(),
         context: record.context.clone(),
         expires_at: Some(timestamp(record.expires_at)),

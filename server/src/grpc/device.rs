@@ -1,10 +1,16 @@
-//! `DeviceService` adapters: `Enroll`, and `Connect`, which hands the stream
-//! to a device session owned by the server.
+//! `DeviceService` adapters: `Enroll`, and `Connect`, which decodes the
+//! device's messages for a device session owned by the server and encodes
+//! what the session says (and the error that ends it) for the wire.
 
 use std::sync::Arc;
 
+use assent_proto::signing::SignedVerdict;
 use assent_proto::v1::device_service_server::DeviceService;
-use assent_proto::v1::{AgentMessage, EnrollRequest, EnrollResponse, ServerMessage};
+use assent_proto::v1::{
+    self, AgentMessage, EnrollRequest, EnrollResponse, ServerMessage, agent_message,
+    server_message::Body,
+};
+use ed25519_dalek::Signature;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -13,10 +19,12 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, instrument};
 
+use super::convert;
 use super::status::to_status;
-use crate::domain::{DeviceName, EnrollmentCode, InputError};
-use crate::service::{EnrollInput, Refused, ServiceError, Services};
-use crate::session::{DeviceSession, SessionIo};
+use crate::domain::transaction::Decision;
+use crate::domain::{DenyReason, DeviceId, DeviceName, EnrollmentCode, InputError, TransactionId};
+use crate::service::{DecisionInput, EnrollInput, Refused, ServiceError, Services};
+use crate::session::{DeviceSession, FromDevice, SessionIo, ToDevice};
 
 /// Outbound messages a session may queue before it waits for the client.
 const OUTBOUND_QUEUE: usize = 32;
@@ -85,7 +93,7 @@ impl DeviceService for DeviceHandler {
                 InputError::new("public_key", "must be a 32-byte Ed25519 public key")
             })?,
             device_name: DeviceName::parse(&body.device_name)?,
-            proof: crate::session::signature("proof", &body.proof)?,
+            proof: signature("proof", &body.proof)?,
         };
         let device = self.services.enrollment.enroll(input, peer).await?;
         Ok(Response::new(EnrollResponse {
@@ -108,7 +116,7 @@ impl DeviceService for DeviceHandler {
         let (outbound, receiver) = mpsc::channel(OUTBOUND_QUEUE);
         let inbound = request
             .into_inner()
-            .map(|item| item.map_err(inbound_error))
+            .map(|item| item.map(decode).map_err(inbound_error))
             .boxed();
         let io = SessionIo {
             inbound,
@@ -121,8 +129,138 @@ impl DeviceService for DeviceHandler {
         self.tasks
             .spawn(DeviceSession::run(Arc::clone(&self.services), io).instrument(span));
         let stream = ReceiverStream::new(receiver)
-            .map(|item| item.map(|message| *message).map_err(|e| to_status(&e)))
+            .map(|item| {
+                item.map(|message| encode(*message))
+                    .map_err(|e| to_status(&e))
+            })
             .boxed();
         Ok(Response::new(stream))
     }
+}
+
+/// Parses a 64-byte Ed25519 signature field.
+fn signature(field: &'static str, bytes: &[u8]) -> Result<Signature, InputError> {
+    Signature::from_slice(bytes)
+        .map_err(|_| InputError::new(field, "must be a 64-byte Ed25519 signature"))
+}
+
+/// A device's wire message as the session takes it.
+fn decode(message: AgentMessage) -> FromDevice {
+    let invalid = |transaction_id: &str, error: InputError| FromDevice::Invalid {
+        transaction_id: transaction_id.to_owned(),
+        error,
+    };
+    match message.body {
+        Some(agent_message::Body::Hello(hello)) => {
+            let parsed = DeviceId::parse(&hello.device_id)
+                .and_then(|id| Ok((id, signature("signature", &hello.signature)?)));
+            match parsed {
+                Ok((device_id, signature)) => FromDevice::Hello {
+                    device_id,
+                    signature,
+                },
+                Err(error) => invalid("", error),
+            }
+        }
+        Some(agent_message::Body::SubmitOtp(submit)) => FromDevice::SubmitOtp {
+            request_id: submit.request_id,
+            otp: submit.otp,
+        },
+        Some(agent_message::Body::Decision(decision)) => match decision_input(&decision) {
+            Ok(input) => FromDevice::Decision(input),
+            Err(error) => invalid(&decision.transaction_id, error),
+        },
+        Some(agent_message::Body::Unenroll(_)) => FromDevice::Unenroll,
+        None => FromDevice::Unexpected,
+    }
+}
+
+/// Parses a wire decision.
+fn decision_input(decision: &v1::SignedDecision) -> Result<DecisionInput, InputError> {
+    let verdict = match v1::Decision::try_from(decision.decision) {
+        Ok(v1::Decision::Accept) => SignedVerdict::Accept,
+        Ok(v1::Decision::Deny) => SignedVerdict::Deny,
+        _ => {
+            return Err(InputError::new(
+                "decision",
+                "must be DECISION_ACCEPT or DECISION_DENY",
+            ));
+        }
+    };
+    let number = match decision.number {
+        0 => None,
+        n @ 10..=99 => u8::try_from(n).ok(),
+        _ => {
+            return Err(InputError::new(
+                "number",
+                "must be 0 or one of the offered choices",
+            ));
+        }
+    };
+    Ok(DecisionInput {
+        transaction_id: TransactionId::parse(&decision.transaction_id)?,
+        decision: Decision {
+            verdict,
+            reason: DenyReason::parse(&decision.reason)?,
+            number,
+            signature: signature("signature", &decision.signature)?.to_bytes(),
+        },
+    })
+}
+
+/// What the session says, on the wire.
+fn encode(message: ToDevice) -> ServerMessage {
+    let body = match message {
+        ToDevice::Challenge { nonce } => Body::Challenge(v1::Challenge {
+            nonce: nonce.to_vec(),
+        }),
+        ToDevice::Ready { device } => Body::Ready(v1::Ready {
+            device_id: device.id.to_string(),
+            user_id: device.user_id.to_string(),
+            application_name: device.application_name.clone(),
+        }),
+        ToDevice::Confirm {
+            transaction,
+            application_name,
+            request_id,
+        } => Body::ConfirmationRequest(convert::confirmation(
+            &transaction,
+            &application_name,
+            request_id,
+        )),
+        ToDevice::Withdrawn {
+            transaction_id,
+            reason,
+        } => Body::Cancellation(v1::Cancellation {
+            transaction_id: transaction_id.to_string(),
+            reason: reason.as_str().to_owned(),
+        }),
+        ToDevice::Decided {
+            transaction,
+            applied,
+        } => Body::DecisionResult(v1::DecisionResult {
+            transaction_id: transaction.id.to_string(),
+            state: convert::state(transaction.state).into(),
+            reason: transaction
+                .reason
+                .map(|r| r.as_str().to_owned())
+                .unwrap_or_default(),
+            applied,
+        }),
+        ToDevice::Rejected {
+            request_id,
+            transaction_id,
+            error,
+        } => {
+            let status = to_status(&error);
+            Body::Rejection(v1::Rejection {
+                request_id,
+                transaction_id,
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+            })
+        }
+        ToDevice::GoAway { reconnect_after_ms } => Body::GoAway(v1::GoAway { reconnect_after_ms }),
+    };
+    ServerMessage { body: Some(body) }
 }

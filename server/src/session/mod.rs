@@ -9,19 +9,20 @@
 //! stream alone (through [`SessionIo::reset`]) instead of waiting. Other
 //! streams on the same connection — the device's own reconnect, other
 //! devices behind a proxy, relying-party calls — never notice.
-//! `grpc::device` adapts a tonic stream to this module.
+//! The session speaks [`FromDevice`] and [`ToDevice`], never the wire:
+//! `grpc::device` decodes and encodes a tonic stream for it.
 
 mod inbound;
+mod messages;
 mod run;
 
 use std::time::Duration;
 
-use assent_proto::v1::{AgentMessage, ServerMessage};
 use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use inbound::signature;
+pub use messages::{FromDevice, ToDevice};
 pub use run::DeviceSession;
 
 use crate::service::ServiceError;
@@ -38,12 +39,12 @@ pub const CLOSE_GRACE: Duration = Duration::from_millis(400);
 pub const RECONNECT_AFTER_MS: u32 = 500;
 
 /// What the session sends: messages, or the error that ends the stream.
-pub type Outbound = mpsc::Sender<Result<Box<ServerMessage>, ServiceError>>;
+pub type Outbound = mpsc::Sender<Result<Box<ToDevice>, ServiceError>>;
 
 /// The stream a session runs over, as the transport hands it.
 pub struct SessionIo {
     /// Messages from the device; an error ends the session with that error.
-    pub inbound: BoxStream<'static, Result<AgentMessage, ServiceError>>,
+    pub inbound: BoxStream<'static, Result<FromDevice, ServiceError>>,
     /// Messages to the device.
     pub outbound: Outbound,
     /// Cancelling it resets this stream alone (never its connection).

@@ -4,16 +4,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use assent_proto::v1::{
-    self, AgentMessage, Challenge, Ready, ServerMessage, agent_message, server_message::Body,
-};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
-use super::{CLOSE_GRACE, HEARTBEAT, HELLO_TIMEOUT, Outbound, RECONNECT_AFTER_MS, SessionIo};
-use crate::domain::{Device, DeviceId, Notice, Transaction, TransactionId};
+use super::{
+    CLOSE_GRACE, FromDevice, HEARTBEAT, HELLO_TIMEOUT, Outbound, RECONNECT_AFTER_MS, SessionIo,
+    ToDevice,
+};
+use crate::domain::{Device, Notice, Transaction, TransactionId, secure_rng};
 use crate::notify::{Delivery, DeviceRegistration, SessionEnd};
 use crate::service::{Refused, ServiceError, Services};
 
@@ -36,7 +36,7 @@ pub struct DeviceSession {
 const HELD_MAX: usize = 256;
 
 /// Messages from the device.
-type Inbound = BoxStream<'static, Result<AgentMessage, ServiceError>>;
+type Inbound = BoxStream<'static, Result<FromDevice, ServiceError>>;
 
 impl DeviceSession {
     /// Remembers a confirmation as it is sent to the device.
@@ -54,8 +54,8 @@ impl DeviceSession {
     }
     /// Sends one message; false once the device is gone, has stopped
     /// reading for [`SEND_DEADLINE`], or the session is ending.
-    pub(super) async fn send(&self, body: Body) -> bool {
-        let message = Box::new(ServerMessage { body: Some(body) });
+    pub(super) async fn send(&self, message: ToDevice) -> bool {
+        let message = Box::new(message);
         tokio::select! {
             biased;
             () = self.ending.cancelled() => false,
@@ -111,11 +111,8 @@ impl DeviceSession {
 
     async fn serve(&mut self, inbound: &mut Inbound) {
         let mut nonce = [0u8; 32];
-        crate::grpc::secure_rng().fill_bytes(&mut nonce);
-        let challenge = Body::Challenge(Challenge {
-            nonce: nonce.to_vec(),
-        });
-        if !self.send(challenge).await {
+        secure_rng().fill_bytes(&mut nonce);
+        if !self.send(ToDevice::Challenge { nonce }).await {
             return;
         }
         let device = match self.authenticate(inbound, &nonce).await {
@@ -141,11 +138,10 @@ impl DeviceSession {
         self.services.directory.stream_closed(stream).await;
         if let Some(error) = end {
             for notice in withdrawals {
-                if let Some(body) = cancellation(&notice) {
-                    let message = Box::new(ServerMessage { body: Some(body) });
-                    if self.outbound.try_send(Ok(message)).is_err() {
-                        break;
-                    }
+                if let Some(message) = cancellation(&notice)
+                    && self.outbound.try_send(Ok(Box::new(message))).is_err()
+                {
+                    break;
                 }
             }
             self.close(error).await;
@@ -164,12 +160,10 @@ impl DeviceSession {
         registration: &mut DeviceRegistration,
         inbound: &mut Inbound,
     ) -> Option<ServiceError> {
-        let ready = Ready {
-            device_id: device.id.to_string(),
-            user_id: device.user_id.to_string(),
-            application_name: device.application_name.clone(),
+        let ready = ToDevice::Ready {
+            device: Arc::new(device.clone()),
         };
-        if !self.send(Body::Ready(ready)).await {
+        if !self.send(ready).await {
             return None;
         }
         // A push created while this query runs is both in its result and in
@@ -187,8 +181,8 @@ impl DeviceSession {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => {
-                    let go_away = v1::GoAway { reconnect_after_ms: RECONNECT_AFTER_MS };
-                    self.send(Body::GoAway(go_away)).await;
+                    let go_away = ToDevice::GoAway { reconnect_after_ms: RECONNECT_AFTER_MS };
+                    self.send(go_away).await;
                     break None;
                 }
                 delivery = registration.recv() => {
@@ -237,10 +231,12 @@ impl DeviceSession {
             .map_err(|_| {
                 ServiceError::Unauthenticated("no hello within 10 s of the challenge".to_owned())
             })?;
-        let hello = match first {
-            Some(Ok(AgentMessage {
-                body: Some(agent_message::Body::Hello(hello)),
-            })) => hello,
+        let (device_id, signature) = match first {
+            Some(Ok(FromDevice::Hello {
+                device_id,
+                signature,
+            })) => (device_id, signature),
+            Some(Ok(FromDevice::Invalid { error, .. })) => return Err(error.into()),
             Some(Err(error)) => return Err(error),
             _ => {
                 return Err(ServiceError::Unauthenticated(
@@ -248,8 +244,6 @@ impl DeviceSession {
                 ));
             }
         };
-        let device_id = DeviceId::parse(&hello.device_id)?;
-        let signature = super::inbound::signature("signature", &hello.signature)?;
         self.services
             .confirmations
             .authenticate_device(device_id, nonce, &signature)
@@ -268,13 +262,19 @@ impl DeviceSession {
             .open_confirmations(device)
             .await?;
         let mut sent = HashSet::with_capacity(open.len());
+        let application_name: Arc<str> = Arc::from(device.application_name.as_str());
         for transaction in open {
             self.remember(&transaction);
-            let request = crate::grpc::convert::confirmation(&transaction, device, 0);
-            if !self.send(Body::ConfirmationRequest(request)).await {
+            let id = transaction.id;
+            let request = ToDevice::Confirm {
+                transaction: Arc::new(transaction),
+                application_name: Arc::clone(&application_name),
+                request_id: 0,
+            };
+            if !self.send(request).await {
                 return Ok(None);
             }
-            sent.insert(transaction.id);
+            sent.insert(id);
         }
         Ok(Some(sent))
     }
@@ -290,7 +290,7 @@ impl DeviceSession {
             (Notice::Withdraw { transaction_id, .. }, _) => {
                 self.take_held(*transaction_id);
                 match cancellation(&delivery.notice) {
-                    Some(body) => self.send(body).await,
+                    Some(message) => self.send(message).await,
                     None => true,
                 }
             }
@@ -299,8 +299,12 @@ impl DeviceSession {
             }
             (Notice::Confirm { .. }, Some(transaction)) => {
                 self.remember(&transaction);
-                let request = crate::grpc::convert::confirmation(&transaction, device, 0);
-                self.send(Body::ConfirmationRequest(request)).await
+                self.send(ToDevice::Confirm {
+                    transaction,
+                    application_name: Arc::from(device.application_name.as_str()),
+                    request_id: 0,
+                })
+                .await
             }
             // Revocations end the session through the notifier; wake-ups
             // are for subscribers.
@@ -308,34 +312,40 @@ impl DeviceSession {
         }
     }
 
-    /// Handles one agent message; false once the device is gone.
-    async fn handle(&self, device: &Device, message: AgentMessage) -> bool {
-        let body = match message.body {
-            Some(agent_message::Body::SubmitOtp(submit)) => self.submit_otp(device, submit).await,
-            Some(agent_message::Body::Decision(decision)) => self.decide(device, decision).await,
-            Some(agent_message::Body::Unenroll(_)) => {
+    /// Handles one message of the device; false once the device is gone.
+    async fn handle(&self, device: &Device, message: FromDevice) -> bool {
+        let answer = match message {
+            FromDevice::SubmitOtp { request_id, otp } => {
+                self.submit_otp(device, request_id, &otp).await
+            }
+            FromDevice::Decision(input) => self.decide(device, input).await,
+            FromDevice::Unenroll => {
                 // The revocation's notice ends this session (PERMISSION_DENIED,
                 // DEVICE_REVOKED); nothing to answer before that.
                 match self.services.directory.unenroll(device).await {
                     Ok(()) => return true,
-                    Err(error) => super::inbound::rejection(0, "", &error),
+                    Err(error) => super::inbound::rejection(0, "", error),
                 }
             }
-            Some(agent_message::Body::Hello(_)) | None => super::inbound::rejection(
+            FromDevice::Invalid {
+                transaction_id,
+                error,
+            } => super::inbound::rejection(0, &transaction_id, error.into()),
+            FromDevice::Hello { .. } | FromDevice::Unexpected => super::inbound::rejection(
                 0,
                 "",
-                &ServiceError::FailedPrecondition(Refused::new(
+                ServiceError::FailedPrecondition(Refused::new(
                     "ALREADY_AUTHENTICATED",
                     "the stream is already authenticated; send SubmitOtp or SignedDecision",
                 )),
             ),
         };
-        self.send(body).await
+        self.send(answer).await
     }
 }
 
-/// The cancellation a withdrawal becomes on the wire.
-fn cancellation(notice: &Notice) -> Option<Body> {
+/// What a withdrawal tells the device.
+fn cancellation(notice: &Notice) -> Option<ToDevice> {
     let Notice::Withdraw {
         transaction_id,
         reason,
@@ -344,10 +354,10 @@ fn cancellation(notice: &Notice) -> Option<Body> {
     else {
         return None;
     };
-    Some(Body::Cancellation(v1::Cancellation {
-        transaction_id: transaction_id.to_string(),
-        reason: reason.as_str().to_owned(),
-    }))
+    Some(ToDevice::Withdrawn {
+        transaction_id: *transaction_id,
+        reason: *reason,
+    })
 }
 
 /// The error a session ended by the notifier closes with.
