@@ -5,9 +5,9 @@
 //! confirmation (it returns `accept(...)` or `deny(reason)`);
 //! `Device.submit_otp()` hands in a scanned OTP and returns its `Outcome`.
 //!
-//! Where things live: [`device`] (the running device and its runtime),
-//! [`handler`] (the SDK handler that calls Python), [`request`], [`answer`],
-//! [`outcome`] (the values handed across), [`errors`] (the exceptions and the
+//! Where things live: `device` (the running device and its runtime),
+//! `handler` (the SDK handler that calls Python), `request`, `answer`,
+//! `outcome` (the values handed across), `errors` (the exceptions and the
 //! one table mapping SDK errors to them). The Python API reference is
 //! `assent_device.pyi`, shipped in the wheel.
 
