@@ -8,7 +8,8 @@
 //! without an action (dismissed, or timed out by the notification server)
 //! nothing is sent and the request is left to expire; the server's
 //! withdrawal at expiry (or a cancellation, or an answer on another device)
-//! closes the notification. If no withdrawal comes by
+//! closes the notification (SIGINT to `notify-send`, which closes it, then
+//! its process group is killed). If no withdrawal comes by
 //! [`EXPIRY_GRACE`] after the expiry, the policy gives up with a denial
 //! (`policy`), which the server refuses for an expired transaction. A
 //! notification that cannot be shown (no session bus, no notification
@@ -32,6 +33,10 @@ pub(super) const EXPIRY_GRACE: Duration = Duration::from_secs(30);
 /// How long a request without an expiry is shown at most (the server's
 /// longest TTL).
 const NO_EXPIRY_LIMIT: Duration = Duration::from_secs(600);
+
+/// How long `notify-send` gets to close its notification (it does on
+/// SIGINT) before its process group is killed.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 const DENY: Answer = Answer::Deny(DenyReason::Policy);
 
@@ -65,11 +70,11 @@ async fn ask(
         ended = child.run(&[]) => ended,
         () = cancel.wait() => {
             tracing::info!("request withdrawn; closing the notification");
-            child.kill().await;
+            child.interrupt(CLOSE_GRACE).await;
             return None;
         }
         () = &mut give_up => {
-            child.kill().await;
+            child.interrupt(CLOSE_GRACE).await;
             tracing::warn!("no withdrawal after the expiry; giving up with a denial");
             return Some(DENY);
         }

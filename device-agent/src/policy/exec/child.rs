@@ -7,7 +7,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use rustix::io::Errno;
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
@@ -104,19 +104,36 @@ impl PolicyChild {
         }
     }
 
+    /// SIGINT to the leader alone (`notify-send --wait` closes its
+    /// notification then), up to `grace` for it to exit, then
+    /// [`Self::kill`] for whatever remains.
+    pub(in crate::policy) async fn interrupt(&mut self, grace: Duration) {
+        if let Some(leader) = self.leader() {
+            match kill_process(leader, Signal::INT) {
+                Ok(()) | Err(Errno::SRCH) => {}
+                Err(error) => tracing::warn!(%error, "cannot interrupt the policy command"),
+            }
+            let _ = tokio::time::timeout(grace, self.child.wait()).await;
+        }
+        self.kill().await;
+    }
+
+    /// The leader's pid while it is not reaped (until then it cannot name
+    /// another process); never pid 1 or below.
+    fn leader(&self) -> Option<Pid> {
+        self.child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .filter(|&pid| pid > 1)
+            .and_then(Pid::from_raw)
+    }
+
     /// SIGKILL to the command's process group, only while the leader is not
     /// reaped: until then its pid (the group id) cannot be reused, so the
     /// signal cannot reach an unrelated process.
     fn kill_group(&self) {
-        let Some(leader) = self.child.id() else {
-            return;
-        };
         // Never pid 1 or below: kill(-1) would signal every process.
-        let Some(group) = i32::try_from(leader)
-            .ok()
-            .filter(|&pid| pid > 1)
-            .and_then(Pid::from_raw)
-        else {
+        let Some(group) = self.leader() else {
             return;
         };
         match kill_process_group(group, Signal::KILL) {
