@@ -60,11 +60,21 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Enroll this device with a code from the application.
+    /// Enroll this device with a code from the application, typed or read
+    /// from a picture of the enrollment QR code.
     Enroll {
         /// The enrollment code (base64url: it may start with `-`).
-        #[arg(long, allow_hyphen_values = true)]
-        code: String,
+        #[arg(
+            long,
+            allow_hyphen_values = true,
+            required_unless_present = "scan",
+            conflicts_with = "scan"
+        )]
+        code: Option<String>,
+        /// Read the code, and the server unless --server is given, from a
+        /// picture of the enrollment QR code (PNG or JPEG; `-` reads stdin).
+        #[arg(long, allow_hyphen_values = true, value_name = "IMAGE")]
+        scan: Option<PathBuf>,
         /// Device name shown to the application [default: the host name].
         #[arg(long)]
         name: Option<String>,
@@ -148,17 +158,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Enroll {
             ref code,
+            ref scan,
             ref name,
             force,
         } => {
+            let (code, scanned_server) = match (code, scan) {
+                (Some(code), _) => (code.clone(), None),
+                (None, Some(image)) => {
+                    let bytes = read_image(image)?;
+                    let qr = assent_agent::qr::enrollment_from_image(&bytes)?;
+                    (qr.code, qr.server)
+                }
+                (None, None) => anyhow::bail!("give --code CODE or --scan IMAGE"),
+            };
+            // --server / ASSENT_SERVER wins over the server in the QR code.
             let server = cli
                 .server
                 .clone()
+                .or(scanned_server)
                 .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
             let mut config = AgentConfig::new(state_dir, server, Policy::default());
             config.ca_cert = cli.ca_cert.clone();
             let name = name.clone().unwrap_or_else(default_device_name);
-            let enrollment = assent_agent::enroll(&config, code, &name, force).await?;
+            let enrollment = assent_agent::enroll(&config, &code, &name, force).await?;
             if cli.json {
                 println!("{}", serde_json::to_string(&enrollment)?);
             } else {
@@ -272,6 +294,11 @@ async fn run_until_signalled(config: AgentConfig) -> anyhow::Result<()> {
 
 /// The OTP in the QR code of the image at `path` (`-`: stdin).
 fn read_qr(path: &Path) -> anyhow::Result<String> {
+    Ok(assent_agent::qr::otp_from_image(&read_image(path)?)?)
+}
+
+/// The bytes of the image at `path` (`-`: stdin), at most [`MAX_IMAGE_BYTES`].
+fn read_image(path: &Path) -> anyhow::Result<Vec<u8>> {
     use std::io::Read as _;
     let mut bytes = Vec::new();
     if path.as_os_str() == "-" {
@@ -287,7 +314,7 @@ fn read_qr(path: &Path) -> anyhow::Result<String> {
     if bytes.len() as u64 >= MAX_IMAGE_BYTES {
         anyhow::bail!("the image is larger than {} MB", MAX_IMAGE_BYTES >> 20);
     }
-    Ok(assent_agent::qr::otp_from_image(&bytes)?)
+    Ok(bytes)
 }
 
 /// Largest image `scan` reads.

@@ -3,7 +3,8 @@
 //! at SIGTERM (through a datagram socket the test binds as
 //! `NOTIFY_SOCKET`), and a control socket at a path and group of the
 //! operator's choosing that `otp` and `status` find through `--socket` /
-//! `ASSENT_AGENT_SOCKET`.
+//! `ASSENT_AGENT_SOCKET`; and enrollment from a picture of the enrollment
+//! QR code (`enroll --scan IMAGE|-`).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -168,4 +169,120 @@ async fn an_unknown_socket_group_is_refused_before_anything_starts() {
     assert!(!output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("no group \"no-such-group-assent\""), "{said}");
+}
+
+/// A PNG of a QR code holding `text`.
+fn qr_png(text: &str) -> Vec<u8> {
+    let code = qrcode::QrCode::new(text.as_bytes()).unwrap();
+    let image = code
+        .render::<image::Luma<u8>>()
+        .module_dimensions(6, 6)
+        .build();
+    let mut png = Vec::new();
+    image::DynamicImage::ImageLuma8(image)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+fn enrollment_qr(server: Option<String>) -> String {
+    assent_device::EnrollmentQr {
+        server,
+        code: "good-code".into(),
+        application_name: Some("Example Shop".into()),
+    }
+    .to_payload()
+}
+
+#[tokio::test]
+async fn enroll_scan_takes_the_code_and_server_from_the_qr_image() {
+    let fake = Fake::default();
+    let addr = serve(&fake).await;
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("enroll.png");
+    std::fs::write(
+        &image,
+        qr_png(&enrollment_qr(Some(format!("http://{addr}")))),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let output = tokio::process::Command::new(BINARY)
+        .args(["enroll", "--json", "--name", "laptop", "--scan"])
+        .arg(&image)
+        .env("ASSENT_AGENT_DIR", &state)
+        .env_remove("ASSENT_SERVER")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let enrolled: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(enrolled["device_id"], DEVICE_ID);
+    let profile = assent_agent::credentials::load_profile(&state)
+        .unwrap()
+        .unwrap();
+    assert_eq!(profile.server, format!("http://{addr}"));
+}
+
+#[tokio::test]
+async fn enroll_scan_reads_stdin_and_an_explicit_server_wins() {
+    use tokio::io::AsyncWriteExt as _;
+    let fake = Fake::default();
+    let addr = serve(&fake).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // The QR names a server nobody listens on; --server overrides it.
+    let png = qr_png(&enrollment_qr(Some("http://127.0.0.1:9".into())));
+    let mut child = tokio::process::Command::new(BINARY)
+        .args([
+            "--server",
+            &format!("http://{addr}"),
+            "enroll",
+            "--scan",
+            "-",
+        ])
+        .env("ASSENT_AGENT_DIR", &state)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&png).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let profile = assent_agent::credentials::load_profile(&state)
+        .unwrap()
+        .unwrap();
+    assert_eq!(profile.server, format!("http://{addr}"));
+}
+
+#[tokio::test]
+async fn enroll_scan_of_an_image_without_an_enrollment_code_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("otp.png");
+    std::fs::write(&image, qr_png("https://example.com/not-an-enrollment")).unwrap();
+    let output = agent(
+        &["enroll", "--scan", image.to_str().unwrap()],
+        &[("ASSENT_AGENT_DIR", dir.path())],
+    )
+    .await;
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("error:"), "{said}");
+    assert!(!dir.path().join("device.json").exists());
+    // Neither a code nor an image: clap refuses.
+    let output = agent(&["enroll"], &[("ASSENT_AGENT_DIR", dir.path())]).await;
+    assert!(!output.status.success());
 }
