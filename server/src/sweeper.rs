@@ -1,12 +1,18 @@
-//! Background upkeep: the expiry sweeper, the audit chain's sealer and
-//! event retention.
+//! Background upkeep: the expiry sweeper, the audit chain's sealer, event
+//! retention, and the clock's alignment with the database's.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::Clock;
+use crate::domain::clock::DatabaseClock;
 use crate::service::Services;
+use crate::store::Store;
+
+/// How often the offset to the database's clock is measured again.
+pub const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(30);
 
 /// How often retention runs.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -76,6 +82,38 @@ pub async fn presence(services: Arc<Services>, stop: CancellationToken) {
                     Err(error) => tracing::warn!(%error, "cannot renew the presence lease"),
                 }
             }
+        }
+    }
+}
+
+/// Measures the offset to the database's clock once; a failure keeps the
+/// last offset (the database being away is reported by the calls).
+pub(crate) async fn sync_clock(clock: &DatabaseClock<Arc<dyn Clock>>, store: &dyn Store) {
+    let before = clock.base_now();
+    match store.database_time().await {
+        Ok(database) => {
+            let offset = clock.measured(before, database, clock.base_now());
+            if offset.abs() > chrono::TimeDelta::seconds(1) {
+                tracing::warn!(
+                    offset_ms = offset.num_milliseconds(),
+                    "this host's clock is off from the database's; using the database's"
+                );
+            }
+        }
+        Err(error) => tracing::debug!(%error, "cannot read the database's clock"),
+    }
+}
+
+/// Measures the offset to the database's clock every [`CLOCK_SYNC_EVERY`].
+pub(crate) async fn keep_clock_synced(
+    clock: Arc<DatabaseClock<Arc<dyn Clock>>>,
+    store: Arc<dyn Store>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(CLOCK_SYNC_EVERY) => sync_clock(&clock, store.as_ref()).await,
         }
     }
 }

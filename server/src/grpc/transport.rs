@@ -30,6 +30,8 @@ use tonic::transport::server::Connected as _;
 use tower::{Service, ServiceExt as _};
 
 use super::connection::{ClosableIo, Connections};
+use crate::ServerError;
+use crate::config::ServerConfig;
 
 /// HTTP/2 settings of the gRPC port.
 #[derive(Debug, Clone, Copy)]
@@ -266,4 +268,40 @@ where
     fn graceful(self: Pin<&mut Self>) {
         self.graceful_shutdown();
     }
+}
+
+/// The TLS acceptor of the gRPC port (HTTP/2 only, ring provider), when a
+/// certificate is configured.
+pub fn tls_acceptor(config: &ServerConfig) -> Result<Option<TlsAcceptor>, ServerError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => {
+            return Err(ServerError::Tls(
+                "set both --tls-cert and --tls-key, or neither".to_owned(),
+            ));
+        }
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(ServerError::Tls(format!(
+            "{}: no PEM certificate found",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(tls))))
 }

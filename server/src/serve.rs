@@ -1,0 +1,284 @@
+//! Serving an opened store, in named steps: the notifier (and its relay
+//! between replicas), the clock, the background upkeep, the metrics port,
+//! health and reflection, then the gRPC transport until the drain ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use assent_proto::v1::device_service_server::DeviceServiceServer;
+use assent_proto::v1::relying_party_service_server::RelyingPartyServiceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ServerConfig;
+use crate::domain::Clock;
+use crate::domain::clock::DatabaseClock;
+use crate::grpc::limits::MAX_MESSAGE_BYTES;
+use crate::grpc::{self, DeviceHandler, RelyingPartyHandler};
+use crate::notify::{self, Notifier};
+use crate::service::Services;
+use crate::startup::OpenedStore;
+use crate::{ServerError, TimeSource, metrics, sweeper};
+
+/// Concurrent HTTP/2 streams per connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+
+/// Serves an already opened store (held, with its lock, until the end).
+pub async fn serve(
+    config: ServerConfig,
+    opened: OpenedStore,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    time: TimeSource,
+) -> Result<(), ServerError> {
+    let local = listener.local_addr()?;
+    let tls = grpc::transport::tls_acceptor(&config)?;
+    if tls.is_none() && config.refuses_plaintext_on(local) {
+        return Err(ServerError::InsecureListen(local));
+    }
+    let tasks = TaskTracker::new();
+    let notifier = start_notifier(&opened, &tasks, &shutdown);
+    let clock = start_clock(time, &opened, &tasks, &shutdown).await;
+    let services = Services::new(Arc::clone(&opened.store), notifier, clock, config.limits());
+    if let Some(pool) = &opened.pool {
+        services.metrics().watch_pool(pool.clone());
+    }
+    start_upkeep(&config, &services, &tasks, &shutdown).await;
+    start_metrics(&config, &services, &tasks, &shutdown).await;
+    let service = grpc_service(&config, &services, &tasks, &shutdown).await?;
+    tracing::info!(address = %local, tls = tls.is_some(), "assent-server listening");
+    let server = grpc::transport::serve(
+        listener,
+        grpc::connection::Connections::new(config.connection_limits()),
+        tls,
+        http2_settings(),
+        service,
+        shutdown.clone(),
+    );
+    let drain = Duration::from_secs(config.drain_timeout_seconds);
+    tokio::select! {
+        () = server => {}
+        () = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
+            tracing::warn!("drain deadline passed; closing remaining connections");
+        }
+    }
+    tasks.close();
+    if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
+        tracing::warn!("background tasks did not stop within the drain deadline");
+    }
+    // Streams held here no longer count as connected anywhere.
+    services.directory.presence_stopped().await;
+    drop(opened);
+    tracing::info!("assent-server stopped");
+    Ok(())
+}
+
+/// The notifier; on PostgreSQL, where several replicas may share the
+/// database, with its relay to them.
+fn start_notifier(
+    opened: &OpenedStore,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Arc<Notifier> {
+    let Some(pool) = &opened.pool else {
+        return Notifier::new();
+    };
+    let (notifier, outbox) = Notifier::with_relay();
+    tasks.spawn(notify::postgres::run(
+        pool.clone(),
+        Arc::clone(&notifier),
+        Arc::clone(&opened.store),
+        outbox,
+        shutdown.clone(),
+    ));
+    notifier
+}
+
+/// The clock the use cases read: the given one, or the base clock
+/// disciplined to the database's (measured now and kept in step).
+async fn start_clock(
+    time: TimeSource,
+    opened: &OpenedStore,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Arc<dyn Clock> {
+    match time {
+        TimeSource::Given(clock) => clock,
+        TimeSource::Database(base) => {
+            let clock = Arc::new(DatabaseClock::new(base));
+            sweeper::sync_clock(&clock, opened.store.as_ref()).await;
+            tasks.spawn(sweeper::keep_clock_synced(
+                Arc::clone(&clock),
+                Arc::clone(&opened.store),
+                shutdown.clone(),
+            ));
+            clock
+        }
+    }
+}
+
+/// The expiry sweeper, the audit sealer, this replica's presence lease and
+/// the event-signing key.
+async fn start_upkeep(
+    config: &ServerConfig,
+    services: &Arc<Services>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    tasks.spawn(sweeper::run(
+        Arc::clone(services),
+        Duration::from_millis(config.sweep_interval_ms.max(10)),
+        shutdown.clone(),
+    ));
+    tasks.spawn(sweeper::seal(Arc::clone(services), shutdown.clone()));
+    // This replica's presence lease: taken now, renewed until the stop.
+    if let Err(error) = services.directory.renew_presence().await {
+        tracing::warn!(%error, "cannot take the presence lease yet; retrying");
+    }
+    tasks.spawn(sweeper::presence(Arc::clone(services), shutdown.clone()));
+    // The event-signing key is made on the first start (by whichever
+    // replica gets there first); a failure here is retried on first use.
+    let deps = &services.deps;
+    match deps
+        .signer
+        .ensure(deps.store.as_ref(), deps.clock.now())
+        .await
+    {
+        Ok(key_id) => tracing::info!(key_id, "event-signing key"),
+        Err(error) => tracing::warn!(%error, "cannot read the event-signing key yet"),
+    }
+}
+
+/// The Prometheus endpoint on its own port, when configured; a port that
+/// cannot be bound is logged, not fatal.
+async fn start_metrics(
+    config: &ServerConfig,
+    services: &Arc<Services>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let Some(addr) = config.metrics_listen else {
+        return;
+    };
+    match TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
+            tasks.spawn(metrics::serve(
+                listener,
+                Arc::clone(services.metrics()),
+                Arc::clone(services.notifier()),
+                shutdown.clone(),
+            ));
+        }
+        // Metrics are not worth refusing to serve logins for.
+        Err(error) => tracing::warn!(address = %addr, %error, "metrics endpoint not started"),
+    }
+}
+
+/// The gRPC services (health, reflection, relying party, device) behind
+/// the admission bounds.
+async fn grpc_service(
+    config: &ServerConfig,
+    services: &Arc<Services>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<
+    impl tower::Service<
+        tonic::codegen::http::Request<tonic::body::Body>,
+        Response = tonic::codegen::http::Response<tonic::body::Body>,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static,
+    ServerError,
+> {
+    let health = health_service(tasks, shutdown).await;
+    // Both reflection versions: grpcurl speaks v1, stock Python tooling
+    // (grpcio-reflection) still v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(assent_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
+        .build_v1()
+        .map_err(|error| ServerError::Reflection(error.to_string()))?;
+    let reflection_alpha = reflection_builder()
+        .build_v1alpha()
+        .map_err(|error| ServerError::Reflection(error.to_string()))?;
+    let relying_party = RelyingPartyServiceServer::new(RelyingPartyHandler::new(
+        Arc::clone(services),
+        tasks.clone(),
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let device = DeviceServiceServer::new(DeviceHandler::new(
+        Arc::clone(services),
+        tasks.clone(),
+        shutdown.clone(),
+        Duration::from_millis(config.stream_send_timeout_ms),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let routes = tonic::service::Routes::new(health)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(relying_party)
+        .add_service(device)
+        .prepare();
+    let admission = grpc::admission::AdmissionLayer::new(
+        config.max_concurrent_requests,
+        Duration::from_millis(config.request_timeout_ms),
+        Arc::clone(services.metrics()),
+    );
+    Ok(tower::ServiceBuilder::new()
+        .layer(admission)
+        .layer(tower::util::MapResponseLayer::new(
+            grpc::limits::oversized_to_resource_exhausted::<tonic::body::Body>,
+        ))
+        .service(routes))
+}
+
+/// grpc.health.v1, SERVING now and NOT_SERVING as soon as the drain starts
+/// (load balancers and watchers stop sending new work while in-flight calls
+/// finish).
+async fn health_service(
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    let (health, service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<RelyingPartyServiceServer<RelyingPartyHandler>>()
+        .await;
+    health
+        .set_serving::<DeviceServiceServer<DeviceHandler>>()
+        .await;
+    let drain_signal = shutdown.clone();
+    tasks.spawn(async move {
+        drain_signal.cancelled().await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        health
+            .set_not_serving::<RelyingPartyServiceServer<RelyingPartyHandler>>()
+            .await;
+        health
+            .set_not_serving::<DeviceServiceServer<DeviceHandler>>()
+            .await;
+        tracing::info!("draining: health reports NOT_SERVING");
+    });
+    service
+}
+
+/// HTTP/2 bounds of the gRPC port.
+fn http2_settings() -> grpc::transport::Http2Settings {
+    grpc::transport::Http2Settings {
+        max_streams: MAX_STREAMS_PER_CONNECTION,
+        max_header_list_bytes: 16 * 1024,
+        keepalive_interval: Duration::from_secs(20),
+        keepalive_timeout: Duration::from_secs(10),
+    }
+}
