@@ -13,13 +13,13 @@ use assent_device::{DeviceConfig, DeviceHandle, OtpOutcome};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use crate::errors::{AssentError, to_py};
 use crate::handler::{PythonHandler, deliver};
 use crate::outcome::PyOutcome;
 use crate::request::PyRequest;
+use crate::runtime::DeviceRuntime;
 
 /// How long `stop()` waits for the device, then for the last notices.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,29 +38,11 @@ pub(crate) struct PyDevice {
 
 /// What a started device owns.
 struct Running {
-    runtime: Arc<OwnedRuntime>,
+    runtime: Arc<DeviceRuntime>,
     device: assent_device::Device,
     handle: DeviceHandle,
     /// The blocking task that tells the handler's notifications to Python.
     notices: JoinHandle<()>,
-}
-
-/// The device's runtime; dropping it never waits (a Python callback may be
-/// running, and the dropping thread may hold the GIL that callback needs).
-struct OwnedRuntime(Option<Runtime>);
-
-impl OwnedRuntime {
-    fn block_on<F: Future>(&self, future: F) -> Option<F::Output> {
-        self.0.as_ref().map(|runtime| runtime.block_on(future))
-    }
-}
-
-impl Drop for OwnedRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
 }
 
 /// `seconds` as a duration; ValueError for negative, NaN or huge values.
@@ -81,7 +63,7 @@ impl PyDevice {
     }
 
     /// The runtime and handle of the running device, or None once stopped.
-    fn parts(&self) -> Option<(Arc<OwnedRuntime>, DeviceHandle)> {
+    fn parts(&self) -> Option<(Arc<DeviceRuntime>, DeviceHandle)> {
         self.running()
             .as_ref()
             .map(|running| (Arc::clone(&running.runtime), running.handle.clone()))
@@ -115,36 +97,34 @@ impl PyDevice {
                  assent_device.accept(...) or assent_device.deny(...)",
             ));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("assent-device")
-            .enable_all()
-            .build()
-            .map_err(|error| {
-                AssentError::new_err(format!("cannot start the device's runtime: {error}"))
-            })?;
+        let runtime = DeviceRuntime::new().map(Arc::new).map_err(|error| {
+            AssentError::new_err(format!("cannot start the device's runtime: {error}"))
+        })?;
+        let Some(spawner) = runtime.handle() else {
+            return Err(AssentError::new_err("the device's runtime is gone"));
+        };
         let handler = Arc::new(handler);
         let (notice_tx, notice_rx) = mpsc::channel();
         let python = Arc::clone(&handler);
-        let notices = runtime.spawn_blocking(move || {
+        let notices = spawner.spawn_blocking(move || {
             while let Ok(notice) = notice_rx.recv() {
                 Python::attach(|py| deliver(py, &python, notice));
             }
         });
-        let bridge = PythonHandler::new(handler, runtime.handle().clone(), notice_tx);
+        let bridge = PythonHandler::new(handler, Arc::downgrade(&runtime), notice_tx);
         let config = DeviceConfig {
             state_dir,
             server,
             ca_cert,
         };
         let device = {
-            let _entered = runtime.enter();
+            let _entered = spawner.enter();
             assent_device::Device::start(config, bridge).map_err(to_py)?
         };
         let handle = device.handle();
         Ok(Self {
             running: Mutex::new(Some(Running {
-                runtime: Arc::new(OwnedRuntime(Some(runtime))),
+                runtime,
                 device,
                 handle,
                 notices,

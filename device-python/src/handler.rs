@@ -4,16 +4,16 @@
 //! go, in order, through a queue to one blocking thread that calls Python,
 //! so the SDK's event loop never waits for the GIL.
 
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Weak};
 
 use assent_device::{Answer, ConnectionState, DenyReason, Handler, Request, Withdrawn};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tokio::runtime::Handle;
 
 use crate::answer::PyAnswer;
 use crate::request::PyRequest;
+use crate::runtime::DeviceRuntime;
 
 /// What the SDK reported, waiting to be told to Python.
 #[derive(Debug)]
@@ -36,7 +36,9 @@ pub(crate) enum Notice {
 /// The Python handler object as the SDK's [`Handler`].
 pub(crate) struct PythonHandler {
     handler: Arc<Py<PyAny>>,
-    runtime: Handle,
+    /// For the requests' `wait_withdrawn` (weak: a request kept by Python
+    /// must not keep a stopped device's threads alive).
+    runtime: Weak<DeviceRuntime>,
     /// Unbounded, so the event loop never blocks on a slow Python callback:
     /// every notice answers one message of this device's own stream
     /// (its transactions and connection changes), and none may be dropped —
@@ -45,11 +47,11 @@ pub(crate) struct PythonHandler {
 }
 
 impl PythonHandler {
-    /// Wraps `handler`; notices go to `notices`, `confirm` runs on
-    /// `runtime`'s blocking threads.
+    /// Wraps `handler`; notices go to `notices`; requests wait for their
+    /// withdrawal on `runtime`.
     pub(crate) fn new(
         handler: Arc<Py<PyAny>>,
-        runtime: Handle,
+        runtime: Weak<DeviceRuntime>,
         notices: mpsc::Sender<Notice>,
     ) -> Self {
         Self {
@@ -71,10 +73,11 @@ impl Handler for PythonHandler {
         let transaction_id = request.transaction_id.clone();
         let id = transaction_id.clone();
         let request = PyRequest::new(request, Some((withdrawn, self.runtime.clone())));
-        let asked = self
-            .runtime
-            .spawn_blocking(move || Python::attach(|py| ask(py, &handler, request, &id)))
-            .await;
+        // On the device's runtime: its event loop runs this future.
+        let asked = tokio::task::spawn_blocking(move || {
+            Python::attach(|py| ask(py, &handler, request, &id))
+        })
+        .await;
         asked.unwrap_or_else(|error| {
             // Python errors are caught in `ask`; this is a panic in the glue.
             eprintln!(

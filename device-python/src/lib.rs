@@ -8,7 +8,8 @@
 //! Where things live: `device` (the running device and its runtime),
 //! `handler` (the SDK handler that calls Python), `request`, `answer`,
 //! `outcome` (the values handed across), `errors` (the exceptions and the
-//! one table mapping SDK errors to them). The Python API reference is
+//! one table mapping SDK errors to them), `runtime` (the Tokio runtime a
+//! device owns). The Python API reference is
 //! `assent_device.pyi`, shipped in the wheel.
 
 mod answer;
@@ -17,6 +18,7 @@ mod errors;
 mod handler;
 mod outcome;
 mod request;
+mod runtime;
 
 use std::path::PathBuf;
 

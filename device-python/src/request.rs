@@ -1,14 +1,15 @@
 //! `Request`: a confirmation request as a Python handler sees it.
 
 use std::collections::BTreeMap;
+use std::sync::Weak;
 
 use assent_device::{Kind, Request, Withdrawn};
 use chrono::SecondsFormat;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tokio::runtime::Handle;
 
 use crate::outcome::py_text;
+use crate::runtime::DeviceRuntime;
 
 /// A confirmation request: who asks (application), for whom (user), what to
 /// show (message, context), until when (expires_at), and under number
@@ -45,13 +46,16 @@ pub(crate) struct PyRequest {
     number_choices: Vec<u32>,
     /// Fires when the server withdraws the request (only on requests given
     /// to `confirm`), and the runtime whose timer waits for it.
-    withdrawn: Option<(Withdrawn, Handle)>,
+    withdrawn: Option<(Withdrawn, Weak<DeviceRuntime>)>,
 }
 
 impl PyRequest {
     /// The Python view of `request`; `withdrawn` is given for the request
     /// being put to `confirm`.
-    pub(crate) fn new(request: Request, withdrawn: Option<(Withdrawn, Handle)>) -> Self {
+    pub(crate) fn new(
+        request: Request,
+        withdrawn: Option<(Withdrawn, Weak<DeviceRuntime>)>,
+    ) -> Self {
         Self {
             kind: match request.kind {
                 Kind::Otp => "OTP",
@@ -96,9 +100,12 @@ impl PyRequest {
             return Ok(true);
         }
         let limit = timeout.map(crate::device::seconds).transpose()?;
+        // The device has stopped: every request it held was withdrawn then.
+        let Some(runtime) = runtime.upgrade() else {
+            return Ok(withdrawn.is_withdrawn());
+        };
         let withdrawn = withdrawn.clone();
-        let runtime = runtime.clone();
-        Ok(py.detach(move || {
+        let waited = py.detach(move || {
             runtime.block_on(async move {
                 match limit {
                     Some(limit) => tokio::time::timeout(limit, withdrawn.wait()).await.is_ok(),
@@ -108,7 +115,8 @@ impl PyRequest {
                     }
                 }
             })
-        }))
+        });
+        Ok(waited.unwrap_or(true))
     }
 
     /// The request as a dict with the same keys as the attributes.

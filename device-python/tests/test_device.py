@@ -457,3 +457,25 @@ def test_answers_are_built_by_accept_and_deny():
     assert assent_device.accept(number=7) == assent_device.accept(number=7)
     with pytest.raises(ValueError, match="not_me"):
         assent_device.deny("maybe")
+
+
+def test_stopping_withdraws_a_request_being_decided_and_returns_promptly(device_for, server):
+    waited = {}
+
+    def wait_for_the_person(request):
+        waited[request.transaction_id] = request.wait_withdrawn(timeout=WAIT)
+        return assent_device.accept()
+
+    device, handler, user, _ = device_for(wait_for_the_person)
+    tx = server.assent("login", "push", "--user", user)["transaction_id"]
+    request = handler.request_for(tx)
+
+    started = time.monotonic()
+    device.stop()
+    assert time.monotonic() - started < 10
+
+    wait_until(lambda: tx in waited, "confirm() to return")
+    assert waited[tx] is True
+    # The request outlives its device; asking it is still safe.
+    assert request.wait_withdrawn(timeout=0.1) is True
+    assert server.assent("tx", "get", tx)["state"] == "PENDING"
