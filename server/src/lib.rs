@@ -1,29 +1,34 @@
-//! The Assent authentication server as a library: `main.rs` only parses
-//! arguments and calls [`run`], and tests embed the same server on a random
-//! port.
+//! The Assent authentication server as a library: the binary
+//! (`bin/assent-server/`) only parses arguments and calls [`run`], and tests
+//! embed the same server on a random port. `docs/architecture.md` draws the
+//! layers and a login's path through them.
 //!
-//! Layout, dependencies pointing inward:
+//! Layout, dependencies pointing inward (no import runs back up):
 //! - [`domain`]: pure types and rules — ids, parsed input, secrets, the
 //!   transaction aggregate (every rule of a transaction's life decided once,
-//!   as a `Change`), devices and revocation, push fatigue, the clock.
+//!   as a `Change`), devices and revocation, push fatigue, the clock and the
+//!   randomness source.
 //! - [`store`]: the storage traits; one engine logic over PostgreSQL and
 //!   SQLite that differ only in SQL text; `apply(Change)` is the write side;
 //!   events are ordered by position and read below the oldest running
 //!   transaction.
-//! - [`service`]: use cases (keys, enrollment, logins, push, confirmations,
-//!   directory, events, upkeep) over shared dependencies.
 //! - [`notify`]: publishes applied changes to subscribers and device
 //!   sessions, and across replicas through PostgreSQL.
-//! - [`session`]: one device's stream: hello, OTPs, decisions, notices,
-//!   heartbeat; ends rather than dropping what must arrive.
-//! - [`grpc`]: tonic adapters; `admission` (handler limit, deadline),
-//!   `connection` (caps, handshake and idle timeouts, closable by a
-//!   session), `status` (the error → status table).
+//! - [`service`]: use cases (keys, enrollment, logins, push, confirmations,
+//!   directory, events, upkeep, audit, admin) over shared dependencies.
+//! - [`session`]: one device's stream in domain terms (`FromDevice` in,
+//!   `ToDevice` out): hello, OTPs, decisions, notices, heartbeat; ends rather
+//!   than dropping what must arrive.
+//! - [`grpc`]: the wire — `transport` (HTTP/2 and TLS, a task per stream
+//!   that a session resets alone), `connection` (caps, handshake and idle
+//!   timeouts), `admission` (handler limit, deadline), handlers, `status`
+//!   (the error → status table).
 //! - [`metrics`]: Prometheus counters, latency histograms and gauges on
 //!   their own port.
-//! - [`config`], [`telemetry`], [`shutdown`], [`admin`] (applications and
-//!   API keys), [`first_run`], `sweeper`: the edges; the clock is disciplined
-//!   to the database's ([`TimeSource`]).
+//! - entrances and edges: [`startup`] (opening the store), `serve` (the
+//!   serving steps), [`config`], [`telemetry`], [`shutdown`], [`first_run`],
+//!   `sweeper` (background upkeep; the clock is disciplined to the
+//!   database's, [`TimeSource`]).
 
 pub mod config;
 pub mod domain;
