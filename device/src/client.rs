@@ -1,5 +1,5 @@
 //! The running device: one event loop owning the server link, the
-//! bookkeeping of callers and transactions ([`Ledger`]) and one task per
+//! bookkeeping of callers and transactions (the ledger) and one task per
 //! confirmation being decided by the host's [`Handler`]. A [`Device`]
 //! starts it; its [`DeviceHandle`]s hand OTPs in and ask for the status and
 //! the pending requests. Everything stops when the device is stopped, dropped
@@ -134,7 +134,9 @@ impl Device {
     /// Starts the device enrolled in `config.state_dir`: connects (and
     /// keeps reconnecting) to `config.server`, asking `handler` about every
     /// confirmation request. Fails at once when there is no usable
-    /// enrollment or server URL.
+    /// enrollment or server URL. Call it inside a Tokio runtime (the
+    /// device's event loop is a task of it); a host without one (a binding)
+    /// enters its own runtime first.
     pub fn start<H: Handler>(config: DeviceConfig, handler: H) -> Result<Self, Error> {
         let (profile, key) = credentials::load(&config.state_dir)?;
         let endpoints = connection::endpoints(&config.server, config.ca_cert.as_deref())?;

@@ -1,15 +1,12 @@
-//! OTP text as a user hands it in: checked locally (base64 or base64url, with
-//! or without padding, of a 16-byte transaction UUID and a 32-byte secret) so
-//! the agent knows which transaction an OTP belongs to before the server says.
+//! OTP text as a user hands it in: checked locally (the token layout of
+//! `assent_proto::token`, which the server reads too: base64 or base64url,
+//! with or without padding, of a 16-byte transaction UUID and a 32-byte
+//! secret) so the device knows which transaction an OTP belongs to before
+//! the server says.
 
 use std::fmt;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD_NO_PAD;
 use uuid::Uuid;
-
-/// Bytes of a decoded OTP: the transaction UUID followed by the secret.
-const OTP_LEN: usize = 16 + 32;
 
 /// A well-formed OTP; its text is sent to the server exactly as the user gave
 /// it (trimmed), since the server accepts both alphabets too.
@@ -28,24 +25,8 @@ impl Otp {
     /// Checks the layout and derives the transaction id.
     pub fn parse(raw: &str) -> Result<Self, MalformedOtp> {
         let text = raw.trim();
-        // Padding is optional for the user, so drop it and decode unpadded;
-        // base64url letters map one-to-one onto the standard alphabet.
-        let normalised: String = text
-            .trim_end_matches('=')
-            .chars()
-            .map(|c| match c {
-                '-' => '+',
-                '_' => '/',
-                other => other,
-            })
-            .collect();
-        let bytes = STANDARD_NO_PAD
-            .decode(normalised.as_bytes())
-            .map_err(|_| MalformedOtp)?;
-        if bytes.len() != OTP_LEN {
-            return Err(MalformedOtp);
-        }
-        let uuid = Uuid::from_slice(&bytes[..16]).map_err(|_| MalformedOtp)?;
+        let (id, _secret) = assent_proto::token::decode(text).ok_or(MalformedOtp)?;
+        let uuid = Uuid::from_bytes(id);
         Ok(Self {
             text: text.to_owned(),
             transaction_id: uuid.hyphenated().to_string(),
@@ -74,6 +55,7 @@ impl fmt::Debug for Otp {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
     use super::*;
@@ -141,6 +123,7 @@ mod properties {
     //! Whatever a user hands in, the OTP parser answers without panicking,
     //! and what it accepts names the transaction the bytes carry.
 
+    use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use proptest::prelude::*;
 

@@ -3,13 +3,7 @@
 //! OTP before anything is sent, and the enrollment QR code an application
 //! shows to enroll a device.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-
 pub use assent_proto::enrollment_qr::{EnrollmentQr, InvalidEnrollmentQr};
-
-/// Bytes behind an OTP's text: the transaction id (16) and the secret (32).
-const OTP_BYTES: usize = 48;
 
 /// Why no OTP came out of an image.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -84,15 +78,17 @@ fn first_code<T>(
 
 /// Whether `text` has the form of an OTP (either base64 alphabet).
 fn is_otp(text: &str) -> bool {
-    let decoded = STANDARD
-        .decode(text)
-        .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')));
-    decoded.is_ok_and(|bytes| bytes.len() == OTP_BYTES)
+    crate::otp::Otp::parse(text).is_ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
+
+    const OTP_BYTES: usize = assent_proto::token::TOKEN_LEN;
 
     fn png_of(text: &str) -> Vec<u8> {
         let code = qrcode::QrCode::new(text.as_bytes()).unwrap();

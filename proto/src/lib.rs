@@ -8,6 +8,7 @@ pub mod codec;
 pub mod enrollment_qr;
 pub mod signing;
 pub mod tls;
+pub mod token;
 pub mod verify;
 
 /// Generated `assent.v1` messages, clients and servers.

@@ -7,8 +7,7 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use assent_proto::token::{self, Alphabet};
 use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -16,9 +15,7 @@ use subtle::ConstantTimeEq;
 use super::ids::{ApiKeyId, EnrollmentId, TransactionId};
 use super::input::InputError;
 
-const ID_LEN: usize = 16;
-const SECRET_LEN: usize = 32;
-const TOKEN_LEN: usize = ID_LEN + SECRET_LEN;
+use assent_proto::token::{ID_LEN, SECRET_LEN};
 
 /// SHA-256 of a secret part; what the database holds instead of the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -56,22 +53,13 @@ impl Token {
         Self { id, secret }
     }
 
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != TOKEN_LEN {
-            return None;
-        }
-        let (id, secret) = bytes.split_at(ID_LEN);
-        Some(Self {
-            id: id.try_into().ok()?,
-            secret: secret.try_into().ok()?,
-        })
+    /// Reads token text (either base64 alphabet, padded or not).
+    fn parse(text: &str) -> Option<Self> {
+        token::decode(text).map(|(id, secret)| Self { id, secret })
     }
 
-    fn to_bytes(&self) -> [u8; TOKEN_LEN] {
-        let mut bytes = [0u8; TOKEN_LEN];
-        bytes[..ID_LEN].copy_from_slice(&self.id);
-        bytes[ID_LEN..].copy_from_slice(&self.secret);
-        bytes
+    fn encode(&self, alphabet: Alphabet) -> String {
+        token::encode(&self.id, &self.secret, alphabet)
     }
 
     fn hash(&self) -> SecretHash {
@@ -81,23 +69,6 @@ impl Token {
     fn matches(&self, stored: &SecretHash) -> bool {
         self.hash().0.ct_eq(&stored.0).into()
     }
-}
-
-/// Decodes base64 in either alphabet, with or without padding.
-fn decode_lenient(text: &str) -> Option<Vec<u8>> {
-    let normalised: String = text
-        .trim()
-        .trim_end_matches('=')
-        .chars()
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '/',
-            other => other,
-        })
-        .collect();
-    base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(normalised)
-        .ok()
 }
 
 macro_rules! secret_kind {
@@ -165,30 +136,24 @@ secret_kind!(
 impl Otp {
     /// Parses base64 or base64url, with or without padding.
     pub fn parse(text: &str) -> Result<Self, InputError> {
-        decode_lenient(text)
-            .and_then(|bytes| Token::from_bytes(&bytes))
-            .map(Self)
-            .ok_or_else(Self::malformed)
+        Token::parse(text).map(Self).ok_or_else(Self::malformed)
     }
 
     /// The text shown on the login page (standard base64, padded).
     pub fn expose(&self) -> String {
-        STANDARD.encode(self.0.to_bytes())
+        self.0.encode(Alphabet::Standard)
     }
 }
 
 impl EnrollmentCode {
     /// Parses the code text (either base64 alphabet is accepted).
     pub fn parse(text: &str) -> Result<Self, InputError> {
-        decode_lenient(text)
-            .and_then(|bytes| Token::from_bytes(&bytes))
-            .map(Self)
-            .ok_or_else(Self::malformed)
+        Token::parse(text).map(Self).ok_or_else(Self::malformed)
     }
 
     /// The text given to the user.
     pub fn expose(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0.to_bytes())
+        self.0.encode(Alphabet::UrlSafe)
     }
 }
 
@@ -199,24 +164,22 @@ impl ApiKey {
     pub fn parse(text: &str) -> Result<Self, InputError> {
         text.trim()
             .strip_prefix(Self::PREFIX)
-            .and_then(decode_lenient)
-            .and_then(|bytes| Token::from_bytes(&bytes))
+            .and_then(Token::parse)
             .map(Self)
             .ok_or_else(Self::malformed)
     }
 
     /// The key text, shown once to the operator.
     pub fn expose(&self) -> String {
-        format!(
-            "{}{}",
-            Self::PREFIX,
-            URL_SAFE_NO_PAD.encode(self.0.to_bytes())
-        )
+        format!("{}{}", Self::PREFIX, self.0.encode(Alphabet::UrlSafe))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
 
     fn otp() -> Otp {
@@ -233,7 +196,7 @@ mod tests {
     #[test]
     fn otp_parses_from_base64url_without_padding() {
         let otp = otp();
-        let url = URL_SAFE_NO_PAD.encode(otp.0.to_bytes());
+        let url = otp.0.encode(Alphabet::UrlSafe);
         let parsed = Otp::parse(&url);
         assert!(parsed.is_ok_and(|p| p.id() == otp.id() && p.matches(&otp.hash())));
     }
