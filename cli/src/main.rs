@@ -150,7 +150,14 @@ mod tests {
 
     #[test]
     fn json_flag_is_accepted_after_the_subcommand() {
-        let cli = Cli::try_parse_from(["assent", "tx", "get", "abc", "--json"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "assent",
+            "tx",
+            "get",
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "--json",
+        ])
+        .unwrap();
         assert!(cli.json);
     }
 

@@ -10,10 +10,17 @@ pub fn describe(status: &Status, server: &str) -> String {
     let message = status.message();
     match status.code() {
         Code::Unavailable => unreachable(server, &with_sources(message, status.source())),
+        Code::Unauthenticated if message.contains("app create") => {
+            // The server already says where keys come from.
+            format!("the API key was refused: {message} (set ASSENT_API_KEY or --api-key)")
+        }
         Code::Unauthenticated => format!(
             "the API key was refused: {message}; set ASSENT_API_KEY (or --api-key) to a key \
              printed by `assent-server app create` or `app key create`"
         ),
+        Code::Unimplemented | Code::Unknown if message.contains("grpc-status header missing") => {
+            not_grpc(server, message)
+        }
         Code::NotFound => format!("not found: {message}"),
         Code::InvalidArgument => format!("invalid input: {message}"),
         Code::ResourceExhausted => format!("rate limited: {message}"),
@@ -33,6 +40,21 @@ pub fn describe_connect_error(error: &tonic::transport::Error, server: &str) -> 
 /// The wording of every "server not reachable" failure.
 fn unreachable(server: &str, detail: &str) -> String {
     format!("cannot reach the Assent server at {server}: {detail} (is `assent-server` running?)")
+}
+
+/// The wording for an HTTP server that is not Assent's gRPC port (the
+/// metrics port, a web server, a proxy's error page).
+fn not_grpc(server: &str, message: &str) -> String {
+    let http = message
+        .rsplit("HTTP status code ")
+        .next()
+        .filter(|code| code.chars().all(|c| c.is_ascii_digit()))
+        .map_or_else(String::new, |code| format!(" (it answered HTTP {code})"));
+    format!(
+        "{server} is not an Assent gRPC port{http}: is it the metrics port? Point --server \
+         (ASSENT_SERVER) at the address assent-server logs as \"listening\" (default \
+         127.0.0.1:50051)"
+    )
 }
 
 /// Joins a message with its chain of causes, skipping repeats.
@@ -91,6 +113,28 @@ mod tests {
             text,
             "cannot reach the Assent server at http://127.0.0.1:50051: connection refused \
              (is `assent-server` running?)"
+        );
+    }
+
+    #[test]
+    fn a_key_refusal_names_where_keys_come_from_once() {
+        let server_says = "the API key is not valid (unknown, revoked or mistyped); use a key \
+                           printed by `assent-server app create` or `app key create`";
+        let text = describe(&Status::unauthenticated(server_says), SERVER);
+        assert_eq!(text.matches("app create").count(), 1, "{text}");
+        assert!(text.contains("ASSENT_API_KEY"), "{text}");
+    }
+
+    #[test]
+    fn a_port_that_is_not_grpc_is_named_as_such() {
+        let status =
+            Status::unimplemented("grpc-status header missing, mapped from HTTP status code 404");
+        let text = describe(&status, "http://127.0.0.1:9090");
+        assert_eq!(
+            text,
+            "http://127.0.0.1:9090 is not an Assent gRPC port (it answered HTTP 404): is it the \
+             metrics port? Point --server (ASSENT_SERVER) at the address assent-server logs as \
+             \"listening\" (default 127.0.0.1:50051)"
         );
     }
 

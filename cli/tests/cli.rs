@@ -26,6 +26,19 @@ async fn help_lists_every_subcommand() {
 }
 
 #[tokio::test]
+async fn a_mistyped_id_is_a_usage_error_before_anything_is_sent() {
+    for args in [["tx", "get", "not-a-uuid"], ["tx", "wait", "12345"]] {
+        let mut full = vec!["--api-key", "ak_unused", "--server", "http://127.0.0.1:1"];
+        full.extend(args);
+        let output = assent(&full).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let message = stderr(&output);
+        assert_eq!(message.matches("is not an id").count(), 1, "{message}");
+        assert!(!message.contains("cannot reach"), "{message}");
+    }
+}
+
+#[tokio::test]
 async fn missing_api_key_is_a_usage_error_with_the_hint() {
     let output = assent(&["tx", "get", TX_PENDING]).await;
     assert_eq!(output.status.code(), Some(2));
@@ -122,9 +135,10 @@ async fn tx_get_json_tells_a_push_with_number_matching() {
 #[tokio::test]
 async fn unknown_transaction_is_not_found() {
     let server = fake_server::start(false).await;
-    let output = assent_at(&server.url, &["tx", "get", "nope"]).await;
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let output = assent_at(&server.url, &["tx", "get", unknown]).await;
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("not found: no transaction nope"));
+    assert!(stderr(&output).contains(&format!("not found: no transaction {unknown}")));
 }
 
 #[tokio::test]

@@ -433,6 +433,7 @@ mod tests {
         let config = config.ok();
         assert_eq!(config.as_ref().map(|c| c.create_burst), Some(9));
         assert_eq!(config.map(|c| c.sweep_interval_ms), Some(250));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -448,6 +449,7 @@ mod tests {
         let path = dir.join("server.toml");
         assert!(std::fs::write(&path, "listne = \"127.0.0.1:1\"\n").is_ok());
         assert!(ServerConfig::load(Some(&path), &env_of(&[])).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

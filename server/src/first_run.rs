@@ -73,7 +73,8 @@ pub fn banner(db: &Path, key_file: &Path) -> String {
     format!(
         "\nAssent is running on the embedded SQLite store {db}.\n\
          Created the application \"default\"; its API key is in {key} (readable only by you).\n\
-         Next, in another terminal:\n  \
+         Next, in another terminal (`cargo build --release` builds `assent` and `assent-agent` \
+         into target/release/):\n  \
          export ASSENT_API_KEY=$(cat {key})\n  \
          assent enrollment create --user alice\n  \
          assent-agent enroll --code <code from the line above>\n",
@@ -85,6 +86,14 @@ pub fn banner(db: &Path, key_file: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_banner_says_how_to_get_the_commands_it_names() {
+        let text = banner(Path::new("/d/assent.db"), Path::new("/d/default-api-key"));
+        assert_eq!(text.matches("cargo build --release").count(), 1, "{text}");
+        assert!(text.contains("assent enrollment create"), "{text}");
+        assert!(text.contains("assent-agent enroll"), "{text}");
+    }
 
     #[test]
     fn private_files_are_owner_only() {

@@ -136,6 +136,21 @@ fn app_keys_are_created_listed_and_revoked() {
         "{}",
         text(&again)
     );
+    // People read the same list with a header and times in UTC with `Z`.
+    let listed = server()
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["app", "key", "list", "--app", app_id])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    let mut lines = listed.lines();
+    assert!(
+        lines.next().is_some_and(|h| h.starts_with("KEY ID")),
+        "{listed}"
+    );
+    assert!(!listed.contains("+00:00"), "{listed}");
+    assert_eq!(lines.filter(|l| l.contains('Z')).count(), 2, "{listed}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -14,7 +14,7 @@ pub struct EnrolledAgent {
     /// The agent's state directory.
     pub state_dir: PathBuf,
     /// Scratch space beside it for the test.
-    pub work: PathBuf,
+    pub work: crate::ScratchDir,
     /// The enrolled device.
     pub device_id: String,
 }
@@ -68,12 +68,6 @@ impl EnrolledAgent {
             }
         })
         .await;
-    }
-}
-
-impl Drop for EnrolledAgent {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.work);
     }
 }
 

@@ -63,7 +63,7 @@ enum Place {
     /// A database on the PostgreSQL server.
     Postgres(String),
     /// A directory holding the SQLite file.
-    Sqlite(PathBuf),
+    Sqlite(crate::ScratchDir),
 }
 
 /// A fresh database, dropped when the value is.
@@ -134,10 +134,8 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let name = match &self.place {
             Place::Postgres(name) => name.clone(),
-            Place::Sqlite(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-                return;
-            }
+            // The scratch directory removes itself.
+            Place::Sqlite(_) => return,
         };
         // Drop runs outside async context; a short-lived runtime on its own
         // thread does the cleanup.

@@ -26,8 +26,9 @@ pub use tap::TcpTap;
 
 /// A fresh directory under the system's temporary directory, named
 /// `assent-PREFIX-` and 8 random characters (short: Unix socket paths
-/// inside it are limited to about 100 bytes).
-pub fn scratch_dir(prefix: &str) -> std::path::PathBuf {
+/// inside it are limited to about 100 bytes); removed with its contents when
+/// dropped, so a test run leaves nothing behind.
+pub fn scratch_dir(prefix: &str) -> ScratchDir {
     let dir = std::env::temp_dir().join(format!(
         "assent-{prefix}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -35,7 +36,37 @@ pub fn scratch_dir(prefix: &str) -> std::path::PathBuf {
     if let Err(error) = std::fs::create_dir_all(&dir) {
         panic!("cannot create {}: {error}", dir.display());
     }
-    dir
+    ScratchDir(dir)
+}
+
+/// A temporary directory that is removed when dropped (see [`scratch_dir`]).
+#[derive(Debug)]
+pub struct ScratchDir(std::path::PathBuf);
+
+impl std::ops::Deref for ScratchDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for ScratchDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ScratchDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Kills a child process when the test ends, however it ends.

@@ -3,12 +3,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use assent_tests::binary;
 
-fn server(args: &[&str], data_dir: &PathBuf) -> Output {
+fn server(args: &[&str], data_dir: &Path) -> Output {
     Command::new(binary("assent-server"))
         .args(args)
         .env("ASSENT_DATA_DIR", data_dir)

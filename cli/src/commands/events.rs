@@ -42,6 +42,7 @@ pub async fn run(
     let follow = args.follow || args.from_now;
     let mut stream = client.subscribe(args.after, args.from_now).await?;
     let mut cursor = args.after;
+    let mut received = false;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -56,15 +57,23 @@ pub async fn run(
                 Err(_idle) => return Ok(()),
             }
         };
-        let event = next
-            .map_err(|status| client.explain(&status))
-            .with_context(|| format!("the event stream broke (resume with --after {cursor})"))?;
+        let event = match next {
+            Ok(event) => event,
+            // Nothing came yet: the stream never worked, nothing to resume.
+            Err(status) if !received => return Err(client.explain(&status)),
+            Err(status) => {
+                return Err(client.explain(&status)).with_context(|| {
+                    format!("the event stream broke (resume with --after {cursor})")
+                });
+            }
+        };
         let Some(event) = event else {
             if follow {
                 eprintln!("the server ended the event stream; resume with --after {cursor}");
             }
             return Ok(());
         };
+        received = true;
         cursor = cursor.max(event.cursor);
         let view = EventView::from(&event);
         match format {

@@ -34,7 +34,7 @@ pub enum TxCommand {
     /// user_id, device_id and reason are null while empty.
     Get {
         /// The transaction id.
-        #[arg(value_name = "ID")]
+        #[arg(value_name = "ID", value_parser = super::parse_id)]
         id: String,
     },
     /// Wait until a transaction ends; exit 0 only if it was ACCEPTED.
@@ -44,7 +44,7 @@ pub enum TxCommand {
     /// passes while it is still PENDING or SCANNED.
     Wait {
         /// The transaction id.
-        #[arg(value_name = "ID")]
+        #[arg(value_name = "ID", value_parser = super::parse_id)]
         id: String,
         /// Give up after this many seconds.
         #[arg(long, value_name = "SECONDS", default_value_t = 120)]
@@ -53,7 +53,7 @@ pub enum TxCommand {
     /// Cancel an open transaction and print it (now CANCELLED).
     Cancel {
         /// The transaction id.
-        #[arg(value_name = "ID")]
+        #[arg(value_name = "ID", value_parser = super::parse_id)]
         id: String,
     },
     /// Verify a transaction's outcome: the device's signature over its
@@ -65,7 +65,7 @@ pub enum TxCommand {
     /// "cursor","type","error"} or null}.
     Verify {
         /// The transaction id.
-        #[arg(value_name = "ID")]
+        #[arg(value_name = "ID", value_parser = super::parse_id)]
         id: String,
     },
 }

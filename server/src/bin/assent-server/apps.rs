@@ -5,6 +5,7 @@ use assent_server::domain::ApplicationId;
 use assent_server::{ServerConfig, admin, open_store};
 
 use crate::args::KeyCommand;
+use crate::time;
 
 /// `app create NAME`: a new application and its first API key.
 pub async fn create(config: &ServerConfig, name: &str, json: bool) -> anyhow::Result<()> {
@@ -31,12 +32,13 @@ pub async fn list(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
     if json {
         let out: Vec<_> = apps
             .iter()
-            .map(|a| serde_json::json!({"app_id": a.id.to_string(), "name": a.name, "created_at": a.created_at.to_rfc3339()}))
+            .map(|a| serde_json::json!({"app_id": a.id.to_string(), "name": a.name, "created_at": time(a.created_at)}))
             .collect();
         println!("{}", serde_json::Value::Array(out));
     } else {
+        println!("{:<36}  {:<20}  NAME", "APPLICATION ID", "CREATED");
         for app in apps {
-            println!("{}  {}  {}", app.id, app.created_at.to_rfc3339(), app.name);
+            println!("{:<36}  {:<20}  {}", app.id, time(app.created_at), app.name);
         }
     }
     Ok(())
@@ -65,16 +67,16 @@ pub async fn key_command(config: &ServerConfig, command: KeyCommand) -> anyhow::
             if json {
                 let out: Vec<_> = keys
                     .iter()
-                    .map(|k| serde_json::json!({"key_id": k.id.to_string(), "created_at": k.created_at.to_rfc3339(), "revoked_at": k.revoked_at.map(|t| t.to_rfc3339())}))
+                    .map(|k| serde_json::json!({"key_id": k.id.to_string(), "created_at": time(k.created_at), "revoked_at": k.revoked_at.map(time)}))
                     .collect();
                 println!("{}", serde_json::Value::Array(out));
             } else {
+                println!("{:<36}  {:<20}  STATE", "KEY ID", "CREATED");
                 for key in keys {
-                    let state = key.revoked_at.map_or_else(
-                        || "active".to_owned(),
-                        |t| format!("revoked {}", t.to_rfc3339()),
-                    );
-                    println!("{}  {}  {state}", key.id, key.created_at.to_rfc3339());
+                    let state = key
+                        .revoked_at
+                        .map_or_else(|| "active".to_owned(), |t| format!("revoked {}", time(t)));
+                    println!("{:<36}  {:<20}  {state}", key.id, time(key.created_at));
                 }
             }
         }

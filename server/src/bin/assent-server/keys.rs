@@ -3,6 +3,7 @@
 use assent_server::{ServerConfig, open_store};
 
 use crate::args::ServerKeysCommand;
+use crate::time;
 
 /// Lists or rotates the event-signing keys.
 pub async fn server_keys_command(
@@ -11,8 +12,6 @@ pub async fn server_keys_command(
 ) -> anyhow::Result<()> {
     let store = open_store(config).await?.store;
     let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
-    let time =
-        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match command {
         ServerKeysCommand::List { json } => {
             let keys = store.server_keys().await?;

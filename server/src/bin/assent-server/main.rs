@@ -16,6 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{AppCommand, AuditCommand, Cli, Command, ServeArgs};
 
+/// How every command prints a time: RFC 3339 in UTC, whole seconds, `Z`.
+fn time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
