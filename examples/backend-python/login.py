@@ -106,5 +106,21 @@ def main():
     return 0
 
 
+def explain(error):
+    """One line a person can act on, instead of a traceback."""
+    code = error.code()
+    server = os.environ.get("ASSENT_SERVER", "127.0.0.1:50051")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"error: cannot reach the Assent server at {server} (is assent-server running? set ASSENT_SERVER)"
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return f"error: the API key was refused: {error.details()}"
+    return f"error: {code.name}: {error.details()}"
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except grpc.RpcError as error:
+        sys.exit(explain(error))
+    except KeyboardInterrupt:
+        sys.exit(130)
