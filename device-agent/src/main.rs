@@ -411,8 +411,7 @@ async fn status(
     }
     if let Some(message) = &revoked {
         println!(
-            "REVOKED: the server revoked this device ({}); enroll it again with a new code \
-             (assent-agent enroll --force --code …)",
+            "REVOKED: {}\nTo enroll again: assent-agent enroll --force --code CODE",
             message.trim()
         );
         return Ok(code);

@@ -40,6 +40,13 @@ fn otp_without_a_daemon_says_it_is_not_running() {
         stderr.contains("the agent daemon is not running"),
         "{stderr}"
     );
+    // It names where it looked, once.
+    let socket = dir.path().join("agent.sock");
+    assert_eq!(
+        stderr.matches(&socket.display().to_string()).count(),
+        1,
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -66,10 +66,7 @@ pub enum Error {
         detail: String,
     },
     /// The server revoked this device: the daemon stops (retrying cannot help).
-    #[error(
-        "this device was revoked by its application ({message}); enroll it again with a new code \
-         (assent-agent enroll --force --code …)"
-    )]
+    #[error("the server revoked this device: {message}")]
     Revoked {
         /// The server's words.
         message: String,
@@ -84,7 +81,11 @@ pub enum Error {
         socket: PathBuf,
     },
     /// Nothing listens on the control socket.
-    #[error("the agent daemon is not running (start it with `assent-agent run`)")]
+    #[error(
+        "the agent daemon is not running: nothing answers on {} (start it with `assent-agent run`, \
+         or pass the --state-dir it uses)",
+        socket.display()
+    )]
     DaemonNotRunning {
         /// The control socket path that was tried.
         socket: PathBuf,

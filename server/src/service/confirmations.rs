@@ -61,7 +61,7 @@ impl ConfirmationService {
             .await?
             .ok_or(ServiceError::NotFound("device (enroll it again)"))?;
         if device.is_revoked() {
-            return Err(revoked());
+            return Err(ServiceError::device_revoked());
         }
         let key = verifying_key(&device.public_key)?;
         key.verify_strict(
@@ -87,7 +87,7 @@ impl ConfirmationService {
             .await?
             .ok_or(ServiceError::NotFound("device (enroll it again)"))?;
         if device.is_revoked() {
-            return Err(revoked());
+            return Err(ServiceError::device_revoked());
         }
         Ok(device)
     }
@@ -218,7 +218,7 @@ impl ConfirmationService {
                     "the decision signature does not verify for this transaction and nonce",
                 )))
             }
-            Err(NotApplied::Guard(_)) => Err(revoked()),
+            Err(NotApplied::Guard(_)) => Err(ServiceError::device_revoked()),
             Err(NotApplied::Missing | NotApplied::Refused(..)) => Err(not_held),
         }
     }
@@ -236,12 +236,4 @@ impl ConfirmationService {
             .filter(|t| t.awaits_answer_from(device, now))
             .collect())
     }
-}
-
-/// The refusal of a revoked device.
-fn revoked() -> ServiceError {
-    ServiceError::PermissionDenied(Refused::new(
-        "DEVICE_REVOKED",
-        "this device has been revoked; enroll it again with a new code",
-    ))
 }

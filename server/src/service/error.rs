@@ -164,3 +164,14 @@ impl ServiceError {
         }
     }
 }
+
+impl ServiceError {
+    /// The refusal of a revoked device — on its stream, its hello, its
+    /// decisions — defined once (`DEVICE_REVOKED`).
+    pub fn device_revoked() -> Self {
+        Self::PermissionDenied(Refused::new(
+            "DEVICE_REVOKED",
+            "this device has been revoked by its application; enroll it again with a new code",
+        ))
+    }
+}

@@ -363,10 +363,7 @@ fn cancellation(notice: &Notice) -> Option<ToDevice> {
 /// The error a session ended by the notifier closes with.
 fn ended(reason: SessionEnd) -> ServiceError {
     match reason {
-        SessionEnd::Revoked => ServiceError::PermissionDenied(Refused::new(
-            "DEVICE_REVOKED",
-            "this device has been revoked; enroll it again with a new code",
-        )),
+        SessionEnd::Revoked => ServiceError::device_revoked(),
         SessionEnd::FellBehind => ServiceError::TryAgain(
             "the device did not keep up with its stream; reconnect".to_owned(),
         ),

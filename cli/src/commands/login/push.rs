@@ -61,7 +61,7 @@ fn explain(client: &AssentClient, status: &Status, user: &str) -> anyhow::Error 
     let message = client.explain(status);
     match status.code() {
         Code::FailedPrecondition => {
-            anyhow!("{message} (enroll a device first: `assent enrollment create --user {user}`)")
+            anyhow!("{message} (make a code for it: `assent enrollment create --user {user}`)")
         }
         Code::Unimplemented => anyhow!("{message} (this server predates push logins)"),
         _ => message,
