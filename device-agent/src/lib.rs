@@ -8,10 +8,10 @@
 //! - `daemon`: [`run`] — starts the SDK's device with the configured
 //!   policy as its handler, serves the control socket, stops on shutdown or
 //!   revocation.
-//! - [`policy`]: `accept | deny | prompt | exec:CMD` as an SDK handler
-//!   ([`policy::PolicyHandler`]); the prompt on the terminal
-//!   (`policy::prompt`) and the exec command's process group
-//!   (`policy::exec::child`).
+//! - [`policy`]: `accept | deny | prompt | desktop | exec:CMD` as an SDK
+//!   handler ([`policy::PolicyHandler`]); the prompt on the terminal
+//!   (`policy::prompt`), the desktop notification (`policy::desktop`) and
+//!   the process group of a command or `notify-send` (`policy::exec::child`).
 //! - [`control`]: the local Unix socket (its path and group configurable)
 //!   and its client ([`submit_otp`]).
 //! - `service_manager`: systemd's `sd_notify` (readiness, watchdog,
