@@ -37,9 +37,8 @@ impl AgentConfig {
     /// The SDK's settings of this agent's one enrollment.
     pub fn device(&self) -> assent_device::DeviceConfig {
         assent_device::DeviceConfig {
-            state_dir: self.state_dir.clone(),
-            server: self.server.clone(),
             ca_cert: self.ca_cert.clone(),
+            ..assent_device::DeviceConfig::new(self.state_dir.clone(), self.server.clone())
         }
     }
 

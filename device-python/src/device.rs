@@ -113,9 +113,8 @@ impl PyDevice {
         });
         let bridge = PythonHandler::new(handler, Arc::downgrade(&runtime), notice_tx);
         let config = DeviceConfig {
-            state_dir,
-            server,
             ca_cert,
+            ..DeviceConfig::new(state_dir, server)
         };
         let device = {
             let _entered = spawner.enter();

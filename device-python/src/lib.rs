@@ -49,9 +49,8 @@ fn enroll<'py>(
     ca_cert: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let config = DeviceConfig {
-        state_dir,
-        server,
         ca_cert,
+        ..DeviceConfig::new(state_dir, server)
     };
     let enrollment = py
         .detach(|| -> Result<_, String> {

@@ -138,7 +138,7 @@ impl Device {
     /// device's event loop is a task of it); a host without one (a binding)
     /// enters its own runtime first.
     pub fn start<H: Handler>(config: DeviceConfig, handler: H) -> Result<Self, Error> {
-        let (profile, key) = credentials::load(&config.state_dir)?;
+        let (profile, key) = credentials::load(&config.state_dir, config.keys().as_ref())?;
         let endpoints = connection::endpoints(&config.server, config.ca_cert.as_deref())?;
         // Devices spread over the list: each starts at a random server.
         let current = rand::random_range(0..endpoints.len());

@@ -1,15 +1,20 @@
 //! Where a device lives and which servers it talks to.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::key_store::{FileKeyStore, KeyStore};
 
 /// Server used when nothing else names one.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 /// Longest device name the server accepts, in characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
 
-/// One enrollment's settings: its directory (key and profile, written
-/// atomically, owner-only) and the servers to connect to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One enrollment's settings: its directory (profile, and by default the
+/// key; written atomically, owner-only), the servers to connect to, and
+/// where the private key is kept.
+#[derive(Clone)]
 pub struct DeviceConfig {
     /// Directory holding `device.key` and `device.json`.
     pub state_dir: PathBuf,
@@ -20,6 +25,20 @@ pub struct DeviceConfig {
     /// PEM file with the CA that signed the server certificate; without it
     /// `https://` trusts the system's CA bundle.
     pub ca_cert: Option<PathBuf>,
+    /// Where the private key is kept; `None`: `device.key` in `state_dir`
+    /// ([`FileKeyStore`]).
+    pub key_store: Option<Arc<dyn KeyStore>>,
+}
+
+impl fmt::Debug for DeviceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceConfig")
+            .field("state_dir", &self.state_dir)
+            .field("server", &self.server)
+            .field("ca_cert", &self.ca_cert)
+            .field("key_store", &self.key_store)
+            .finish()
+    }
 }
 
 impl DeviceConfig {
@@ -34,6 +53,20 @@ impl DeviceConfig {
             state_dir,
             server: server.into(),
             ca_cert: None,
+            key_store: None,
         }
+    }
+
+    /// The same settings with the key kept in `store`.
+    pub fn with_key_store(mut self, store: Arc<dyn KeyStore>) -> Self {
+        self.key_store = Some(store);
+        self
+    }
+
+    /// The key store in force.
+    pub(crate) fn keys(&self) -> Arc<dyn KeyStore> {
+        self.key_store
+            .clone()
+            .unwrap_or_else(|| Arc::new(FileKeyStore::new(self.state_dir.clone())))
     }
 }

@@ -1,6 +1,7 @@
-//! The enrollment on disk: `device.key` (base64 of the 32-byte Ed25519 seed)
-//! and `device.json` (ids, names, server), both written atomically with mode
-//! 0600 inside a state directory created with mode 0700.
+//! The enrollment on disk: `device.json` (ids, names, server) in a state
+//! directory created with mode 0700, and the key in the configured
+//! [`crate::key_store::KeyStore`] — by default `device.key` (base64 of the
+//! 32-byte Ed25519 seed) beside it. Files are written atomically, mode 0600.
 
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -15,6 +16,7 @@ use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::key_store::KeyStore;
 
 /// File holding the private key seed.
 const KEY_FILE: &str = "device.key";
@@ -100,25 +102,23 @@ pub fn load_profile(state_dir: &Path) -> Result<Option<DeviceProfile>, Error> {
         })
 }
 
-/// Reads the enrollment and its key, checking that they belong together.
-pub(crate) fn load(state_dir: &Path) -> Result<(DeviceProfile, DeviceKey), Error> {
+/// Reads the enrollment and its key from `keys`, checking that they belong
+/// together.
+pub(crate) fn load(
+    state_dir: &Path,
+    keys: &dyn KeyStore,
+) -> Result<(DeviceProfile, DeviceKey), Error> {
     let profile = load_profile(state_dir)?.ok_or_else(|| Error::NotEnrolled {
         state_dir: state_dir.to_owned(),
     })?;
-    let path = state_dir.join(KEY_FILE);
-    let text = fs::read_to_string(&path).map_err(|source| Error::Storage {
-        path: path.clone(),
-        source,
-    })?;
     let corrupt = |detail: &str| Error::CorruptProfile {
-        path: path.clone(),
+        path: state_dir.join(KEY_FILE),
         detail: detail.to_owned(),
     };
-    let seed: [u8; 32] = STANDARD
-        .decode(text.trim())
-        .map_err(|_| corrupt("not base64"))?
-        .try_into()
-        .map_err(|_| corrupt("not a 32-byte key"))?;
+    let seed = keys
+        .load(&profile.device_id)
+        .map_err(|error| Error::KeyStore(error.0))?
+        .ok_or_else(|| corrupt("the key store holds no key for this enrollment"))?;
     let key = DeviceKey(SigningKey::from_bytes(&seed));
     if key.public_key_base64() != profile.public_key {
         return Err(corrupt(
@@ -128,15 +128,48 @@ pub(crate) fn load(state_dir: &Path) -> Result<(DeviceProfile, DeviceKey), Error
     Ok((profile, key))
 }
 
+/// Reads `device.key`; `None` when there is none.
+pub(crate) fn read_key_file(state_dir: &Path) -> Result<Option<[u8; 32]>, Error> {
+    let path = state_dir.join(KEY_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(Error::Storage { path, source }),
+    };
+    let corrupt = |detail: &str| Error::CorruptProfile {
+        path: path.clone(),
+        detail: detail.to_owned(),
+    };
+    let seed: [u8; 32] = STANDARD
+        .decode(text.trim())
+        .map_err(|_| corrupt("not base64"))?
+        .try_into()
+        .map_err(|_| corrupt("not a 32-byte key"))?;
+    Ok(Some(seed))
+}
+
+/// Writes `device.key` atomically, mode 0600.
+pub(crate) fn write_key_file(state_dir: &Path, seed: &[u8; 32]) -> Result<(), Error> {
+    create_state_dir(state_dir)?;
+    let text = format!("{}\n", STANDARD.encode(seed));
+    write_atomically(state_dir, KEY_FILE, text.as_bytes())
+}
+
+/// Deletes `device.key` (nothing to do when there is none).
+pub(crate) fn remove_key_file(state_dir: &Path) -> Result<(), Error> {
+    remove_files(state_dir, &[KEY_FILE])
+}
+
 /// Writes the key, then the profile (whose presence marks the enrollment).
 pub(crate) fn save(
     state_dir: &Path,
+    keys: &dyn KeyStore,
     key: &DeviceKey,
     profile: &DeviceProfile,
 ) -> Result<(), Error> {
     create_state_dir(state_dir)?;
-    let seed = format!("{}\n", STANDARD.encode(key.0.to_bytes()));
-    write_atomically(state_dir, KEY_FILE, seed.as_bytes())?;
+    keys.store(&profile.device_id, &key.0.to_bytes())
+        .map_err(|error| Error::KeyStore(error.0))?;
     let mut json = serde_json::to_vec_pretty(profile).map_err(|error| Error::CorruptProfile {
         path: state_dir.join(PROFILE_FILE),
         detail: error.to_string(),
@@ -147,8 +180,19 @@ pub(crate) fn save(
 
 /// Deletes the enrollment: the profile first (so a half-done removal reads
 /// as not enrolled), then the key and the revocation record.
-pub(crate) fn remove(state_dir: &Path) -> Result<(), Error> {
-    for file in [PROFILE_FILE, KEY_FILE, REVOKED_FILE] {
+pub(crate) fn remove(state_dir: &Path, keys: &dyn KeyStore) -> Result<(), Error> {
+    let profile = load_profile(state_dir)?;
+    remove_files(state_dir, &[PROFILE_FILE])?;
+    if let Some(profile) = profile {
+        keys.delete(&profile.device_id)
+            .map_err(|error| Error::KeyStore(error.0))?;
+    }
+    remove_files(state_dir, &[KEY_FILE, REVOKED_FILE])
+}
+
+/// Deletes the named files of `state_dir` that exist.
+fn remove_files(state_dir: &Path, files: &[&str]) -> Result<(), Error> {
+    for file in files {
         let path = state_dir.join(file);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -207,6 +251,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
+    use crate::key_store::FileKeyStore;
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
@@ -233,12 +278,12 @@ mod tests {
         let dir = root.path().join("nested/state");
         let key = DeviceKey(SigningKey::from_bytes(&[9; 32]));
         let profile = sample(&key);
-        save(&dir, &key, &profile).unwrap();
+        save(&dir, &FileKeyStore::new(dir.clone()), &key, &profile).unwrap();
 
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
         assert_eq!(mode(&dir.join(PROFILE_FILE)), 0o600);
-        let (loaded, loaded_key) = load(&dir).unwrap();
+        let (loaded, loaded_key) = load(&dir, &FileKeyStore::new(dir.clone())).unwrap();
         assert_eq!(loaded, profile);
         assert_eq!(loaded_key.0.to_bytes(), [9; 32]);
         let leftovers: Vec<_> = fs::read_dir(&dir).unwrap().collect();
@@ -249,7 +294,11 @@ mod tests {
     fn missing_enrollment_is_not_enrolled() {
         let dir = tempfile::tempdir().unwrap();
         assert!(!is_enrolled(dir.path()));
-        assert!(matches!(load(dir.path()), Err(Error::NotEnrolled { .. })));
+        let keys = FileKeyStore::new(dir.path().to_owned());
+        assert!(matches!(
+            load(dir.path(), &keys),
+            Err(Error::NotEnrolled { .. })
+        ));
         assert!(load_profile(dir.path()).unwrap().is_none());
     }
 
@@ -258,10 +307,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = DeviceKey(SigningKey::from_bytes(&[1; 32]));
         let other = DeviceKey(SigningKey::from_bytes(&[2; 32]));
-        save(dir.path(), &key, &sample(&other)).unwrap();
+        let keys = FileKeyStore::new(dir.path().to_owned());
+        save(dir.path(), &keys, &key, &sample(&other)).unwrap();
         assert!(is_enrolled(dir.path()));
         assert!(matches!(
-            load(dir.path()),
+            load(dir.path(), &keys),
             Err(Error::CorruptProfile { .. })
         ));
     }

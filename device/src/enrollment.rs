@@ -93,7 +93,7 @@ pub async fn enroll(
         public_key: key.public_key_base64(),
         enrolled_at: Utc::now(),
     };
-    credentials::save(&config.state_dir, &key, &profile)?;
+    credentials::save(&config.state_dir, config.keys().as_ref(), &key, &profile)?;
     credentials::clear_revoked(&config.state_dir);
     tracing::info!(device_id = %profile.device_id, application = %profile.application_name, "enrolled");
     Ok(Enrollment {

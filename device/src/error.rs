@@ -22,7 +22,7 @@ pub enum Error {
     #[error("invalid device name: {0}")]
     InvalidDeviceName(String),
     /// The `--policy` text is not `accept`, `deny`, `prompt` or `exec:CMD`.
-    #[error("invalid policy {0:?}: expected accept, deny, prompt or exec:COMMAND")]
+    #[error("invalid policy {0:?}: expected accept, deny, prompt, desktop or exec:COMMAND")]
     InvalidPolicy(String),
     /// The server URL cannot be used.
     #[error("invalid server URL {url:?}: {reason}")]
@@ -65,6 +65,9 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
+    /// The key store failed.
+    #[error("the device's key store failed: {0}")]
+    KeyStore(String),
     /// The server revoked this device: the daemon stops (retrying cannot help).
     #[error("the server revoked this device: {message}")]
     Revoked {

@@ -43,11 +43,12 @@ pub fn enrollments(root: &Path) -> Result<Vec<(PathBuf, DeviceProfile)>, Error> 
     Ok(found)
 }
 
-/// Forgets the enrollment on this device only: its key and profile are
-/// deleted; the server still lists the device (the application may revoke
-/// it). A directory without an enrollment is left as it is.
-pub fn forget(state_dir: &Path) -> Result<(), Error> {
-    credentials::remove(state_dir)
+/// Forgets the enrollment on this device only: its key (from its key
+/// store) and profile are deleted; the server still lists the device (the
+/// application may revoke it). A directory without an enrollment is left
+/// as it is.
+pub fn forget(config: &DeviceConfig) -> Result<(), Error> {
+    credentials::remove(&config.state_dir, config.keys().as_ref())
 }
 
 /// Revokes this device on the server — asked on its authenticated stream,
@@ -55,7 +56,7 @@ pub fn forget(state_dir: &Path) -> Result<(), Error> {
 /// sees `device.revoked`; logins it held fail with `device_revoked`. A
 /// device the server already revoked is forgotten too.
 pub async fn unenroll(config: &DeviceConfig) -> Result<(), Error> {
-    let (profile, key) = credentials::load(&config.state_dir)?;
+    let (profile, key) = credentials::load(&config.state_dir, config.keys().as_ref())?;
     let endpoints = connection::endpoints(&config.server, config.ca_cert.as_deref())?;
     let identity = Identity::new(profile.device_id.clone(), key);
     let mut last = None;
@@ -63,7 +64,7 @@ pub async fn unenroll(config: &DeviceConfig) -> Result<(), Error> {
         match revoke_on(endpoint, identity.clone()).await {
             Ok(()) => {
                 tracing::info!(device_id = %profile.device_id, "unenrolled");
-                return forget(&config.state_dir);
+                return forget(config);
             }
             Err(error @ Error::EnrollmentRefused { .. }) => return Err(error),
             Err(error) => last = Some(error),

@@ -405,3 +405,25 @@ pub async fn transaction(rp: &mut RpClient, id: &str) -> assent_proto::v1::Trans
     .transaction
     .expect("a transaction in the response")
 }
+
+/// A device as the relying party sees it (`GetDevice`).
+pub async fn device(rp: &mut RpClient, id: &str) -> assent_proto::v1::Device {
+    rp.get_device(assent_proto::v1::GetDeviceRequest {
+        device_id: id.to_owned(),
+    })
+    .await
+    .expect("get device")
+    .into_inner()
+    .device
+    .expect("a device in the response")
+}
+
+/// Waits up to `secs` seconds until the device is shown disconnected.
+pub async fn until_disconnected(rp: &mut RpClient, id: &str, secs: u64) {
+    crate::within(secs, "the device to be shown disconnected", async {
+        while device(rp, id).await.connected {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}

@@ -18,8 +18,8 @@ pub use device::{DeviceStream, TestDevice};
 pub use fault_proxy::FaultProxy;
 pub use haproxy::Haproxy;
 pub use harness::{
-    RpClient, TestApp, TestDb, TestServer, binary, enrollment_code, rp_client, rp_client_at,
-    transaction,
+    RpClient, TestApp, TestDb, TestServer, binary, device, enrollment_code, rp_client,
+    rp_client_at, transaction, until_disconnected,
 };
 pub use in_process::{InProcess, KeyDevice, seeded};
 pub use tap::TcpTap;

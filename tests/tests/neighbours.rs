@@ -21,8 +21,8 @@ use assent_proto::v1::{
     Hello, RevokeDeviceRequest, agent_message,
 };
 use assent_tests::{
-    DeviceStream, Haproxy, RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client_at, tools,
-    within,
+    DeviceStream, Haproxy, RpClient, TestApp, TestDb, TestDevice, TestServer, device, rp_client_at,
+    tools, until_disconnected, within,
 };
 use ed25519_dalek::Signer;
 use tokio::sync::mpsc;
@@ -258,26 +258,8 @@ impl Bench {
                 .await
                 .expect("cancel on the shared connection");
         }
-        let mut rp = self.rp.clone();
         let victim = self.victim.device_id.clone();
-        within(5, "the starved stream to be let go", async move {
-            loop {
-                let shown = rp
-                    .get_device(GetDeviceRequest {
-                        device_id: victim.clone(),
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .device
-                    .unwrap();
-                if !shown.connected {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
+        until_disconnected(&mut self.rp, &victim, 5).await;
         // Reading again finds the stream ended by the server.
         let status = within(5, "the starved stream's end", async {
             loop {
@@ -369,16 +351,7 @@ async fn streams_that_end_leave_their_neighbours_on_the_connection_serving() {
     .await;
     assert_eq!(done, 1000);
     let neighbour = bench.neighbour.device_id.clone();
-    let shown = bench
-        .rp
-        .get_device(GetDeviceRequest {
-            device_id: neighbour,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .device
-        .unwrap();
+    let shown = device(&mut bench.rp, &neighbour).await;
     assert!(shown.connected, "the neighbour stayed connected throughout");
 }
 
@@ -407,14 +380,6 @@ async fn streams_that_end_behind_haproxy_leave_their_neighbours_serving() {
     .await;
     assert_eq!(done, 100);
     let mut rp = rp_client_at(&haproxy.url, &bench.app.api_key).await;
-    let shown = rp
-        .get_device(GetDeviceRequest {
-            device_id: bench.neighbour.device_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .device
-        .unwrap();
+    let shown = device(&mut rp, &bench.neighbour.device_id).await;
     assert!(shown.connected, "the neighbour stayed connected throughout");
 }

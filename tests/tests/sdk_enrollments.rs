@@ -7,8 +7,11 @@
 
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
 use assent_device::{
-    Answer, ConnectionState, Device, DeviceConfig, Error, Handler, Request, Withdrawn,
+    Answer, ConnectionState, Device, DeviceConfig, Error, Handler, KeyStore, KeyStoreError,
+    Request, Withdrawn,
 };
 use assent_proto::v1::{
     CreatePushAuthenticationRequest, GetDeviceRequest, TransactionState, WaitTransactionRequest,
@@ -143,7 +146,7 @@ async fn several_enrollments_are_listed_run_side_by_side_and_leave_one_by_one() 
 
     // Bob's is forgotten on the device only: the server still has it.
     bob_device.stop().await.unwrap();
-    assent_device::forget(&root.join("bob")).unwrap();
+    assent_device::forget(&config("bob")).unwrap();
     assert!(assent_device::enrollments(&root).unwrap().is_empty());
     assert!(!is_revoked(&mut rp, &bob.device_id).await);
     assert!(matches!(
@@ -151,4 +154,58 @@ async fn several_enrollments_are_listed_run_side_by_side_and_leave_one_by_one() 
         Err(Error::NotEnrolled { .. })
     ));
     let _ = std::fs::remove_dir_all(root);
+}
+
+/// Keys in memory: what a host's platform keychain stands for.
+#[derive(Debug, Default)]
+struct InMemory(Mutex<std::collections::HashMap<String, [u8; 32]>>);
+
+impl KeyStore for InMemory {
+    fn store(&self, device_id: &str, seed: &[u8; 32]) -> Result<(), KeyStoreError> {
+        self.0.lock().unwrap().insert(device_id.to_owned(), *seed);
+        Ok(())
+    }
+
+    fn load(&self, device_id: &str) -> Result<Option<[u8; 32]>, KeyStoreError> {
+        Ok(self.0.lock().unwrap().get(device_id).copied())
+    }
+
+    fn delete(&self, device_id: &str) -> Result<(), KeyStoreError> {
+        self.0.lock().unwrap().remove(device_id);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_key_store_holds_the_key_and_the_state_directory_does_not() {
+    let db = TestDb::sqlite();
+    let server = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Example Shop").await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let root = scratch_dir("sdk-keystore");
+    let keys = Arc::new(InMemory::default());
+    let config = DeviceConfig::new(root.join("kiosk"), server.url()).with_key_store(keys.clone());
+    let enrolled = assent_device::enroll(
+        &config,
+        &enrollment_code(&mut rp, "carol").await,
+        "kiosk",
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(keys.load(&enrolled.device_id).unwrap().is_some());
+    assert!(
+        !root.join("kiosk/device.key").exists(),
+        "no key file beside the profile"
+    );
+    let (handler, mut states) = recorder();
+    let device = Device::start(config.clone(), handler).unwrap();
+    connected(&mut states).await;
+    push_is_accepted(&mut rp, "carol").await;
+    device.stop().await.unwrap();
+    // Without its key store the enrollment cannot start.
+    let without = DeviceConfig::new(root.join("kiosk"), server.url());
+    assert!(Device::start(without, recorder().0).is_err());
+    assent_device::forget(&config).unwrap();
+    assert!(keys.load(&enrolled.device_id).unwrap().is_none());
 }

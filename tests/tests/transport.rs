@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use assent_proto::v1::{
     CancelTransactionRequest, CreateOtpAuthenticationRequest, GetDeviceRequest, agent_message,
 };
-use assent_tests::{TcpTap, TestApp, TestDb, TestDevice, TestServer, rp_client, within};
+use assent_tests::{
+    TcpTap, TestApp, TestDb, TestDevice, TestServer, rp_client, until_disconnected, within,
+};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tonic::Code;
@@ -138,24 +140,7 @@ async fn a_stream_whose_window_never_opens_is_reset_and_its_connection_kept(db: 
             .await
             .expect("cancel");
     }
-    within(5, "the stalled stream to be let go", async {
-        loop {
-            let shown = rp
-                .get_device(GetDeviceRequest {
-                    device_id: device.device_id.clone(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .device
-                .unwrap();
-            if !shown.connected {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    until_disconnected(&mut rp, &device.device_id, 5).await;
     assert!(stalled.elapsed() < Duration::from_secs(5));
     // Only the stream was reset: the connection is still open.
     tokio::time::sleep(Duration::from_millis(200)).await;
