@@ -17,8 +17,8 @@ use assent_proto::signing;
 use assent_proto::v1::device_service_client::DeviceServiceClient;
 use assent_proto::v1::server_message::Body;
 use assent_proto::v1::{
-    AgentMessage, CancelTransactionRequest, CreateOtpAuthenticationRequest, GetDeviceRequest,
-    Hello, RevokeDeviceRequest, agent_message,
+    AgentMessage, CancelTransactionRequest, CreateOtpAuthenticationRequest, Hello,
+    RevokeDeviceRequest, agent_message,
 };
 use assent_tests::{
     DeviceStream, Haproxy, RpClient, TestApp, TestDb, TestDevice, TestServer, device, rp_client_at,

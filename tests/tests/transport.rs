@@ -7,9 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use assent_proto::v1::{
-    CancelTransactionRequest, CreateOtpAuthenticationRequest, GetDeviceRequest, agent_message,
-};
+use assent_proto::v1::{CancelTransactionRequest, CreateOtpAuthenticationRequest, agent_message};
 use assent_tests::{
     TcpTap, TestApp, TestDb, TestDevice, TestServer, rp_client, until_disconnected, within,
 };
