@@ -81,6 +81,27 @@ pub const SYSTEMD_ANALYZE: Tool = Tool {
     found: || on_path("systemd-analyze"),
 };
 
+/// The headless desktop: Xvfb, a notification server, the session bus,
+/// notify-send and the screenshot tools (`tests/tests/desktop.rs`).
+pub const DESKTOP: Tool = Tool {
+    name: "a headless desktop (Xvfb, dunst, notify-send, dbus-run-session, xwd, convert)",
+    install: "apt-get install xvfb dunst libnotify-bin dbus-x11 x11-apps imagemagick",
+    found: || {
+        [
+            "Xvfb",
+            "dunst",
+            "dunstctl",
+            "notify-send",
+            "dbus-run-session",
+            "dbus-send",
+            "xwd",
+            "convert",
+        ]
+        .iter()
+        .all(|program| on_path(program))
+    },
+};
+
 /// Every test that needs a tool, with its tools (what `build.rs` reports).
 pub const NEEDS: &[(&str, &[Tool])] = &[
     ("web_login", &[CHROMIUM, WEB_LOGIN_PACKAGES]),
@@ -88,6 +109,7 @@ pub const NEEDS: &[(&str, &[Tool])] = &[
     ("neighbours (behind HAProxy)", &[HAPROXY]),
     ("deploy (compose file)", &[DOCKER_COMPOSE]),
     ("deploy (systemd units)", &[SYSTEMD_ANALYZE]),
+    ("desktop", &[DESKTOP]),
 ];
 
 /// Whether missing tools fail the tests (`ASSENT_REQUIRE_TOOLS` set to

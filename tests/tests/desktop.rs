@@ -22,39 +22,10 @@ use assent_tests::{
     scratch_dir, transaction, within,
 };
 
-const PACKAGES: &str = "apt-get install xvfb dunst libnotify-bin dbus-x11 x11-apps imagemagick";
-
-/// Whether the desktop programs are here. When one is missing: a panic
-/// naming the Debian packages under `ASSENT_REQUIRE_TOOLS=1` (CI), else the
-/// test says it is not run and what to install (the suite's convention for
-/// tools beyond the README's prerequisites, `assent_tests::tools`).
+/// Whether the desktop programs are here (the suite's convention for tools
+/// beyond the README's prerequisites: `assent_tests::tools`).
 fn can_run() -> bool {
-    let missing: Vec<&str> = [
-        "Xvfb",
-        "dunst",
-        "dunstctl",
-        "notify-send",
-        "dbus-run-session",
-        "dbus-send",
-        "xwd",
-        "convert",
-    ]
-    .into_iter()
-    .filter(|program| {
-        !Command::new("sh")
-            .args(["-c", &format!("command -v {program}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    })
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let message = format!("the desktop test needs {missing:?}: {PACKAGES}");
-    assert!(!assent_tests::tools::tools_required(), "{message}");
-    eprintln!("not run: {message}");
-    false
+    assent_tests::tools::can_run("desktop", &[assent_tests::tools::DESKTOP])
 }
 
 /// A process group killed on drop (dbus-run-session with its bus and dunst).
