@@ -234,6 +234,12 @@ async fn read_request(stream: &mut UnixStream) -> Result<ControlRequest, String>
             return Err("request too long".to_owned());
         }
     }
+    parse_request(&buffer)
+}
+
+/// Parses the first line of what a caller sent (anything after it is
+/// ignored); a refusal says what is wrong.
+pub(super) fn parse_request(buffer: &[u8]) -> Result<ControlRequest, String> {
     let line = buffer
         .split(|byte| *byte == b'\n')
         .next()
