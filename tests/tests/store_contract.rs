@@ -18,7 +18,8 @@ use EventType::{
     DeviceEnrolled, DeviceRevoked, TransactionCreated as Created, TransactionScanned as Scanned,
 };
 use assent_proto::signing::SignedVerdict;
-use assent_server::domain::push::NumberMatch;
+use assent_server::domain::push::{NumberMatch, UnansweredPushes};
+use assent_server::domain::rate::StrikeWindow;
 use assent_server::domain::transaction::{Decision, NewOtpTransaction, NewPushTransaction};
 use assent_server::domain::{
     ApplicationId, Change, Context, DenyReason, Device, DeviceId, DeviceName, EnrollmentId,
@@ -32,6 +33,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 const RACES: usize = 200;
+
+/// The OTP strike window the reservation cases use.
+const FIVE_MINUTES: Duration = Duration::from_secs(300);
 
 type Time = DateTime<Utc>;
 
@@ -598,7 +602,7 @@ async fn otp_lookups_are_reserved_atomically_within_their_window(db: TestDb) {
     let window = TimeDelta::minutes(5);
     let s = c.s();
     let reserve = move |device, at: DateTime<Utc>| async move {
-        s.reserve_otp_attempt(device, 5, at - window, at, None)
+        s.reserve_otp_attempt(device, &StrikeWindow::new(5, FIVE_MINUTES, at), None)
             .await
             .map(|r| r.is_allowed())
     };
@@ -637,7 +641,7 @@ async fn otp_lookups_are_reserved_atomically_within_their_window(db: TestDb) {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 store
-                    .reserve_otp_attempt(fresh.id, 5, at - window, at, None)
+                    .reserve_otp_attempt(fresh.id, &StrikeWindow::new(5, FIVE_MINUTES, at), None)
                     .await
                     .map(|r| r.is_allowed())
             })
@@ -655,11 +659,8 @@ async fn an_otp_reservation_reads_the_transaction_only_once_allowed(db: TestDb) 
     let phone = c.device("alice").await;
     let (pending, _) = c.login().await;
     let other_app = create_app(c.s(), "Other").await;
-    let window = TimeDelta::minutes(5);
-    let reserve = |lookup| {
-        c.s()
-            .reserve_otp_attempt(phone.id, 3, c.at - window, c.at, lookup)
-    };
+    let window = StrikeWindow::new(3, FIVE_MINUTES, c.at);
+    let reserve = |lookup| c.s().reserve_otp_attempt(phone.id, &window, lookup);
     assert_eq!(
         reserve(Some((c.app, pending.id))).await.unwrap(),
         Reservation::Allowed(Some(Box::new(pending.clone()))),
@@ -690,7 +691,14 @@ async fn one_open_push_per_user_and_the_push_history(db: TestDb) {
     let (alice, bob) = (user("alice"), user("bob"));
     let open = |who| c.s().open_push(c.app, who);
     let fraud = |who| c.s().last_fraud_report(c.app, who);
-    let unanswered = |who, since| c.s().count_unanswered_pushes(c.app, who, since);
+    let case = &c;
+    let unanswered = move |who, since| async move {
+        let rule = UnansweredPushes {
+            since,
+            answered: State::Accepted,
+        };
+        case.s().count_unanswered_pushes(case.app, who, &rule).await
+    };
     let long_ago = c.at - TimeDelta::minutes(10);
 
     let first = c.push("alice", c.at).await;

@@ -5,8 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::{CryptoRng, RngCore};
 
-use super::TransactionId;
 use super::clock::span;
+use super::{TransactionId, TransactionState};
 
 /// Anti-fatigue limits for pushes to one user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,18 @@ pub struct PushHistory {
     pub unanswered: i64,
 }
 
+/// Which pushes to a user count as unanswered: those created after
+/// `since` (the start of the window) and after the completion of the
+/// user's last push that reached `answered`. The store counts them with
+/// both values bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnansweredPushes {
+    /// The start of the window.
+    pub since: DateTime<Utc>,
+    /// The state of a push that answers the ones before it.
+    pub answered: TransactionState,
+}
+
 /// Why a push to a user is refused for now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushRefusal {
@@ -67,6 +79,16 @@ pub enum PushRefusal {
 }
 
 impl PushLimits {
+    /// Which pushes count against [`PushLimits::unanswered`] at `now`:
+    /// those of the last [`PushLimits::window`] not followed by an accepted
+    /// push.
+    pub fn unanswered_at(&self, now: DateTime<Utc>) -> UnansweredPushes {
+        UnansweredPushes {
+            since: now - span(self.window),
+            answered: TransactionState::Accepted,
+        }
+    }
+
     /// The anti-fatigue rules: a block after a fraud report, one open push
     /// per user, and a cap on unanswered pushes.
     pub fn check(&self, history: &PushHistory, now: DateTime<Utc>) -> Result<(), PushRefusal> {

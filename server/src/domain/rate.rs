@@ -5,10 +5,45 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::clock::span;
+
 /// Failed OTP submissions a device may make within [`OTP_FAILURE_WINDOW`].
 pub const OTP_FAILURE_LIMIT: i64 = 5;
 /// The window over which failed OTPs are counted; also the cooling-off period.
 pub const OTP_FAILURE_WINDOW: Duration = Duration::from_secs(300);
+
+/// The OTP strike rule at one moment: every OTP a device hands in takes a
+/// strike first (a valid one gives it back); a device may take one while
+/// its window, opened by its first strike, holds fewer than `limit`. A
+/// window opened at or before `over_if_opened_by` is over, and the next
+/// strike opens a new one at `now`. The store applies it in one atomic
+/// statement and receives every one of these values bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrikeWindow {
+    /// Strikes a window may hold.
+    pub limit: i64,
+    /// A window opened at or before this time is over.
+    pub over_if_opened_by: DateTime<Utc>,
+    /// Now: when a new window opens.
+    pub now: DateTime<Utc>,
+}
+
+impl StrikeWindow {
+    /// The server's rule ([`OTP_FAILURE_LIMIT`] strikes per
+    /// [`OTP_FAILURE_WINDOW`]) at `now`.
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self::new(OTP_FAILURE_LIMIT, OTP_FAILURE_WINDOW, now)
+    }
+
+    /// `limit` strikes per `window`, at `now`.
+    pub fn new(limit: i64, window: Duration, now: DateTime<Utc>) -> Self {
+        Self {
+            limit,
+            over_if_opened_by: now - span(window),
+            now,
+        }
+    }
+}
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
 #[derive(Debug, Clone)]
@@ -62,6 +97,15 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_strike_window_is_over_once_it_is_as_old_as_the_window() {
+        let now = Utc::now();
+        let rule = StrikeWindow::at(now);
+        assert_eq!(rule.limit, OTP_FAILURE_LIMIT);
+        assert_eq!(rule.now, now);
+        assert_eq!(rule.over_if_opened_by, now - span(OTP_FAILURE_WINDOW));
+    }
 
     #[test]
     fn burst_is_allowed_then_refused_with_a_retry_delay() {

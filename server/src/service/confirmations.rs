@@ -11,8 +11,7 @@ use tracing::instrument;
 use super::deps::NotApplied;
 use super::enrollment::verifying_key;
 use super::{Deps, Refused, RefusedExt, ServiceError};
-use crate::domain::clock::span;
-use crate::domain::rate::{OTP_FAILURE_LIMIT, OTP_FAILURE_WINDOW};
+use crate::domain::rate::{OTP_FAILURE_WINDOW, StrikeWindow};
 use crate::domain::transaction::Decision;
 use crate::domain::{Device, DeviceId, Otp, Refusal, Transaction, TransactionId};
 use crate::store::Reservation;
@@ -114,13 +113,7 @@ impl ConfirmationService {
         let reservation = self
             .deps
             .store
-            .reserve_otp_attempt(
-                device.id,
-                OTP_FAILURE_LIMIT,
-                now - span(OTP_FAILURE_WINDOW),
-                now,
-                lookup,
-            )
+            .reserve_otp_attempt(device.id, &StrikeWindow::at(now), lookup)
             .await?;
         let Reservation::Allowed(found) = reservation else {
             return Err(ServiceError::ResourceExhausted(

@@ -9,7 +9,6 @@ use rand::{CryptoRng, RngCore};
 use tracing::instrument;
 
 use super::{Caller, Deps, Refused, RefusedExt, ServiceError};
-use crate::domain::clock::span;
 use crate::domain::push::{NumberMatch, PushHistory, PushRefusal};
 use crate::domain::transaction::NewPushTransaction;
 use crate::domain::{Binding, Context, Message, Transaction, TransactionId, UserId};
@@ -150,7 +149,7 @@ impl PushService {
                 .filter(|push| !push.state.is_terminal())
                 .map(|push| (push.id, push.expires_at)),
             unanswered: store
-                .count_unanswered_pushes(app, user, now - span(limits.window))
+                .count_unanswered_pushes(app, user, &limits.unanswered_at(now))
                 .await?,
         })
     }

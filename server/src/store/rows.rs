@@ -1,9 +1,10 @@
-//! Row shapes and their conversion into domain records, and the parameter
-//! order of every write — shared by both engines, whose queries differ only
-//! in SQL text. Both engines select the same columns under the same names.
+//! Row shapes and their conversion into domain records, shared by both
+//! engines: both select the same columns under the same names. (What the
+//! writes bind is in `params`.)
 
 use std::collections::BTreeMap;
 
+use sqlx::FromRow;
 use sqlx::types::Json;
 
 use super::codec::StoredTime;
@@ -43,80 +44,7 @@ macro_rules! event_columns {
     };
 }
 
-/// Binds a transaction's first 18 columns as `$1`–`$18`, in
-/// [`transaction_columns!`] order (the last four are [`bind_answer!`]'s).
-macro_rules! bind_transaction {
-    ($query:expr, $t:expr) => {{
-        let t: &$crate::domain::Transaction = $t;
-        $query
-            .bind(t.id)
-            .bind(t.application_id)
-            .bind(t.kind)
-            .bind(t.state)
-            .bind(t.user_id.clone())
-            .bind(t.device_id)
-            .bind(t.reason)
-            .bind(t.message.clone())
-            .bind(sqlx::types::Json(t.context.clone()))
-            .bind(t.otp_hash.as_ref().map(|h| h.as_bytes().to_vec()))
-            .bind(t.nonce.map(|n| n.to_vec()))
-            .bind(t.decision_signature.clone())
-            .bind(t.match_number.map(i16::from))
-            .bind($crate::store::rows::choices_text(&t.number_choices))
-            .bind($crate::store::codec::StoredTime(t.created_at))
-            .bind($crate::store::codec::StoredTime(t.expires_at))
-            .bind(t.completed_at.map($crate::store::codec::StoredTime))
-            .bind(t.version)
-    }};
-}
-
-/// Binds an event's own fields as `$19`–`$24` (its application and
-/// transaction are the change's `$2` and `$1`).
-macro_rules! bind_event {
-    ($query:expr, $e:expr) => {{
-        let e: &$crate::domain::NewEvent = $e;
-        $query
-            .bind(e.event_type)
-            .bind(e.user_id.clone())
-            .bind(e.device_id)
-            .bind(e.reason)
-            .bind(e.fraud_reported)
-            .bind($crate::store::codec::StoredTime(e.at))
-    }};
-}
-
-/// Binds a change's compare-and-set and guards as `$25`–`$27`, and the
-/// device whose OTP strike it gives back as `$28`.
-macro_rules! bind_guard {
-    ($query:expr, $c:expr) => {{
-        let c: &$crate::domain::Change = $c;
-        $query
-            .bind(c.expected)
-            .bind(c.guard.device_unrevoked)
-            .bind(c.guard.unexpired_at.map($crate::store::codec::StoredTime))
-            .bind(c.gives_back_strike)
-    }};
-}
-
-/// Binds a transaction's binding and signed answer as `$29`–`$32` (its
-/// last four columns; bound after the guards, so the older parameter
-/// numbers stay as they were).
-macro_rules! bind_answer {
-    ($query:expr, $t:expr) => {{
-        let t: &$crate::domain::Transaction = $t;
-        let answer = t.answer.as_ref();
-        $query
-            .bind(t.binding.clone())
-            .bind(answer.map(|a| $crate::store::rows::verdict_text(a.verdict)))
-            .bind(answer.and_then(|a| a.reason).map(|r| r.as_str()))
-            .bind(answer.and_then(|a| a.number).map(i16::from))
-    }};
-}
-
-pub(super) use {
-    bind_answer, bind_event, bind_guard, bind_transaction, device_columns, event_columns,
-    transaction_columns,
-};
+pub(super) use {device_columns, event_columns, transaction_columns};
 
 /// The stored form of a signed verdict.
 pub(crate) fn verdict_text(verdict: SignedVerdict) -> &'static str {
@@ -367,6 +295,37 @@ impl From<CheckpointRow> for Checkpoint {
             signature: row.signature,
             created_at: row.created_at.0,
         }
+    }
+}
+
+/// What an OTP reservation that reads its transaction returns: whether a
+/// strike was taken, and the transaction's columns (all null if none).
+pub(super) struct ReservedRow {
+    /// Whether a strike was taken.
+    pub allowed: bool,
+    /// The transaction looked up, if it exists.
+    pub transaction: Option<TransactionRow>,
+}
+
+impl<'r, R> FromRow<'r, R> for ReservedRow
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<TransactionId>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    TransactionRow: FromRow<'r, R>,
+{
+    fn from_row(row: &'r R) -> sqlx::Result<Self> {
+        let allowed = row.try_get("allowed")?;
+        let found: Option<TransactionId> = row.try_get("id")?;
+        let transaction = match found {
+            Some(_) => Some(TransactionRow::from_row(row)?),
+            None => None,
+        };
+        Ok(Self {
+            allowed,
+            transaction,
+        })
     }
 }
 

@@ -10,12 +10,17 @@
 
 mod queries;
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres};
 
+use super::engine::{Engine, apply_on, connection};
+use super::queries::Queries;
+use super::sql;
 use super::{StoreError, StoreResult};
+use crate::domain::Change;
 
 /// Storage on PostgreSQL; cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
@@ -109,19 +114,58 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
 
-    /// Where writes go.
+/// The PostgreSQL statements, built once.
+static QUERIES: LazyLock<Queries> = LazyLock::new(|| sql::queries(queries::dialect()));
+
+/// Pauses while waiting for older transactions to finish before reading
+/// events: 1 ms, doubling, about two seconds in all (a catalog change
+/// elsewhere in the cluster, such as CREATE DATABASE, can hold the horizon
+/// back that long).
+const HORIZON_PAUSES: [Duration; 12] = [
+    Duration::from_millis(1),
+    Duration::from_millis(1),
+    Duration::from_millis(2),
+    Duration::from_millis(4),
+    Duration::from_millis(8),
+    Duration::from_millis(16),
+    Duration::from_millis(32),
+    Duration::from_millis(64),
+    Duration::from_millis(128),
+    Duration::from_millis(256),
+    Duration::from_millis(512),
+    Duration::from_millis(1024),
+];
+
+impl Engine for PgStore {
+    type Db = Postgres;
+
+    const VISIBILITY_PAUSES: &'static [Duration] = &HORIZON_PAUSES;
+
+    fn queries() -> &'static Queries {
+        &QUERIES
+    }
+
     fn writer(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Where reads go (the same pool).
+    /// The same pool.
     fn reader(&self) -> &PgPool {
         &self.pool
     }
-}
 
-super::engine::sql_engine!(super::PgStore, sqlx::Postgres, super::queries);
+    fn error(error: sqlx::Error) -> StoreError {
+        db_error(error)
+    }
+
+    /// A change is one statement, which commits atomically on its own.
+    async fn apply_alone(&self, change: &Change) -> StoreResult<bool> {
+        let mut conn = connection::<Self>(&self.pool).await?;
+        apply_on::<Self>(&mut conn, change).await
+    }
+}
 
 /// Classifies a driver error by what the caller can do about it: only a
 /// statement the server got wrong (syntax, data, an unexpected constraint)

@@ -6,17 +6,24 @@
 //! them run beside the writer). Other processes (`assent-server app create`)
 //! may write too: the busy timeout makes them take turns.
 
-mod queries;
+pub(super) mod queries;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use sqlx::Sqlite;
+
+use super::engine::{Engine, apply_on};
+use super::queries::Queries;
+use super::sql;
 use super::{StoreError, StoreResult};
+use crate::domain::Change;
 
 /// How long a connection waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,19 +98,43 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// Where writes go: the one writer connection.
+/// The SQLite statements, built once.
+static QUERIES: LazyLock<Queries> = LazyLock::new(|| sql::queries(queries::dialect()));
+
+impl Engine for SqliteStore {
+    type Db = Sqlite;
+
+    /// One writer commits events in cursor order: nothing to wait for.
+    const VISIBILITY_PAUSES: &'static [Duration] = &[];
+
+    /// The one writer connection.
     fn writer(&self) -> &SqlitePool {
         &self.writer
     }
 
-    /// Where reads go: read-only connections beside the writer.
+    /// A change is several statements: one write transaction.
+    async fn apply_alone(&self, change: &Change) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        if !apply_on::<Self>(&mut tx, change).await? {
+            return Ok(false);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    fn error(error: sqlx::Error) -> StoreError {
+        db_error(error)
+    }
+
+    /// Read-only connections beside the writer.
     fn reader(&self) -> &SqlitePool {
         &self.reader
     }
-}
 
-super::engine::sql_engine!(super::SqliteStore, sqlx::Sqlite, super::queries);
+    fn queries() -> &'static Queries {
+        &QUERIES
+    }
+}
 
 /// Takes an exclusive lock on `path`, waiting up to [`BUSY_TIMEOUT`] twice over.
 async fn lock_file(path: &Path) -> StoreResult<std::fs::File> {
