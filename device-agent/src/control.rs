@@ -75,7 +75,6 @@ mod properties {
 
     use proptest::prelude::*;
 
-
     proptest! {
         /// Hostile bytes never panic the parser: each line is a request or
         /// a refusal that says it is invalid.

@@ -47,7 +47,11 @@ async fn a_revoked_agent_stops_and_status_says_so() {
     let text = status(false);
     let said = String::from_utf8_lossy(&text.stdout);
     assert!(said.contains("REVOKED"), "{said}");
-    assert_eq!(said.matches("enroll it again").count(), 1, "names the remedy once: {said}");
+    assert_eq!(
+        said.matches("enroll it again").count(),
+        1,
+        "names the remedy once: {said}"
+    );
     assert!(said.contains("assent-agent enroll --force"), "{said}");
 }
 
