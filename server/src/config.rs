@@ -117,6 +117,9 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
     pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle for mutual TLS: when set, every connection must
+    /// present a client certificate it signed.
+    pub tls_client_ca: Option<PathBuf>,
     /// Allow plaintext on a non-loopback address.
     pub insecure_plaintext: bool,
     /// Log format.
@@ -174,6 +177,7 @@ impl Default for ServerConfig {
             data_dir: None,
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: None,
             insecure_plaintext: false,
             log_format: LogFormat::Human,
             event_retention_seconds: 7 * 24 * 3600,

@@ -38,6 +38,13 @@ pub async fn serve(
         return Err(ServerError::InsecureListen(local));
     }
     let tasks = TaskTracker::new();
+    let tls = tls.map(|(acceptor, certificate)| {
+        tasks.spawn(grpc::transport::keep_certificate_fresh(
+            certificate,
+            shutdown.clone(),
+        ));
+        acceptor
+    });
     let notifier = start_notifier(&opened, &tasks, &shutdown);
     let clock = start_clock(time, &opened, &tasks, &shutdown).await;
     let services = Services::new(Arc::clone(&opened.store), notifier, clock, config.limits());
@@ -47,7 +54,12 @@ pub async fn serve(
     start_upkeep(&config, &services, &tasks, &shutdown).await;
     start_metrics(&config, &services, &tasks, &shutdown).await;
     let service = grpc_service(&config, &services, &tasks, &shutdown).await?;
-    tracing::info!(address = %local, tls = tls.is_some(), "assent-server listening");
+    tracing::info!(
+        address = %local,
+        tls = tls.is_some(),
+        mutual_tls = config.tls_client_ca.is_some(),
+        "assent-server listening"
+    );
     let server = grpc::transport::serve(
         listener,
         grpc::connection::Connections::new(config.connection_limits()),

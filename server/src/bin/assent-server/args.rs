@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// PEM private key for TLS [env: ASSENT_TLS_KEY].
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// PEM CA bundle: every connection must then present a client
+    /// certificate it signed (mutual TLS) [env: ASSENT_TLS_CLIENT_CA].
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
     /// Allow plaintext gRPC on a non-loopback address (e.g. behind a TLS
     /// proxy) [env: ASSENT_INSECURE_PLAINTEXT=true].
     #[arg(long)]
@@ -72,6 +76,7 @@ impl ServeArgs {
             metrics_listen: later.metrics_listen.or(self.metrics_listen),
             tls_cert: later.tls_cert.or(self.tls_cert),
             tls_key: later.tls_key.or(self.tls_key),
+            tls_client_ca: later.tls_client_ca.or(self.tls_client_ca),
             insecure_plaintext: later.insecure_plaintext || self.insecure_plaintext,
         }
     }
@@ -228,6 +233,9 @@ impl Cli {
         }
         if serve.tls_key.is_some() {
             config.tls_key.clone_from(&serve.tls_key);
+        }
+        if serve.tls_client_ca.is_some() {
+            config.tls_client_ca.clone_from(&serve.tls_client_ca);
         }
         config.insecure_plaintext |= serve.insecure_plaintext;
         if let Some(format) = self.log_format {
