@@ -117,6 +117,13 @@ impl From<StoreError> for ServiceError {
                 "this public key is already enrolled as another device of this application; \
                  generate a new key",
             )),
+            // The commit-time guard of the domain's one-open-push rule
+            // (PushRefusal::OpenPush): a push created at the same moment.
+            StoreError::OpenPushExists => Self::ResourceExhausted(Refused::new(
+                "PUSH_ALREADY_OPEN",
+                "another push to this user was created at the same moment; wait for its \
+                 outcome or cancel it",
+            )),
             other => Self::Internal(other),
         }
     }

@@ -12,7 +12,6 @@ use super::{Caller, Deps, Refused, RefusedExt, ServiceError};
 use crate::domain::push::{NumberMatch, PushHistory, PushRefusal};
 use crate::domain::transaction::NewPushTransaction;
 use crate::domain::{Binding, Context, Message, Transaction, TransactionId, UserId};
-use crate::store::StoreError;
 
 /// Input of a push login.
 #[derive(Debug, Clone)]
@@ -108,14 +107,11 @@ impl PushService {
         match self.deps.commit(&change).await {
             Ok(true) => {}
             Ok(false) => return Err(ServiceError::Contention),
-            Err(ServiceError::Internal(StoreError::OpenPushExists)) => {
+            Err(ServiceError::ResourceExhausted(refused))
+                if refused.reason == "PUSH_ALREADY_OPEN" =>
+            {
                 return Err(ServiceError::ResourceExhausted(
-                    Refused::new(
-                        "PUSH_ALREADY_OPEN",
-                        "another push to this user was created at the same moment; wait for \
-                         its outcome or cancel it",
-                    )
-                    .with("user_id", user),
+                    refused.with("user_id", user),
                 ));
             }
             Err(other) => return Err(other),
