@@ -62,9 +62,9 @@ pub async fn serve(
     );
     let server = grpc::transport::serve(
         listener,
-        grpc::connection::Connections::new(config.connection_limits()),
+        grpc::connection::Connections::new(connection_limits(&config)),
         tls,
-        http2_settings(),
+        http2_settings(&config),
         service,
         shutdown.clone(),
     );
@@ -285,12 +285,38 @@ async fn health_service(
     service
 }
 
+/// Descriptors kept for everything but client connections, beyond the
+/// database pool: the listeners, the metrics port's clients, files, logs.
+const DESCRIPTOR_RESERVE: u64 = 128;
+
+/// The connection bounds, the cap fitted to the open-file limit (said in
+/// the start log).
+fn connection_limits(config: &ServerConfig) -> grpc::connection::ConnectionLimits {
+    let configured = config.connection_limits();
+    let Some(soft_limit) = grpc::connection::open_file_limit() else {
+        tracing::warn!("cannot read the open-file limit; the connection cap is as configured");
+        return configured;
+    };
+    let reserve = DESCRIPTOR_RESERVE + u64::from(config.max_db_connections);
+    let limits = configured.within_open_files(soft_limit, reserve);
+    tracing::info!(
+        max_connections = limits.max_connections,
+        configured = configured.max_connections,
+        open_file_limit = soft_limit,
+        reserve,
+        "connection cap"
+    );
+    limits
+}
+
 /// HTTP/2 bounds of the gRPC port.
-fn http2_settings() -> grpc::transport::Http2Settings {
+fn http2_settings(config: &ServerConfig) -> grpc::transport::Http2Settings {
     grpc::transport::Http2Settings {
         max_streams: MAX_STREAMS_PER_CONNECTION,
         max_header_list_bytes: 16 * 1024,
         keepalive_interval: Duration::from_secs(20),
         keepalive_timeout: Duration::from_secs(10),
+        // A request must arrive whole within the time its handler has.
+        request_read_timeout: Duration::from_millis(config.request_timeout_ms),
     }
 }

@@ -1,7 +1,8 @@
 //! Accepted connections, bounded: how many at once (in all and per peer
 //! address), how long one may take to send its first request, how long one
-//! may sit with no call in progress. A connection is closed only for what it
-//! does itself; a stream that must end is reset alone (`transport`).
+//! may sit with no call in progress, and closed when its peer does not
+//! finish a request in time. A connection is closed only for what it does
+//! itself; a stream that must end is reset alone (`transport`).
 
 use std::collections::HashMap;
 use std::io;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::Connected;
 
 /// How connections are bounded.
@@ -28,6 +30,25 @@ pub struct ConnectionLimits {
     pub handshake_timeout: Duration,
     /// Time a connection may stay with no call in progress.
     pub idle_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// These limits with the connection cap lowered to fit the process's
+    /// open-file limit (`soft_limit`), keeping `reserve` descriptors for
+    /// everything else (database connections, the metrics port, files):
+    /// silent connections must never take the descriptors a normal client
+    /// or the database needs.
+    pub fn within_open_files(mut self, soft_limit: u64, reserve: u64) -> Self {
+        let fit = usize::try_from(soft_limit.saturating_sub(reserve)).unwrap_or(usize::MAX);
+        self.max_connections = self.max_connections.min(fit.max(1));
+        self.max_per_peer = self.max_per_peer.min(self.max_connections);
+        self
+    }
+}
+
+/// The process's soft open-file limit, if it can be read.
+pub fn open_file_limit() -> Option<u64> {
+    rlimit::Resource::NOFILE.get().ok().map(|(soft, _hard)| soft)
 }
 
 /// The open connections of one server.
@@ -123,6 +144,9 @@ struct Usage {
     calls: AtomicUsize,
     has_called: AtomicBool,
     idle_since: Mutex<Instant>,
+    /// Cancelled when the peer misbehaved (a request it never finished):
+    /// the connection closes.
+    misbehaved: CancellationToken,
 }
 
 /// Marks the connection in use while held (by a call and its response body).
@@ -150,6 +174,12 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
+    /// Closes the connection: its peer misbehaved (did not finish a request
+    /// in time). Its other streams end too — they share the peer.
+    pub fn misbehaved(&self) {
+        self.usage.misbehaved.cancel();
+    }
+
     /// Marks the connection in use until the returned guard drops.
     pub fn in_use(&self) -> InUse {
         self.usage.has_called.store(true, Ordering::Release);
@@ -161,6 +191,7 @@ impl ConnectionInfo {
 /// A TCP connection with its bounds.
 pub struct ClosableIo {
     stream: TcpStream,
+    misbehaved: Pin<Box<WaitForCancellationFutureOwned>>,
     usage: Arc<Usage>,
     limits: ConnectionLimits,
     accepted: Instant,
@@ -171,12 +202,15 @@ pub struct ClosableIo {
 impl ClosableIo {
     fn new(stream: TcpStream, slot: Slot, limits: ConnectionLimits) -> Self {
         let accepted = Instant::now();
+        let misbehaved = CancellationToken::new();
         Self {
             stream,
+            misbehaved: Box::pin(misbehaved.clone().cancelled_owned()),
             usage: Arc::new(Usage {
                 calls: AtomicUsize::new(0),
                 has_called: AtomicBool::new(false),
                 idle_since: Mutex::new(accepted),
+                misbehaved,
             }),
             limits,
             accepted,
@@ -187,10 +221,16 @@ impl ClosableIo {
         }
     }
 
-    /// Ready with an error once the connection must close: no first
-    /// request in time, or idle too long. Registers the task to wake when
-    /// that happens.
+    /// Ready with an error once the connection must close: its peer
+    /// misbehaved, no first request in time, or idle too long. Registers
+    /// the task to wake when that happens.
     fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        if self.misbehaved.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer did not finish a request in time",
+            ));
+        }
         if self.usage.calls.load(Ordering::Acquire) > 0 {
             return Poll::Pending;
         }
@@ -245,7 +285,11 @@ impl AsyncWrite for ClosableIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.misbehaved.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
+        Pin::new(&mut this.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -260,4 +304,31 @@ impl AsyncWrite for ClosableIo {
 /// The connection a request came on, with or without TLS.
 pub fn of<T>(request: &tonic::Request<T>) -> Option<ConnectionInfo> {
     request.extensions().get::<ConnectionInfo>().cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: 4096,
+            max_per_peer: 256,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn the_cap_fits_the_open_file_limit_with_a_reserve() {
+        let fitted = limits().within_open_files(1024, 200);
+        assert_eq!(fitted.max_connections, 824);
+        assert_eq!(fitted.max_per_peer, 256);
+        let tight = limits().within_open_files(300, 200);
+        assert_eq!(tight.max_connections, 100);
+        assert_eq!(tight.max_per_peer, 100);
+        let roomy = limits().within_open_files(1 << 20, 200);
+        assert_eq!(roomy.max_connections, 4096, "a configured cap below the limit stays");
+        assert_eq!(limits().within_open_files(10, 200).max_connections, 1);
+    }
 }

@@ -46,6 +46,59 @@ pub struct Http2Settings {
     /// How long a keepalive ping may go unanswered before the connection
     /// is closed.
     pub keepalive_timeout: Duration,
+    /// How long a request (other than a device's `Connect` stream) may take
+    /// to arrive whole; a peer that does not finish one in time has its
+    /// connection closed.
+    pub request_read_timeout: Duration,
+}
+
+/// The one RPC whose request is a long-lived stream.
+const STREAMING_REQUEST: &str = "/assent.v1.DeviceService/Connect";
+
+/// A request body that must end before a deadline.
+struct ReadDeadline {
+    body: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    connection: super::connection::ConnectionInfo,
+    is_done: bool,
+}
+
+impl http_body::Body for ReadDeadline {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.is_done {
+            return Pin::new(&mut this.body).poll_frame(cx).map_err(Into::into);
+        }
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.is_done = frame.is_none() || this.body.is_end_stream();
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    tracing::info!("a request was not finished in time; closing its connection");
+                    this.connection.misbehaved();
+                    this.is_done = true;
+                    Poll::Ready(Some(Err("the request was not finished in time".into())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 tokio::task_local! {
@@ -168,6 +221,7 @@ pub async fn serve<S>(
             io,
             tls.clone(),
             builder.clone(),
+            settings,
             service.clone(),
             shutdown.clone(),
         ));
@@ -194,6 +248,7 @@ async fn serve_connection<S>(
     io: ClosableIo,
     tls: Option<TlsAcceptor>,
     builder: hyper::server::conn::http2::Builder<StreamExecutor>,
+    settings: Http2Settings,
     service: S,
     shutdown: CancellationToken,
 ) where
@@ -204,8 +259,21 @@ async fn serve_connection<S>(
     S::Future: Send + 'static,
 {
     let info = io.connect_info();
+    let read_timeout = settings.request_read_timeout;
     let service = TowerToHyperService::new(tower::service_fn(move |request: Request<Incoming>| {
-        let mut request = request.map(Body::new);
+        let mut request = if request.uri().path() == STREAMING_REQUEST {
+            request.map(Body::new)
+        } else {
+            let connection = info.clone();
+            request.map(|body| {
+                Body::new(ReadDeadline {
+                    body,
+                    deadline: Box::pin(tokio::time::sleep(read_timeout)),
+                    connection,
+                    is_done: false,
+                })
+            })
+        };
         request.extensions_mut().insert(info.clone());
         service.clone().oneshot(request)
     }));
