@@ -33,13 +33,13 @@ pub async fn serve(
     time: TimeSource,
 ) -> Result<(), ServerError> {
     let local = listener.local_addr()?;
-    let tls = grpc::transport::tls_acceptor(&config)?;
+    let tls = grpc::tls::tls_acceptor(&config)?;
     if tls.is_none() && config.refuses_plaintext_on(local) {
         return Err(ServerError::InsecureListen(local));
     }
     let tasks = TaskTracker::new();
     let tls = tls.map(|(acceptor, certificate)| {
-        tasks.spawn(grpc::transport::keep_certificate_fresh(
+        tasks.spawn(grpc::tls::keep_certificate_fresh(
             certificate,
             shutdown.clone(),
         ));

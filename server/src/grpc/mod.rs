@@ -10,6 +10,7 @@ mod device;
 pub mod limits;
 mod relying_party;
 pub mod status;
+pub mod tls;
 pub mod transport;
 
 pub use device::DeviceHandler;
