@@ -151,12 +151,7 @@ async fn start_upkeep(
     tasks.spawn(sweeper::presence(Arc::clone(services), shutdown.clone()));
     // The event-signing key is made on the first start (by whichever
     // replica gets there first); a failure here is retried on first use.
-    let deps = &services.deps;
-    match deps
-        .signer
-        .ensure(deps.store.as_ref(), deps.clock.now())
-        .await
-    {
+    match services.signer().ensure().await {
         Ok(key_id) => tracing::info!(key_id, "event-signing key"),
         Err(error) => tracing::warn!(%error, "cannot read the event-signing key yet"),
     }

@@ -19,7 +19,7 @@ use tower::{Layer, Service};
 use super::connection::{self, InUse};
 use super::status;
 use crate::metrics::Metrics;
-use crate::service::{Refused, RefusedExt};
+use crate::service::{Refused, RefusedExt, reason};
 
 /// The bounds calls are admitted under.
 #[derive(Debug, Clone)]
@@ -97,7 +97,7 @@ where
                     Ok(response) => response.inspect(|response| timing.finish(response)),
                     Err(_) => Ok(status::plain(
                         Code::DeadlineExceeded,
-                        "DEADLINE_EXCEEDED",
+                        reason::DEADLINE_EXCEEDED,
                         "the wait did not finish in time",
                     )
                     .into_http()),
@@ -109,7 +109,7 @@ where
                 Ok(status::refusal(
                     Code::Unavailable,
                     &Refused::new(
-                        "SERVER_BUSY",
+                        reason::SERVER_BUSY,
                         "the server is at its limit of calls in progress; retry with backoff",
                     )
                     .retry_after(Duration::from_millis(100)),
@@ -126,7 +126,7 @@ where
                 Err(_) => {
                     return Ok(status::plain(
                         Code::DeadlineExceeded,
-                        "DEADLINE_EXCEEDED",
+                        reason::DEADLINE_EXCEEDED,
                         format!(
                             "the call did not finish within the server's {} ms deadline",
                             deadline.as_millis()

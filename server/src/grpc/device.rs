@@ -23,7 +23,7 @@ use super::convert;
 use super::status::to_status;
 use crate::domain::transaction::Decision;
 use crate::domain::{DenyReason, DeviceId, DeviceName, EnrollmentCode, InputError, TransactionId};
-use crate::service::{DecisionInput, EnrollInput, Refused, ServiceError, Services};
+use crate::service::{DecisionInput, EnrollInput, Refused, ServiceError, Services, reason};
 use crate::session::{DeviceSession, FromDevice, SessionIo, ToDevice};
 
 /// Outbound messages a session may queue before it waits for the client.
@@ -61,7 +61,7 @@ fn inbound_error(status: Status) -> ServiceError {
     match status.code() {
         tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
             ServiceError::ResourceExhausted(Refused::new(
-                "MESSAGE_TOO_LARGE",
+                reason::MESSAGE_TOO_LARGE,
                 format!(
                     "message refused: {}; messages are limited to {} bytes",
                     status.message(),

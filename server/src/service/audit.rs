@@ -12,10 +12,10 @@ use assent_proto::signing;
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use super::signer::event_payload_bytes;
-use super::{Deps, ServiceError};
-use crate::domain::ApplicationId;
-use crate::store::{Checkpoint, EventRecord};
+use super::ServiceError;
+use super::signer::{EventSigner, event_payload_bytes};
+use crate::domain::{ApplicationId, Clock};
+use crate::store::{Checkpoint, EventRecord, Store};
 
 /// Events one checkpoint seals at most.
 const SEAL_PAGE: i64 = 1024;
@@ -106,20 +106,26 @@ fn bytes_of(checkpoint: &Checkpoint) -> Vec<u8> {
 
 /// Sealing and verification of the event logs.
 pub struct AuditService {
-    deps: Arc<Deps>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    signer: Arc<EventSigner>,
 }
 
 impl AuditService {
-    /// The use case over shared dependencies.
-    pub fn new(deps: Arc<Deps>) -> Self {
-        Self { deps }
+    /// Seals and verifies the logs of `store`, signing with `signer`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, signer: Arc<EventSigner>) -> Self {
+        Self {
+            store,
+            clock,
+            signer,
+        }
     }
 
     /// Seals every application's new events; returns how many were sealed
     /// here (another replica may seal some first).
     pub async fn seal_all(&self) -> Result<usize, ServiceError> {
         let mut sealed = 0;
-        for app in self.deps.store.list_applications().await? {
+        for app in self.store.list_applications().await? {
             while let Some(count) = self.seal(app.id).await? {
                 sealed += count;
                 if i64::try_from(count).unwrap_or(i64::MAX) < SEAL_PAGE {
@@ -133,7 +139,7 @@ impl AuditService {
     /// Seals the application's events after its last checkpoint into the
     /// next one; `None` if there were none or another replica sealed first.
     pub async fn seal(&self, app: ApplicationId) -> Result<Option<usize>, ServiceError> {
-        let store = &self.deps.store;
+        let store = &self.store;
         let last = store.last_checkpoint(app).await?;
         let (seq, from, prev_hash) = match &last {
             Some(last) => (last.seq + 1, last.through_cursor, last.hash.clone()),
@@ -150,7 +156,7 @@ impl AuditService {
             entries.extend_from_slice(&cursor_bytes(event.cursor));
             entries.extend_from_slice(&event_hash(app, event));
         }
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let mut checkpoint = Checkpoint {
             application_id: app,
             seq,
@@ -165,11 +171,7 @@ impl AuditService {
         };
         let bytes = bytes_of(&checkpoint);
         checkpoint.hash = Sha256::digest(&bytes).to_vec();
-        let (key_id, signature) = self
-            .deps
-            .signer
-            .sign_bytes(store.as_ref(), now, &bytes)
-            .await?;
+        let (key_id, signature) = self.signer.sign_bytes(&bytes).await?;
         checkpoint.key_id = key_id;
         checkpoint.signature = signature.to_vec();
         Ok(store
@@ -180,7 +182,7 @@ impl AuditService {
 
     /// Recomputes the application's chain against the rows as they are now.
     pub async fn verify(&self, app: ApplicationId) -> Result<AuditReport, ServiceError> {
-        let store = &self.deps.store;
+        let store = &self.store;
         let keys: HashMap<String, [u8; 32]> = store
             .server_keys()
             .await?

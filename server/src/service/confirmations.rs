@@ -8,13 +8,14 @@ use ed25519_dalek::Signature;
 use rand::{CryptoRng, RngCore};
 use tracing::instrument;
 
-use super::deps::NotApplied;
 use super::enrollment::verifying_key;
-use super::{Deps, Refused, RefusedExt, ServiceError};
+use super::writer::NotApplied;
+use super::{Refused, RefusedExt, ServiceError, TransactionWriter, reason};
 use crate::domain::rate::{OTP_FAILURE_WINDOW, StrikeWindow};
 use crate::domain::transaction::Decision;
-use crate::domain::{Device, DeviceId, Otp, Refusal, Transaction, TransactionId};
-use crate::store::Reservation;
+use crate::domain::{Clock, Device, DeviceId, Otp, Refusal, Transaction, TransactionId};
+use crate::metrics::Metrics;
+use crate::store::{Reservation, Store};
 
 /// A parsed signed decision.
 #[derive(Debug, Clone)]
@@ -36,13 +37,26 @@ pub struct DecisionOutcome {
 
 /// The use cases of a device's stream.
 pub struct ConfirmationService {
-    deps: Arc<Deps>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    writer: Arc<TransactionWriter>,
+    metrics: Arc<Metrics>,
 }
 
 impl ConfirmationService {
-    /// The use case over shared dependencies.
-    pub fn new(deps: Arc<Deps>) -> Self {
-        Self { deps }
+    /// The device use cases over `store`, deciding through `writer`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        writer: Arc<TransactionWriter>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            writer,
+            metrics,
+        }
     }
 
     /// Verifies a stream's hello: known, unrevoked device, valid signature.
@@ -54,7 +68,6 @@ impl ConfirmationService {
         signature: &Signature,
     ) -> Result<Device, ServiceError> {
         let device = self
-            .deps
             .store
             .find_device(device_id)
             .await?
@@ -78,9 +91,8 @@ impl ConfirmationService {
     /// Records that the device is still connected and returns it as stored
     /// now; a device revoked meanwhile is refused.
     pub async fn heartbeat(&self, device_id: DeviceId) -> Result<Device, ServiceError> {
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let device = self
-            .deps
             .store
             .touch_device(device_id, now)
             .await?
@@ -100,7 +112,7 @@ impl ConfirmationService {
         otp_text: &str,
         rng: &mut R,
     ) -> Result<Transaction, ServiceError> {
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         // Every submission takes a strike first, atomically; a valid OTP
         // gives it back. So parallel streams of one device cannot look up
         // more OTPs than the limit, and every refusal takes the same path.
@@ -111,14 +123,13 @@ impl ConfirmationService {
             .ok()
             .map(|otp| (device.application_id, otp.id()));
         let reservation = self
-            .deps
             .store
             .reserve_otp_attempt(device.id, &StrikeWindow::at(now), lookup)
             .await?;
         let Reservation::Allowed(found) = reservation else {
             return Err(ServiceError::ResourceExhausted(
                 Refused::new(
-                    "OTP_ATTEMPTS_EXHAUSTED",
+                    reason::OTP_ATTEMPTS_EXHAUSTED,
                     format!(
                         "too many invalid OTPs from this device; wait {} minutes before trying \
                          again",
@@ -136,7 +147,7 @@ impl ConfirmationService {
                 // without a second read.
                 None => Err(ServiceError::OtpRefused),
                 Some(found) => self
-                    .deps
+                    .writer
                     .update_from(Some(*found), device.application_id, otp.id(), now, |t| {
                         t.scan(device, &otp, nonce, now)
                     })
@@ -153,7 +164,7 @@ impl ConfirmationService {
             }
             Err(error) => {
                 // Every refused OTP keeps its strike, whatever the reason.
-                self.deps.metrics.otp_refused();
+                self.metrics.otp_refused();
                 Err(error)
             }
         }
@@ -177,12 +188,12 @@ impl ConfirmationService {
         input: DecisionInput,
         held: Option<Transaction>,
     ) -> Result<DecisionOutcome, ServiceError> {
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let key = verifying_key(&device.public_key)?;
         let signature = Signature::from_bytes(&input.decision.signature);
         let verify = |bytes: &[u8]| key.verify_strict(bytes, &signature).is_ok();
         let decided = self
-            .deps
+            .writer
             .update_from(
                 held,
                 device.application_id,
@@ -207,7 +218,7 @@ impl ConfirmationService {
             Err(NotApplied::Refused(Refusal::Input(error), _)) => Err(error.into()),
             Err(NotApplied::Refused(Refusal::BadSignature, _)) => {
                 Err(ServiceError::PermissionDenied(Refused::new(
-                    "DECISION_SIGNATURE_INVALID",
+                    reason::DECISION_SIGNATURE_INVALID,
                     "the decision signature does not verify for this transaction and nonce",
                 )))
             }
@@ -222,8 +233,8 @@ impl ConfirmationService {
         &self,
         device: &Device,
     ) -> Result<Vec<Transaction>, ServiceError> {
-        let now = self.deps.clock.now();
-        let candidates = self.deps.store.open_confirmations(device).await?;
+        let now = self.clock.now();
+        let candidates = self.store.open_confirmations(device).await?;
         Ok(candidates
             .into_iter()
             .filter(|t| t.awaits_answer_from(device, now))

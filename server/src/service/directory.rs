@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use tracing::instrument;
 
-use super::{Caller, Deps, ServiceError};
-use crate::domain::{ApplicationId, Device, DeviceId, Notice, UserId};
+use super::{Caller, ServiceError};
+use crate::domain::{ApplicationId, Clock, Device, DeviceId, Notice, UserId};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::store::Store;
 
 /// How often a revocation is decided again after the device's confirmations
 /// changed under it.
@@ -28,13 +31,30 @@ pub const LEASE_RENEWAL: std::time::Duration = std::time::Duration::from_secs(10
 
 /// Lists and revokes a relying party's devices.
 pub struct DirectoryService {
-    deps: Arc<Deps>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    notifier: Arc<Notifier>,
+    metrics: Arc<Metrics>,
+    /// This replica's id in the shared presence table.
+    replica: uuid::Uuid,
 }
 
 impl DirectoryService {
-    /// The use case over shared dependencies.
-    pub fn new(deps: Arc<Deps>) -> Self {
-        Self { deps }
+    /// The directory of `store`, recording presence as `replica`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        notifier: Arc<Notifier>,
+        metrics: Arc<Metrics>,
+        replica: uuid::Uuid,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            notifier,
+            metrics,
+            replica,
+        }
     }
 
     /// The caller's devices, optionally of one user, with their presence.
@@ -44,9 +64,9 @@ impl DirectoryService {
         user: Option<&UserId>,
     ) -> Result<Vec<DeviceView>, ServiceError> {
         let app = caller.application.id;
-        let devices = self.deps.store.list_devices(app, user).await?;
-        let now = self.deps.clock.now();
-        let connected = self.deps.store.connected_devices(app, user, now).await?;
+        let devices = self.store.list_devices(app, user).await?;
+        let now = self.clock.now();
+        let connected = self.store.connected_devices(app, user, now).await?;
         Ok(devices
             .into_iter()
             .map(|record| DeviceView {
@@ -59,10 +79,9 @@ impl DirectoryService {
     /// Records a live stream of `device` held by this replica (presence is
     /// best effort: a failure is logged, the stream goes on).
     pub async fn stream_opened(&self, stream: uuid::Uuid, device: &Device) {
-        let deps = &self.deps;
-        let opened = deps
+        let opened = self
             .store
-            .stream_opened(stream, device.id, deps.replica, deps.clock.now())
+            .stream_opened(stream, device.id, self.replica, self.clock.now())
             .await;
         if let Err(error) = opened {
             tracing::warn!(%error, "presence not recorded");
@@ -71,7 +90,7 @@ impl DirectoryService {
 
     /// Forgets a stream that ended.
     pub async fn stream_closed(&self, stream: uuid::Uuid) {
-        if let Err(error) = self.deps.store.stream_closed(stream).await {
+        if let Err(error) = self.store.stream_closed(stream).await {
             tracing::warn!(%error, "presence not cleared (the replica's lease ends it)");
         }
     }
@@ -79,18 +98,15 @@ impl DirectoryService {
     /// Renews this replica's lease and forgets the streams of replicas
     /// whose lease ended (they died without saying so).
     pub async fn renew_presence(&self) -> Result<u64, ServiceError> {
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let lease = crate::domain::clock::span(REPLICA_LEASE);
-        self.deps
-            .store
-            .renew_replica(self.deps.replica, now + lease)
-            .await?;
-        Ok(self.deps.store.forget_dead_replicas(now).await?)
+        self.store.renew_replica(self.replica, now + lease).await?;
+        Ok(self.store.forget_dead_replicas(now).await?)
     }
 
     /// Forgets this replica's streams and lease (a clean stop).
     pub async fn presence_stopped(&self) {
-        if let Err(error) = self.deps.store.replica_stopped(self.deps.replica).await {
+        if let Err(error) = self.store.replica_stopped(self.replica).await {
             tracing::warn!(%error, "presence of this replica not cleared (its lease ends it)");
         }
     }
@@ -114,8 +130,7 @@ impl DirectoryService {
         application: ApplicationId,
         id: DeviceId,
     ) -> Result<Device, ServiceError> {
-        self.deps
-            .store
+        self.store
             .find_device(id)
             .await?
             .filter(|d| d.application_id == application)
@@ -123,9 +138,8 @@ impl DirectoryService {
     }
 
     async fn view(&self, record: Device) -> Result<DeviceView, ServiceError> {
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let connected = self
-            .deps
             .store
             .connected_devices(record.application_id, Some(&record.user_id), now)
             .await?;
@@ -166,25 +180,25 @@ impl DirectoryService {
     ) -> Result<Device, ServiceError> {
         for _ in 0..ATTEMPTS {
             let device = self.find_in(application, id).await?;
-            let held = self.deps.store.held_by(device.id).await?;
-            let Some(revocation) = device.revoke(&held, self.deps.clock.now()) else {
+            let held = self.store.held_by(device.id).await?;
+            let Some(revocation) = device.revoke(&held, self.clock.now()) else {
                 // Already revoked: the streams end all the same.
-                self.deps.notifier.publish(Notice::Revoked {
+                self.notifier.publish(Notice::Revoked {
                     device_id: device.id,
                 });
                 return Ok(device);
             };
-            if !self.deps.store.apply_revocation(&revocation).await? {
+            if !self.store.apply_revocation(&revocation).await? {
                 continue;
             }
             // The held confirmations are withdrawn first, then the streams
             // end (the revocation outranks a session that fell behind).
             for failure in &revocation.failures {
-                self.deps.metrics.transaction_ended(failure.after.state);
-                self.deps.notifier.applied(failure);
+                self.metrics.transaction_ended(failure.after.state);
+                self.notifier.applied(failure);
             }
-            self.deps.notifier.publish(revocation.notice.clone());
-            self.deps.notifier.publish(Notice::EventsAppended {
+            self.notifier.publish(revocation.notice.clone());
+            self.notifier.publish(Notice::EventsAppended {
                 application_id: device.application_id,
             });
             tracing::info!(failed = revocation.failures.len(), "device revoked");

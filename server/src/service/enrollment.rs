@@ -11,14 +11,16 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use rand::{CryptoRng, RngCore};
 use tracing::instrument;
 
-use super::{Caller, Deps, Refused, RefusedExt, ServiceError};
+use super::{Caller, CreationLimiter, Refused, RefusedExt, ServiceError, reason};
 use crate::domain::clock::span;
 use crate::domain::rate::TokenBucket;
 use crate::domain::{
-    Device, DeviceId, DeviceName, EnrollmentCode, EnrollmentId, InputError, NewDevice, Notice,
-    UserId,
+    Clock, Device, DeviceId, DeviceName, EnrollmentCode, EnrollmentId, InputError, NewDevice,
+    Notice, UserId,
 };
-use crate::store::NewEnrollment;
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::store::{NewEnrollment, Store};
 
 /// A parsed `Enroll` request.
 #[derive(Debug, Clone)]
@@ -54,16 +56,39 @@ const THROTTLED_PEERS: usize = 10_000;
 
 /// Creates enrollment codes and turns them into devices.
 pub struct EnrollmentService {
-    deps: Arc<Deps>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    notifier: Arc<Notifier>,
+    metrics: Arc<Metrics>,
+    limiter: Arc<CreationLimiter>,
+    /// Refused attempts per second one peer address regains.
+    refusals_per_second: f64,
+    /// Refused attempts one peer address may make at once.
+    refusal_burst: u32,
     /// Refused attempts per peer address: guessing codes is throttled.
     refusals: Mutex<HashMap<IpAddr, TokenBucket>>,
 }
 
 impl EnrollmentService {
-    /// The use case over shared dependencies.
-    pub fn new(deps: Arc<Deps>) -> Self {
+    /// Enrollment into `store`, a peer refused `refusal_burst` times at
+    /// once regaining `refusals_per_second` attempts.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        notifier: Arc<Notifier>,
+        metrics: Arc<Metrics>,
+        limiter: Arc<CreationLimiter>,
+        refusals_per_second: f64,
+        refusal_burst: u32,
+    ) -> Self {
         Self {
-            deps,
+            store,
+            clock,
+            notifier,
+            metrics,
+            limiter,
+            refusals_per_second,
+            refusal_burst,
             refusals: Mutex::new(HashMap::new()),
         }
     }
@@ -71,13 +96,13 @@ impl EnrollmentService {
     /// Refuses a peer that has used up its allowance of refused attempts.
     fn check_peer(&self, peer: Option<IpAddr>) -> Result<(), ServiceError> {
         let Some(peer) = peer else { return Ok(()) };
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
         // Looking does not spend: only refusals do.
         match refusals.get(&peer).map(|bucket| bucket.clone().take(now)) {
             Some(Err(retry)) => Err(ServiceError::ResourceExhausted(
                 Refused::new(
-                    "ENROLLMENT_RATE_LIMITED",
+                    reason::ENROLLMENT_RATE_LIMITED,
                     format!(
                         "too many refused enrollment attempts from this address; retry in {} s",
                         retry.as_secs().max(1)
@@ -93,18 +118,13 @@ impl EnrollmentService {
     fn refused(&self, peer: Option<IpAddr>, error: ServiceError) -> ServiceError {
         tracing::warn!(peer = ?peer, reason = %error, "enrollment refused");
         if let Some(peer) = peer {
-            let now = self.deps.clock.now();
+            let now = self.clock.now();
             let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
             if refusals.len() >= THROTTLED_PEERS {
                 refusals.retain(|_, bucket| !bucket.is_full(now));
             }
-            let limits = &self.deps.limits;
             let bucket = refusals.entry(peer).or_insert_with(|| {
-                TokenBucket::new(
-                    limits.enroll_refusals_per_second,
-                    limits.enroll_refusal_burst,
-                    now,
-                )
+                TokenBucket::new(self.refusals_per_second, self.refusal_burst, now)
             });
             let _ = bucket.take(now);
         }
@@ -120,12 +140,11 @@ impl EnrollmentService {
         ttl: Duration,
         rng: &mut R,
     ) -> Result<(EnrollmentCode, DateTime<Utc>), ServiceError> {
-        self.deps.spend_creation(caller).await?;
-        let now = self.deps.clock.now();
+        self.limiter.spend(caller).await?;
+        let now = self.clock.now();
         let code = EnrollmentCode::generate(rng, EnrollmentId::random());
         let expires_at = now + span(ttl);
-        self.deps
-            .store
+        self.store
             .create_enrollment(&NewEnrollment {
                 id: code.id(),
                 application_id: caller.application.id,
@@ -156,11 +175,10 @@ impl EnrollmentService {
     }
 
     async fn redeem(&self, input: EnrollInput) -> Result<Device, ServiceError> {
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         // The code is used up first: a weak or invalid key, a bad proof or
         // a wrong secret all spend it.
         let enrollment = self
-            .deps
             .store
             .consume_enrollment(input.code.id(), now)
             .await?
@@ -176,13 +194,12 @@ impl EnrollmentService {
         );
         key.verify_strict(&proof, &input.proof).map_err(|_| {
             ServiceError::PermissionDenied(Refused::new(
-                "ENROLLMENT_PROOF_INVALID",
+                reason::ENROLLMENT_PROOF_INVALID,
                 "the enrollment proof does not verify with public_key; sign the enrollment \
                  bytes with the new key (docs/protocol.md)",
             ))
         })?;
         let device = self
-            .deps
             .store
             .insert_device(&NewDevice {
                 id: DeviceId::random(),
@@ -194,8 +211,8 @@ impl EnrollmentService {
             })
             .await?;
         tracing::info!(device_id = %device.id, "device enrolled");
-        self.deps.metrics.device_enrolled();
-        self.deps.notifier.publish(Notice::EventsAppended {
+        self.metrics.device_enrolled();
+        self.notifier.publish(Notice::EventsAppended {
             application_id: device.application_id,
         });
         Ok(device)

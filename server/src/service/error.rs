@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::reason;
 use crate::domain::InputError;
 use crate::store::StoreError;
 
@@ -113,14 +114,14 @@ impl From<StoreError> for ServiceError {
         match error {
             StoreError::Unavailable(_) => Self::Unavailable(error),
             StoreError::DuplicatePublicKey => Self::FailedPrecondition(Refused::new(
-                "PUBLIC_KEY_IN_USE",
+                reason::PUBLIC_KEY_IN_USE,
                 "this public key is already enrolled as another device of this application; \
                  generate a new key",
             )),
             // The commit-time guard of the domain's one-open-push rule
             // (PushRefusal::OpenPush): a push created at the same moment.
             StoreError::OpenPushExists => Self::ResourceExhausted(Refused::new(
-                "PUSH_ALREADY_OPEN",
+                reason::PUSH_ALREADY_OPEN,
                 "another push to this user was created at the same moment; wait for its \
                  outcome or cancel it",
             )),
@@ -141,33 +142,33 @@ impl ServiceError {
         match self {
             Self::Input(error) => Refused {
                 metadata: vec![("field", error.field.to_owned())],
-                ..plain("INVALID_ARGUMENT")
+                ..plain(reason::INVALID_ARGUMENT)
             },
             Self::PermissionDenied(refused)
             | Self::FailedPrecondition(refused)
             | Self::ResourceExhausted(refused) => (**refused).clone(),
-            Self::Unauthenticated(_) => plain("UNAUTHENTICATED"),
+            Self::Unauthenticated(_) => plain(reason::UNAUTHENTICATED),
             Self::NotFound(what) => Refused {
                 metadata: vec![("resource", (*what).to_owned())],
-                ..plain("NOT_FOUND")
+                ..plain(reason::NOT_FOUND)
             },
-            Self::OtpRefused => plain("OTP_REFUSED"),
-            Self::EnrollmentRefused => plain("ENROLLMENT_CODE_REFUSED"),
-            Self::OutOfRange(_) => plain("CURSOR_OUT_OF_RANGE"),
-            Self::Aborted(_) => plain("STREAM_REPLACED"),
+            Self::OtpRefused => plain(reason::OTP_REFUSED),
+            Self::EnrollmentRefused => plain(reason::ENROLLMENT_CODE_REFUSED),
+            Self::OutOfRange(_) => plain(reason::CURSOR_OUT_OF_RANGE),
+            Self::Aborted(_) => plain(reason::STREAM_REPLACED),
             Self::TryAgain(_) => Refused {
                 retry_after: Some(Duration::from_secs(1)),
-                ..plain("TRY_AGAIN")
+                ..plain(reason::TRY_AGAIN)
             },
             Self::Contention => Refused {
                 retry_after: Some(Duration::from_millis(50)),
-                ..plain("CONTENTION")
+                ..plain(reason::CONTENTION)
             },
             Self::Unavailable(_) => Refused {
                 retry_after: Some(Duration::from_secs(1)),
-                ..plain("DATABASE_UNAVAILABLE")
+                ..plain(reason::DATABASE_UNAVAILABLE)
             },
-            Self::Internal(_) => plain("INTERNAL"),
+            Self::Internal(_) => plain(reason::INTERNAL),
         }
     }
 }
@@ -177,7 +178,7 @@ impl ServiceError {
     /// decisions — defined once (`DEVICE_REVOKED`).
     pub fn device_revoked() -> Self {
         Self::PermissionDenied(Refused::new(
-            "DEVICE_REVOKED",
+            reason::DEVICE_REVOKED,
             "this device has been revoked by its application; enroll it again with a new code",
         ))
     }

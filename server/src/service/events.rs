@@ -7,9 +7,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::feed::Feeds;
-use super::{Caller, Deps, Refused, RefusedExt, ServiceError, SignedEvent};
-use crate::domain::ApiKeyId;
-use crate::metrics::FlowStep;
+use super::signer::EventSigner;
+use super::{Caller, KeyCache, Refused, RefusedExt, ServiceError, SignedEvent, reason};
+use crate::domain::{ApiKeyId, Clock};
+use crate::metrics::{FlowStep, Metrics};
+use crate::notify::Notifier;
+use crate::store::Store;
 
 /// Events read per query.
 const PAGE: i64 = 256;
@@ -21,7 +24,14 @@ pub const KEY_CHECK: std::time::Duration = std::time::Duration::from_millis(500)
 
 /// Streams an application's events.
 pub struct EventService {
-    deps: Arc<Deps>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    keys: Arc<KeyCache>,
+    signer: Arc<EventSigner>,
+    notifier: Arc<Notifier>,
+    metrics: Arc<Metrics>,
+    /// Open event streams allowed per API key (per replica).
+    max_subscribers_per_key: usize,
     /// Open streams per API key.
     open: Arc<Mutex<HashMap<ApiKeyId, usize>>>,
     /// One shared reader per application with subscribers.
@@ -48,25 +58,39 @@ impl Drop for StreamSlot {
 }
 
 impl EventService {
-    /// The use case over shared dependencies.
-    pub fn new(deps: Arc<Deps>) -> Self {
+    /// The event streams of `store`, signed by `signer`, woken by `notifier`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<KeyCache>,
+        signer: Arc<EventSigner>,
+        notifier: Arc<Notifier>,
+        metrics: Arc<Metrics>,
+        max_subscribers_per_key: usize,
+    ) -> Self {
         Self {
-            deps,
+            feeds: Feeds::new(Arc::clone(&store), Arc::clone(&signer)),
+            store,
+            clock,
+            keys,
+            signer,
+            notifier,
+            metrics,
+            max_subscribers_per_key,
             open: Arc::default(),
-            feeds: Feeds::default(),
         }
     }
 
     /// Admits one more event stream of the caller's key, or refuses it past
     /// the per-key limit.
     pub fn admit(&self, caller: &Caller) -> Result<StreamSlot, ServiceError> {
-        let limit = self.deps.limits.max_subscribers_per_key;
+        let limit = self.max_subscribers_per_key;
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(caller.key_id).or_default();
         if *count >= limit {
             return Err(ServiceError::ResourceExhausted(
                 Refused::new(
-                    "TOO_MANY_SUBSCRIBERS",
+                    reason::TOO_MANY_SUBSCRIBERS,
                     format!(
                         "this API key already has {limit} open event streams on this server; \
                          close one or share a stream"
@@ -85,7 +109,7 @@ impl EventService {
     /// Whether the caller's key has been revoked (or its application is
     /// gone); shared with every other call of the key through the key cache.
     async fn is_key_revoked(&self, caller: &Caller) -> Result<bool, ServiceError> {
-        let key = self.deps.api_key(caller.key_id).await?;
+        let key = self.keys.api_key(caller.key_id).await?;
         Ok(key.is_none_or(|key| key.application.id != caller.application.id))
     }
 
@@ -100,7 +124,7 @@ impl EventService {
         after: i64,
         from_head: bool,
     ) -> Result<i64, ServiceError> {
-        let store = &self.deps.store;
+        let store = &self.store;
         if from_head {
             if after != 0 {
                 return Err(crate::domain::InputError::new(
@@ -134,11 +158,8 @@ impl EventService {
 
     /// The server's event-signing keys, newest first (made on first use).
     pub async fn server_keys(&self) -> Result<Vec<crate::store::ServerKeyRecord>, ServiceError> {
-        let deps = &self.deps;
-        deps.signer
-            .ensure(deps.store.as_ref(), deps.clock.now())
-            .await?;
-        Ok(deps.store.server_keys().await?)
+        self.signer.ensure().await?;
+        Ok(self.store.server_keys().await?)
     }
 
     /// Sends the caller's events after `after` into `sink` until the receiver
@@ -155,13 +176,13 @@ impl EventService {
     ) {
         let app = caller.application.id;
         let feed = self.feeds.of(app);
-        let mut wake = self.deps.notifier.watch_events(app);
+        let mut wake = self.notifier.watch_events(app);
         let mut key_check = tokio::time::interval(KEY_CHECK);
         key_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Marked seen before reading: a notification during the read is kept.
             let version = *wake.borrow_and_update();
-            let read = feed.after(&self.deps, app, after, PAGE, version, POLL);
+            let read = feed.after(after, PAGE, version, POLL);
             let batch = match read.await {
                 Ok(batch) => batch,
                 Err(error) => {
@@ -172,9 +193,8 @@ impl EventService {
             let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= PAGE;
             for event in batch {
                 after = event.record.cursor;
-                let late = (self.deps.clock.now() - event.record.occurred_at).to_std();
-                self.deps
-                    .metrics
+                let late = (self.clock.now() - event.record.occurred_at).to_std();
+                self.metrics
                     .flow_step(FlowStep::Delivered, late.unwrap_or_default());
                 if sink.send(Ok(event)).await.is_err() {
                     return;

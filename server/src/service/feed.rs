@@ -16,15 +16,19 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{Deps, ServiceError, SignedEvent};
+use super::signer::EventSigner;
+use super::{ServiceError, SignedEvent};
 use crate::domain::ApplicationId;
+use crate::store::Store;
 
 /// Events a feed keeps at most; older ones are dropped from its front.
 const KEPT: usize = 4096;
 
 /// What one application's subscribers share.
-#[derive(Debug, Default)]
 pub struct Feed {
+    app: ApplicationId,
+    store: Arc<dyn Store>,
+    signer: Arc<EventSigner>,
     state: Mutex<FeedState>,
 }
 
@@ -46,14 +50,12 @@ impl Feed {
     /// They are signed once, when read.
     pub async fn after(
         &self,
-        deps: &Deps,
-        app: ApplicationId,
         after: i64,
         limit: i64,
         version: u64,
         max_age: Duration,
     ) -> Result<Vec<SignedEvent>, ServiceError> {
-        let store = deps.store.as_ref();
+        let (app, store) = (self.app, self.store.as_ref());
         let mut state = self.state.lock().await;
         let (from, through) = match state.range {
             Some(range) => range,
@@ -66,13 +68,13 @@ impl Feed {
             // Behind the feed: this subscriber's own backlog.
             drop(state);
             let own = store.events_after(app, after, limit).await?;
-            return deps.sign(app, own).await;
+            return self.signer.sign(app, own).await;
         }
         let is_stale =
             state.read_version < version || state.read_at.is_none_or(|at| at.elapsed() >= max_age);
         if is_stale {
             let fresh = store.events_after(app, through, limit).await?;
-            let fresh = deps.sign(app, fresh).await?;
+            let fresh = self.signer.sign(app, fresh).await?;
             // A full page may have more behind it: stay stale until a read
             // comes back short.
             if i64::try_from(fresh.len()).unwrap_or(i64::MAX) < limit {
@@ -104,12 +106,22 @@ impl Feed {
 }
 
 /// The feeds of this replica, one per application with subscribers.
-#[derive(Debug, Default)]
 pub struct Feeds {
+    store: Arc<dyn Store>,
+    signer: Arc<EventSigner>,
     feeds: std::sync::Mutex<std::collections::HashMap<ApplicationId, std::sync::Weak<Feed>>>,
 }
 
 impl Feeds {
+    /// No feeds yet; each reads `store` and signs with `signer`.
+    pub fn new(store: Arc<dyn Store>, signer: Arc<EventSigner>) -> Self {
+        Self {
+            store,
+            signer,
+            feeds: std::sync::Mutex::default(),
+        }
+    }
+
     /// The application's feed, shared while any subscriber holds it.
     pub fn of(&self, app: ApplicationId) -> Arc<Feed> {
         let mut feeds = self
@@ -120,7 +132,12 @@ impl Feeds {
             return feed;
         }
         feeds.retain(|_, feed| feed.strong_count() > 0);
-        let feed = Arc::new(Feed::default());
+        let feed = Arc::new(Feed {
+            app,
+            store: Arc::clone(&self.store),
+            signer: Arc::clone(&self.signer),
+            state: Mutex::default(),
+        });
         feeds.insert(app, Arc::downgrade(&feed));
         feed
     }

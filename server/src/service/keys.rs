@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Deps, ServiceError};
+use super::{KeyCache, ServiceError};
 use crate::domain::{ApiKey, ApiKeyId};
 use crate::store::Application;
 
@@ -17,13 +17,13 @@ pub struct Caller {
 
 /// Checks API keys.
 pub struct KeyService {
-    deps: Arc<Deps>,
+    keys: Arc<KeyCache>,
 }
 
 impl KeyService {
-    /// The use case over shared dependencies.
-    pub fn new(deps: Arc<Deps>) -> Self {
-        Self { deps }
+    /// Checks keys as `keys` last read them.
+    pub fn new(keys: Arc<KeyCache>) -> Self {
+        Self { keys }
     }
 
     /// Checks an API key (constant-time) and returns its application. Keys
@@ -39,7 +39,7 @@ impl KeyService {
             )
         };
         let key = ApiKey::parse(key_text).map_err(|_| refused())?;
-        let record = self.deps.api_key(key.id()).await?.ok_or_else(refused)?;
+        let record = self.keys.api_key(key.id()).await?.ok_or_else(refused)?;
         if !key.matches(&record.secret_hash) {
             return Err(refused());
         }

@@ -7,11 +7,20 @@ use std::time::Duration;
 use rand::{CryptoRng, RngCore};
 use tracing::instrument;
 
-use super::deps::NotApplied;
-use super::{Caller, Deps, Refused, RefusedExt, ServiceError, SignedEvent};
+use super::signer::EventSigner;
+use super::writer::NotApplied;
+use super::{
+    Caller, CreationLimiter, Refused, RefusedExt, ServiceError, SignedEvent, TransactionWriter,
+    reason,
+};
 use crate::domain::transaction::NewOtpTransaction;
-use crate::domain::{Binding, Context, Message, Otp, Refusal, Transaction, TransactionId, UserId};
-use crate::notify::OutcomeWatch;
+use crate::domain::{
+    ApplicationId, Binding, Clock, Context, Message, Otp, Refusal, Transaction, TransactionId,
+    UserId,
+};
+use crate::metrics::Metrics;
+use crate::notify::{Notifier, OutcomeWatch};
+use crate::store::Store;
 
 /// Input of an OTP login.
 #[derive(Debug, Clone)]
@@ -59,7 +68,13 @@ pub struct TransactionView {
 
 /// Starts OTP logins; reads, waits for and cancels logins of either kind.
 pub struct LoginService {
-    deps: Arc<Deps>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    writer: Arc<TransactionWriter>,
+    limiter: Arc<CreationLimiter>,
+    signer: Arc<EventSigner>,
+    notifier: Arc<Notifier>,
+    metrics: Arc<Metrics>,
     waits: AtomicUsize,
 }
 
@@ -73,10 +88,24 @@ impl Drop for WaitSlot<'_> {
 }
 
 impl LoginService {
-    /// The use case over shared dependencies.
-    pub fn new(deps: Arc<Deps>) -> Self {
+    /// Logins of `store`, changed through `writer`, waited on through `notifier`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        writer: Arc<TransactionWriter>,
+        limiter: Arc<CreationLimiter>,
+        signer: Arc<EventSigner>,
+        notifier: Arc<Notifier>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
-            deps,
+            store,
+            clock,
+            writer,
+            limiter,
+            signer,
+            notifier,
+            metrics,
             waits: AtomicUsize::new(0),
         }
     }
@@ -89,7 +118,7 @@ impl LoginService {
         input: CreateOtpInput,
         rng: &mut R,
     ) -> Result<CreatedOtp, ServiceError> {
-        self.deps.spend_creation(caller).await?;
+        self.limiter.spend(caller).await?;
         let otp = Otp::generate(rng, TransactionId::random());
         let change = Transaction::create_otp(
             NewOtpTransaction {
@@ -102,9 +131,9 @@ impl LoginService {
                 ttl: input.ttl,
                 binding: input.binding,
             },
-            self.deps.clock.now(),
+            self.clock.now(),
         );
-        if !self.deps.commit(&change).await? {
+        if !self.writer.commit(&change).await? {
             return Err(ServiceError::Contention);
         }
         tracing::info!(transaction_id = %change.after.id, "transaction created");
@@ -121,8 +150,8 @@ impl LoginService {
         caller: &Caller,
         id: TransactionId,
     ) -> Result<Transaction, ServiceError> {
-        let now = self.deps.clock.now();
-        self.deps
+        let now = self.clock.now();
+        self.writer
             .settled(caller.application.id, id, now)
             .await?
             .ok_or(ServiceError::NotFound("transaction"))
@@ -144,7 +173,7 @@ impl LoginService {
         if waiting >= MAX_WAITS {
             return Err(ServiceError::ResourceExhausted(
                 Refused::new(
-                    "TOO_MANY_WAITS",
+                    reason::TOO_MANY_WAITS,
                     format!(
                         "this server already has {MAX_WAITS} calls waiting for outcomes; retry \
                          shortly or subscribe to the event stream"
@@ -153,8 +182,8 @@ impl LoginService {
                 .retry_after(Duration::from_secs(1)),
             ));
         }
-        let _waiting = self.deps.metrics.wait_started();
-        let mut watch = self.deps.notifier.watch_outcome(id);
+        let _waiting = self.metrics.wait_started();
+        let mut watch = self.notifier.watch_outcome(id);
         self.wait_on(caller, id, timeout, &mut watch).await
     }
 
@@ -173,7 +202,7 @@ impl LoginService {
             if current.state.is_terminal() {
                 return Ok((current, false));
             }
-            let now = self.deps.clock.now();
+            let now = self.clock.now();
             let until_expiry = (current.expires_at - now)
                 .to_std()
                 .unwrap_or_default()
@@ -201,7 +230,6 @@ impl LoginService {
     pub async fn view(&self, transaction: Transaction) -> Result<TransactionView, ServiceError> {
         let device_public_key = match (transaction.answer, transaction.device_id) {
             (Some(_), Some(device)) => self
-                .deps
                 .store
                 .find_device(device)
                 .await?
@@ -210,7 +238,6 @@ impl LoginService {
             _ => None,
         };
         let last_event = self
-            .deps
             .last_event(transaction.application_id, transaction.id)
             .await?;
         Ok(TransactionView {
@@ -220,6 +247,18 @@ impl LoginService {
         })
     }
 
+    /// The transaction's latest event, signed.
+    async fn last_event(
+        &self,
+        app: ApplicationId,
+        id: TransactionId,
+    ) -> Result<Option<SignedEvent>, ServiceError> {
+        let Some(record) = self.store.last_event_of(app, id).await? else {
+            return Ok(None);
+        };
+        Ok(self.signer.sign(app, vec![record]).await?.pop())
+    }
+
     /// Cancels an open transaction; whoever holds it is told.
     #[instrument(skip_all, fields(transaction_id = %id))]
     pub async fn cancel_transaction(
@@ -227,9 +266,9 @@ impl LoginService {
         caller: &Caller,
         id: TransactionId,
     ) -> Result<Transaction, ServiceError> {
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let cancelled = self
-            .deps
+            .writer
             .update(caller.application.id, id, now, |t| t.cancel(now))
             .await?;
         match cancelled {
@@ -238,7 +277,7 @@ impl LoginService {
             Err(NotApplied::Refused(Refusal::Ended(state), _)) => {
                 Err(ServiceError::FailedPrecondition(
                     Refused::new(
-                        "TRANSACTION_ENDED",
+                        reason::TRANSACTION_ENDED,
                         format!("the transaction already ended: {}", state.as_str()),
                     )
                     .with("state", state.as_str()),

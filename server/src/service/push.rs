@@ -8,10 +8,13 @@ use chrono::{DateTime, Utc};
 use rand::{CryptoRng, RngCore};
 use tracing::instrument;
 
-use super::{Caller, Deps, Refused, RefusedExt, ServiceError};
-use crate::domain::push::{NumberMatch, PushHistory, PushRefusal};
+use super::{
+    Caller, CreationLimiter, Refused, RefusedExt, ServiceError, TransactionWriter, reason,
+};
+use crate::domain::push::{NumberMatch, PushHistory, PushLimits, PushRefusal};
 use crate::domain::transaction::NewPushTransaction;
-use crate::domain::{Binding, Context, Message, Transaction, TransactionId, UserId};
+use crate::domain::{Binding, Clock, Context, Message, Transaction, TransactionId, UserId};
+use crate::store::Store;
 
 /// Input of a push login.
 #[derive(Debug, Clone)]
@@ -43,13 +46,30 @@ pub struct CreatedPush {
 
 /// Starts push logins.
 pub struct PushService {
-    deps: Arc<Deps>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    writer: Arc<TransactionWriter>,
+    limiter: Arc<CreationLimiter>,
+    /// The anti-fatigue rules.
+    limits: PushLimits,
 }
 
 impl PushService {
-    /// The use case over shared dependencies.
-    pub fn new(deps: Arc<Deps>) -> Self {
-        Self { deps }
+    /// Push logins under `limits`, created through `writer`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        writer: Arc<TransactionWriter>,
+        limiter: Arc<CreationLimiter>,
+        limits: PushLimits,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            writer,
+            limiter,
+            limits,
+        }
     }
 
     /// Starts a push login to every device of `input.user_id`.
@@ -60,12 +80,11 @@ impl PushService {
         input: CreatePushInput,
         rng: &mut R,
     ) -> Result<CreatedPush, ServiceError> {
-        self.deps.spend_creation(caller).await?;
-        let now = self.deps.clock.now();
+        self.limiter.spend(caller).await?;
+        let now = self.clock.now();
         let app = caller.application.id;
         let user = &input.user_id;
         let devices: Vec<_> = self
-            .deps
             .store
             .list_devices(app, Some(user))
             .await?
@@ -75,16 +94,14 @@ impl PushService {
         if devices.is_empty() {
             return Err(ServiceError::FailedPrecondition(
                 Refused::new(
-                    "NO_ENROLLED_DEVICE",
+                    reason::NO_ENROLLED_DEVICE,
                     format!("user \"{user}\" has no enrolled device to push to; enroll one first"),
                 )
                 .with("user_id", user),
             ));
         }
         let history = self.history(caller, user).await?;
-        self.deps
-            .limits
-            .push
+        self.limits
             .check(&history, now)
             .map_err(|refusal| refused(user, refusal, now))?;
         let mut nonce = [0u8; 32];
@@ -104,11 +121,11 @@ impl PushService {
             },
             now,
         );
-        match self.deps.commit(&change).await {
+        match self.writer.commit(&change).await {
             Ok(true) => {}
             Ok(false) => return Err(ServiceError::Contention),
             Err(ServiceError::ResourceExhausted(refused))
-                if refused.reason == "PUSH_ALREADY_OPEN" =>
+                if refused.reason == reason::PUSH_ALREADY_OPEN =>
             {
                 return Err(ServiceError::ResourceExhausted(
                     refused.with("user_id", user),
@@ -119,7 +136,7 @@ impl PushService {
         tracing::info!(transaction_id = %change.after.id, "push created");
         // Connected anywhere: every replica holding a stream of the user
         // hands the push to it (relayed), so all of them count.
-        let store = &self.deps.store;
+        let store = &self.store;
         let devices_reached = store.connected_devices(app, Some(user), now).await?.len();
         Ok(CreatedPush {
             transaction: change.after,
@@ -131,12 +148,12 @@ impl PushService {
     /// What the anti-fatigue rules look at; an overdue open push is
     /// expired first, so it no longer blocks.
     async fn history(&self, caller: &Caller, user: &UserId) -> Result<PushHistory, ServiceError> {
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let app = caller.application.id;
-        let limits = self.deps.limits.push;
-        let store = &self.deps.store;
+        let limits = self.limits;
+        let store = &self.store;
         let open = match store.open_push(app, user).await? {
-            Some(open) => self.deps.settled(app, open.id, now).await?,
+            Some(open) => self.writer.settled(app, open.id, now).await?,
             None => None,
         };
         Ok(PushHistory {
@@ -156,7 +173,7 @@ fn refused(user: &UserId, refusal: PushRefusal, now: DateTime<Utc>) -> ServiceEr
     let wait_until = |until: DateTime<Utc>| (until - now).to_std().unwrap_or_default();
     ServiceError::ResourceExhausted(match refusal {
         PushRefusal::FraudCooldown { reported, until } => Refused::new(
-            "FRAUD_COOLDOWN",
+            reason::FRAUD_COOLDOWN,
             format!(
                 "user \"{user}\" reported a login attempt as not theirs at {}; pushes to them \
                  are blocked until {}",
@@ -171,7 +188,7 @@ fn refused(user: &UserId, refusal: PushRefusal, now: DateTime<Utc>) -> ServiceEr
             transaction_id,
             until,
         } => Refused::new(
-            "PUSH_ALREADY_OPEN",
+            reason::PUSH_ALREADY_OPEN,
             format!(
                 "push {transaction_id} to user \"{user}\" is still open until {}; wait for its \
                  outcome or cancel it",
@@ -183,7 +200,7 @@ fn refused(user: &UserId, refusal: PushRefusal, now: DateTime<Utc>) -> ServiceEr
         .with("expires_at", rfc3339(until))
         .retry_after(wait_until(until)),
         PushRefusal::TooManyUnanswered { count, window } => Refused::new(
-            "TOO_MANY_UNANSWERED_PUSHES",
+            reason::TOO_MANY_UNANSWERED_PUSHES,
             format!(
                 "{count} pushes to user \"{user}\" in the last {} minutes went unaccepted; wait \
                  before sending more",

@@ -14,7 +14,7 @@ use rand::{CryptoRng, RngCore};
 use tokio::time::Instant;
 
 use super::ServiceError;
-use crate::domain::ApplicationId;
+use crate::domain::{ApplicationId, Clock};
 use crate::store::{EventRecord, ServerKeyRecord, Store, StoreResult};
 
 /// How long a replica signs with the key it read before reading which key
@@ -91,8 +91,9 @@ pub async fn rotate<R: RngCore + CryptoRng>(
 
 /// Signs events with the database's current key, read at most every
 /// 30 s (and made on first use if the database has none).
-#[derive(Default)]
 pub struct EventSigner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     current: Mutex<Option<(Arc<ActiveKey>, Instant)>>,
 }
 
@@ -103,12 +104,17 @@ impl std::fmt::Debug for EventSigner {
 }
 
 impl EventSigner {
+    /// A signer with the keys of `store`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            current: Mutex::new(None),
+        }
+    }
+
     /// The key to sign with now.
-    async fn key(
-        &self,
-        store: &dyn Store,
-        now: DateTime<Utc>,
-    ) -> Result<Arc<ActiveKey>, ServiceError> {
+    async fn key(&self) -> Result<Arc<ActiveKey>, ServiceError> {
         {
             let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((key, read_at)) = current.as_ref()
@@ -117,12 +123,13 @@ impl EventSigner {
                 return Ok(Arc::clone(key));
             }
         }
+        let store = self.store.as_ref();
         let record = match store.current_server_key().await? {
             Some(record) => record,
             None => {
                 // First start: make one; a replica that raced us wins and
                 // its key is read back.
-                let fresh = new_server_key(&mut crate::domain::secure_rng(), now);
+                let fresh = new_server_key(&mut crate::domain::secure_rng(), self.clock.now());
                 store.add_server_key(&fresh, false).await?;
                 store.current_server_key().await?.ok_or_else(|| {
                     ServiceError::TryAgain("the server's signing key is being rotated".to_owned())
@@ -139,37 +146,26 @@ impl EventSigner {
     }
 
     /// Makes sure a key exists (on first start) and returns its id.
-    pub async fn ensure(
-        &self,
-        store: &dyn Store,
-        now: DateTime<Utc>,
-    ) -> Result<String, ServiceError> {
-        Ok(self.key(store, now).await?.id.to_string())
+    pub async fn ensure(&self) -> Result<String, ServiceError> {
+        Ok(self.key().await?.id.to_string())
     }
 
     /// Signs arbitrary canonical bytes (a checkpoint) with the current key.
-    pub async fn sign_bytes(
-        &self,
-        store: &dyn Store,
-        now: DateTime<Utc>,
-        bytes: &[u8],
-    ) -> Result<(String, [u8; 64]), ServiceError> {
-        let key = self.key(store, now).await?;
+    pub async fn sign_bytes(&self, bytes: &[u8]) -> Result<(String, [u8; 64]), ServiceError> {
+        let key = self.key().await?;
         Ok((key.id.to_string(), key.key.sign(bytes).to_bytes()))
     }
 
     /// Signs events of `app`.
     pub async fn sign(
         &self,
-        store: &dyn Store,
-        now: DateTime<Utc>,
         app: ApplicationId,
         records: Vec<EventRecord>,
     ) -> Result<Vec<SignedEvent>, ServiceError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let key = self.key(store, now).await?;
+        let key = self.key().await?;
         Ok(records
             .into_iter()
             .map(|record| {

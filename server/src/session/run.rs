@@ -15,7 +15,7 @@ use super::{
 };
 use crate::domain::{Device, Notice, Transaction, TransactionId, secure_rng};
 use crate::notify::{Delivery, DeviceRegistration, SessionEnd};
-use crate::service::{Refused, ServiceError, Services};
+use crate::service::{Refused, ServiceError, Services, reason};
 
 /// The state of one device stream (its inbound half is owned by
 /// [`DeviceSession::run`]).
@@ -121,7 +121,7 @@ impl DeviceSession {
         };
         tracing::Span::current().record("device_id", tracing::field::display(device.id));
         tracing::info!(device_id = %device.id, "device connected");
-        let now = self.services.deps.clock.now();
+        let now = self.services.clock().now();
         let mut registration = self.services.notifier().register_device(&device, now);
         self.ending = registration.end_token();
         // Shown connected on every replica until this stream ends, however
@@ -335,7 +335,7 @@ impl DeviceSession {
                 0,
                 "",
                 ServiceError::FailedPrecondition(Refused::new(
-                    "ALREADY_AUTHENTICATED",
+                    reason::ALREADY_AUTHENTICATED,
                     "the stream is already authenticated; send SubmitOtp or SignedDecision",
                 )),
             ),
