@@ -49,14 +49,57 @@ pub fn event_bytes(event: &v1::Event) -> Vec<u8> {
     })
 }
 
-fn verifying_key(bytes: &[u8], what: &'static str) -> Result<VerifyingKey, VerifyError> {
-    let bytes: [u8; 32] = bytes.try_into().map_err(|_| VerifyError::Malformed(what))?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| VerifyError::Malformed(what))
+/// Why a bare Ed25519 check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureCheck {
+    /// Not a 32-byte encoding of a curve point.
+    #[error("malformed public key")]
+    MalformedKey,
+    /// Not 64 bytes.
+    #[error("malformed signature")]
+    MalformedSignature,
+    /// The signature does not verify under the strict rules.
+    #[error("the signature does not verify")]
+    Invalid,
 }
 
-fn signature(bytes: &[u8], what: &'static str) -> Result<Signature, VerifyError> {
-    let bytes: [u8; 64] = bytes.try_into().map_err(|_| VerifyError::Malformed(what))?;
-    Ok(Signature::from_bytes(&bytes))
+/// The one Ed25519 check every verification path uses — the device's hello
+/// and decisions, enrollment proofs, the server's event and checkpoint
+/// signatures, and a relying party's checks: RFC 8032 with the strict
+/// rules (`verify_strict`: S < L, and neither the key nor R of small order),
+/// so no signature is malleable and no weak key verifies everything.
+pub fn ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), SignatureCheck> {
+    let key: [u8; 32] = public_key
+        .try_into()
+        .map_err(|_| SignatureCheck::MalformedKey)?;
+    let key = VerifyingKey::from_bytes(&key).map_err(|_| SignatureCheck::MalformedKey)?;
+    let signature: [u8; 64] = signature
+        .try_into()
+        .map_err(|_| SignatureCheck::MalformedSignature)?;
+    key.verify_strict(message, &Signature::from_bytes(&signature))
+        .map_err(|_| SignatureCheck::Invalid)
+}
+
+/// What a check is of, in the caller's words: the key, the signature, and
+/// what was signed.
+struct Checked {
+    key: &'static str,
+    signature: &'static str,
+    what: &'static str,
+}
+
+/// [`ed25519`] with the caller's words for what was checked.
+fn check(
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+    named: &Checked,
+) -> Result<(), VerifyError> {
+    ed25519(public_key, message, signature).map_err(|error| match error {
+        SignatureCheck::MalformedKey => VerifyError::Malformed(named.key),
+        SignatureCheck::MalformedSignature => VerifyError::Malformed(named.signature),
+        SignatureCheck::Invalid => VerifyError::BadSignature(named.what),
+    })
 }
 
 /// Verifies the server's signature over `event` with the published `keys`;
@@ -69,11 +112,17 @@ pub fn verify_event<'k>(
         .iter()
         .find(|key| key.key_id == event.key_id)
         .ok_or_else(|| VerifyError::UnknownKey(event.key_id.clone()))?;
-    let public = verifying_key(&key.public_key, "server public key")?;
-    let signature = signature(&event.signature, "event signature")?;
-    public
-        .verify_strict(&event_bytes(event), &signature)
-        .map_err(|_| VerifyError::BadSignature("event"))?;
+    let named = Checked {
+        key: "server public key",
+        signature: "event signature",
+        what: "event",
+    };
+    check(
+        &key.public_key,
+        &event_bytes(event),
+        &event.signature,
+        &named,
+    )?;
     Ok(key)
 }
 
@@ -120,10 +169,15 @@ pub fn verify_decision(
         .as_ref()
         .ok_or(VerifyError::NoDecision)?;
     let key_bytes = public_key.unwrap_or(&evidence.device_public_key);
-    let public = verifying_key(key_bytes, "device public key")?;
-    let signature = signature(&transaction.decision_signature, "decision signature")?;
-    public
-        .verify_strict(&decision_bytes(transaction)?, &signature)
-        .map_err(|_| VerifyError::BadSignature("decision"))?;
+    check(
+        key_bytes,
+        &decision_bytes(transaction)?,
+        &transaction.decision_signature,
+        &Checked {
+            key: "device public key",
+            signature: "decision signature",
+            what: "decision",
+        },
+    )?;
     Ok(signing::key_id(key_bytes))
 }
