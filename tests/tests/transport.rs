@@ -177,7 +177,51 @@ async fn an_oversized_message_on_an_authenticated_stream_ends_it_with_resource_e
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 }
 
+async fn a_device_stream_that_floods_is_ended_alone(db: TestDb) {
+    let server = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let flooder = TestDevice::enroll(&server, &app, "alice").await;
+    let neighbour = TestDevice::enroll(&server, &app, "bob").await;
+    let shared = server.channel().await;
+    let mut flood = flooder.connect_on(shared.clone()).await.expect("connect");
+    let mut calm = neighbour.connect_on(shared).await.expect("connect");
+    // Far more messages than a person's logins need, as fast as possible.
+    let hello = hello_for(&flooder);
+    for _ in 0..400 {
+        if !flood.offer(hello.clone()).await {
+            break;
+        }
+    }
+    let ended = within(10, "the flooding stream to end", async {
+        loop {
+            match flood.next().await {
+                Ok(Some(_)) => {}
+                other => return other,
+            }
+        }
+    })
+    .await;
+    let status = ended.expect_err("an error status");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("messages"), "{status:?}");
+    // The neighbour on the same connection still answers.
+    calm.send(hello_for(&neighbour)).await;
+    assert!(matches!(
+        within(5, "the neighbour's answer", calm.next()).await,
+        Ok(Some(assent_proto::v1::server_message::Body::Rejection(_)))
+    ));
+}
+
+/// A second hello: answered with a rejection that keeps the stream open.
+fn hello_for(device: &TestDevice) -> agent_message::Body {
+    agent_message::Body::Hello(assent_proto::v1::Hello {
+        device_id: device.device_id.clone(),
+        signature: vec![0; 64],
+    })
+}
+
 assent_tests::on_both_engines!(
+    a_device_stream_that_floods_is_ended_alone,
     connections_that_never_speak_are_closed_and_others_are_served,
     connections_beyond_the_limit_per_address_are_closed_at_once,
     a_stream_whose_window_never_opens_is_reset_and_its_connection_kept,

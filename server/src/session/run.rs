@@ -10,12 +10,13 @@ use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    CLOSE_GRACE, FromDevice, HEARTBEAT, HELLO_TIMEOUT, Outbound, RECONNECT_AFTER_MS, SessionIo,
-    ToDevice,
+    CLOSE_GRACE, FromDevice, HEARTBEAT, HELLO_TIMEOUT, MESSAGE_BURST, MESSAGES_PER_SECOND, Outbound,
+    RECONNECT_AFTER_MS, SessionIo, ToDevice,
 };
+use crate::domain::rate::TokenBucket;
 use crate::domain::{Device, Notice, Transaction, TransactionId, secure_rng};
 use crate::notify::{Delivery, DeviceRegistration, SessionEnd};
-use crate::service::{Refused, ServiceError, Services, reason};
+use crate::service::{Refused, RefusedExt as _, ServiceError, Services, reason};
 
 /// The state of one device stream (its inbound half is owned by
 /// [`DeviceSession::run`]).
@@ -174,6 +175,11 @@ impl DeviceSession {
             Err(error) => return Some(error),
         };
         let refresh = registration.refresh();
+        let mut rate = TokenBucket::new(
+            MESSAGES_PER_SECOND,
+            MESSAGE_BURST,
+            self.services.clock().now(),
+        );
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
@@ -210,6 +216,9 @@ impl DeviceSession {
                 }
                 message = inbound.next() => match message {
                     Some(Ok(message)) => {
+                        if let Err(wait) = rate.take(self.services.clock().now()) {
+                            break Some(flooded(wait));
+                        }
                         if !self.handle(device, message).await {
                             break None;
                         }
@@ -358,6 +367,20 @@ fn cancellation(notice: &Notice) -> Option<ToDevice> {
         transaction_id: *transaction_id,
         reason: *reason,
     })
+}
+
+/// The error a stream that sends too fast ends with.
+fn flooded(wait: std::time::Duration) -> ServiceError {
+    ServiceError::ResourceExhausted(
+        Refused::new(
+            "MESSAGE_RATE",
+            format!(
+                "this stream sent more than {MESSAGE_BURST} messages at once or {MESSAGES_PER_SECOND} \
+                 a second; reconnect and send less"
+            ),
+        )
+        .retry_after(wait),
+    )
 }
 
 /// The error a session ended by the notifier closes with.
