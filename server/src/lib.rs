@@ -34,6 +34,7 @@ pub mod config;
 pub mod domain;
 pub mod first_run;
 pub mod grpc;
+pub mod http;
 pub mod metrics;
 pub mod notify;
 mod serve;
@@ -47,7 +48,7 @@ pub mod telemetry;
 
 pub use domain::secure_rng;
 pub use grpc::limits::MAX_MESSAGE_BYTES;
-pub use serve::serve;
+pub use serve::{serve, serve_with_oidc};
 pub use service::admin;
 pub use startup::{OpenedStore, open_store};
 pub use sweeper::CLOCK_SYNC_EVERY;
@@ -100,6 +101,9 @@ pub enum ServerError {
     /// TLS material could not be loaded.
     #[error("cannot load TLS certificate or key: {0}")]
     Tls(String),
+    /// The CIBA provider could not start (its signing key).
+    #[error("cannot start the CIBA provider: {0}")]
+    Oidc(String),
     /// I/O failure.
     #[error("I/O error")]
     Io(#[from] std::io::Error),

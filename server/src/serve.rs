@@ -17,7 +17,7 @@ use crate::domain::clock::DatabaseClock;
 use crate::grpc::limits::MAX_MESSAGE_BYTES;
 use crate::grpc::{self, DeviceHandler, RelyingPartyHandler};
 use crate::notify::{self, Notifier};
-use crate::service::Services;
+use crate::service::{CibaService, Services};
 use crate::startup::OpenedStore;
 use crate::{ServerError, TimeSource, metrics, sweeper};
 
@@ -32,6 +32,26 @@ pub async fn serve(
     shutdown: CancellationToken,
     time: TimeSource,
 ) -> Result<(), ServerError> {
+    serve_with_oidc(config, opened, listener, shutdown, time, None).await
+}
+
+/// [`serve`], with the OpenID CIBA provider on `oidc`'s listener and
+/// issuer URL beside the gRPC port (docs/ciba.md).
+pub async fn serve_with_oidc(
+    config: ServerConfig,
+    opened: OpenedStore,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    time: TimeSource,
+    oidc: Option<(TcpListener, String)>,
+) -> Result<(), ServerError> {
+    if let Some((oidc_listener, _)) = &oidc {
+        // The same guard as the gRPC port's (TLS on this port: docs/ciba.md).
+        let at = oidc_listener.local_addr()?;
+        if !at.ip().is_loopback() && !config.insecure_plaintext {
+            return Err(ServerError::InsecureListen(at));
+        }
+    }
     let local = listener.local_addr()?;
     let tls = grpc::tls::tls_acceptor(&config)?;
     if tls.is_none() && config.refuses_plaintext_on(local) {
@@ -54,6 +74,20 @@ pub async fn serve(
     start_upkeep(&config, &services, &tasks, &shutdown).await;
     start_metrics(&config, &services, &tasks, &shutdown).await;
     let service = grpc_service(&config, &services, &tasks, &shutdown).await?;
+    if let Some((oidc_listener, issuer)) = oidc {
+        let ciba = Arc::new(CibaService::new(
+            Arc::clone(&opened.store),
+            Arc::clone(&services),
+            issuer,
+        ));
+        // The RS256 key is made once per database, before the first request.
+        ciba.signer()
+            .ensure()
+            .await
+            .map_err(|e| ServerError::Oidc(e.to_string()))?;
+        tracing::info!(address = %oidc_listener.local_addr()?, "CIBA provider listening");
+        tasks.spawn(crate::http::serve(oidc_listener, ciba, shutdown.clone()));
+    }
     tracing::info!(
         address = %local,
         tls = tls.is_some(),

@@ -6,6 +6,7 @@
 //! greps to keep it that way. Functions that need the time or randomness take
 //! them as arguments.
 
+pub mod ciba;
 pub mod clock;
 pub mod device;
 pub mod ids;

@@ -9,6 +9,8 @@
 
 pub mod admin;
 mod audit;
+pub mod ciba;
+mod ciba_tokens;
 mod confirmations;
 mod creation_limiter;
 mod directory;
@@ -28,6 +30,8 @@ mod upkeep;
 mod writer;
 
 pub use audit::{AuditReport, AuditService, Finding};
+pub use ciba::{CibaError, CibaService};
+pub use ciba_tokens::IdTokenSigner;
 pub use confirmations::{ConfirmationService, DecisionInput, DecisionOutcome};
 pub use creation_limiter::CreationLimiter;
 pub use directory::{DeviceView, DirectoryService, LEASE_RENEWAL, REPLICA_LEASE};

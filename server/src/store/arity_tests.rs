@@ -76,6 +76,7 @@ fn groups(q: &Queries) -> Vec<Group> {
         dead_replicas_gone,
         connected_devices,
         live_replicas,
+        ciba,
         dialect,
     } = q;
     let DialectQueries {
@@ -153,6 +154,11 @@ fn groups(q: &Queries) -> Vec<Group> {
     if let Some(s) = overtaken_by_device_event {
         all.push(group("overtaken_by_device_event", &[s]));
     }
+    all.extend(ciba.named().into_iter().map(|(name, arity, sql)| Group {
+        name: name.to_owned(),
+        arity,
+        sql: vec![sql.to_owned()],
+    }));
     all
 }
 

@@ -25,6 +25,7 @@ mod applications;
 #[cfg(test)]
 mod arity_tests;
 mod checkpoints;
+mod ciba;
 pub(crate) mod codec;
 mod devices;
 mod driver;
@@ -43,6 +44,7 @@ mod transactions;
 
 pub use applications::{ApiKeyStore, ApplicationStore};
 pub use checkpoints::{Checkpoint, CheckpointStore};
+pub use ciba::{CibaClient, CibaRequest, CibaStore, OidcKeyRecord};
 pub use devices::{DeviceStore, Reservation};
 pub use events::{EventHead, EventStore};
 pub use postgres::{PgLimits, PgStore};
@@ -115,6 +117,7 @@ pub trait Store:
     + ServerKeyStore
     + CheckpointStore
     + PresenceStore
+    + CibaStore
     + 'static
 {
 }
@@ -128,6 +131,7 @@ impl<T> Store for T where
         + ServerKeyStore
         + CheckpointStore
         + PresenceStore
+        + CibaStore
         + 'static
 {
 }

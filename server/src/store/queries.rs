@@ -151,6 +151,8 @@ pub(crate) struct Queries {
     pub dead_replicas_gone: Statement<(StoredTime,)>,
     pub connected_devices: Statement<(ApplicationId, Option<UserId>, StoredTime)>,
     pub live_replicas: Statement<(StoredTime,)>,
+    /// OpenID CIBA's statements (`store::ciba`).
+    pub ciba: super::ciba::CibaQueries,
     /// The statements whose text differs between the engines.
     pub dialect: DialectQueries,
 }

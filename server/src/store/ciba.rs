@@ -1,0 +1,483 @@
+//! OpenID CIBA's storage: each application's client settings, the
+//! backchannel requests (by the hash of their `auth_req_id`, so any
+//! replica answers them) with their last poll, redemption and
+//! notification, and the ID-token signing keys (one per algorithm, made
+//! once per database). The statements are the same text on both engines;
+//! [`CibaQueries`] is the `ciba` part of the store's [`Queries`](super::queries::Queries).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::codec::StoredTime;
+use super::engine::{Engine, connection};
+use super::queries::Statement;
+use super::{StoreError, StoreResult};
+use crate::domain::ciba::{DeliveryMode, IdTokenAlg};
+use crate::domain::{ApplicationId, TransactionId};
+
+/// The CIBA statements.
+pub(crate) struct CibaQueries {
+    pub upsert_client: Statement<(ApplicationId, String, Option<String>, String, StoredTime)>,
+    pub find_client: Statement<(ApplicationId,)>,
+    pub insert_request: Statement<RequestParams>,
+    pub find_request: Statement<(Vec<u8>,)>,
+    pub poll_request: Statement<(Vec<u8>, StoredTime, StoredTime)>,
+    pub redeem_request: Statement<(Vec<u8>, StoredTime)>,
+    pub requests_of_transaction: Statement<(TransactionId,)>,
+    pub mark_notified: Statement<(Vec<u8>, StoredTime)>,
+    pub count_notify_attempt: Statement<(Vec<u8>,)>,
+    pub find_key: Statement<(String,)>,
+    pub insert_key: Statement<(String, String, Vec<u8>, StoredTime)>,
+    pub keys: Statement<()>,
+}
+
+/// A new request's columns: hash, application, transaction, token,
+/// interval, creation.
+pub(crate) type RequestParams = (
+    Vec<u8>,
+    ApplicationId,
+    TransactionId,
+    Option<String>,
+    i64,
+    StoredTime,
+);
+
+const REQUEST_COLUMNS: &str = "id_hash, application_id, transaction_id, notification_token, \
+     interval_seconds, created_at, last_poll_at, redeemed_at, notified_at, notify_attempts";
+
+/// The statements, one text for both engines.
+pub(crate) fn queries() -> CibaQueries {
+    CibaQueries {
+        upsert_client: Statement::new(
+            "INSERT INTO ciba_clients (application_id, delivery_mode, notification_endpoint, \
+             id_token_alg, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (application_id) DO UPDATE SET delivery_mode = excluded.delivery_mode, \
+             notification_endpoint = excluded.notification_endpoint, \
+             id_token_alg = excluded.id_token_alg, updated_at = excluded.updated_at",
+        ),
+        find_client: Statement::new(
+            "SELECT application_id, delivery_mode, notification_endpoint, id_token_alg \
+             FROM ciba_clients WHERE application_id = $1",
+        ),
+        insert_request: Statement::new(
+            "INSERT INTO ciba_requests (id_hash, application_id, transaction_id, \
+             notification_token, interval_seconds, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        ),
+        find_request: Statement::new(format!(
+            "SELECT {REQUEST_COLUMNS} FROM ciba_requests WHERE id_hash = $1"
+        )),
+        // The poll's write, guarded by the domain's threshold: a poll too
+        // soon after the last one changes nothing.
+        poll_request: Statement::new(
+            "UPDATE ciba_requests SET last_poll_at = $2 WHERE id_hash = $1 \
+             AND (last_poll_at IS NULL OR last_poll_at <= $3)",
+        ),
+        redeem_request: Statement::new(
+            "UPDATE ciba_requests SET redeemed_at = $2 WHERE id_hash = $1 AND redeemed_at IS NULL",
+        ),
+        requests_of_transaction: Statement::new(format!(
+            "SELECT {REQUEST_COLUMNS} FROM ciba_requests WHERE transaction_id = $1"
+        )),
+        mark_notified: Statement::new(
+            "UPDATE ciba_requests SET notified_at = $2 WHERE id_hash = $1 AND notified_at IS NULL",
+        ),
+        count_notify_attempt: Statement::new(
+            "UPDATE ciba_requests SET notify_attempts = notify_attempts + 1 WHERE id_hash = $1",
+        ),
+        find_key: Statement::new(
+            "SELECT alg, kid, private_der, created_at FROM oidc_keys WHERE alg = $1",
+        ),
+        insert_key: Statement::new(
+            "INSERT INTO oidc_keys (alg, kid, private_der, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        ),
+        keys: Statement::new(
+            "SELECT alg, kid, private_der, created_at FROM oidc_keys ORDER BY alg",
+        ),
+    }
+}
+
+impl CibaQueries {
+    /// Every statement with its binder's arity, for the arity tests.
+    #[cfg(test)]
+    pub(crate) fn named(&self) -> Vec<(&'static str, usize, &str)> {
+        use super::params::{Bind, Shape};
+        fn one<'a, P: Shape>(
+            name: &'static str,
+            s: &'a Statement<P>,
+        ) -> (&'static str, usize, &'a str) {
+            (name, <P::Of<'static> as Bind>::ARITY, s.sql())
+        }
+        let Self {
+            upsert_client,
+            find_client,
+            insert_request,
+            find_request,
+            poll_request,
+            redeem_request,
+            requests_of_transaction,
+            mark_notified,
+            count_notify_attempt,
+            find_key,
+            insert_key,
+            keys,
+        } = self;
+        vec![
+            one("ciba upsert_client", upsert_client),
+            one("ciba find_client", find_client),
+            one("ciba insert_request", insert_request),
+            one("ciba find_request", find_request),
+            one("ciba poll_request", poll_request),
+            one("ciba redeem_request", redeem_request),
+            one("ciba requests_of_transaction", requests_of_transaction),
+            one("ciba mark_notified", mark_notified),
+            one("ciba count_notify_attempt", count_notify_attempt),
+            one("ciba find_key", find_key),
+            one("ciba insert_key", insert_key),
+            one("ciba keys", keys),
+        ]
+    }
+}
+
+/// An application's settings as a CIBA client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CibaClient {
+    /// The application (its id is the `client_id`).
+    pub application_id: ApplicationId,
+    /// How it gets results.
+    pub mode: DeliveryMode,
+    /// Where pings and pushes go (ping and push modes).
+    pub notification_endpoint: Option<String>,
+    /// What signs its ID tokens.
+    pub id_token_alg: IdTokenAlg,
+}
+
+/// One backchannel authentication request.
+#[derive(Clone)]
+pub struct CibaRequest {
+    /// SHA-256 of its `auth_req_id`.
+    pub id_hash: Vec<u8>,
+    /// The client.
+    pub application_id: ApplicationId,
+    /// The push transaction it waits on.
+    pub transaction_id: TransactionId,
+    /// The client's bearer for pings and pushes.
+    pub notification_token: Option<String>,
+    /// The least seconds between polls.
+    pub interval_seconds: i64,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When the client last polled.
+    pub last_poll_at: Option<DateTime<Utc>>,
+    /// When its tokens were issued (at most once).
+    pub redeemed_at: Option<DateTime<Utc>>,
+    /// When the client's endpoint acknowledged the notification.
+    pub notified_at: Option<DateTime<Utc>>,
+    /// Notification attempts so far.
+    pub notify_attempts: i64,
+}
+
+impl std::fmt::Debug for CibaRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CibaRequest")
+            .field("application_id", &self.application_id)
+            .field("transaction_id", &self.transaction_id)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An ID-token signing key.
+#[derive(Clone)]
+pub struct OidcKeyRecord {
+    /// Its algorithm (one key each).
+    pub alg: IdTokenAlg,
+    /// Its `kid`.
+    pub kid: String,
+    /// The private key, DER (PKCS#1 for RSA, PKCS#8 otherwise).
+    pub private_der: Vec<u8>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for OidcKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcKeyRecord")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    application_id: ApplicationId,
+    delivery_mode: String,
+    notification_endpoint: Option<String>,
+    id_token_alg: String,
+}
+
+impl TryFrom<ClientRow> for CibaClient {
+    type Error = StoreError;
+    fn try_from(row: ClientRow) -> StoreResult<Self> {
+        Ok(Self {
+            mode: DeliveryMode::parse(&row.delivery_mode)
+                .ok_or_else(|| StoreError::Corrupt(format!("ciba mode {}", row.delivery_mode)))?,
+            id_token_alg: IdTokenAlg::parse(&row.id_token_alg)
+                .ok_or_else(|| StoreError::Corrupt(format!("ciba alg {}", row.id_token_alg)))?,
+            application_id: row.application_id,
+            notification_endpoint: row.notification_endpoint,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RequestRow {
+    id_hash: Vec<u8>,
+    application_id: ApplicationId,
+    transaction_id: TransactionId,
+    notification_token: Option<String>,
+    interval_seconds: i64,
+    created_at: StoredTime,
+    last_poll_at: Option<StoredTime>,
+    redeemed_at: Option<StoredTime>,
+    notified_at: Option<StoredTime>,
+    notify_attempts: i64,
+}
+
+impl From<RequestRow> for CibaRequest {
+    fn from(row: RequestRow) -> Self {
+        Self {
+            id_hash: row.id_hash,
+            application_id: row.application_id,
+            transaction_id: row.transaction_id,
+            notification_token: row.notification_token,
+            interval_seconds: row.interval_seconds,
+            created_at: row.created_at.0,
+            last_poll_at: row.last_poll_at.map(|t| t.0),
+            redeemed_at: row.redeemed_at.map(|t| t.0),
+            notified_at: row.notified_at.map(|t| t.0),
+            notify_attempts: row.notify_attempts,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    alg: String,
+    kid: String,
+    private_der: Vec<u8>,
+    created_at: StoredTime,
+}
+
+impl TryFrom<KeyRow> for OidcKeyRecord {
+    type Error = StoreError;
+    fn try_from(row: KeyRow) -> StoreResult<Self> {
+        Ok(Self {
+            alg: IdTokenAlg::parse(&row.alg)
+                .ok_or_else(|| StoreError::Corrupt(format!("oidc key alg {}", row.alg)))?,
+            kid: row.kid,
+            private_der: row.private_der,
+            created_at: row.created_at.0,
+        })
+    }
+}
+
+/// CIBA clients, requests and ID-token keys.
+#[async_trait]
+pub trait CibaStore: Send + Sync {
+    /// Sets an application's client settings.
+    async fn set_ciba_client(&self, client: &CibaClient, now: DateTime<Utc>) -> StoreResult<()>;
+    /// An application's client settings, if set.
+    async fn ciba_client(&self, app: ApplicationId) -> StoreResult<Option<CibaClient>>;
+    /// Stores a new request.
+    async fn insert_ciba_request(&self, request: &CibaRequest) -> StoreResult<()>;
+    /// A request by the hash of its `auth_req_id`.
+    async fn ciba_request(&self, id_hash: &[u8]) -> StoreResult<Option<CibaRequest>>;
+    /// Records a poll at `now` if the last one was at or before
+    /// `allowed_after`; `false` (nothing changed) if it came too soon.
+    async fn poll_ciba_request(
+        &self,
+        id_hash: &[u8],
+        now: DateTime<Utc>,
+        allowed_after: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Marks a request's tokens issued; `false` if they already were.
+    async fn redeem_ciba_request(&self, id_hash: &[u8], now: DateTime<Utc>) -> StoreResult<bool>;
+    /// The requests waiting on a transaction.
+    async fn ciba_requests_of(&self, transaction: TransactionId) -> StoreResult<Vec<CibaRequest>>;
+    /// Records a notification attempt; with `delivered_at`, its success.
+    async fn record_ciba_notification(
+        &self,
+        id_hash: &[u8],
+        delivered_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()>;
+    /// The key of `alg`, if made.
+    async fn oidc_key(&self, alg: IdTokenAlg) -> StoreResult<Option<OidcKeyRecord>>;
+    /// Stores `key` unless its algorithm has one (a racing replica's wins).
+    async fn add_oidc_key(&self, key: &OidcKeyRecord) -> StoreResult<()>;
+    /// Every key.
+    async fn oidc_keys(&self) -> StoreResult<Vec<OidcKeyRecord>>;
+}
+
+#[async_trait]
+impl<E: Engine> CibaStore for E {
+    async fn set_ciba_client(&self, client: &CibaClient, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut conn = connection::<E>(self.writer()).await?;
+        let row = (
+            client.application_id,
+            client.mode.as_str().to_owned(),
+            client.notification_endpoint.clone(),
+            client.id_token_alg.as_str().to_owned(),
+            StoredTime(now),
+        );
+        E::queries()
+            .ciba
+            .upsert_client
+            .execute(&mut *conn, row)
+            .await
+            .map_err(E::error)?;
+        Ok(())
+    }
+
+    async fn ciba_client(&self, app: ApplicationId) -> StoreResult<Option<CibaClient>> {
+        let mut conn = connection::<E>(self.reader()).await?;
+        let row: Option<ClientRow> = E::queries()
+            .ciba
+            .find_client
+            .fetch_optional(&mut *conn, (app,))
+            .await
+            .map_err(E::error)?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn insert_ciba_request(&self, request: &CibaRequest) -> StoreResult<()> {
+        let mut conn = connection::<E>(self.writer()).await?;
+        let row = (
+            request.id_hash.clone(),
+            request.application_id,
+            request.transaction_id,
+            request.notification_token.clone(),
+            request.interval_seconds,
+            StoredTime(request.created_at),
+        );
+        E::queries()
+            .ciba
+            .insert_request
+            .execute(&mut *conn, row)
+            .await
+            .map_err(E::error)?;
+        Ok(())
+    }
+
+    async fn ciba_request(&self, id_hash: &[u8]) -> StoreResult<Option<CibaRequest>> {
+        // From the writer: a poll right after the request on another
+        // replica must find it.
+        let mut conn = connection::<E>(self.writer()).await?;
+        let row: Option<RequestRow> = E::queries()
+            .ciba
+            .find_request
+            .fetch_optional(&mut *conn, (id_hash.to_vec(),))
+            .await
+            .map_err(E::error)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn poll_ciba_request(
+        &self,
+        id_hash: &[u8],
+        now: DateTime<Utc>,
+        allowed_after: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut conn = connection::<E>(self.writer()).await?;
+        let params = (id_hash.to_vec(), StoredTime(now), StoredTime(allowed_after));
+        let changed = E::queries()
+            .ciba
+            .poll_request
+            .execute(&mut *conn, params)
+            .await
+            .map_err(E::error)?;
+        Ok(changed == 1)
+    }
+
+    async fn redeem_ciba_request(&self, id_hash: &[u8], now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut conn = connection::<E>(self.writer()).await?;
+        let changed = E::queries()
+            .ciba
+            .redeem_request
+            .execute(&mut *conn, (id_hash.to_vec(), StoredTime(now)))
+            .await
+            .map_err(E::error)?;
+        Ok(changed == 1)
+    }
+
+    async fn ciba_requests_of(&self, transaction: TransactionId) -> StoreResult<Vec<CibaRequest>> {
+        let mut conn = connection::<E>(self.writer()).await?;
+        let rows: Vec<RequestRow> = E::queries()
+            .ciba
+            .requests_of_transaction
+            .fetch_all(&mut *conn, (transaction,))
+            .await
+            .map_err(E::error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn record_ciba_notification(
+        &self,
+        id_hash: &[u8],
+        delivered_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        let q = &E::queries().ciba;
+        let mut conn = connection::<E>(self.writer()).await?;
+        q.count_notify_attempt
+            .execute(&mut *conn, (id_hash.to_vec(),))
+            .await
+            .map_err(E::error)?;
+        if let Some(at) = delivered_at {
+            q.mark_notified
+                .execute(&mut *conn, (id_hash.to_vec(), StoredTime(at)))
+                .await
+                .map_err(E::error)?;
+        }
+        Ok(())
+    }
+
+    async fn oidc_key(&self, alg: IdTokenAlg) -> StoreResult<Option<OidcKeyRecord>> {
+        let mut conn = connection::<E>(self.writer()).await?;
+        let row: Option<KeyRow> = E::queries()
+            .ciba
+            .find_key
+            .fetch_optional(&mut *conn, (alg.as_str().to_owned(),))
+            .await
+            .map_err(E::error)?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn add_oidc_key(&self, key: &OidcKeyRecord) -> StoreResult<()> {
+        let mut conn = connection::<E>(self.writer()).await?;
+        let row = (
+            key.alg.as_str().to_owned(),
+            key.kid.clone(),
+            key.private_der.clone(),
+            StoredTime(key.created_at),
+        );
+        E::queries()
+            .ciba
+            .insert_key
+            .execute(&mut *conn, row)
+            .await
+            .map_err(E::error)?;
+        Ok(())
+    }
+
+    async fn oidc_keys(&self) -> StoreResult<Vec<OidcKeyRecord>> {
+        let mut conn = connection::<E>(self.reader()).await?;
+        let rows: Vec<KeyRow> = E::queries()
+            .ciba
+            .keys
+            .fetch_all(&mut *conn, ())
+            .await
+            .map_err(E::error)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+}
