@@ -19,6 +19,7 @@ pub mod rate;
 pub mod secret;
 pub mod text;
 pub mod transaction;
+pub mod webhook;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use device::{Device, NewDevice, Revocation};

@@ -27,6 +27,9 @@ pub mod reason;
 mod services;
 pub mod signer;
 mod upkeep;
+mod webhook_client;
+mod webhook_delivery;
+pub mod webhooks;
 mod writer;
 
 pub use audit::{AuditReport, AuditService, Finding};
@@ -46,4 +49,5 @@ pub use push::{CreatePushInput, CreatedPush, PushService};
 pub use services::Services;
 pub use signer::{EventSigner, SignedEvent};
 pub use upkeep::UpkeepService;
+pub use webhook_delivery::{WebhookDelivery, WebhookSettings};
 pub use writer::{NotApplied, TransactionWriter};

@@ -77,6 +77,7 @@ fn groups(q: &Queries) -> Vec<Group> {
         connected_devices,
         live_replicas,
         ciba,
+        webhooks,
         dialect,
     } = q;
     let DialectQueries {
@@ -154,7 +155,8 @@ fn groups(q: &Queries) -> Vec<Group> {
     if let Some(s) = overtaken_by_device_event {
         all.push(group("overtaken_by_device_event", &[s]));
     }
-    all.extend(ciba.named().into_iter().map(|(name, arity, sql)| Group {
+    let named = ciba.named().into_iter().chain(webhooks.named());
+    all.extend(named.map(|(name, arity, sql)| Group {
         name: name.to_owned(),
         arity,
         sql: vec![sql.to_owned()],

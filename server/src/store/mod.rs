@@ -41,6 +41,7 @@ mod server_keys;
 mod sql;
 mod sqlite;
 mod transactions;
+mod webhooks;
 
 pub use applications::{ApiKeyStore, ApplicationStore};
 pub use checkpoints::{Checkpoint, CheckpointStore};
@@ -53,6 +54,7 @@ pub use records::*;
 pub use server_keys::{ServerKeyRecord, ServerKeyStore};
 pub use sqlite::SqliteStore;
 pub use transactions::TransactionStore;
+pub use webhooks::{DeliveryAttempt, FailedAttempt, WebhookRecord, WebhookStore};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,7 @@ pub trait Store:
     + CheckpointStore
     + PresenceStore
     + CibaStore
+    + WebhookStore
     + 'static
 {
 }
@@ -132,6 +135,7 @@ impl<T> Store for T where
         + CheckpointStore
         + PresenceStore
         + CibaStore
+        + WebhookStore
         + 'static
 {
 }

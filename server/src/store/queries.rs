@@ -153,6 +153,8 @@ pub(crate) struct Queries {
     pub live_replicas: Statement<(StoredTime,)>,
     /// OpenID CIBA's statements (`store::ciba`).
     pub ciba: super::ciba::CibaQueries,
+    /// Webhook endpoints' statements (`store::webhooks`).
+    pub webhooks: super::webhooks::WebhookQueries,
     /// The statements whose text differs between the engines.
     pub dialect: DialectQueries,
 }
