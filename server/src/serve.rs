@@ -321,7 +321,12 @@ const DESCRIPTOR_RESERVE: u64 = 128;
 /// The connection bounds, the cap fitted to the open-file limit (said in
 /// the start log).
 fn connection_limits(config: &ServerConfig) -> grpc::connection::ConnectionLimits {
-    let configured = config.connection_limits();
+    let configured = grpc::connection::ConnectionLimits {
+        max_connections: config.max_connections,
+        max_per_peer: config.max_connections_per_peer,
+        handshake_timeout: Duration::from_millis(config.handshake_timeout_ms),
+        idle_timeout: Duration::from_secs(config.idle_timeout_seconds),
+    };
     let Some(soft_limit) = grpc::connection::open_file_limit() else {
         tracing::warn!("cannot read the open-file limit; the connection cap is as configured");
         return configured;
