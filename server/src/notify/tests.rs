@@ -3,8 +3,8 @@
 use chrono::Utc;
 
 use super::*;
-use crate::domain::TransactionId;
-use crate::domain::transaction::WithdrawReason;
+use crate::domain::transaction::{Audience, WithdrawReason};
+use crate::domain::{ApplicationId, Device, DeviceId, Notice, TransactionId, UserId};
 
 fn device(app: ApplicationId, user: &str) -> Device {
     Device {
