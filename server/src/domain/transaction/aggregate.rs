@@ -1,21 +1,20 @@
-//! The transaction record and its operations. Every rule of a transaction's
-//! life — the state table, who may answer, number matching, the wrong-number
-//! denial, the fraud flag, expiry — is decided here.
+//! The transaction record, its refusals, what a reader may conclude from
+//! it, and the one way a change is made (checked against the state table).
+//! Every rule of a transaction's life — the state table, who may answer,
+//! number matching, the wrong-number denial, the fraud flag, expiry — is
+//! decided in this module's siblings: `creation.rs`, `decision.rs`
+//! (the device's scan and answer) and `ending.rs` (cancel, expiry, revocation).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use assent_proto::signing::{self, DecisionPayload, SignedVerdict};
+use assent_proto::signing::SignedVerdict;
 use chrono::{DateTime, Utc};
 
-use super::change::{Audience, Change, Guard, NewEvent, Notice};
-use super::state::{Reason, TransactionKind, TransactionState, WithdrawReason};
-use crate::domain::clock::span;
+use super::change::{Change, Guard, NewEvent, Notice};
+use super::state::{Reason, TransactionKind, TransactionState};
 use crate::domain::device::Device;
-use crate::domain::push::NumberMatch;
 use crate::domain::{
-    ApplicationId, Binding, Context, DenyReason, DeviceId, InputError, Message, Otp, SecretHash,
-    TransactionId, UserId,
+    ApplicationId, DenyReason, DeviceId, InputError, SecretHash, TransactionId, UserId,
 };
 
 /// A transaction as stored.
@@ -100,126 +99,7 @@ pub enum Refusal {
     Input(#[from] InputError),
 }
 
-/// A signed decision as the device sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// Accept or deny.
-    pub verdict: SignedVerdict,
-    /// The reason of a denial.
-    pub reason: Option<DenyReason>,
-    /// The number picked under number matching.
-    pub number: Option<u8>,
-    /// The Ed25519 signature over the canonical decision bytes.
-    pub signature: [u8; 64],
-}
-
-/// A new OTP login.
-#[derive(Debug, Clone)]
-pub struct NewOtpTransaction {
-    /// Its id (the OTP's public part).
-    pub id: TransactionId,
-    /// Its application.
-    pub application_id: ApplicationId,
-    /// Restricts it to one user's devices.
-    pub user_id: Option<UserId>,
-    /// The text shown.
-    pub message: Message,
-    /// Extra facts shown.
-    pub context: Context,
-    /// SHA-256 of the OTP's secret part.
-    pub otp_hash: SecretHash,
-    /// Lifetime.
-    pub ttl: Duration,
-    /// The relying party's session binding.
-    pub binding: Option<Binding>,
-}
-
-/// A new push login.
-#[derive(Debug, Clone)]
-pub struct NewPushTransaction {
-    /// Its id.
-    pub id: TransactionId,
-    /// Its application.
-    pub application_id: ApplicationId,
-    /// Whose devices are asked.
-    pub user_id: UserId,
-    /// The text shown.
-    pub message: Message,
-    /// Extra facts shown.
-    pub context: Context,
-    /// The confirmation nonce the devices sign.
-    pub nonce: [u8; 32],
-    /// Number matching, if asked for.
-    pub number_match: Option<NumberMatch>,
-    /// Lifetime.
-    pub ttl: Duration,
-    /// The relying party's session binding.
-    pub binding: Option<Binding>,
-}
-
 impl Transaction {
-    /// Creates an OTP login (PENDING).
-    pub fn create_otp(new: NewOtpTransaction, now: DateTime<Utc>) -> Change {
-        let created = Self {
-            id: new.id,
-            application_id: new.application_id,
-            kind: TransactionKind::Otp,
-            state: TransactionState::Pending,
-            user_id: new.user_id,
-            device_id: None,
-            reason: None,
-            message: new.message.as_str().to_owned(),
-            context: new.context.into_pairs(),
-            otp_hash: Some(new.otp_hash),
-            nonce: None,
-            decision_signature: None,
-            match_number: None,
-            number_choices: Vec::new(),
-            created_at: now,
-            expires_at: now + span(new.ttl),
-            completed_at: None,
-            version: 1,
-            binding: new.binding.map(Binding::into_bytes),
-            answer: None,
-        };
-        created.inserted(Vec::new())
-    }
-
-    /// Creates a push login (PENDING) and asks every device of its user.
-    pub fn create_push(new: NewPushTransaction, now: DateTime<Utc>) -> Change {
-        let created = Self {
-            id: new.id,
-            application_id: new.application_id,
-            kind: TransactionKind::Push,
-            state: TransactionState::Pending,
-            user_id: Some(new.user_id.clone()),
-            device_id: None,
-            reason: None,
-            message: new.message.as_str().to_owned(),
-            context: new.context.into_pairs(),
-            otp_hash: None,
-            nonce: Some(new.nonce),
-            decision_signature: None,
-            match_number: new.number_match.as_ref().map(|m| m.number),
-            number_choices: new
-                .number_match
-                .map(|m| m.choices.to_vec())
-                .unwrap_or_default(),
-            created_at: now,
-            expires_at: now + span(new.ttl),
-            completed_at: None,
-            version: 1,
-            binding: new.binding.map(Binding::into_bytes),
-            answer: None,
-        };
-        let confirm = Notice::Confirm {
-            application_id: created.application_id,
-            user_id: new.user_id,
-            transaction_id: created.id,
-        };
-        created.inserted(vec![confirm])
-    }
-
     /// The state as a reader must see it: an open transaction past its
     /// expiry is EXPIRED even before the sweeper records it.
     pub fn state_at(&self, now: DateTime<Utc>) -> TransactionState {
@@ -258,211 +138,9 @@ impl Transaction {
             && self.nonce.is_some()
     }
 
-    /// The device hands in the OTP: PENDING → SCANNED, bound to the device
-    /// with a fresh confirmation nonce. Every reason to refuse — wrong
-    /// secret, another application or user, used, expired, revoked device —
-    /// is the same [`Refusal::OtpRefused`].
-    pub fn scan(
-        &self,
-        device: &Device,
-        otp: &Otp,
-        nonce: [u8; 32],
-        now: DateTime<Utc>,
-    ) -> Result<Change, Refusal> {
-        let is_genuine = self.otp_hash.as_ref().is_some_and(|hash| otp.matches(hash));
-        let is_for_device = device.application_id == self.application_id
-            && !device.is_revoked()
-            && self
-                .user_id
-                .as_ref()
-                .is_none_or(|user| *user == device.user_id);
-        if !is_genuine
-            || !is_for_device
-            || self.kind != TransactionKind::Otp
-            || otp.id() != self.id
-            || self.state_at(now) != TransactionState::Pending
-        {
-            return Err(Refusal::OtpRefused);
-        }
-        let mut change = self.transition(TransactionState::Scanned, now, |after| {
-            after.device_id = Some(device.id);
-            after.user_id = Some(device.user_id.clone());
-            after.nonce = Some(nonce);
-            after.otp_hash = None;
-        })?;
-        change.guard = Guard {
-            device_unrevoked: Some(device.id),
-            unexpired_at: Some(now),
-        };
-        // A valid OTP gives back the strike its submission took.
-        change.gives_back_strike = Some(device.id);
-        Ok(change)
-    }
-
-    /// The device's signed answer. `verify` checks the device's signature
-    /// over the canonical bytes the aggregate builds. A held transaction
-    /// that already ended is refused with [`Refusal::Ended`], so a repeated
-    /// decision learns the outcome.
-    pub fn decide(
-        &self,
-        device: &Device,
-        decision: &Decision,
-        verify: impl FnOnce(&[u8]) -> bool,
-        now: DateTime<Utc>,
-    ) -> Result<Change, Refusal> {
-        if !self.is_held_by(device) || device.is_revoked() {
-            return Err(Refusal::NotHeld);
-        }
-        let state = self.state_at(now);
-        if state != self.kind.decided_from() {
-            return Err(if state.is_terminal() {
-                Refusal::Ended(state)
-            } else {
-                Refusal::NotHeld
-            });
-        }
-        let nonce = self.nonce.ok_or(Refusal::NotHeld)?;
-        let number = match (self.match_number, decision.number, decision.verdict) {
-            (Some(_), None, SignedVerdict::Accept) => {
-                return Err(InputError::new(
-                    "number",
-                    "number matching is on: pick the number the login page shows",
-                )
-                .into());
-            }
-            (None, Some(_), _) => {
-                return Err(InputError::new("number", "must be 0: no number matching here").into());
-            }
-            (_, number, _) => number,
-        };
-        if decision.verdict == SignedVerdict::Accept && decision.reason.is_some() {
-            return Err(InputError::new("reason", "must be empty when accepting").into());
-        }
-        let bytes = signing::decision_bytes(&DecisionPayload {
-            application_id: &self.application_id.to_string(),
-            transaction_id: &self.id.to_string(),
-            device_id: &device.id.to_string(),
-            nonce: &nonce,
-            verdict: decision.verdict,
-            reason: decision.reason.map(DenyReason::as_str).unwrap_or_default(),
-            display_hash: &signing::display_hash(&self.message, &self.context),
-            number: number.map(u32::from),
-        });
-        if !verify(&bytes) {
-            return Err(Refusal::BadSignature);
-        }
-        let (to, reason) = match decision.verdict {
-            SignedVerdict::Accept if number != self.match_number => {
-                (TransactionState::Denied, Some(Reason::WrongNumber))
-            }
-            SignedVerdict::Accept => (TransactionState::Accepted, None),
-            SignedVerdict::Deny => (TransactionState::Denied, decision.reason.map(Reason::from)),
-        };
-        let mut change = self.transition(to, now, |after| {
-            after.device_id = Some(device.id);
-            after.user_id = Some(device.user_id.clone());
-            after.reason = reason;
-            after.decision_signature = Some(decision.signature.to_vec());
-            after.answer = Some(SignedAnswer {
-                verdict: decision.verdict,
-                reason: decision.reason,
-                number,
-            });
-        })?;
-        change.guard = Guard {
-            device_unrevoked: Some(device.id),
-            unexpired_at: Some(now),
-        };
-        // The other devices of a push's user drop the request.
-        if let Some(audience) = self.holders(Some(device.id)) {
-            change.notices.push(Notice::Withdraw {
-                audience,
-                transaction_id: self.id,
-                reason: WithdrawReason::AnsweredElsewhere,
-            });
-        }
-        Ok(change)
-    }
-
-    /// The application cancels it; whoever holds it is told.
-    pub fn cancel(&self, now: DateTime<Utc>) -> Result<Change, Refusal> {
-        let state = self.state_at(now);
-        if state.is_terminal() {
-            return Err(Refusal::Ended(state));
-        }
-        let mut change = self.transition(TransactionState::Cancelled, now, |_| {})?;
-        change.guard.unexpired_at = Some(now);
-        change
-            .notices
-            .extend(self.withdrawal(WithdrawReason::Cancelled));
-        Ok(change)
-    }
-
-    /// Records EXPIRED once the TTL has passed; whoever holds it is told.
-    pub fn expire(&self, now: DateTime<Utc>) -> Result<Change, Refusal> {
-        if self.state.is_terminal() {
-            return Err(Refusal::Ended(self.state));
-        }
-        if !self.is_overdue(now) {
-            return Err(Refusal::NotOverdue);
-        }
-        let mut change = self.transition(TransactionState::Expired, now, |_| {})?;
-        change
-            .notices
-            .extend(self.withdrawal(WithdrawReason::Expired));
-        Ok(change)
-    }
-
-    /// FAILED with `device_revoked`, for a confirmation bound to a device
-    /// being revoked; the device is told before its streams end.
-    pub(crate) fn fail_for_revoked(
-        &self,
-        device: DeviceId,
-        now: DateTime<Utc>,
-    ) -> Result<Change, Refusal> {
-        if self.device_id != Some(device) {
-            return Err(Refusal::NotHeld);
-        }
-        if self.state.is_terminal() {
-            return Err(Refusal::Ended(self.state));
-        }
-        let mut change = self.transition(TransactionState::Failed, now, |after| {
-            after.reason = Some(Reason::DeviceRevoked);
-        })?;
-        change
-            .notices
-            .extend(self.withdrawal(WithdrawReason::DeviceRevoked));
-        Ok(change)
-    }
-
-    /// The devices holding a confirmation of this transaction, less `except`.
-    fn holders(&self, except: Option<DeviceId>) -> Option<Audience> {
-        match (self.kind, self.state, &self.user_id, self.device_id) {
-            (TransactionKind::Push, TransactionState::Pending, Some(user), None) => {
-                Some(Audience::User {
-                    application_id: self.application_id,
-                    user_id: user.clone(),
-                    except,
-                })
-            }
-            (_, TransactionState::Scanned, _, Some(device)) if Some(device) != except => {
-                Some(Audience::Device { device_id: device })
-            }
-            _ => None,
-        }
-    }
-
-    fn withdrawal(&self, reason: WithdrawReason) -> Option<Notice> {
-        self.holders(None).map(|audience| Notice::Withdraw {
-            audience,
-            transaction_id: self.id,
-            reason,
-        })
-    }
-
     /// The change into `to`, checked against the state table; `edit` sets
     /// what else the transition records.
-    fn transition(
+    pub(super) fn transition(
         &self,
         to: TransactionState,
         now: DateTime<Utc>,
@@ -500,20 +178,8 @@ impl Transaction {
         })
     }
 
-    fn inserted(self, notices: Vec<Notice>) -> Change {
-        let event = self.event(self.created_at);
-        Change {
-            expected: None,
-            after: self,
-            guard: Guard::default(),
-            event,
-            notices,
-            gives_back_strike: None,
-        }
-    }
-
     /// The event recording that the transaction entered its current state.
-    fn event(&self, at: DateTime<Utc>) -> NewEvent {
+    pub(super) fn event(&self, at: DateTime<Utc>) -> NewEvent {
         NewEvent {
             application_id: self.application_id,
             event_type: self.state.event(),

@@ -10,12 +10,15 @@
 
 mod aggregate;
 mod change;
+mod creation;
+mod decision;
+mod ending;
 mod state;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use aggregate::{
-    Decision, NewOtpTransaction, NewPushTransaction, Refusal, SignedAnswer, Transaction,
-};
+pub use aggregate::{Refusal, SignedAnswer, Transaction};
 pub use change::{Audience, Change, Guard, NewEvent, Notice};
+pub use creation::{NewOtpTransaction, NewPushTransaction};
+pub use decision::Decision;
 pub use state::{EventType, Reason, TransactionKind, TransactionState, WithdrawReason};
