@@ -17,7 +17,7 @@ use crate::domain::clock::DatabaseClock;
 use crate::grpc::limits::MAX_MESSAGE_BYTES;
 use crate::grpc::{self, DeviceHandler, RelyingPartyHandler};
 use crate::notify::{self, Notifier};
-use crate::service::{CibaService, Services};
+use crate::service::{CibaService, Services, WebhookDelivery, WebhookSettings};
 use crate::startup::OpenedStore;
 use crate::{ServerError, TimeSource, metrics, sweeper};
 
@@ -72,6 +72,7 @@ pub async fn serve_with_oidc(
         services.metrics().watch_pool(pool.clone());
     }
     start_upkeep(&config, &services, &tasks, &shutdown).await;
+    start_webhooks(&config, &opened, &services, &tasks, &shutdown);
     start_metrics(&config, &services, &tasks, &shutdown).await;
     let service = grpc_service(&config, &services, &tasks, &shutdown).await?;
     if let Some((oidc_listener, issuer)) = oidc {
@@ -189,6 +190,31 @@ async fn start_upkeep(
         Ok(key_id) => tracing::info!(key_id, "event-signing key"),
         Err(error) => tracing::warn!(%error, "cannot read the event-signing key yet"),
     }
+}
+
+/// This replica's webhook delivery worker (docs/webhooks.md): it claims
+/// endpoints with new events and gives its leases up at the stop.
+fn start_webhooks(
+    config: &ServerConfig,
+    opened: &OpenedStore,
+    services: &Arc<Services>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let settings = WebhookSettings {
+        allow_private: config.webhook_allow_private,
+        concurrency: config.webhook_concurrency.max(1),
+        request_timeout: Duration::from_millis(config.webhook_request_timeout_ms.max(1)),
+        lease: Duration::from_millis(config.webhook_lease_ms.max(1_000)),
+        poll: Duration::from_millis(config.webhook_poll_ms.max(10)),
+    };
+    let delivery = WebhookDelivery::new(
+        Arc::clone(&opened.store),
+        Arc::clone(services.clock()),
+        Arc::clone(services.signer()),
+        settings,
+    );
+    tasks.spawn(Arc::new(delivery).run(shutdown.clone()));
 }
 
 /// The Prometheus endpoint on its own port, when configured; a port that

@@ -60,6 +60,18 @@ pub const WEB_LOGIN_PACKAGES: Tool = Tool {
     },
 };
 
+/// The webhook tests' receiver packages (`standardwebhooks` from npm).
+pub const WEBHOOK_RECEIVER_PACKAGES: Tool = Tool {
+    name: "the webhook receiver's Node packages",
+    install: "(cd tests/webhook-receiver && npm ci)",
+    found: || {
+        on_path("node")
+            && repo()
+                .join("tests/webhook-receiver/node_modules/standardwebhooks")
+                .exists()
+    },
+};
+
 /// HAProxy.
 pub const HAPROXY: Tool = Tool {
     name: "HAProxy",
@@ -105,6 +117,7 @@ pub const DESKTOP: Tool = Tool {
 /// Every test that needs a tool, with its tools (what `build.rs` reports).
 pub const NEEDS: &[(&str, &[Tool])] = &[
     ("web_login", &[CHROMIUM, WEB_LOGIN_PACKAGES]),
+    ("webhooks", &[WEBHOOK_RECEIVER_PACKAGES]),
     ("rolling_restart", &[HAPROXY]),
     ("neighbours (behind HAProxy)", &[HAPROXY]),
     ("deploy (compose file)", &[DOCKER_COMPOSE]),

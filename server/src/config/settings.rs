@@ -102,6 +102,17 @@ pub struct ServerConfig {
     pub stream_send_timeout_ms: u64,
     /// Open `Subscribe` streams per API key on one replica.
     pub max_subscribers_per_key: usize,
+    /// Whether webhook destinations may resolve to private, loopback,
+    /// link-local and other non-global addresses (docs/webhooks.md).
+    pub webhook_allow_private: bool,
+    /// Webhook endpoints one replica delivers to at once.
+    pub webhook_concurrency: usize,
+    /// How long one webhook POST may take, in milliseconds.
+    pub webhook_request_timeout_ms: u64,
+    /// How long a replica holds an endpoint without renewing, in milliseconds.
+    pub webhook_lease_ms: u64,
+    /// How often a replica looks for endpoints with new events, in milliseconds.
+    pub webhook_poll_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -137,6 +148,11 @@ impl Default for ServerConfig {
             idle_timeout_seconds: 300,
             stream_send_timeout_ms: 20000,
             max_subscribers_per_key: 64,
+            webhook_allow_private: false,
+            webhook_concurrency: 8,
+            webhook_request_timeout_ms: 10_000,
+            webhook_lease_ms: 10_000,
+            webhook_poll_ms: 500,
         }
     }
 }

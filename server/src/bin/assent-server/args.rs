@@ -168,6 +168,101 @@ pub enum AppCommand {
     /// Manage an application's API keys (rotate: create, deploy, revoke).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage an application's Standard Webhooks endpoints (docs/webhooks.md).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Add an endpoint that receives the application's events from now on,
+    /// and print its signing secret (shown only once). `https://` only,
+    /// except to loopback; private destinations need webhook_allow_private.
+    Create {
+        /// The application's id (`app list`).
+        #[arg(long)]
+        app: String,
+        /// Where events are POSTed, e.g. https://shop.example/hooks/assent.
+        #[arg(long)]
+        url: String,
+        /// Print `{"webhook_id","app_id","url","secret"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the application's endpoints: position, state, pause reason.
+    List {
+        /// The application's id.
+        #[arg(long)]
+        app: String,
+        /// Print a JSON array of `{"webhook_id","app_id","url","delivered_through",
+        /// "failures","failing_since","next_attempt_at","paused","paused_at",
+        /// "pause_reason","created_at"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop deliveries to an endpoint; its position is kept.
+    Pause {
+        /// The application's id.
+        #[arg(long)]
+        app: String,
+        /// The endpoint's id (`app webhook list`).
+        #[arg(long)]
+        id: String,
+        /// Print `{"webhook_id","app_id","paused":true}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver again from the endpoint's position (failures forgotten).
+    Resume {
+        /// The application's id.
+        #[arg(long)]
+        app: String,
+        /// The endpoint's id.
+        #[arg(long)]
+        id: String,
+        /// Print `{"webhook_id","app_id","resumed":true}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give the endpoint a new secret; the old one also signs for 24 h.
+    Rotate {
+        /// The application's id.
+        #[arg(long)]
+        app: String,
+        /// The endpoint's id.
+        #[arg(long)]
+        id: String,
+        /// Print `{"webhook_id","app_id","secret"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an endpoint and its delivery log.
+    Delete {
+        /// The application's id.
+        #[arg(long)]
+        app: String,
+        /// The endpoint's id.
+        #[arg(long)]
+        id: String,
+        /// Print `{"webhook_id","app_id","deleted":true}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The endpoint's newest delivery attempts (the last 100 are kept).
+    Log {
+        /// The application's id.
+        #[arg(long)]
+        app: String,
+        /// The endpoint's id.
+        #[arg(long)]
+        id: String,
+        /// How many, newest first (at most 100).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print a JSON array of `{"attempted_at","event_id","status","error","latency_ms"}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

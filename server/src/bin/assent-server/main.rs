@@ -6,6 +6,7 @@ mod args;
 mod audit;
 mod health;
 mod keys;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -48,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::App(AppCommand::Create { name, json }) => apps::create(&config, &name, json).await,
         Command::App(AppCommand::Key(command)) => apps::key_command(&config, command).await,
+        Command::App(AppCommand::Webhook(command)) => webhooks::command(&config, command).await,
         Command::Keys(command) => keys::server_keys_command(&config, command).await,
         Command::Health { url, timeout } => {
             let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}", config.listen.port()));
