@@ -187,7 +187,7 @@ async fn a_device_stream_that_floods_is_ended_alone(db: TestDb) {
     let mut calm = neighbour.connect_on(shared).await.expect("connect");
     // Far more messages than a person's logins need, as fast as possible.
     let hello = hello_for(&flooder);
-    for _ in 0..400 {
+    for _ in 0..50_000 {
         if !flood.offer(hello.clone()).await {
             break;
         }

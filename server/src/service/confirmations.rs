@@ -17,6 +17,12 @@ use crate::domain::{Clock, Device, DeviceId, Otp, Refusal, Transaction, Transact
 use crate::metrics::Metrics;
 use crate::store::{Reservation, Store};
 
+/// The least time an OTP refusal takes, from the submission's arrival:
+/// above the refused paths' own work, so how long a refusal takes tells
+/// nothing about why it was refused (unknown, used, expired, cancelled,
+/// another application's or another user's); it also slows guessing.
+pub const OTP_REFUSAL_FLOOR: std::time::Duration = std::time::Duration::from_millis(3);
+
 /// A parsed signed decision.
 #[derive(Debug, Clone)]
 pub struct DecisionInput {
@@ -112,6 +118,7 @@ impl ConfirmationService {
         otp_text: &str,
         rng: &mut R,
     ) -> Result<Transaction, ServiceError> {
+        let arrived = tokio::time::Instant::now();
         let now = self.clock.now();
         // Every submission takes a strike first, atomically; a valid OTP
         // gives it back. So parallel streams of one device cannot look up
@@ -141,16 +148,18 @@ impl ConfirmationService {
         };
         let mut nonce = [0u8; 32];
         rng.fill_bytes(&mut nonce);
+        // Every refusal class (unknown, used, expired, cancelled, another
+        // application's, another user's) takes the same path in time too:
+        // one round trip, the secret hashed once, no second read.
         let scanned = match otp {
             Ok(otp) => match found {
-                // No such transaction: refused like any other wrong OTP,
-                // without a second read.
-                None => Err(ServiceError::OtpRefused),
+                None => {
+                    std::hint::black_box(otp.hash());
+                    Err(ServiceError::OtpRefused)
+                }
                 Some(found) => self
                     .writer
-                    .update_from(Some(*found), device.application_id, otp.id(), now, |t| {
-                        t.scan(device, &otp, nonce, now)
-                    })
+                    .update_fresh(*found, now, |t| t.scan(device, &otp, nonce, now))
                     .await?
                     .map_err(|_| ServiceError::OtpRefused),
             },
@@ -163,8 +172,10 @@ impl ConfirmationService {
                 Ok(transaction)
             }
             Err(error) => {
-                // Every refused OTP keeps its strike, whatever the reason.
+                // Every refused OTP keeps its strike, whatever the reason,
+                // and is answered no sooner than the floor.
                 self.metrics.otp_refused();
+                tokio::time::sleep_until(arrived + OTP_REFUSAL_FLOOR).await;
                 Err(error)
             }
         }

@@ -129,6 +129,27 @@ impl TransactionWriter {
         self.update(app, id, now, decide).await
     }
 
+    /// Decides on `copy`, read in the same round trip as the request's own
+    /// reservation (so it is fresh): a refusal is final, without reading
+    /// again — every refusal of such a request costs the same work, so its
+    /// timing tells nothing about why; a compare-and-set lost to a
+    /// concurrent change reads again.
+    pub async fn update_fresh(
+        &self,
+        copy: Transaction,
+        now: DateTime<Utc>,
+        decide: impl Fn(&Transaction) -> Result<Change, Refusal>,
+    ) -> Result<Result<Transaction, NotApplied>, ServiceError> {
+        let change = match decide(&copy) {
+            Ok(change) => change,
+            Err(refusal) => return Ok(Err(NotApplied::Refused(refusal, Box::new(copy)))),
+        };
+        if self.commit(&change).await? {
+            return Ok(Ok(change.after));
+        }
+        self.update(copy.application_id, copy.id, now, decide).await
+    }
+
     /// Reads the transaction, lets `decide` turn it into a change and
     /// applies that; decides again on the new version if another change
     /// won the compare-and-set meanwhile.
