@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Runs the BENCHMARKS.md table: flows at c = 1, 8, 32, 64, push at c = 1 and 8
-# with 10 000 connected devices, idle at 10 000 (assent-server and the bare
-# tonic baseline) and 50 000 agents. Each figure ROUNDS times, on a freshly
-# created database each time. Appends one JSON object per run to $OUT.
+# Runs the BENCHMARKS.md table: flows at c = 1, 8, 32, 64 (each against the
+# floor of its run, the default), push at c = 1 and 8 with 10 000 connected
+# devices, idle at 10 000 (assent-server and the bare tonic baseline) and
+# 50 000 agents. Each figure ROUNDS times, on a freshly created database each
+# time. Appends one JSON object per run to $OUT; a run with errors exits
+# non-zero, which stops the script (except the 50 000-agent run, which this
+# machine's open-file limit cuts short).
 #
 #   cargo build --release -p assent-bench -p assent-server
 #   bash bench/scripts/table.sh                       # everything, 2 rounds

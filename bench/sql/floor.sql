@@ -3,9 +3,11 @@
 -- insert the PENDING transaction, update it to SCANNED, update it to
 -- ACCEPTED — each committed on its own together with its event row, as
 -- `WITH t AS (INSERT/UPDATE … RETURNING …) INSERT INTO events … SELECT …
--- FROM t`. No lock, no reads, no wake-ups. `assent-bench flows --ceiling
--- floor` runs it with `pgbench -n -M prepared` at 16 and 64 clients and
--- reports the best as `floor_flows_per_s`.
+-- FROM t`. No lock, no reads, no wake-ups. `assent-bench flows` (its
+-- default, `--ceiling floor`) runs it with `pgbench -n -M prepared` at 16
+-- and 64 clients and reports the best as `floor_flows_per_s`.
+-- It writes only transaction and event rows of its own: no device, API key
+-- or application row is written, so the load's limits are not touched.
 -- Variables (-D): app (application uuid), device (an enrolled device's
 -- uuid), user (that device's user id).
 \set n random(1, 9223372036854775806)

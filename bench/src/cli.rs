@@ -37,15 +37,23 @@ impl Mode {
     }
 }
 
+/// Devices of `flows` and `push` at least, by default: each worker cycles
+/// through its share, and one device stream may send at most 20 messages a
+/// second on average (the server's `MESSAGES_PER_SECOND`; a flow sends two),
+/// so 256 devices keep each under it up to about 2 500 flows/s.
+pub const DEFAULT_DEVICES: usize = 256;
+/// Devices per worker at least, by default (see [`DEFAULT_DEVICES`]).
+pub const DEFAULT_DEVICES_PER_WORKER: usize = 4;
+
 /// Load generator for Assent, over the public gRPC API only.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "assent-bench", version, about)]
 pub struct Args {
-    /// flows, push or idle.
+    /// flows, push, idle or subscribers.
     #[arg(value_enum)]
     pub mode: Mode,
     /// PostgreSQL URL: start an `assent-server` on it (and run the pgbench
-    /// ceiling against it).
+    /// floor against it).
     #[arg(long, conflicts_with = "server")]
     pub database_url: Option<String>,
     /// Target an already running server, e.g. http://127.0.0.1:50051, or
@@ -59,7 +67,7 @@ pub struct Args {
     /// PID of the `--server` process, for RSS and CPU figures.
     #[arg(long, requires = "server")]
     pub server_pid: Option<u32>,
-    /// Database of the `--server` process, for the pgbench ceiling.
+    /// Database of the `--server` process, for the pgbench floor.
     #[arg(long, requires = "server")]
     pub ceiling_database_url: Option<String>,
     /// The `assent-server` binary [default: the one next to this executable].
@@ -78,7 +86,8 @@ pub struct Args {
     /// Seconds of load before measuring (not counted).
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
-    /// Devices (push: each of its own user) [default: max(concurrency, 1)].
+    /// Devices, used in turn by the workers (push: each of its own user)
+    /// [default: max(256, 4 × concurrency)].
     #[arg(long)]
     pub devices: Option<usize>,
     /// Agent streams to hold in `idle` mode.
@@ -103,24 +112,21 @@ pub struct Args {
     /// bare-server: where to listen.
     #[arg(long, hide = true, default_value = "127.0.0.1:0")]
     pub listen: std::net::SocketAddr,
-    /// Skip the pgbench ceiling (ceiling and ratio are null); the same as
+    /// Skip the floor (the floor fields are null); the same as
     /// `--ceiling none`.
     #[arg(long)]
     pub no_ceiling: bool,
-    /// What the load is compared with: `server` replays the server's own
-    /// statements at the load's concurrency (`ceiling_flows_per_s`,
-    /// `ratio`); `floor` (flows only) runs the least durable work of a flow
-    /// at 16 and 64 clients and takes the best (`floor_flows_per_s`,
+    /// What the load is compared with [default: `floor` for `flows`, `none`
+    /// otherwise]: `floor` (flows only) runs the least durable work of a
+    /// flow (`bench/sql/floor.sql`) with pgbench right before the load, at
+    /// 16 and 64 clients, and takes the best (`floor_flows_per_s`,
     /// `floor_ratio`); `none` skips it.
-    #[arg(long, value_enum, default_value_t = CeilingMode::Server)]
-    pub ceiling: CeilingMode,
-    /// pgbench clients for the ceiling [default: --concurrency]. The server
-    /// uses at most its pool size (16) of database connections, so above
-    /// that the same-concurrency ceiling understates what the database does
-    /// for it; `--ceiling-clients 16` measures the ceiling at the pool size.
+    #[arg(long, value_enum)]
+    pub ceiling: Option<CeilingMode>,
+    /// pgbench clients for the floor [default: the best of 16 and 64].
     #[arg(long)]
     pub ceiling_clients: Option<usize>,
-    /// Seconds the pgbench ceiling runs.
+    /// Seconds the floor runs (per client count).
     #[arg(long, default_value_t = 5)]
     pub ceiling_seconds: u32,
     /// Print one JSON object on stdout instead of a text report.
@@ -131,8 +137,6 @@ pub struct Args {
 /// What `--ceiling` compares the load with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CeilingMode {
-    /// The server's own statements, replayed.
-    Server,
     /// The physical floor: three committed state changes with their events.
     Floor,
     /// Nothing.
@@ -140,20 +144,105 @@ pub enum CeilingMode {
 }
 
 impl Args {
-    /// The ceiling to measure, `--no-ceiling` included.
-    pub fn ceiling_mode(&self) -> CeilingMode {
-        if self.no_ceiling {
-            CeilingMode::None
-        } else {
-            self.ceiling
+    /// The comparison to make: `--no-ceiling` and `--ceiling` if given,
+    /// else the floor for `flows` and nothing for the other modes; an error
+    /// for a floor the mode does not have.
+    pub fn ceiling_mode(&self) -> anyhow::Result<CeilingMode> {
+        let mode = match (self.no_ceiling, self.ceiling) {
+            (true, _) => CeilingMode::None,
+            (false, Some(mode)) => mode,
+            (false, None) if self.mode == Mode::Flows => CeilingMode::Floor,
+            (false, None) => CeilingMode::None,
+        };
+        if mode == CeilingMode::Floor && self.mode != Mode::Flows {
+            anyhow::bail!(
+                "--ceiling floor is defined for `flows` only; `{}` has no floor",
+                self.mode.as_str()
+            );
+        }
+        Ok(mode)
+    }
+
+    /// Devices to enroll and connect for `flows` and `push`: `--devices`,
+    /// else enough that no device stream nears the server's per-stream
+    /// message rate (20 a second) at the rates this machine reaches; never
+    /// fewer than the workers.
+    pub fn device_count(&self) -> usize {
+        self.devices
+            .unwrap_or(
+                self.concurrency
+                    .saturating_mul(DEFAULT_DEVICES_PER_WORKER)
+                    .max(DEFAULT_DEVICES),
+            )
+            .max(self.concurrency)
+            .max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &[&str]) -> Args {
+        match Args::try_parse_from(std::iter::once("assent-bench").chain(line.iter().copied())) {
+            Ok(args) => args,
+            Err(error) => panic!("{line:?}: {error}"),
         }
     }
 
-    /// Devices to enroll and connect for `flows` and `push`.
-    pub fn device_count(&self) -> usize {
-        self.devices
-            .unwrap_or(self.concurrency)
-            .max(self.concurrency)
-            .max(1)
+    #[test]
+    fn flows_are_compared_with_the_floor_by_default() {
+        let args = parse(&["flows", "--database-url", "postgres://x/y"]);
+        assert_eq!(args.ceiling_mode().ok(), Some(CeilingMode::Floor));
+    }
+
+    #[test]
+    fn other_modes_have_no_comparison_by_default() {
+        for mode in ["push", "idle", "subscribers"] {
+            let args = parse(&[mode, "--database-url", "postgres://x/y"]);
+            assert_eq!(args.ceiling_mode().ok(), Some(CeilingMode::None), "{mode}");
+        }
+    }
+
+    #[test]
+    fn no_ceiling_wins_over_the_default() {
+        let args = parse(&["flows", "--database-url", "postgres://x/y", "--no-ceiling"]);
+        assert_eq!(args.ceiling_mode().ok(), Some(CeilingMode::None));
+    }
+
+    #[test]
+    fn a_floor_for_push_is_refused() {
+        let args = parse(&[
+            "push",
+            "--database-url",
+            "postgres://x/y",
+            "--ceiling",
+            "floor",
+        ]);
+        assert!(args.ceiling_mode().is_err());
+    }
+
+    #[test]
+    fn enough_devices_by_default_for_the_per_stream_message_rate() {
+        let one = parse(&["flows", "--database-url", "postgres://x/y"]);
+        assert_eq!(one.device_count(), DEFAULT_DEVICES);
+        let many = parse(&["flows", "--database-url", "u", "--concurrency", "100"]);
+        assert_eq!(many.device_count(), 400);
+        let asked = parse(&[
+            "flows",
+            "--database-url",
+            "u",
+            "--concurrency",
+            "8",
+            "--devices",
+            "2",
+        ]);
+        assert_eq!(asked.device_count(), 8);
+    }
+
+    #[test]
+    fn the_server_replay_is_gone() {
+        let line = ["assent-bench", "flows", "--ceiling", "server"];
+        assert!(Args::try_parse_from(line).is_err());
     }
 }

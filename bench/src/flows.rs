@@ -1,7 +1,7 @@
-//! `flows` mode: full OTP logins. Each worker owns one device and repeats:
-//! CreateOtpAuthentication → its device submits the OTP → ConfirmationRequest
-//! → signed accept → DecisionResult → `transaction.accepted` seen on the
-//! relying party's Subscribe stream.
+//! `flows` mode: full OTP logins. Each worker owns every C-th device and
+//! repeats, with its devices in turn: CreateOtpAuthentication → the device
+//! submits the OTP → ConfirmationRequest → signed accept → DecisionResult →
+//! `transaction.accepted` seen on the relying party's Subscribe stream.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,6 @@ use assent_proto::v1::{
 };
 use serde_json::{Map, Value};
 
-use crate::ceiling::Script;
 use crate::cli::Args;
 use crate::device::STEP_TIMEOUT;
 use crate::load::{self, Held, WorkerKit};
@@ -31,7 +30,6 @@ pub async fn run(
     database_url: Option<&str>,
 ) -> anyhow::Result<Map<String, Value>> {
     load::run(
-        Script::Flow,
         args,
         target,
         database_url,
@@ -43,16 +41,23 @@ pub async fn run(
 
 async fn worker(mut kit: WorkerKit) -> anyhow::Result<Recorder> {
     let mut recorder = Recorder::new(STEPS)?;
-    let Some(mut held) = kit.held.drain(..).next() else {
+    let mut held = std::mem::take(&mut kit.held);
+    if held.is_empty() {
         return Ok(recorder);
-    };
+    }
     let mut request_id = 0u64;
     // Bounded by the window: every step below has a timeout.
     while Instant::now() < kit.window.end {
         let started = Instant::now();
         let is_counted = started >= kit.window.measure_from;
+        // The worker's devices in turn: one device stream may carry only
+        // so many messages a second (the server's MESSAGES_PER_SECOND).
+        let count = held.len();
+        let Some(device) = held.get_mut(usize::try_from(request_id).unwrap_or(0) % count) else {
+            break;
+        };
         request_id += 1;
-        match one_flow(&mut kit, &mut held, request_id).await {
+        match one_flow(&mut kit, device, request_id).await {
             Ok((steps, total)) => {
                 if is_counted {
                     recorder.flow(&steps, total);
@@ -63,7 +68,7 @@ async fn worker(mut kit: WorkerKit) -> anyhow::Result<Recorder> {
                     recorder.error(format!("{error:#}"));
                 }
                 // The stream may hold a stale answer: start a fresh one.
-                reconnect(&kit, &mut held).await;
+                reconnect(&kit, device).await;
             }
         }
     }

@@ -11,8 +11,9 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::Args;
 use crate::client;
-use crate::cpu;
+use crate::cpu::{self, CpuSample};
 use crate::device::{self, AgentStream, SimDevice};
+use crate::report;
 use crate::server::Target;
 
 /// How long enrolling the devices and connecting every agent may take, each.
@@ -94,6 +95,7 @@ async fn connect_agent(
 pub async fn run(
     args: &Args,
     target: &Target,
+    database_url: Option<&str>,
     fd_limit: &FdLimit,
 ) -> anyhow::Result<Map<String, Value>> {
     let agents = args.agents;
@@ -147,7 +149,10 @@ pub async fn run(
     let connect_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs_f64(args.settle.max(0.0))).await;
     let rss_settled = target.pid.and_then(cpu::rss_kb);
+    let database = database_url.and_then(cpu::database_name);
+    let hold_started = CpuSample::take(target.pid, database.as_deref());
     tokio::time::sleep(Duration::from_secs_f64(args.duration.max(0.0))).await;
+    let hold_ended = CpuSample::take(target.pid, database.as_deref());
     let rss_after = target.pid.and_then(cpu::rss_kb);
     let still_open = held
         .iter_mut()
@@ -181,11 +186,13 @@ pub async fn run(
     report.insert("distinct_devices".into(), json!(distinct));
     report.insert("connected".into(), json!(connected));
     report.insert("still_open".into(), json!(still_open));
-    report.insert(
-        "errors".into(),
-        json!(agents - connected + (connected - still_open)),
-    );
-    report.insert("error_kinds".into(), json!(failures));
+    if still_open < connected {
+        failures.insert(
+            "hold: not open at the end (ended, or an unexpected message)".to_owned(),
+            u64::try_from(connected - still_open).unwrap_or(u64::MAX),
+        );
+    }
+    report.extend(report::error_fields(&failures));
     report.insert("server_rss_kb_before".into(), json!(rss_before));
     report.insert("server_rss_kb_settled".into(), json!(rss_settled));
     report.insert("server_rss_kb_after".into(), json!(rss_after));
@@ -204,7 +211,11 @@ pub async fn run(
         "bench_rss_kb".into(),
         json!(cpu::rss_kb(std::process::id())),
     );
-    report.insert("load_average".into(), json!(crate::load::load_average()));
+    report.insert(
+        "other_cpu_ms_per_s".into(),
+        json!(hold_started.other_ms_per_s(&hold_ended)),
+    );
+    report.insert("loadavg_1m".into(), json!(cpu::loadavg_1m()));
     drop(held);
     Ok(report)
 }

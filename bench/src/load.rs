@@ -1,6 +1,7 @@
 //! What `flows` and `push` share: enrolling and connecting the devices, the
-//! relying-party clients and event router, the pgbench ceiling right before
-//! the load, the measured window, the workers and the common report fields.
+//! relying-party clients and event router, the pgbench floor right before
+//! the load (flows), the measured window, the workers and the common report
+//! fields (the floor, CPU per flow, the machine's other load).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,13 +11,12 @@ use anyhow::Context as _;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 
-use crate::ceiling::{self, CeilingInput, Script};
-use crate::cli::Args;
-use crate::cli::CeilingMode;
+use crate::cli::{Args, CeilingMode};
 use crate::client::{self, RpClient};
 use crate::cpu::{self, CpuSample};
 use crate::device::{self, AgentStream, SimDevice};
 use crate::events::EventRouter;
+use crate::floor::{self, FloorInput};
 use crate::report::Recorder;
 use crate::server::Target;
 
@@ -57,10 +57,9 @@ pub struct WorkerKit {
 }
 
 /// Enrolls and connects `args.device_count()` devices (user `user(i)`),
-/// runs the ceiling, subscribes, then runs `args.concurrency` workers made
-/// by `worker` and returns the report fields.
+/// runs the floor if asked for, subscribes, then runs `args.concurrency`
+/// workers made by `worker` and returns the report fields.
 pub async fn run<W, F>(
-    script: Script,
     args: &Args,
     target: &Target,
     database_url: Option<&str>,
@@ -89,39 +88,30 @@ where
     .await
     .context("connecting the devices did not finish in time")??;
 
-    let mut report = Map::new();
-    let mode = args.ceiling_mode();
-    let floor_script = matches!(script, Script::Flow) && mode == CeilingMode::Floor;
-    let ceiling = match (database_url, mode) {
-        (Some(_), CeilingMode::None) | (None, _) => None,
-        (Some(url), _) => {
+    let floor_clients = args
+        .ceiling_clients
+        .map_or(floor::DEFAULT_CLIENTS.to_vec(), |c| vec![c]);
+    let is_floor = args.ceiling_mode()? == CeilingMode::Floor;
+    let floor = match database_url {
+        Some(url) if is_floor => {
             let first = devices.first().context("no device")?;
-            let input = CeilingInput {
+            let input = FloorInput {
                 database_url: url.to_owned(),
                 application_id: first.application_id.clone(),
-                api_key: target.api_key.clone(),
                 device_id: first.device_id.clone(),
                 user_id: first.user_id.clone(),
             };
-            if floor_script {
-                // The floor's best of 16 and 64 clients (or the one asked for).
-                let clients = args.ceiling_clients.map_or(vec![16, 64], |c| vec![c]);
-                let mut best: Option<f64> = None;
-                for clients in clients {
-                    let tps =
-                        ceiling::measure(Script::Floor, &input, clients, args.ceiling_seconds)
-                            .await?;
-                    best = match (best, tps) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                best
-            } else {
-                let clients = args.ceiling_clients.unwrap_or(args.concurrency);
-                ceiling::measure(script, &input, clients, args.ceiling_seconds).await?
+            let measured = floor::measure(&input, &floor_clients, args.ceiling_seconds).await?;
+            if measured.is_none() {
+                eprintln!("warning: pgbench is not on the PATH: no floor measured");
             }
+            measured
         }
+        None if is_floor => {
+            eprintln!("warning: no database to measure the floor on (pass --ceiling-database-url)");
+            None
+        }
+        _ => None,
     };
 
     let rp_channels = client::channels(
@@ -178,6 +168,7 @@ where
     background.abort_all();
     let total = total.context("no worker ran")?;
 
+    let mut report = Map::new();
     report.insert("concurrency".into(), json!(args.concurrency));
     report.insert("duration_s".into(), json!(args.duration));
     report.insert("warmup_s".into(), json!(args.warmup));
@@ -187,44 +178,38 @@ where
         .get("flows_per_s")
         .and_then(Value::as_f64)
         .unwrap_or(0.0);
-    let rounded = ceiling.map(|c| (c * 100.0).round() / 100.0);
-    let ratio = ceiling
-        .filter(|c| *c > 0.0)
-        .map(|c| (flows_per_s / c * 1000.0).round() / 1000.0);
-    let (ceiling_key, ratio_key, used) = if floor_script {
-        ("floor_flows_per_s", "floor_ratio", Script::Floor)
-    } else {
-        ("ceiling_flows_per_s", "ratio", script)
-    };
-    report.insert(ceiling_key.into(), json!(rounded));
-    report.insert(ratio_key.into(), json!(ratio));
-    report.insert("ceiling_script".into(), json!(ceiling.map(|_| used.name())));
     report.insert(
-        "ceiling_clients".into(),
-        json!(ceiling.map(|_| match (floor_script, args.ceiling_clients) {
-            (_, Some(clients)) => json!(clients),
-            (true, None) => json!([16, 64]),
-            (false, None) => json!(args.concurrency),
-        })),
+        "floor_flows_per_s".into(),
+        json!(floor.map(|f| (f * 100.0).round() / 100.0)),
     );
-    let cpu = before.per_flow(&after, total.completed);
+    report.insert(
+        "floor_ratio".into(),
+        json!(
+            floor
+                .filter(|f| *f > 0.0)
+                .map(|f| (flows_per_s / f * 1000.0).round() / 1000.0)
+        ),
+    );
+    report.insert(
+        "floor_script".into(),
+        json!(floor.map(|_| floor::SCRIPT_NAME)),
+    );
+    report.insert(
+        "floor_clients".into(),
+        json!(floor.map(|_| floor_clients.clone())),
+    );
+    let per_flow = before.per_flow(&after, total.completed);
     let server_and_database = ["server_ms_per_flow", "postgres_ms_per_flow"]
         .iter()
-        .map(|field| cpu.get(*field).and_then(Value::as_f64))
+        .map(|field| per_flow.get(*field).and_then(Value::as_f64))
         .sum::<Option<f64>>()
         .map(|ms| (ms * 100.0).round() / 100.0);
     report.insert("cpu_ms_per_flow".into(), json!(server_and_database));
-    report.insert("cpu".into(), cpu);
-    report.insert("load_average".into(), json!(load_average()));
+    report.insert("cpu".into(), per_flow);
+    report.insert(
+        "other_cpu_ms_per_s".into(),
+        json!(before.other_ms_per_s(&after)),
+    );
+    report.insert("loadavg_1m".into(), json!(cpu::loadavg_1m()));
     Ok(report)
-}
-
-/// The 1-minute load average, as context for a noisy machine.
-pub fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }

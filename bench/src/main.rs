@@ -2,24 +2,29 @@
 //!
 //! It starts an `assent-server` against a PostgreSQL database (or targets a
 //! running one), creates its application, enrolls simulated devices with
-//! real Ed25519 keys, and measures one of three modes: full OTP `flows`,
-//! `push` logins, or `idle` agent streams (server memory per agent). For
-//! `flows` and `push` the database ceiling of the same run (pgbench over
-//! `sql/flow.sql`) is reported beside the figures. BENCHMARKS.md at the
-//! repository root has the commands and results.
+//! real Ed25519 keys, and measures one of four modes: full OTP `flows`,
+//! `push` logins, `idle` agent streams (server memory per agent) or idle
+//! `subscribers` (database commits they add). `flows` is compared with the
+//! floor of the same run (pgbench over `sql/floor.sql`, the least durable
+//! work of a login). Every report carries the machine's other load, and any
+//! error makes the run exit non-zero after the report, with the error kinds
+//! and their counts. `bench/README.md` and BENCHMARKS.md at the repository
+//! root have the commands and results.
 //!
 //! Modules: [`cli`] arguments, [`server`] the server process, [`client`]
 //! channels, [`device`] simulated devices, [`events`] the Subscribe router,
-//! [`load`] the shared load loop, [`flows`], [`push`], [`idle`] the modes,
-//! [`ceiling`] pgbench, [`bare`] the transport baseline (with [`small_codec`]), [`cpu`] `/proc` figures, [`report`] histograms and output.
+//! [`load`] the shared load loop, [`flows`], [`push`], [`idle`],
+//! [`subscribers`] the modes, [`floor`] pgbench, [`bare`] the transport
+//! baseline (with [`small_codec`]), [`cpu`] `/proc` figures, [`report`]
+//! histograms and output.
 
 mod bare;
-mod ceiling;
 mod cli;
 mod client;
 mod cpu;
 mod device;
 mod events;
+mod floor;
 mod flows;
 mod idle;
 mod load;
@@ -40,6 +45,10 @@ use server::{ServerProcess, Target};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(error) = args.ceiling_mode() {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(2);
+    }
     // Before any thread or child exists, so the server inherits the limit.
     let fd_limit = if args.mode == Mode::Idle {
         match idle::raise_fd_limit(args.agents) {
@@ -103,7 +112,7 @@ async fn run(args: Args, fd_limit: idle::FdLimit) -> anyhow::Result<()> {
     let measured = match args.mode {
         Mode::Flows => flows::run(&args, &target, database_url.as_deref()).await,
         Mode::Push => push::run(&args, &target, database_url.as_deref()).await,
-        Mode::Idle => idle::run(&args, &target, &fd_limit).await,
+        Mode::Idle => idle::run(&args, &target, database_url.as_deref(), &fd_limit).await,
         Mode::Subscribers => subscribers::run(&args, &target, database_url.as_deref()).await,
         Mode::BareServer => bail!("bare-server is handled above"),
     };
@@ -115,5 +124,12 @@ async fn run(args: Args, fd_limit: idle::FdLimit) -> anyhow::Result<()> {
     report.insert("mode".into(), json!(args.mode.as_str()));
     report.insert("server_pid_known".into(), json!(target.pid.is_some()));
     report::print(&report, args.json);
-    stopped
+    stopped?;
+    // A run with errors measured something else than the flows it claims:
+    // the report above shows what happened, the exit status says it failed.
+    let kinds = report::error_kinds(&report);
+    if !kinds.is_empty() {
+        bail!("the run had errors: {}", kinds.join("; "));
+    }
+    Ok(())
 }

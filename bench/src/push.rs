@@ -12,7 +12,6 @@ use assent_proto::v1::{
 };
 use serde_json::{Map, Value};
 
-use crate::ceiling::Script;
 use crate::cli::Args;
 use crate::device::STEP_TIMEOUT;
 use crate::flows::{describe, reconnect};
@@ -32,7 +31,6 @@ pub async fn run(
     database_url: Option<&str>,
 ) -> anyhow::Result<Map<String, Value>> {
     load::run(
-        Script::Push,
         args,
         target,
         database_url,

@@ -66,11 +66,6 @@ impl Recorder {
         *self.errors.entry(kind).or_default() += 1;
     }
 
-    /// Failed flows.
-    pub fn errors(&self) -> u64 {
-        self.errors.values().sum()
-    }
-
     /// Adds another worker's figures.
     pub fn merge(&mut self, other: &Self) {
         for (mine, theirs) in self.hists.iter_mut().zip(&other.hists) {
@@ -106,8 +101,7 @@ impl Recorder {
         };
         out.insert("flows".into(), json!(self.completed));
         out.insert("flows_per_s".into(), json!((rate * 100.0).round() / 100.0));
-        out.insert("errors".into(), json!(self.errors()));
-        out.insert("error_kinds".into(), json!(self.errors));
+        out.extend(error_fields(&self.errors));
         let (p50, p95, p99) = if self.total.is_empty() {
             (Value::Null, Value::Null, Value::Null)
         } else {
@@ -134,21 +128,131 @@ impl Recorder {
     }
 }
 
+/// The error fields every mode reports: `errors`, kind → count, and
+/// `error_count`, their sum.
+pub fn error_fields(errors: &BTreeMap<String, u64>) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("errors".into(), json!(errors));
+    out.insert("error_count".into(), json!(errors.values().sum::<u64>()));
+    out
+}
+
+/// The report's errors as `kind ×count` items, most frequent first; empty
+/// when there were none.
+pub fn error_kinds(report: &Map<String, Value>) -> Vec<String> {
+    let Some(Value::Object(errors)) = report.get("errors") else {
+        return Vec::new();
+    };
+    let mut kinds: Vec<(&String, u64)> = errors
+        .iter()
+        .map(|(kind, count)| (kind, count.as_u64().unwrap_or(0)))
+        .filter(|(_, count)| *count > 0)
+        .collect();
+    kinds.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    kinds
+        .into_iter()
+        .map(|(kind, count)| format!("{kind} ×{count}"))
+        .collect()
+}
+
 /// Prints the report: the JSON object alone, or a readable rendering.
 pub fn print(report: &Map<String, Value>, as_json: bool) {
     if as_json {
         println!("{}", Value::Object(report.clone()));
         return;
     }
+    print!("{}", render(report));
+}
+
+/// The readable rendering: one `key value` line per field, nested objects
+/// indented, errors as `kind ×count` lines.
+fn render(report: &Map<String, Value>) -> String {
+    let mut out = String::new();
     for (key, value) in report {
         match value {
-            Value::Object(inner) => {
-                println!("{key}:");
-                for (name, figure) in inner {
-                    println!("  {name:<12} {figure}");
+            Value::Object(_) if key == "errors" => {
+                let kinds = error_kinds(report);
+                if kinds.is_empty() {
+                    out.push_str(&format!("{key:<26} none\n"));
+                } else {
+                    out.push_str(&format!("{key}:\n"));
+                    for kind in kinds {
+                        out.push_str(&format!("  {kind}\n"));
+                    }
                 }
             }
-            other => println!("{key:<26} {other}"),
+            Value::Object(inner) => {
+                out.push_str(&format!("{key}:\n"));
+                for (name, figure) in inner {
+                    out.push_str(&format!("  {name:<28} {figure}\n"));
+                }
+            }
+            other => out.push_str(&format!("{key:<26} {other}\n")),
         }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report_with_errors(errors: &[(&str, u64)]) -> Map<String, Value> {
+        let errors: BTreeMap<String, u64> =
+            errors.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect();
+        error_fields(&errors)
+    }
+
+    #[test]
+    fn errors_are_an_object_of_kinds_with_their_count() {
+        let report = report_with_errors(&[
+            ("scan: rejected with code 8", 241),
+            ("create: Unavailable", 2),
+        ]);
+        assert_eq!(report["errors"]["scan: rejected with code 8"], 241);
+        assert_eq!(report["error_count"], 243);
+    }
+
+    #[test]
+    fn error_kinds_list_the_most_frequent_first() {
+        let report = report_with_errors(&[
+            ("create: Unavailable", 2),
+            ("scan: rejected with code 8", 241),
+        ]);
+        assert_eq!(
+            error_kinds(&report),
+            ["scan: rejected with code 8 ×241", "create: Unavailable ×2"]
+        );
+    }
+
+    #[test]
+    fn the_text_report_prints_each_error_kind() {
+        let report = report_with_errors(&[("scan: rejected with code 8", 241)]);
+        let text = render(&report);
+        assert!(
+            text.contains("  scan: rejected with code 8 ×241\n"),
+            "{text}"
+        );
+        assert!(text.contains("error_count"), "{text}");
+    }
+
+    #[test]
+    fn a_clean_run_reports_no_errors() {
+        let report = report_with_errors(&[]);
+        assert!(error_kinds(&report).is_empty());
+        assert_eq!(report["error_count"], 0);
+        assert!(render(&report).contains("none"));
+    }
+
+    #[test]
+    fn recorded_errors_reach_the_fields() {
+        let Ok(mut recorder) = Recorder::new(&["create"]) else {
+            panic!("recorder");
+        };
+        recorder.error("scan: rejected with code 8");
+        recorder.error("scan: rejected with code 8");
+        let fields = recorder.fields(1.0);
+        assert_eq!(fields["error_count"], 2);
+        assert_eq!(fields["errors"]["scan: rejected with code 8"], 2);
     }
 }

@@ -1,8 +1,10 @@
 //! `subscribers`: K idle `Subscribe` streams of one key, and what they cost
 //! the database while nothing happens — commits per second of the run's
 //! database (`pg_stat_database.xact_commit`, every autocommitted read
-//! included), before and while they are open.
+//! included), before and while they are open, and the machine's other load
+//! while they are.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -13,6 +15,8 @@ use tokio::task::JoinSet;
 
 use crate::cli::Args;
 use crate::client;
+use crate::cpu::{self, CpuSample};
+use crate::report;
 use crate::server::Target;
 
 /// Streams per HTTP/2 connection.
@@ -72,7 +76,10 @@ pub async fn run(
     }
     // Let the backlog reads settle, then measure.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let database = cpu::database_name(database_url);
+    let before = CpuSample::take(target.pid, database.as_deref());
     let open = commit_rate(database_url, seconds).await?;
+    let after = CpuSample::take(target.pid, database.as_deref());
     streams.abort_all();
     let mut report = Map::new();
     report.insert("subscribers".into(), json!(count));
@@ -89,5 +96,12 @@ pub async fn run(
         "commits_per_s_added".into(),
         json!(((open - idle) * 10.0).round() / 10.0),
     );
+    // A refused subscription ends the run above; nothing else can fail.
+    report.extend(report::error_fields(&BTreeMap::new()));
+    report.insert(
+        "other_cpu_ms_per_s".into(),
+        json!(before.other_ms_per_s(&after)),
+    );
+    report.insert("loadavg_1m".into(), json!(cpu::loadavg_1m()));
     Ok(report)
 }

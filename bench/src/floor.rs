@@ -1,0 +1,151 @@
+//! The floor of the same run: `pgbench` runs `sql/floor.sql`, the least
+//! durable work one OTP login needs (three committed state changes, each
+//! with its event row), against the run's database right before the load;
+//! its tps is the flows/s that work alone allows on this machine now.
+//!
+//! The script writes only rows of its own (fresh transaction ids): it never
+//! touches the devices, keys or application rows the load uses, so it
+//! cannot trip their limits. (The removed `--ceiling server` replayed the
+//! server's own statements, strike counters included, and did.)
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::process::Command;
+
+/// The script, built into the binary so the bench is self-contained.
+const SCRIPT: &str = include_str!("../sql/floor.sql");
+
+/// Its file name, for the report.
+pub const SCRIPT_NAME: &str = "bench/sql/floor.sql";
+
+/// Client counts tried when `--ceiling-clients` is not given; the best wins.
+pub const DEFAULT_CLIENTS: [usize; 2] = [16, 64];
+
+/// What the script needs to know about the run.
+#[derive(Debug, Clone)]
+pub struct FloorInput {
+    /// The database (libpq accepts the URL).
+    pub database_url: String,
+    /// The application's id (the foreign key of the rows written).
+    pub application_id: String,
+    /// An enrolled device's id (only written into the script's own rows).
+    pub device_id: String,
+    /// That device's user.
+    pub user_id: String,
+}
+
+/// Runs pgbench for `seconds` at each of `clients` and returns the best
+/// tps; `None` when pgbench is not on the PATH.
+pub async fn measure(
+    input: &FloorInput,
+    clients: &[usize],
+    seconds: u32,
+) -> anyhow::Result<Option<f64>> {
+    let Some(pgbench) = find_pgbench() else {
+        return Ok(None);
+    };
+    let path = std::env::temp_dir().join(format!("assent-bench-floor-{}.sql", std::process::id()));
+    std::fs::write(&path, SCRIPT).context("cannot write the pgbench script")?;
+    let mut best: Option<f64> = None;
+    for &count in clients {
+        let tps = run_pgbench(&pgbench, &path, input, count, seconds).await;
+        let tps = match tps {
+            Ok(tps) => tps,
+            Err(error) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(error);
+            }
+        };
+        best = Some(best.map_or(tps, |b| b.max(tps)));
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(best)
+}
+
+async fn run_pgbench(
+    pgbench: &std::path::Path,
+    script: &std::path::Path,
+    input: &FloorInput,
+    clients: usize,
+    seconds: u32,
+) -> anyhow::Result<f64> {
+    let clients = clients.max(1);
+    let output = Command::new(pgbench)
+        .arg("-n")
+        .args(["-M", "prepared"])
+        .arg("-f")
+        .arg(script)
+        .args(["-c", &clients.to_string()])
+        .args(["-j", &clients.min(2).to_string()])
+        .args(["-T", &seconds.max(1).to_string()])
+        .args(["-D", &format!("app={}", input.application_id)])
+        .args(["-D", &format!("device={}", input.device_id)])
+        .args(["-D", &format!("user={}", input.user_id)])
+        .arg(&input.database_url)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(u64::from(seconds) + 60), output)
+        .await
+        .context("pgbench did not finish")??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    parse_tps(&stdout)
+}
+
+fn find_pgbench() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("pgbench"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The first `tps = N` of pgbench's output.
+fn parse_tps(output: &str) -> anyhow::Result<f64> {
+    output
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no `tps = ` in pgbench's output: {output}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tps_is_parsed_from_pgbench_output() {
+        let output = "latency average = 3.1 ms\ntps = 321.5 (without initial connection time)\n";
+        assert_eq!(parse_tps(output).ok(), Some(321.5));
+    }
+
+    #[test]
+    fn output_without_tps_is_an_error() {
+        assert!(parse_tps("pgbench: error: connection refused\n").is_err());
+    }
+
+    #[test]
+    fn the_script_writes_no_device_key_or_application_row() {
+        let statements = SCRIPT.lines().filter(|line| !line.starts_with("--"));
+        for statement in statements {
+            let lower = statement.to_lowercase();
+            for table in ["devices", "api_keys", "applications"] {
+                assert!(
+                    !lower.contains(&format!("update {table}"))
+                        && !lower.contains(&format!("insert into {table}"))
+                        && !lower.contains(&format!("delete from {table}")),
+                    "floor.sql writes {table}: {statement}"
+                );
+            }
+        }
+    }
+}
