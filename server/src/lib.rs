@@ -32,6 +32,7 @@
 
 pub mod config;
 pub mod domain;
+mod error;
 pub mod first_run;
 pub mod grpc;
 pub mod http;
@@ -47,14 +48,14 @@ mod sweeper;
 pub mod telemetry;
 
 pub use domain::secure_rng;
+pub use error::ServerError;
 pub use grpc::limits::MAX_MESSAGE_BYTES;
-pub use serve::{serve, serve_with_oidc};
+pub use serve::{TimeSource, serve, serve_with_oidc};
 pub use service::admin;
 pub use startup::{OpenedStore, open_store};
 pub use sweeper::CLOCK_SYNC_EVERY;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -63,54 +64,6 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Engine, ServerConfig};
 use domain::{Clock, SystemClock};
 use startup::open_for_serving;
-use store::StoreError;
-
-/// Why the server could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// Another process already serves this SQLite file.
-    #[error(
-        "another assent-server already serves {0}; the embedded SQLite engine is \
-         single-process: stop the other one, pick another --data-dir, or run several \
-         replicas on PostgreSQL (ASSENT_DATABASE_URL=postgres://…)"
-    )]
-    AlreadyRunning(PathBuf),
-    /// The data directory could not be prepared.
-    #[error("cannot prepare the data directory {path}")]
-    DataDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// First-run setup failed.
-    #[error(transparent)]
-    FirstRun(#[from] first_run::FirstRunError),
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Plaintext on a non-loopback address was not explicitly allowed.
-    #[error(
-        "refusing to serve plaintext gRPC on {0} (not loopback): set ASSENT_TLS_CERT and \
-         ASSENT_TLS_KEY (--tls-cert/--tls-key), listen on 127.0.0.1, or pass \
-         --insecure-plaintext (ASSENT_INSECURE_PLAINTEXT=true) when a proxy terminates TLS \
-         on a private network"
-    )]
-    InsecureListen(SocketAddr),
-    /// TLS material could not be loaded.
-    #[error("cannot load TLS certificate or key: {0}")]
-    Tls(String),
-    /// The CIBA provider could not start (its signing key).
-    #[error("cannot start the CIBA provider: {0}")]
-    Oidc(String),
-    /// I/O failure.
-    #[error("I/O error")]
-    Io(#[from] std::io::Error),
-    /// The reflection descriptor is broken (a build bug).
-    #[error("reflection setup failed: {0}")]
-    Reflection(String),
-}
 
 /// Opens the store and serves on `listener` until `shutdown` fires, then drains.
 /// On an empty embedded store, first creates the `default` application.
@@ -121,17 +74,6 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let time = TimeSource::Database(Arc::new(SystemClock));
     run_with_time(config, listener, shutdown, time).await
-}
-
-/// Where the use cases read the time.
-#[derive(Clone)]
-pub enum TimeSource {
-    /// This base clock, disciplined to the database's clock (measured at
-    /// start and every [`CLOCK_SYNC_EVERY`]): expiry is decided by the
-    /// database's time, however far this host's clock is off.
-    Database(Arc<dyn Clock>),
-    /// Exactly this clock (tests move a manual one).
-    Given(Arc<dyn Clock>),
 }
 
 /// [`run`] with the clock the use cases read (tests move a manual one).
@@ -156,6 +98,27 @@ pub async fn run_with_time(
     if config.refuses_plaintext_on(local) {
         return Err(ServerError::InsecureListen(local));
     }
+    // The OIDC port has no TLS of its own: beyond loopback only when a
+    // proxy in front is said to terminate it.
+    if let Some(at) = config.oidc_listen.filter(|at| !at.ip().is_loopback()) {
+        if !config.insecure_plaintext {
+            return Err(ServerError::Oidc(format!(
+                "refusing to serve it in plaintext on {at} (not loopback; the OIDC port has \
+                 no TLS of its own): listen on 127.0.0.1 behind a TLS proxy, or pass \
+                 --insecure-plaintext when a proxy terminates TLS on a private network"
+            )));
+        }
+    }
+    let oidc = match config.oidc_listen {
+        Some(at) => {
+            let listener = TcpListener::bind(at)
+                .await
+                .map_err(|error| ServerError::Oidc(format!("cannot listen on {at}: {error}")))?;
+            let issuer = config.oidc_issuer(listener.local_addr()?);
+            Some((listener, issuer))
+        }
+        None => None,
+    };
     let opened = open_for_serving(&config).await?;
     if let Engine::Sqlite { path } = &opened.engine {
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
@@ -163,5 +126,5 @@ pub async fn run_with_time(
             println!("{}", first_run::banner(path, &key_file));
         }
     }
-    serve(config, opened, listener, shutdown, time).await
+    serve_with_oidc(config, opened, listener, shutdown, time, oidc).await
 }

@@ -14,12 +14,24 @@ use tokio_util::task::TaskTracker;
 use crate::config::ServerConfig;
 use crate::domain::Clock;
 use crate::domain::clock::DatabaseClock;
+use crate::error::ServerError;
 use crate::grpc::limits::MAX_MESSAGE_BYTES;
 use crate::grpc::{self, DeviceHandler, RelyingPartyHandler};
 use crate::notify::{self, Notifier};
 use crate::service::{CibaService, Services, WebhookDelivery, WebhookSettings};
 use crate::startup::OpenedStore;
-use crate::{ServerError, TimeSource, metrics, sweeper};
+use crate::{metrics, sweeper};
+
+/// Where the use cases read the time.
+#[derive(Clone)]
+pub enum TimeSource {
+    /// This base clock, disciplined to the database's clock (measured at
+    /// start and every [`crate::CLOCK_SYNC_EVERY`]): expiry is decided by the
+    /// database's time, however far this host's clock is off.
+    Database(Arc<dyn Clock>),
+    /// Exactly this clock (tests move a manual one).
+    Given(Arc<dyn Clock>),
+}
 
 /// Concurrent HTTP/2 streams per connection.
 const MAX_STREAMS_PER_CONNECTION: u32 = 128;

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::ServerError;
 use crate::config::{Engine, ServerConfig};
+use crate::error::ServerError;
 use crate::store::{PgStore, SqliteStore, Store};
 
 /// An opened, migrated store and what it runs on.

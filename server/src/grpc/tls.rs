@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::ServerError;
 use crate::config::ServerConfig;
+use crate::error::ServerError;
 
 /// The TLS acceptor, when the port speaks TLS.
 pub type TlsAcceptor = tokio_rustls::TlsAcceptor;
