@@ -149,6 +149,16 @@ impl Drop for Receiver {
     }
 }
 
+/// Waits until the receiver has `count` distinct deliveries.
+async fn until_delivered(receiver: &Receiver, count: usize, secs: u64) {
+    within(secs, "deliveries at the receiver", async {
+        while receiver.deliveries().len() < count {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
 /// Whether the receiver's packages are installed (else "not run").
 fn can_run(test: &str) -> bool {
     tools::can_run(test, &[tools::WEBHOOK_RECEIVER_PACKAGES])
@@ -389,6 +399,9 @@ async fn another_replica_takes_over_when_the_delivering_one_stops() {
     // stop the first.
     receiver.set(&key, "sleep", 800);
     ids.extend(logins(&mut rp, 2).await);
+    // The first has delivered one of the slow ones: it holds the endpoint.
+    let before = receiver.deliveries().len();
+    until_delivered(&receiver, before + 1, 10).await;
     let second = TestServer::start_with(&db, |config| {
         fast(config);
         config.listen = second_listen;
@@ -576,4 +589,138 @@ async fn one_replica_holds_an_endpoint_until_its_lease_runs_out_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_holds_an_endpoint_until_its_lease_runs_out_on_postgres() {
     leases_and_log(TestDb::create().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_destination_is_refused_again_at_delivery() {
+    if !can_run("webhooks") {
+        return;
+    }
+    // Created where private addresses were allowed, delivered by a
+    // replica where they are not (as if the name now resolved there).
+    let db = TestDb::sqlite();
+    let server = TestServer::start_with(&db, |config| {
+        fast(config);
+        config.webhook_allow_private = false;
+    })
+    .await;
+    let (app, _agent, _daemon) = accepting_agent(&server, &db, None).await;
+    let receiver = Receiver::start().await;
+    let id = create_endpoint(&db, &app, &receiver);
+    let mut rp = rp_client(&server, &app.api_key).await;
+    logins(&mut rp, 1).await;
+    within(15, "a refused attempt in the delivery log", async {
+        loop {
+            let log = cli(&db, true, &["log", "--app", &app.id, "--id", &id]).unwrap();
+            let refused = log.as_array().unwrap().iter().any(|a| {
+                a["status"].is_null()
+                    && a["error"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("webhook_allow_private")
+            });
+            if refused {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(receiver.lines().is_empty(), "the receiver was reached");
+}
+
+/// A server process on `listen` with quick webhook settings.
+fn server_process(db: &TestDb, listen: std::net::SocketAddr) -> Child {
+    Command::new(binary("assent-server"))
+        .args(["--database-url", &db.url, "serve", "--listen"])
+        .arg(listen.to_string())
+        .args(["--metrics-listen", "off"])
+        .env("ASSENT_WEBHOOK_ALLOW_PRIVATE", "true")
+        .env("ASSENT_WEBHOOK_LEASE_MS", "3000")
+        .env("ASSENT_WEBHOOK_POLL_MS", "100")
+        .env("ASSENT_WEBHOOK_REQUEST_TIMEOUT_MS", "5000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start assent-server")
+}
+
+/// A free loopback address.
+fn free_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replica_takes_over_when_the_delivering_one_is_killed() {
+    if !can_run("webhooks") {
+        return;
+    }
+    let db = TestDb::create().await;
+    let (first_listen, second_listen) = (free_address(), free_address());
+    let servers = format!("http://{first_listen},http://{second_listen}");
+    // Enrollment on a helper whose own worker never looks again.
+    let mut helper = TestServer::start_with(&db, |c| c.webhook_poll_ms = 3_600_000).await;
+    let app = TestApp::create(&db, "Example Shop").await;
+    let agent = EnrolledAgent::enroll(&helper, &app, "alice").await;
+    helper.stop().await;
+    let mut first = server_process(&db, first_listen);
+    let url = format!("http://{first_listen}");
+    within(20, "the server process to serve", async {
+        loop {
+            let health = Command::new(binary("assent-server"))
+                .args(["health", "--url", &url, "--timeout", "1"])
+                .output()
+                .unwrap();
+            if health.status.success() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let _daemon = agent.run(&servers, &["--policy", "accept"]);
+    agent.wait_connected().await;
+    let receiver = Receiver::start().await;
+    create_endpoint(&db, &app, &receiver);
+    let key = receiver.secret();
+    let mut rp = assent_tests::rp_client_at(&url, &app.api_key).await;
+    let mut ids = logins(&mut rp, 2).await;
+    receiver.until_accepted(&ids, 20).await;
+    // The process delivers slowly now; a second replica starts; the first
+    // is killed (SIGKILL: its lease is not given up, it runs out).
+    receiver.set(&key, "sleep", 800);
+    ids.extend(logins(&mut rp, 2).await);
+    // The process has delivered one of the slow ones: it holds the endpoint.
+    let before = receiver.deliveries().len();
+    until_delivered(&receiver, before + 1, 10).await;
+    let second = TestServer::start_with(&db, |config| {
+        fast(config);
+        config.listen = second_listen;
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = first.kill();
+    let _ = first.wait();
+    let killed = std::time::Instant::now();
+    let accepted_late = receiver
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.2 == "transaction.accepted" && ids[2..].contains(&d.3))
+        .count();
+    assert!(accepted_late < 2, "all delivered before the kill");
+    receiver.set(&key, "ok", 0);
+    let mut rp = rp_client(&second, &app.api_key).await;
+    ids.extend(logins(&mut rp, 2).await);
+    receiver.until_accepted(&ids, 40).await;
+    // The second waited for the dead one's lease (renewed before each
+    // attempt, 3 s) to run out.
+    assert!(
+        killed.elapsed() >= Duration::from_millis(1_500),
+        "taken over after {:?}, before the lease ran out",
+        killed.elapsed()
+    );
+    assert_complete_and_ordered(&receiver, &ids);
 }

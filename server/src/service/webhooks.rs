@@ -77,7 +77,9 @@ pub async fn create_webhook(
     if !apps.iter().any(|a| a.id == app) {
         return Err(WebhookError::NoSuchApplication(app));
     }
-    let after = store.event_head(app).await?.newest;
+    // `start`, not `newest`: an older transaction still committing gets a
+    // cursor after it, so nothing committed from now on is skipped.
+    let after = store.event_head(app).await?.start;
     let id = WebhookId::random();
     let secret = WebhookSecret::generate(&mut secure_rng());
     store
