@@ -579,6 +579,25 @@ async fn leases_and_log(db: TestDb) {
     assert_eq!(log.len(), 100);
     assert_eq!(log[0].event_id, "evt_104");
     assert_eq!(log[99].event_id, "evt_5");
+    // A failure past the limit pauses the endpoint with its reason and
+    // gives the lease up; the position stays.
+    let failed = assent_server::store::FailedAttempt {
+        next_attempt_at: later + chrono::Duration::hours(1),
+        at: later,
+        pause: Some("failing since yesterday: HTTP 500".to_owned()),
+    };
+    store.webhook_failed(id, b, &failed).await.unwrap();
+    let listed = store.list_webhooks(app_id).await.unwrap();
+    let (_, reason) = listed[0].paused.clone().expect("paused");
+    assert_eq!(reason, "failing since yesterday: HTTP 500");
+    assert_eq!(listed[0].failures, 1);
+    assert_eq!(listed[0].delivered_through, 0);
+    let much_later = later + chrono::Duration::hours(2);
+    let paused = store
+        .claim_webhook(a, much_later + lease, much_later)
+        .await
+        .unwrap();
+    assert!(paused.is_none(), "a paused endpoint is not claimed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

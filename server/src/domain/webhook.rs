@@ -353,6 +353,21 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_failing_for_a_day_is_paused() {
+        let since = Utc::now();
+        assert!(!has_failed_too_long(since, since + Duration::hours(23)));
+        assert!(has_failed_too_long(since, since + Duration::hours(24)));
+    }
+
+    #[test]
+    fn the_delivery_id_is_stable_per_event() {
+        let app = ApplicationId::random();
+        assert_eq!(delivery_id(app, 7), delivery_id(app, 7));
+        assert_ne!(delivery_id(app, 7), delivery_id(app, 8));
+        assert!(delivery_id(app, 7).starts_with("evt_"));
+    }
+
+    #[test]
     fn debug_never_shows_the_secret() {
         let secret = WebhookSecret::generate(&mut crate::domain::secure_rng());
         assert_eq!(format!("{secret:?}"), "WebhookSecret(..)");
