@@ -100,14 +100,15 @@ pub async fn run_with_time(
     }
     // The OIDC port has no TLS of its own: beyond loopback only when a
     // proxy in front is said to terminate it.
-    if let Some(at) = config.oidc_listen.filter(|at| !at.ip().is_loopback()) {
-        if !config.insecure_plaintext {
-            return Err(ServerError::Oidc(format!(
-                "refusing to serve it in plaintext on {at} (not loopback; the OIDC port has \
-                 no TLS of its own): listen on 127.0.0.1 behind a TLS proxy, or pass \
-                 --insecure-plaintext when a proxy terminates TLS on a private network"
-            )));
-        }
+    let beyond_loopback = |at: &std::net::SocketAddr| !at.ip().is_loopback();
+    if let Some(at) = config.oidc_listen.filter(beyond_loopback)
+        && !config.insecure_plaintext
+    {
+        return Err(ServerError::Oidc(format!(
+            "refusing to serve it in plaintext on {at} (not loopback; the OIDC port has \
+             no TLS of its own): listen on 127.0.0.1 behind a TLS proxy, or pass \
+             --insecure-plaintext when a proxy terminates TLS on a private network"
+        )));
     }
     let oidc = match config.oidc_listen {
         Some(at) => {

@@ -72,6 +72,18 @@ pub const WEBHOOK_RECEIVER_PACKAGES: Tool = Tool {
     },
 };
 
+/// The CIBA tests' client packages (`openid-client` and `jose` from npm).
+pub const CIBA_CLIENT_PACKAGES: Tool = Tool {
+    name: "the CIBA client's Node packages",
+    install: "(cd tests/ciba-client && npm ci)",
+    found: || {
+        on_path("node")
+            && repo()
+                .join("tests/ciba-client/node_modules/openid-client")
+                .exists()
+    },
+};
+
 /// HAProxy.
 pub const HAPROXY: Tool = Tool {
     name: "HAProxy",
@@ -118,6 +130,7 @@ pub const DESKTOP: Tool = Tool {
 pub const NEEDS: &[(&str, &[Tool])] = &[
     ("web_login", &[CHROMIUM, WEB_LOGIN_PACKAGES]),
     ("webhooks", &[WEBHOOK_RECEIVER_PACKAGES]),
+    ("ciba", &[CIBA_CLIENT_PACKAGES]),
     ("rolling_restart", &[HAPROXY]),
     ("neighbours (behind HAProxy)", &[HAPROXY]),
     ("deploy (compose file)", &[DOCKER_COMPOSE]),

@@ -36,6 +36,15 @@ impl ServerConfig {
         !has_tls && !addr.ip().is_loopback() && !self.insecure_plaintext
     }
 
+    /// The CIBA provider's issuer URL: `issuer`, or `http://` + the
+    /// address it is bound to (without a trailing slash).
+    pub fn oidc_issuer(&self, bound: SocketAddr) -> String {
+        match &self.issuer {
+            Some(issuer) => issuer.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
+
     /// The storage engine these settings select.
     pub fn engine(&self) -> Engine {
         match self.database_url.as_deref() {

@@ -113,6 +113,16 @@ pub struct ServerConfig {
     pub webhook_lease_ms: u64,
     /// How often a replica looks for endpoints with new events, in milliseconds.
     pub webhook_poll_ms: u64,
+    /// The OpenID CIBA provider's listen address (plain HTTP, docs/ciba.md);
+    /// `None` (`off`, the default) does not serve it.
+    #[serde(with = "address_or_off")]
+    pub oidc_listen: Option<SocketAddr>,
+    /// The provider's public base URL, the ID tokens' `iss`; unset, it is
+    /// `http://` + `oidc_listen`.
+    pub issuer: Option<String>,
+    /// Whether CIBA notification endpoints may resolve to private,
+    /// loopback, link-local and other non-global addresses.
+    pub oidc_allow_private: bool,
 }
 
 impl Default for ServerConfig {
@@ -153,6 +163,9 @@ impl Default for ServerConfig {
             webhook_request_timeout_ms: 10_000,
             webhook_lease_ms: 10_000,
             webhook_poll_ms: 500,
+            oidc_listen: None,
+            issuer: None,
+            oidc_allow_private: false,
         }
     }
 }
@@ -168,7 +181,7 @@ impl fmt::Debug for ServerConfig {
     }
 }
 
-/// `metrics_listen`: an address, or `off` (or empty) for none.
+/// `metrics_listen`, `oidc_listen`: an address, or `off` (or empty) for none.
 mod address_or_off {
     use std::net::SocketAddr;
 

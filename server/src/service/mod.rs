@@ -10,6 +10,7 @@
 pub mod admin;
 mod audit;
 pub mod ciba;
+pub mod ciba_clients;
 mod ciba_tokens;
 mod confirmations;
 mod creation_limiter;

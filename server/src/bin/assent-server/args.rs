@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// proxy) [env: ASSENT_INSECURE_PLAINTEXT=true].
     #[arg(long)]
     insecure_plaintext: bool,
+    /// The OpenID CIBA provider's address (plain HTTP; docs/ciba.md)
+    /// [env: ASSENT_OIDC_LISTEN] [default: off].
+    #[arg(long)]
+    oidc_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -78,6 +82,7 @@ impl ServeArgs {
             tls_key: later.tls_key.or(self.tls_key),
             tls_client_ca: later.tls_client_ca.or(self.tls_client_ca),
             insecure_plaintext: later.insecure_plaintext || self.insecure_plaintext,
+            oidc_listen: later.oidc_listen.or(self.oidc_listen),
         }
     }
 }
@@ -171,6 +176,26 @@ pub enum AppCommand {
     /// Manage an application's Standard Webhooks endpoints (docs/webhooks.md).
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Set how an application gets OpenID CIBA results (docs/ciba.md).
+    /// Notification endpoints are `https://` only, except to loopback;
+    /// private destinations need oidc_allow_private.
+    Ciba {
+        /// The application's id (`app list`), the CIBA `client_id`.
+        #[arg(long)]
+        app: String,
+        /// Token delivery mode.
+        #[arg(long, value_parser = ["poll", "ping", "push"])]
+        mode: String,
+        /// Where ping and push notifications are POSTed (required for them).
+        #[arg(long, value_name = "URL")]
+        notification_endpoint: Option<String>,
+        /// The ID tokens' signing algorithm.
+        #[arg(long, default_value = "RS256", value_parser = ["RS256", "EdDSA", "ES256"])]
+        alg: String,
+        /// Print `{"app_id","mode","notification_endpoint","alg"}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,6 +358,15 @@ impl Cli {
             config.tls_client_ca.clone_from(&serve.tls_client_ca);
         }
         config.insecure_plaintext |= serve.insecure_plaintext;
+        if let Some(oidc) = &serve.oidc_listen {
+            config.oidc_listen = match oidc.as_str() {
+                "off" => None,
+                addr => Some(
+                    addr.parse()
+                        .context("--oidc-listen takes an address or `off`")?,
+                ),
+            };
+        }
         if let Some(format) = self.log_format {
             config.log_format = format;
         }

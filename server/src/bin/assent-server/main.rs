@@ -4,6 +4,7 @@
 mod apps;
 mod args;
 mod audit;
+mod ciba;
 mod health;
 mod keys;
 mod webhooks;
@@ -50,6 +51,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::App(AppCommand::Create { name, json }) => apps::create(&config, &name, json).await,
         Command::App(AppCommand::Key(command)) => apps::key_command(&config, command).await,
         Command::App(AppCommand::Webhook(command)) => webhooks::command(&config, command).await,
+        Command::App(AppCommand::Ciba {
+            app,
+            mode,
+            notification_endpoint,
+            alg,
+            json,
+        }) => {
+            ciba::set(
+                &config,
+                &app,
+                &mode,
+                notification_endpoint.as_deref(),
+                &alg,
+                json,
+            )
+            .await
+        }
         Command::Keys(command) => keys::server_keys_command(&config, command).await,
         Command::Health { url, timeout } => {
             let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}", config.listen.port()));
