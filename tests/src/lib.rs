@@ -70,6 +70,20 @@ impl Drop for ScratchDir {
     }
 }
 
+/// Whether the server has closed `stream` within `wait` (a read sees the
+/// end or an error; what it says first, an HTTP/2 GOAWAY, is skipped).
+pub async fn is_closed(stream: &mut tokio::net::TcpStream, wait: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut byte = [0u8; 64];
+    loop {
+        match tokio::time::timeout(wait, stream.read(&mut byte)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Kills a child process when the test ends, however it ends.
 pub struct ChildGuard(pub std::process::Child);
 

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use assent_proto::v1::{CancelTransactionRequest, CreateOtpAuthenticationRequest, agent_message};
 use assent_tests::{
-    TcpTap, TestApp, TestDb, TestDevice, TestServer, rp_client, until_disconnected, within,
+    TcpTap, TestApp, TestDb, TestDevice, TestServer, is_closed, rp_client, until_disconnected,
+    within,
 };
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tonic::Code;
 
@@ -21,19 +21,6 @@ fn allow_many_sockets() {
         && soft < hard
     {
         let _ = rlimit::Resource::NOFILE.set(hard, hard);
-    }
-}
-
-/// Whether the server has closed `stream` (a read sees the end or an error).
-async fn is_closed(stream: &mut TcpStream, wait: Duration) -> bool {
-    let mut byte = [0u8; 64];
-    loop {
-        match tokio::time::timeout(wait, stream.read(&mut byte)).await {
-            Ok(Ok(0) | Err(_)) => return true,
-            // A server may say something (an HTTP/2 GOAWAY) before closing.
-            Ok(Ok(_)) => {}
-            Err(_) => return false,
-        }
     }
 }
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use assent_proto::v1::CreateOtpAuthenticationRequest;
 use assent_tests::{
-    ChildGuard, TestApp, TestDb, TestServer, binary, rp_client, rp_client_at, scratch_dir, within,
+    ChildGuard, TestApp, TestDb, TestServer, binary, is_closed, rp_client, rp_client_at,
+    scratch_dir, within,
 };
 use bytes::Bytes;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,18 +59,6 @@ async fn a_request_whose_body_never_comes_frees_its_connection() {
         })
         .await
         .expect("a normal call");
-}
-
-/// Whether the server has closed `stream` within `wait`.
-async fn is_closed(stream: &mut TcpStream, wait: Duration) -> bool {
-    let mut byte = [0u8; 64];
-    loop {
-        match tokio::time::timeout(wait, stream.read(&mut byte)).await {
-            Ok(Ok(0) | Err(_)) => return true,
-            Ok(Ok(_)) => {}
-            Err(_) => return false,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
