@@ -48,7 +48,10 @@ impl ConnectionLimits {
 
 /// The process's soft open-file limit, if it can be read.
 pub fn open_file_limit() -> Option<u64> {
-    rlimit::Resource::NOFILE.get().ok().map(|(soft, _hard)| soft)
+    rlimit::Resource::NOFILE
+        .get()
+        .ok()
+        .map(|(soft, _hard)| soft)
 }
 
 /// The open connections of one server.
@@ -328,7 +331,10 @@ mod tests {
         assert_eq!(tight.max_connections, 100);
         assert_eq!(tight.max_per_peer, 100);
         let roomy = limits().within_open_files(1 << 20, 200);
-        assert_eq!(roomy.max_connections, 4096, "a configured cap below the limit stays");
+        assert_eq!(
+            roomy.max_connections, 4096,
+            "a configured cap below the limit stays"
+        );
         assert_eq!(limits().within_open_files(10, 200).max_connections, 1);
     }
 }

@@ -10,8 +10,8 @@ use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    CLOSE_GRACE, FromDevice, HEARTBEAT, HELLO_TIMEOUT, MESSAGE_BURST, MESSAGES_PER_SECOND, Outbound,
-    RECONNECT_AFTER_MS, SessionIo, ToDevice,
+    CLOSE_GRACE, FromDevice, HEARTBEAT, HELLO_TIMEOUT, MESSAGE_BURST, MESSAGES_PER_SECOND,
+    Outbound, RECONNECT_AFTER_MS, SessionIo, ToDevice,
 };
 use crate::domain::rate::TokenBucket;
 use crate::domain::{Device, Notice, Transaction, TransactionId, secure_rng};
