@@ -3,12 +3,10 @@
 //! endpoint held to the webhook destination rules (https beyond loopback,
 //! no private address unless the operator allows it).
 
-use chrono::Utc;
-
 use super::webhooks::{WebhookError, resolve};
-use crate::domain::ApplicationId;
 use crate::domain::ciba::{DeliveryMode, IdTokenAlg};
 use crate::domain::webhook::{WebhookUrl, is_global};
+use crate::domain::{ApplicationId, Clock as _, SystemClock};
 use crate::store::{CibaClient, Store, StoreError};
 
 /// Why a CIBA client configuration was refused.
@@ -57,7 +55,7 @@ pub async fn configure_ciba_client(
         notification_endpoint: endpoint,
         id_token_alg,
     };
-    store.set_ciba_client(&client, Utc::now()).await?;
+    store.set_ciba_client(&client, SystemClock.now()).await?;
     Ok(client)
 }
 

@@ -4,12 +4,10 @@
 
 use std::net::IpAddr;
 
-use chrono::Utc;
-
 use crate::domain::webhook::{
     self, NonGlobalAddress, ROTATION_GRACE, WebhookId, WebhookSecret, WebhookUrl,
 };
-use crate::domain::{ApplicationId, InputError, secure_rng};
+use crate::domain::{ApplicationId, Clock as _, InputError, SystemClock, secure_rng};
 use crate::store::{DeliveryAttempt, Store, StoreError, WebhookRecord};
 
 /// Why a webhook action failed.
@@ -83,7 +81,7 @@ pub async fn create_webhook(
     let id = WebhookId::random();
     let secret = WebhookSecret::generate(&mut secure_rng());
     store
-        .create_webhook(id, app, &url, &secret, after, Utc::now())
+        .create_webhook(id, app, &url, &secret, after, SystemClock.now())
         .await?;
     Ok((id, secret))
 }
@@ -103,7 +101,7 @@ pub async fn pause_webhook(
     id: WebhookId,
 ) -> Result<(), WebhookError> {
     let found = store
-        .set_webhook_paused(app, id, Some("paused by the operator"), Utc::now())
+        .set_webhook_paused(app, id, Some("paused by the operator"), SystemClock.now())
         .await?;
     found
         .then_some(())
@@ -116,7 +114,9 @@ pub async fn resume_webhook(
     app: ApplicationId,
     id: WebhookId,
 ) -> Result<(), WebhookError> {
-    let found = store.set_webhook_paused(app, id, None, Utc::now()).await?;
+    let found = store
+        .set_webhook_paused(app, id, None, SystemClock.now())
+        .await?;
     found
         .then_some(())
         .ok_or(WebhookError::NoSuchWebhook(app, id))
@@ -142,7 +142,7 @@ pub async fn rotate_webhook_secret(
     id: WebhookId,
 ) -> Result<WebhookSecret, WebhookError> {
     let secret = WebhookSecret::generate(&mut secure_rng());
-    let until = Utc::now() + ROTATION_GRACE;
+    let until = SystemClock.now() + ROTATION_GRACE;
     let found = store.rotate_webhook_secret(app, id, &secret, until).await?;
     if !found {
         return Err(WebhookError::NoSuchWebhook(app, id));

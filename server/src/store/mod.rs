@@ -26,6 +26,7 @@ mod applications;
 mod arity_tests;
 mod checkpoints;
 mod ciba;
+mod ciba_sql;
 pub(crate) mod codec;
 mod devices;
 mod driver;
@@ -41,6 +42,7 @@ mod server_keys;
 mod sql;
 mod sqlite;
 mod transactions;
+mod webhook_sql;
 mod webhooks;
 
 pub use applications::{ApiKeyStore, ApplicationStore};

@@ -152,9 +152,9 @@ pub(crate) struct Queries {
     pub connected_devices: Statement<(ApplicationId, Option<UserId>, StoredTime)>,
     pub live_replicas: Statement<(StoredTime,)>,
     /// OpenID CIBA's statements (`store::ciba`).
-    pub ciba: super::ciba::CibaQueries,
+    pub ciba: super::ciba_sql::CibaQueries,
     /// Webhook endpoints' statements (`store::webhooks`).
-    pub webhooks: super::webhooks::WebhookQueries,
+    pub webhooks: super::webhook_sql::WebhookQueries,
     /// The statements whose text differs between the engines.
     pub dialect: DialectQueries,
 }

@@ -284,8 +284,8 @@ pub(crate) fn queries(dialect: DialectQueries) -> Queries {
         ),
         // Replicas with a valid lease.
         live_replicas: Statement::new("SELECT count(*) FROM replicas WHERE expires_at > $1"),
-        ciba: super::ciba::queries(),
-        webhooks: super::webhooks::queries(),
+        ciba: super::ciba_sql::queries(),
+        webhooks: super::webhook_sql::queries(),
         dialect,
     }
 }
