@@ -184,24 +184,21 @@ async fn the_server_cli_and_agent_complete_a_login_over_tls() {
     let url = server.url();
     until_serving(&url, &authority.pem(), None).await;
     let ca_arg = ca.to_str().unwrap();
-
-    // The CLI over TLS, trusting the test CA.
-    let created = run(
-        "assent",
-        &[
+    // The CLI over TLS, trusting the test CA, as the test application.
+    let cli = |args: &[&str]| {
+        let trusted = [
             "--server",
             &url,
             "--ca-cert",
             ca_arg,
             "--api-key",
             &app.api_key,
-            "--json",
-            "enrollment",
-            "create",
-            "--user",
-            "alice",
-        ],
-    );
+        ];
+        run("assent", &[&trusted[..], args].concat())
+    };
+
+    // The CLI over TLS, trusting the test CA.
+    let created = cli(&["--json", "enrollment", "create", "--user", "alice"]);
     assert!(created.status.success(), "{}", text(&created));
     let code: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
     let code = code["code"].as_str().unwrap().to_owned();
@@ -260,42 +257,24 @@ async fn the_server_cli_and_agent_complete_a_login_over_tls() {
         }
     })
     .await;
-    let push = run(
-        "assent",
-        &[
-            "--server",
-            &url,
-            "--ca-cert",
-            ca_arg,
-            "--api-key",
-            &app.api_key,
-            "--json",
-            "login",
-            "push",
-            "--user",
-            "alice",
-            "--message",
-            "Log in over TLS?",
-        ],
-    );
+    let push = cli(&[
+        "--json",
+        "login",
+        "push",
+        "--user",
+        "alice",
+        "--message",
+        "Log in over TLS?",
+    ]);
     assert!(push.status.success(), "{}", text(&push));
     let push: serde_json::Value = serde_json::from_slice(&push.stdout).unwrap();
-    let waited = run(
-        "assent",
-        &[
-            "--server",
-            &url,
-            "--ca-cert",
-            ca_arg,
-            "--api-key",
-            &app.api_key,
-            "tx",
-            "wait",
-            push["transaction_id"].as_str().unwrap(),
-            "--timeout",
-            "20",
-        ],
-    );
+    let waited = cli(&[
+        "tx",
+        "wait",
+        push["transaction_id"].as_str().unwrap(),
+        "--timeout",
+        "20",
+    ]);
     assert!(
         waited.status.success(),
         "accepted over TLS: {}",
