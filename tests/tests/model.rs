@@ -272,14 +272,15 @@ impl Model {
             return Answer::ResourceExhausted;
         }
         let (app, user) = DEVICES[device];
-        if self.txs[i].app == app {
-            self.settle(i);
-        }
+        // A refused scan writes nothing (every refusal takes the same path
+        // in time): an overdue transaction is refused as it stands and
+        // expired by the sweeper, not by the scan.
         let tx = &self.txs[i];
         let is_valid = genuine
             && tx.app == app
             && tx.kind == TransactionKind::Otp
             && tx.state == S::Pending
+            && tx.expires > self.now
             && tx.user.is_none_or(|u| u == user)
             && !self.revoked[device];
         if !is_valid {
