@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use assent_proto::signing;
-use ed25519_dalek::{Signature, VerifyingKey};
+use assent_proto::verify::ed25519;
 use sha2::{Digest, Sha256};
 
 use super::ServiceError;
@@ -274,12 +274,7 @@ impl AuditService {
         }
         let verified = keys
             .get(&checkpoint.key_id)
-            .and_then(|key| VerifyingKey::from_bytes(key).ok())
-            .zip(<[u8; 64]>::try_from(checkpoint.signature.as_slice()).ok())
-            .is_some_and(|(key, signature)| {
-                key.verify_strict(&bytes, &Signature::from_bytes(&signature))
-                    .is_ok()
-            });
+            .is_some_and(|key| ed25519(key, &bytes, &checkpoint.signature).is_ok());
         (!verified).then_some("its signature does not verify with a published server key")
     }
 }

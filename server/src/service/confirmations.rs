@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use assent_proto::signing;
+use assent_proto::verify::ed25519;
 use ed25519_dalek::Signature;
 use rand::{CryptoRng, RngCore};
 use tracing::instrument;
@@ -82,9 +83,10 @@ impl ConfirmationService {
             return Err(ServiceError::device_revoked());
         }
         let key = verifying_key(&device.public_key)?;
-        key.verify_strict(
+        ed25519(
+            key.as_bytes(),
             &signing::hello_bytes(&device_id.to_string(), challenge),
-            signature,
+            &signature.to_bytes(),
         )
         .map_err(|_| {
             ServiceError::Unauthenticated(
@@ -201,8 +203,8 @@ impl ConfirmationService {
     ) -> Result<DecisionOutcome, ServiceError> {
         let now = self.clock.now();
         let key = verifying_key(&device.public_key)?;
-        let signature = Signature::from_bytes(&input.decision.signature);
-        let verify = |bytes: &[u8]| key.verify_strict(bytes, &signature).is_ok();
+        let signature = input.decision.signature;
+        let verify = |bytes: &[u8]| ed25519(key.as_bytes(), bytes, &signature).is_ok();
         let decided = self
             .writer
             .update_from(

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use assent_proto::signing;
+use assent_proto::verify::ed25519;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, VerifyingKey};
 use rand::{CryptoRng, RngCore};
@@ -192,7 +193,7 @@ impl EnrollmentService {
             &input.public_key,
             input.device_name.as_str(),
         );
-        key.verify_strict(&proof, &input.proof).map_err(|_| {
+        ed25519(key.as_bytes(), &proof, &input.proof.to_bytes()).map_err(|_| {
             ServiceError::PermissionDenied(Refused::new(
                 reason::ENROLLMENT_PROOF_INVALID,
                 "the enrollment proof does not verify with public_key; sign the enrollment \
