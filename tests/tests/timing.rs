@@ -24,9 +24,11 @@ use rand::seq::SliceRandom as _;
 /// Rounds (samples per class); `ASSENT_TIMING_ROUNDS` sets another number.
 const ROUNDS: usize = 1000;
 /// Largest Kolmogorov–Smirnov distance allowed between a class and the
-/// unknown class: a threshold classifier right at most 0.5 + D/2 = 56 % of
-/// the time (the reported leak was 72 %).
-const MAX_DISTANCE: f64 = 0.12;
+/// unknown class: a threshold classifier right at most 0.5 + D/2 = 57.5 %
+/// of the time (the reported leak was 72 %, D ≈ 0.44). Two samples of 1 000
+/// from one distribution stay below 0.09 with probability 0.999; a loaded
+/// machine's order effects were measured up to 0.10.
+const MAX_DISTANCE: f64 = 0.15;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
