@@ -9,7 +9,10 @@ use tonic::{Code, Status};
 pub fn describe(status: &Status, server: &str) -> String {
     let message = status.message();
     match status.code() {
-        Code::Unavailable => unreachable(server, &with_sources(message, status.source())),
+        Code::Unavailable => unreachable(
+            server,
+            &assent_proto::report::with_causes(message, status.source()),
+        ),
         Code::Unauthenticated if message.contains("app create") => {
             // The server already says where keys come from.
             format!("the API key was refused: {message} (set ASSENT_API_KEY or --api-key)")
@@ -34,7 +37,10 @@ pub fn describe(status: &Status, server: &str) -> String {
 
 /// Describes a failure to open the connection to `server`.
 pub fn describe_connect_error(error: &tonic::transport::Error, server: &str) -> String {
-    unreachable(server, &with_sources(&error.to_string(), error.source()))
+    unreachable(
+        server,
+        &assent_proto::report::with_causes(&error.to_string(), error.source()),
+    )
 }
 
 /// The wording of every "server not reachable" failure.
@@ -55,26 +61,6 @@ fn not_grpc(server: &str, message: &str) -> String {
          (ASSENT_SERVER) at the address assent-server logs as \"listening\" (default \
          127.0.0.1:50051)"
     )
-}
-
-/// Joins a message with its chain of causes, skipping repeats.
-fn with_sources(message: &str, mut source: Option<&(dyn Error + 'static)>) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    if !message.is_empty() {
-        parts.push(message.to_owned());
-    }
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !text.is_empty() && !parts.iter().any(|part| part.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    if parts.is_empty() {
-        "no details given".to_owned()
-    } else {
-        parts.join(": ")
-    }
 }
 
 /// The gRPC name of a status code (`FAILED_PRECONDITION`, …).

@@ -97,7 +97,7 @@ pub(crate) async fn channel(endpoint: &Endpoint) -> Result<Channel, Error> {
         .await
         .map_err(|error| Error::ServerUnreachable {
             server: endpoint.uri().to_string(),
-            detail: error_chain(&error),
+            detail: assent_proto::report::error_chain(&error),
         })
 }
 
@@ -219,19 +219,6 @@ fn classify(status: tonic::Status) -> ConnectError {
         }
         _ => ConnectError::Unavailable(format!("{:?}: {}", status.code(), status.message())),
     }
-}
-
-/// An error and its causes on one line (tonic's transport errors hide the
-/// useful part, e.g. "connection refused", in the source chain).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

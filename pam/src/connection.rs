@@ -61,24 +61,6 @@ pub fn is_unreachable(status: &Status) -> bool {
     )
 }
 
-/// An error with its causes, for the log.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut last = text.clone();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // hyper and tonic repeat a cause's text one level up; say it once.
-        if !last.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        last = cause_text;
-        source = cause.source();
-    }
-    text
-}
-
 /// Opens the channel (TLS for https://), within `CONNECT_TIMEOUT`.
 pub async fn connect(settings: &Settings) -> Result<Client, ConnectError> {
     let misconfigured = |text: String| ConnectError::Misconfigured(text);
@@ -104,9 +86,12 @@ pub async fn connect(settings: &Settings) -> Result<Client, ConnectError> {
             })?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
         }
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|error| misconfigured(format!("cannot set up TLS: {}", chain(&error))))?;
+        endpoint = endpoint.tls_config(tls).map_err(|error| {
+            misconfigured(format!(
+                "cannot set up TLS: {}",
+                assent_proto::report::error_chain(&error)
+            ))
+        })?;
     }
     match tokio::time::timeout(CONNECT_TIMEOUT + MARGIN, endpoint.connect()).await {
         Ok(Ok(channel)) => Ok(RelyingPartyServiceClient::with_interceptor(
@@ -116,7 +101,7 @@ pub async fn connect(settings: &Settings) -> Result<Client, ConnectError> {
         Ok(Err(error)) => Err(ConnectError::Unreachable(format!(
             "cannot connect to {}: {}",
             settings.server,
-            chain(&error)
+            assent_proto::report::error_chain(&error)
         ))),
         Err(_) => Err(ConnectError::Unreachable(format!(
             "no connection to {} within {} s",

@@ -12,7 +12,7 @@ use assent_proto::v1::{
 use tokio::time::Instant;
 
 use crate::connection::{
-    CALL_TIMEOUT, Client, ConnectError, MARGIN, chain, connect, is_unreachable, with_deadline,
+    CALL_TIMEOUT, Client, ConnectError, MARGIN, connect, is_unreachable, with_deadline,
 };
 use crate::host::Host;
 use crate::login::LoginRequest;
@@ -90,7 +90,7 @@ pub async fn run(
         Ok(Err(status)) if is_unreachable(&status) => {
             return Outcome::Unreachable(format!(
                 "CreatePushAuthentication failed: {}",
-                chain(&status)
+                assent_proto::report::error_chain(&status)
             ));
         }
         Ok(Err(status)) => {
@@ -228,7 +228,7 @@ async fn wait(client: &mut Client, id: &str, deadline: Instant) -> Result<Transa
                 }
             }
             Ok(Err(status)) if is_unreachable(&status) => {
-                last_error = Some(chain(&status));
+                last_error = Some(assent_proto::report::error_chain(&status));
                 tokio::time::sleep(RETRY_PAUSE.min(remaining)).await;
             }
             Ok(Err(status)) => {

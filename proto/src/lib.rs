@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod enrollment_qr;
+pub mod report;
 pub mod signing;
 pub mod tls;
 pub mod token;

@@ -81,4 +81,9 @@ async fn an_otp_fails_fast_with_the_reason_when_the_server_is_unreachable() {
         "{said}"
     );
     assert!(said.contains("status"), "names what to do: {said}");
+    // Each cause once (tonic repeats "tcp connect error" one level up).
+    assert!(
+        said.matches("tcp connect error").count() <= 1,
+        "no repeated cause: {said}"
+    );
 }

@@ -38,7 +38,7 @@ pub const ERROR_DOMAIN: &str = "assent.v1";
 pub fn to_status(error: &ServiceError) -> Status {
     let code = code_of(error);
     if matches!(code, Code::Internal | Code::Unavailable) {
-        tracing::error!(error = %chain(error), "request failed");
+        tracing::error!(error = %assent_proto::report::error_chain(error), "request failed");
     }
     refusal(code, &error.detail())
 }
@@ -72,18 +72,6 @@ impl From<InputError> for Status {
     fn from(error: InputError) -> Self {
         to_status(&ServiceError::Input(error))
     }
-}
-
-/// `error: cause: cause…` for logs.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
