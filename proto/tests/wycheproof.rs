@@ -21,7 +21,7 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 #[test]
-fn every_wycheproof_ed25519_vector_gets_its_expected_result() {
+fn case_18_every_wycheproof_ed25519_vector_gets_its_expected_result() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/wycheproof/ed25519_test.json");
     let suite: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();

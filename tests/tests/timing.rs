@@ -113,7 +113,7 @@ fn distance(a: &mut [f64], b: &mut [f64]) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn otp_refusals_of_every_class_take_the_same_time() {
+async fn case_07_otp_refusals_of_every_class_take_the_same_time() {
     let db = TestDb::sqlite();
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let server = TestServer::start_with_clock(&db, Arc::clone(&clock)).await;

@@ -164,7 +164,7 @@ async fn an_oversized_message_on_an_authenticated_stream_ends_it_with_resource_e
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 }
 
-async fn a_device_stream_that_floods_is_ended_alone(db: TestDb) {
+async fn case_44_a_device_stream_that_floods_is_ended_alone(db: TestDb) {
     let server = TestServer::start(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let flooder = TestDevice::enroll(&server, &app, "alice").await;
@@ -208,7 +208,7 @@ fn hello_for(device: &TestDevice) -> agent_message::Body {
 }
 
 assent_tests::on_both_engines!(
-    a_device_stream_that_floods_is_ended_alone,
+    case_44_a_device_stream_that_floods_is_ended_alone,
     connections_that_never_speak_are_closed_and_others_are_served,
     connections_beyond_the_limit_per_address_are_closed_at_once,
     a_stream_whose_window_never_opens_is_reset_and_its_connection_kept,
