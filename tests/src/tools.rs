@@ -84,6 +84,30 @@ pub const CIBA_CLIENT_PACKAGES: Tool = Tool {
     },
 };
 
+/// The Python example's interpreter: a venv in `target/backend-python-venv`
+/// with `examples/backend-python/requirements.txt` installed (`.ci/run`
+/// makes it).
+pub fn backend_python() -> PathBuf {
+    repo().join("target/backend-python-venv/bin/python")
+}
+
+/// The Python example's packages (grpcio, grpcio-tools, cryptography from
+/// PyPI) in their venv.
+pub const BACKEND_PYTHON_PACKAGES: Tool = Tool {
+    name: "the Python example's packages",
+    install: "python3 -m venv target/backend-python-venv && target/backend-python-venv/bin/pip \
+              install -r examples/backend-python/requirements.txt",
+    found: || {
+        let installed = |lib: &Path| {
+            let site = lib.join("site-packages");
+            site.join("grpc_tools").is_dir() && site.join("cryptography").is_dir()
+        };
+        backend_python().is_file()
+            && std::fs::read_dir(repo().join("target/backend-python-venv/lib"))
+                .is_ok_and(|libs| libs.flatten().any(|lib| installed(&lib.path())))
+    },
+};
+
 /// HAProxy.
 pub const HAPROXY: Tool = Tool {
     name: "HAProxy",
@@ -131,6 +155,7 @@ pub const NEEDS: &[(&str, &[Tool])] = &[
     ("web_login", &[CHROMIUM, WEB_LOGIN_PACKAGES]),
     ("webhooks", &[WEBHOOK_RECEIVER_PACKAGES]),
     ("ciba", &[CIBA_CLIENT_PACKAGES]),
+    ("backend_python", &[BACKEND_PYTHON_PACKAGES]),
     ("rolling_restart", &[HAPROXY]),
     ("neighbours (behind HAProxy)", &[HAPROXY]),
     ("deploy (compose file)", &[DOCKER_COMPOSE]),
