@@ -98,16 +98,16 @@ pub async fn run_with_time(
     if config.refuses_plaintext_on(local) {
         return Err(ServerError::InsecureListen(local));
     }
-    // The OIDC port has no TLS of its own: beyond loopback only when a
-    // proxy in front is said to terminate it.
-    let beyond_loopback = |at: &std::net::SocketAddr| !at.ip().is_loopback();
-    if let Some(at) = config.oidc_listen.filter(beyond_loopback)
-        && !config.insecure_plaintext
+    // The OIDC port speaks TLS with the gRPC port's certificate; without
+    // one, the same plaintext guard.
+    if let Some(at) = config.oidc_listen
+        && config.refuses_plaintext_on(at)
     {
         return Err(ServerError::Oidc(format!(
-            "refusing to serve it in plaintext on {at} (not loopback; the OIDC port has \
-             no TLS of its own): listen on 127.0.0.1 behind a TLS proxy, or pass \
-             --insecure-plaintext when a proxy terminates TLS on a private network"
+            "refusing to serve it in plaintext on {at} (not loopback): set --tls-cert and \
+             --tls-key (the OIDC port uses the gRPC port's certificate), listen on 127.0.0.1 \
+             behind a TLS proxy, or pass --insecure-plaintext when a proxy terminates TLS on \
+             a private network"
         )));
     }
     let oidc = match config.oidc_listen {

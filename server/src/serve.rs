@@ -18,7 +18,9 @@ use crate::error::ServerError;
 use crate::grpc::limits::MAX_MESSAGE_BYTES;
 use crate::grpc::{self, DeviceHandler, RelyingPartyHandler};
 use crate::notify::{self, Notifier};
-use crate::service::{CibaService, Services, WebhookDelivery, WebhookSettings};
+use crate::service::{
+    CibaNotifier, CibaService, NotifySettings, Services, WebhookDelivery, WebhookSettings,
+};
 use crate::startup::OpenedStore;
 use crate::{metrics, sweeper};
 
@@ -57,19 +59,20 @@ pub async fn serve_with_oidc(
     time: TimeSource,
     oidc: Option<(TcpListener, String)>,
 ) -> Result<(), ServerError> {
-    if let Some((oidc_listener, _)) = &oidc {
-        // The same guard as the gRPC port's (TLS on this port: docs/ciba.md).
-        let at = oidc_listener.local_addr()?;
-        if !at.ip().is_loopback() && !config.insecure_plaintext {
-            return Err(ServerError::InsecureListen(at));
-        }
-    }
     let local = listener.local_addr()?;
     let tls = grpc::tls::tls_acceptor(&config)?;
     if tls.is_none() && config.refuses_plaintext_on(local) {
         return Err(ServerError::InsecureListen(local));
     }
+    if let Some((oidc_listener, _)) = &oidc {
+        // The same TLS and the same plaintext guard as the gRPC port's.
+        let at = oidc_listener.local_addr()?;
+        if tls.is_none() && config.refuses_plaintext_on(at) {
+            return Err(ServerError::InsecureListen(at));
+        }
+    }
     let tasks = TaskTracker::new();
+    let oidc_tls = tls.as_ref().map(|(acceptor, _)| acceptor.clone());
     let tls = tls.map(|(acceptor, certificate)| {
         tasks.spawn(grpc::tls::keep_certificate_fresh(
             certificate,
@@ -99,7 +102,13 @@ pub async fn serve_with_oidc(
             .await
             .map_err(|e| ServerError::Oidc(e.to_string()))?;
         tracing::info!(address = %oidc_listener.local_addr()?, "CIBA provider listening");
-        tasks.spawn(crate::http::serve(oidc_listener, ciba, shutdown.clone()));
+        start_ciba_notifier(&config, &opened, &services, &ciba, &tasks, &shutdown);
+        tasks.spawn(crate::http::serve(
+            oidc_listener,
+            ciba,
+            oidc_tls,
+            shutdown.clone(),
+        ));
     }
     tracing::info!(
         address = %local,
@@ -227,6 +236,32 @@ fn start_webhooks(
         settings,
     );
     tasks.spawn(Arc::new(delivery).run(shutdown.clone()));
+}
+
+/// This replica's CIBA ping and push worker (docs/ciba.md): the same
+/// destination rules and POST bounds as webhooks.
+fn start_ciba_notifier(
+    config: &ServerConfig,
+    opened: &OpenedStore,
+    services: &Arc<Services>,
+    ciba: &Arc<CibaService>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let settings = NotifySettings {
+        allow_private: config.oidc_allow_private,
+        concurrency: config.webhook_concurrency.max(1),
+        request_timeout: Duration::from_millis(config.webhook_request_timeout_ms.max(1)),
+        lease: Duration::from_millis(config.webhook_lease_ms.max(1_000)),
+        poll: Duration::from_millis(config.webhook_poll_ms.clamp(10, 250)),
+    };
+    let notifier = CibaNotifier::new(
+        Arc::clone(ciba),
+        Arc::clone(&opened.store),
+        Arc::clone(services.clock()),
+        settings,
+    );
+    tasks.spawn(Arc::new(notifier).run(shutdown.clone()));
 }
 
 /// The Prometheus endpoint on its own port, when configured; a port that

@@ -4,7 +4,11 @@
 //! `oidc_listen`, and a real `assent-agent` that accepts or denies.
 //! Discovery, a poll-mode login whose ID token verifies against the JWKS
 //! and carries the device's own signature, a denial, `slow_down`, and
-//! `assent-server app ciba`.
+//! `assent-server app ciba`; ping mode (a receiver in the client answers
+//! the first ping 503, so the retry is seen) and push mode (its ID token
+//! verified with `jose`, its `at_hash` checked; a denial pushed as
+//! `access_denied`) on PostgreSQL; an `auth_req_id` answered by another
+//! replica; the provider over TLS with the gRPC port's certificate.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -34,9 +38,15 @@ fn free_address() -> SocketAddr {
 
 /// A server with the CIBA provider on; returns it and the issuer URL.
 async fn start(db: &TestDb) -> (TestServer, String) {
+    start_with(db, |_| {}).await
+}
+
+/// [`start`], the configuration adjusted.
+async fn start_with(db: &TestDb, adjust: impl FnOnce(&mut ServerConfig)) -> (TestServer, String) {
     let oidc = free_address();
     let server = TestServer::start_with(db, |config: &mut ServerConfig| {
         config.oidc_listen = Some(oidc);
+        adjust(config);
     })
     .await;
     (server, format!("http://{oidc}"))
@@ -44,13 +54,28 @@ async fn start(db: &TestDb) -> (TestServer, String) {
 
 /// Runs `node ciba.mjs ARGS…` and parses its one JSON line.
 async fn client(args: &[&str]) -> Value {
+    client_with(args, &[]).await
+}
+
+/// [`client`] with environment variables.
+async fn client_with(args: &[&str], env: &[(&str, &str)]) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ciba-client/ciba.mjs");
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    let output = within(60, "the CIBA client", async move {
-        tokio::task::spawn_blocking(move || Command::new("node").arg(script).args(args).output())
-            .await
-            .unwrap()
-            .unwrap()
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let output = within(90, "the CIBA client", async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new("node")
+                .arg(script)
+                .args(args)
+                .envs(env)
+                .output()
+        })
+        .await
+        .unwrap()
+        .unwrap()
     })
     .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -271,4 +296,232 @@ async fn app_ciba_sets_the_algorithm_and_refuses_unsafe_notification_endpoints()
     assert_eq!(login["ok"], true, "{login}");
     assert_eq!(login["header"]["alg"], "ES256");
     assert_eq!(login["claims"]["sub"], "dora");
+}
+
+/// The application as a `mode` client notified at `127.0.0.1:port/cb`.
+fn notified_client(db: &TestDb, app: &TestApp, mode: &str, alg: &str, port: u16) {
+    let endpoint = format!("http://127.0.0.1:{port}/cb");
+    let set = app_ciba(
+        db,
+        &[
+            "--app",
+            &app.id,
+            "--mode",
+            mode,
+            "--notification-endpoint",
+            &endpoint,
+            "--alg",
+            alg,
+        ],
+        true,
+    )
+    .unwrap();
+    assert_eq!(set["mode"], mode, "{set}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ping_mode_notifies_with_the_bearer_token_retries_a_failed_ping_and_the_client_fetches() {
+    if !can_run("ciba") {
+        return;
+    }
+    let db = TestDb::create().await;
+    let app = TestApp::create(&db, "Example Shop").await;
+    let port = free_address().port();
+    notified_client(&db, &app, "ping", "RS256", port);
+    let (server, issuer) = start_with(&db, |c| c.oidc_allow_private = true).await;
+    let agent = EnrolledAgent::enroll(&server, &app, "alice").await;
+    let _daemon = agent.run(&server.url(), &["--policy", "accept"]);
+    agent.wait_connected().await;
+
+    let port = port.to_string();
+    let pinged = client(&[
+        "ping",
+        &issuer,
+        &app.id,
+        &app.api_key,
+        "alice",
+        "RS256",
+        "Sign in to Example Shop",
+        &port,
+        "1",
+    ])
+    .await;
+    assert_eq!(pinged["ok"], true, "{pinged}");
+    // The first ping was answered 503 and sent again; each carried the
+    // client's token and only the auth_req_id.
+    let received = pinged["received"].as_array().unwrap();
+    assert_eq!(received.len(), 2, "{pinged}");
+    assert_eq!(pinged["token_matches"], true, "{pinged}");
+    for ping in received {
+        assert_eq!(ping["path"], "/cb");
+        assert_eq!(ping["content_type"], "application/json");
+        assert_eq!(
+            ping["body"],
+            serde_json::json!({ "auth_req_id": pinged["auth_req_id"] })
+        );
+    }
+    let claims = &pinged["claims"];
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(
+        claims["urn:openid:params:jwt:claim:auth_req_id"],
+        pinged["auth_req_id"]
+    );
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let device = device(&mut rp, &agent.device_id).await;
+    verify_evidence(&claims["assent_evidence"], &device.public_key);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_mode_delivers_an_id_token_jose_verifies_and_pushes_a_denial_as_access_denied() {
+    if !can_run("ciba") {
+        return;
+    }
+    let db = TestDb::create().await;
+    let app = TestApp::create(&db, "Example Shop").await;
+    let port = free_address().port();
+    notified_client(&db, &app, "push", "EdDSA", port);
+    let (server, issuer) = start_with(&db, |c| c.oidc_allow_private = true).await;
+    let agent = EnrolledAgent::enroll(&server, &app, "alice").await;
+    let _daemon = agent.run(&server.url(), &["--policy", "accept"]);
+    agent.wait_connected().await;
+
+    let port = port.to_string();
+    let pushed = client(&[
+        "push",
+        &issuer,
+        &app.id,
+        &app.api_key,
+        "alice",
+        "EdDSA",
+        "Sign in to Example Shop",
+        &port,
+    ])
+    .await;
+    assert_eq!(pushed["ok"], true, "{pushed}");
+    assert_eq!(pushed["token_matches"], true, "{pushed}");
+    assert_eq!(pushed["header"]["alg"], "EdDSA");
+    assert_eq!(pushed["at_hash_matches"], true, "{pushed}");
+    let claims = &pushed["claims"];
+    assert_eq!(
+        claims["urn:openid:params:jwt:claim:auth_req_id"],
+        pushed["auth_req_id"]
+    );
+    assert_eq!(
+        pushed["received"][0]["body"]["auth_req_id"],
+        pushed["auth_req_id"]
+    );
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let device = device(&mut rp, &agent.device_id).await;
+    verify_evidence(&claims["assent_evidence"], &device.public_key);
+
+    let denier = EnrolledAgent::enroll(&server, &app, "bob").await;
+    let _denying = denier.run(&server.url(), &["--policy", "deny"]);
+    denier.wait_connected().await;
+    let denied = client(&[
+        "push",
+        &issuer,
+        &app.id,
+        &app.api_key,
+        "bob",
+        "EdDSA",
+        "Sign in",
+        &port,
+    ])
+    .await;
+    assert_eq!(denied["ok"], false, "{denied}");
+    assert_eq!(denied["error"], "access_denied", "{denied}");
+    assert_eq!(
+        denied["received"][0]["body"]["auth_req_id"],
+        denied["auth_req_id"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auth_req_id_started_on_one_replica_is_answered_by_another() {
+    if !can_run("ciba") {
+        return;
+    }
+    let db = TestDb::create().await;
+    let app = TestApp::create(&db, "Example Shop").await;
+    let (first, issuer) = start(&db).await;
+    // Behind one public URL in production: here both name the first's.
+    let shared = issuer.clone();
+    let (_second, other) = start_with(&db, |c| c.issuer = Some(shared)).await;
+    let agent = EnrolledAgent::enroll(&first, &app, "alice").await;
+    let _daemon = agent.run(&first.url(), &["--policy", "accept"]);
+    agent.wait_connected().await;
+    let answered = client(&[
+        "replica",
+        &issuer,
+        &app.id,
+        &app.api_key,
+        "alice",
+        "RS256",
+        "Sign in",
+        &other,
+    ])
+    .await;
+    assert_eq!(answered["ok"], true, "{answered}");
+    assert_eq!(answered["claims"]["sub"], "alice");
+    assert_eq!(answered["header"]["alg"], "RS256");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_provider_serves_https_with_the_grpc_ports_certificate_and_refuses_plaintext() {
+    if !can_run("ciba") {
+        return;
+    }
+    let authority = assent_tests::pki::Authority::new("Assent CIBA test CA");
+    let (cert, key) = authority.issue("assent-server", false);
+    let dir = assent_tests::scratch_dir("ciba-tls");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca = write("ca.pem", &authority.pem());
+    let cert = write("server.pem", &cert);
+    let key = write("server.key", &key);
+    let db = TestDb::sqlite();
+    let _app = TestApp::create(&db, "Example Shop").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let oidc = free_address();
+    let config = ServerConfig {
+        database_url: Some(db.url.clone()),
+        listen: listener.local_addr().unwrap(),
+        metrics_listen: None,
+        drain_timeout_seconds: 1,
+        oidc_listen: Some(oidc),
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        ..ServerConfig::default()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(assent_server::run(config, listener, stop.clone()));
+    let issuer = format!("https://{oidc}");
+    let ca = ca.to_str().unwrap();
+    let mut found = Value::Null;
+    for _ in 0..50 {
+        found = client_with(&["discover", &issuer], &[("NODE_EXTRA_CA_CERTS", ca)]).await;
+        if found["metadata"]["issuer"] == issuer.as_str() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(found["metadata"]["issuer"], issuer.as_str(), "{found}");
+    assert_eq!(
+        found["metadata"]["token_endpoint"],
+        format!("{issuer}/token")
+    );
+    // Without the CA the client refuses the certificate; plain HTTP to the
+    // TLS port gets no answer.
+    let untrusted = client(&["discover", &issuer]).await;
+    assert!(untrusted.get("metadata").is_none(), "{untrusted}");
+    let plain = client(&["discover", &format!("http://{oidc}")]).await;
+    assert!(plain.get("metadata").is_none(), "{plain}");
+    stop.cancel();
+    within(10, "the TLS server's stop", server)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -36,11 +36,13 @@ impl ServerConfig {
         !has_tls && !addr.ip().is_loopback() && !self.insecure_plaintext
     }
 
-    /// The CIBA provider's issuer URL: `issuer`, or `http://` + the
-    /// address it is bound to (without a trailing slash).
+    /// The CIBA provider's issuer URL: `issuer`, or `http://` (`https://`
+    /// with a certificate) + the address it is bound to (without a
+    /// trailing slash).
     pub fn oidc_issuer(&self, bound: SocketAddr) -> String {
         match &self.issuer {
             Some(issuer) => issuer.trim_end_matches('/').to_owned(),
+            None if self.tls_cert.is_some() => format!("https://{bound}"),
             None => format!("http://{bound}"),
         }
     }

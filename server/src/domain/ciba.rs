@@ -21,6 +21,20 @@ pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(120);
 /// The least time between two polls of one request.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Notification attempts before delivery is given up: retried after 1 s,
+/// doubling to a minute (jittered), so about half an hour of retries — well
+/// past the longest request (600 s); a ping client may still poll after.
+pub const NOTIFY_ATTEMPTS: i64 = 40;
+
+/// The wait before the next notification attempt after `attempts` failed
+/// ones (1 s doubling to 60 s; `jitter` in [0, 1] takes up to a quarter
+/// off, so replicas and clients do not retry in step).
+pub fn notify_retry_delay(attempts: i64, jitter: f64) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 6)).unwrap_or(6);
+    let base = Duration::from_secs(1u64 << doublings).min(Duration::from_secs(60));
+    base.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
+}
+
 /// How a CIBA client learns the outcome (CIBA Core §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryMode {
@@ -154,6 +168,18 @@ pub fn poll_allowed_after(now: DateTime<Utc>, interval: Duration) -> DateTime<Ut
     now - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX)
 }
 
+/// The `at_hash` of `access_token` for an ID token signed with `alg`
+/// (OIDC Core §3.1.3.6): the left half of the token's hash, base64url —
+/// SHA-256 for RS256 and ES256, SHA-512 for EdDSA over Ed25519 (the hash
+/// Ed25519 uses, as OpenID's registry says for EdDSA).
+pub fn at_hash(alg: IdTokenAlg, access_token: &str) -> String {
+    let digest = match alg {
+        IdTokenAlg::Rs256 | IdTokenAlg::Es256 => Sha256::digest(access_token).to_vec(),
+        IdTokenAlg::EdDsa => sha2::Sha512::digest(access_token).to_vec(),
+    };
+    URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+}
+
 /// Whether `token` is a usable `client_notification_token` (CIBA Core
 /// §7.1: at most 1024 characters, with 128 bits of entropy — we can only
 /// check a floor of 16 characters — printable ASCII, since it becomes a
@@ -194,6 +220,32 @@ mod tests {
         assert!(!DeliveryMode::Poll.is_notified());
         assert_eq!(DeliveryMode::parse("ping"), Some(DeliveryMode::Ping));
         assert_eq!(IdTokenAlg::parse("EdDSA"), Some(IdTokenAlg::EdDsa));
+    }
+
+    #[test]
+    fn at_hash_is_the_left_half_of_the_algorithms_hash() {
+        // Computed independently (Python's hashlib, base64url of the left
+        // half of the digest).
+        let token = "dNZX1hEZ9wBCzNL40Upu646bdzQA";
+        assert_eq!(at_hash(IdTokenAlg::Rs256, token), "wfgvmE9VxjAudsl9lc6TqA");
+        assert_eq!(at_hash(IdTokenAlg::Es256, token), "wfgvmE9VxjAudsl9lc6TqA");
+        assert_eq!(
+            at_hash(IdTokenAlg::EdDsa, token),
+            "8xltSlOGYrWy8W9yNvRlEth1i_bXW-JROWPLvCv5zog"
+        );
+    }
+
+    #[test]
+    fn notification_retries_double_to_a_minute_and_jitter_only_shortens() {
+        assert_eq!(notify_retry_delay(1, 0.0), Duration::from_secs(1));
+        assert_eq!(notify_retry_delay(2, 0.0), Duration::from_secs(2));
+        assert_eq!(notify_retry_delay(7, 0.0), Duration::from_secs(60));
+        assert_eq!(notify_retry_delay(39, 0.0), Duration::from_secs(60));
+        assert_eq!(notify_retry_delay(1, 1.0), Duration::from_millis(750));
+        let total: Duration = (1..NOTIFY_ATTEMPTS)
+            .map(|n| notify_retry_delay(n, 0.0))
+            .sum();
+        assert!(total > Duration::from_secs(1_800), "{total:?}");
     }
 
     #[test]

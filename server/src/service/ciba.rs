@@ -17,7 +17,9 @@ use serde_json::json;
 use super::ciba_tokens::IdTokenSigner;
 use super::{Caller, CreatePushInput, ServiceError, Services, reason};
 use crate::domain::ciba::{self, AuthReqId, DeliveryMode, IdTokenAlg};
-use crate::domain::{Clock, Context, Message, Transaction, TransactionState, UserId};
+use crate::domain::{
+    ApplicationId, Clock, Context, Message, Transaction, TransactionState, UserId,
+};
 use crate::store::{CibaClient, CibaRequest, Store};
 
 /// How long an ID token (and the access token) is valid.
@@ -160,8 +162,7 @@ impl CibaService {
 
     /// The client's settings; an application never configured is a poll
     /// client signed with RS256.
-    async fn client(&self, caller: &Caller) -> Result<CibaClient, CibaError> {
-        let app = caller.application.id;
+    pub(super) async fn client(&self, app: ApplicationId) -> Result<CibaClient, CibaError> {
         Ok(self
             .store
             .ciba_client(app)
@@ -200,7 +201,7 @@ impl CibaService {
             .map_err(|e| CibaError::InvalidRequest(format!("binding_message: {e}")))?;
         let ttl = ciba::requested_expiry(input.requested_expiry.as_deref())
             .map_err(|e| CibaError::InvalidRequest(e.to_string()))?;
-        let client = self.client(caller).await?;
+        let client = self.client(caller.application.id).await?;
         let token = match (client.mode.is_notified(), input.client_notification_token) {
             (true, Some(token)) if ciba::is_notification_token(&token) => Some(token),
             (true, _) => {
@@ -252,8 +253,14 @@ impl CibaService {
             notified_at: None,
             notify_attempts: 0,
         };
+        // A notified client's id is kept until it is notified (the ping and
+        // the push carry it); a poll client's never is.
+        let notify = request
+            .notification_token
+            .is_some()
+            .then_some(auth_req_id.as_str());
         self.store
-            .insert_ciba_request(&request)
+            .insert_ciba_request(&request, notify)
             .await
             .map_err(ServiceError::from)?;
         tracing::info!(transaction_id = %created.transaction.id, "ciba request started");
@@ -279,7 +286,7 @@ impl CibaService {
             .map_err(ServiceError::from)?
             .filter(|r| r.application_id == caller.application.id)
             .ok_or(CibaError::InvalidGrant)?;
-        let client = self.client(caller).await?;
+        let client = self.client(caller.application.id).await?;
         if !client.mode.may_poll() {
             return Err(CibaError::UnauthorizedClient(
                 "this client is registered for push delivery; it receives tokens at its \
@@ -322,7 +329,11 @@ impl CibaService {
         self.tokens(&client, &id, &transaction).await
     }
 
-    async fn transaction(&self, request: &CibaRequest) -> Result<Transaction, CibaError> {
+    /// The transaction `request` waits on.
+    pub(super) async fn transaction(
+        &self,
+        request: &CibaRequest,
+    ) -> Result<Transaction, CibaError> {
         Ok(self
             .store
             .find_transaction(request.application_id, request.transaction_id)
@@ -332,7 +343,7 @@ impl CibaService {
     }
 
     /// The ID token and access token of an accepted transaction.
-    async fn tokens(
+    pub(super) async fn tokens(
         &self,
         client: &CibaClient,
         id: &AuthReqId,
@@ -340,6 +351,9 @@ impl CibaService {
     ) -> Result<TokenResponse, CibaError> {
         let now = self.clock.now();
         let evidence = self.evidence(transaction).await?;
+        let mut access = [0u8; 32];
+        crate::domain::secure_rng().fill_bytes(&mut access);
+        let access_token = URL_SAFE_NO_PAD.encode(access);
         let claims = json!({
             "iss": self.issuer,
             "sub": transaction.user_id.as_ref().map(|u| u.as_str()).unwrap_or_default(),
@@ -351,14 +365,14 @@ impl CibaService {
             // RFC 8176: proof of possession of a software-secured key (the
             // device's Ed25519 key, in the agent's 0600 file).
             "amr": ["swk"],
+            // OIDC Core §3.1.3.6, required in a CIBA push (§10.3.1).
+            "at_hash": ciba::at_hash(client.id_token_alg, &access_token),
             "assent_evidence": evidence,
         });
         let id_token = self.signer.sign(client.id_token_alg, &claims).await?;
-        let mut access = [0u8; 32];
-        crate::domain::secure_rng().fill_bytes(&mut access);
         Ok(TokenResponse {
             id_token,
-            access_token: URL_SAFE_NO_PAD.encode(access),
+            access_token,
             token_type: "Bearer",
             expires_in: TOKEN_LIFETIME.as_secs(),
         })

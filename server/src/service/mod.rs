@@ -11,6 +11,7 @@ pub mod admin;
 mod audit;
 pub mod ciba;
 pub mod ciba_clients;
+mod ciba_notify;
 mod ciba_tokens;
 mod confirmations;
 mod creation_limiter;
@@ -35,6 +36,7 @@ mod writer;
 
 pub use audit::{AuditReport, AuditService, Finding};
 pub use ciba::{CibaError, CibaService};
+pub use ciba_notify::{CibaNotifier, NotifySettings};
 pub use ciba_tokens::IdTokenSigner;
 pub use confirmations::{ConfirmationService, DecisionInput, DecisionOutcome};
 pub use creation_limiter::CreationLimiter;

@@ -1,4 +1,5 @@
-//! One webhook POST, bounded: the destination's addresses resolved and
+//! One outgoing POST (a webhook delivery, a CIBA ping or push), bounded:
+//! the destination's addresses resolved and
 //! checked again right before connecting (a name may point elsewhere since
 //! creation: DNS rebinding), the connection made to the checked address,
 //! HTTP/1.1 over rustls (webpki roots) or plain HTTP to loopback, no
@@ -31,22 +32,15 @@ pub enum PostOutcome {
     Failed(String),
 }
 
-/// The headers of one delivery.
-#[derive(Debug)]
-pub struct WebhookHeaders {
-    /// `webhook-id`.
-    pub id: String,
-    /// `webhook-timestamp`.
-    pub timestamp: i64,
-    /// `webhook-signature`.
-    pub signature: String,
-}
+/// The headers of one POST beyond `Host`, `Content-Type: application/json`
+/// and `User-Agent`: names and values (values may be secrets, never logged).
+pub type Headers = [(&'static str, String)];
 
 /// POSTs `body` to `url` with `headers` within `timeout`.
 pub async fn post(
     url: &WebhookUrl,
     allow_private: bool,
-    headers: &WebhookHeaders,
+    headers: &Headers,
     body: Bytes,
     timeout: Duration,
 ) -> PostOutcome {
@@ -60,7 +54,7 @@ pub async fn post(
 async fn exchange(
     url: &WebhookUrl,
     allow_private: bool,
-    headers: &WebhookHeaders,
+    headers: &Headers,
     body: Bytes,
 ) -> Result<u16, String> {
     let addresses = resolve(url).await.map_err(|e| e.to_string())?;
@@ -80,13 +74,14 @@ async fn exchange(
         port if host.contains(':') => format!("[{host}]:{port}"),
         port => format!("{host}:{port}"),
     };
-    let request = Request::post(url.path_and_query())
+    let mut request = Request::post(url.path_and_query())
         .header(hyper::header::HOST, authority)
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::USER_AGENT, "assent-webhooks/1")
-        .header("webhook-id", &headers.id)
-        .header("webhook-timestamp", headers.timestamp.to_string())
-        .header("webhook-signature", &headers.signature)
+        .header(hyper::header::USER_AGENT, "assent/1");
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let request = request
         .body(Full::new(body))
         .map_err(|e| format!("bad request: {e}"))?;
     if url.is_https() {

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::signer::{EventSigner, SignedEvent};
-use super::webhook_client::{PostOutcome, WebhookHeaders, post};
+use super::webhook_client::{PostOutcome, post};
 use crate::domain::Clock;
 use crate::domain::webhook::{
     LOG_KEPT, delivery_id, has_failed_too_long, retry_delay, signature_header,
@@ -181,11 +181,14 @@ impl WebhookDelivery {
             .as_ref()
             .filter(|(_, until)| *until > now)
             .map(|(secret, _)| secret);
-        let headers = WebhookHeaders {
-            signature: signature_header(&endpoint.secret, previous, &id, now.timestamp(), &body),
-            id,
-            timestamp: now.timestamp(),
-        };
+        let headers = [
+            (
+                "webhook-signature",
+                signature_header(&endpoint.secret, previous, &id, now.timestamp(), &body),
+            ),
+            ("webhook-id", id.clone()),
+            ("webhook-timestamp", now.timestamp().to_string()),
+        ];
         let started = Instant::now();
         let outcome = post(
             &endpoint.url,
@@ -209,7 +212,7 @@ impl WebhookDelivery {
         };
         let attempt = DeliveryAttempt {
             attempted_at: now,
-            event_id: headers.id,
+            event_id: id,
             status,
             error: error.clone(),
             latency_ms,

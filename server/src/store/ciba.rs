@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::codec::StoredTime;
+use super::codec::{StoredTime, StoredUuid};
 use super::engine::{Engine, connection};
 use super::{StoreError, StoreResult};
 use crate::domain::ciba::{DeliveryMode, IdTokenAlg};
@@ -61,6 +61,35 @@ impl std::fmt::Debug for CibaRequest {
             .field("created_at", &self.created_at)
             .finish_non_exhaustive()
     }
+}
+
+/// A ping or push notification claimed for delivery: the request and its
+/// `auth_req_id`, kept until the client's endpoint acknowledges it.
+#[derive(Clone)]
+pub struct CibaNotification {
+    /// The request.
+    pub request: CibaRequest,
+    /// Its `auth_req_id` (a secret of the client's).
+    pub auth_req_id: String,
+}
+
+impl std::fmt::Debug for CibaNotification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CibaNotification")
+            .field("request", &self.request)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a failed notification attempt leaves.
+#[derive(Debug, Clone)]
+pub struct NotifyFailure {
+    /// When the next attempt may run.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Why it failed (no secret in it).
+    pub error: String,
+    /// Whether delivery is given up: the kept `auth_req_id` is cleared.
+    pub give_up: bool,
 }
 
 /// An ID-token signing key.
@@ -121,6 +150,13 @@ struct RequestRow {
     notify_attempts: i64,
 }
 
+#[derive(sqlx::FromRow)]
+struct NotifyRow {
+    #[sqlx(flatten)]
+    request: RequestRow,
+    notify_auth_req_id: Option<String>,
+}
+
 impl From<RequestRow> for CibaRequest {
     fn from(row: RequestRow) -> Self {
         Self {
@@ -166,8 +202,13 @@ pub trait CibaStore: Send + Sync {
     async fn set_ciba_client(&self, client: &CibaClient, now: DateTime<Utc>) -> StoreResult<()>;
     /// An application's client settings, if set.
     async fn ciba_client(&self, app: ApplicationId) -> StoreResult<Option<CibaClient>>;
-    /// Stores a new request.
-    async fn insert_ciba_request(&self, request: &CibaRequest) -> StoreResult<()>;
+    /// Stores a new request; a notified client's keeps its `auth_req_id`
+    /// (`notify`) until the notification is acknowledged, due at once.
+    async fn insert_ciba_request(
+        &self,
+        request: &CibaRequest,
+        notify: Option<&str>,
+    ) -> StoreResult<()>;
     /// A request by the hash of its `auth_req_id`.
     async fn ciba_request(&self, id_hash: &[u8]) -> StoreResult<Option<CibaRequest>>;
     /// Records a poll at `now` if the last one was at or before
@@ -180,14 +221,30 @@ pub trait CibaStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Marks a request's tokens issued; `false` if they already were.
     async fn redeem_ciba_request(&self, id_hash: &[u8], now: DateTime<Utc>) -> StoreResult<bool>;
-    /// The requests waiting on a transaction.
-    async fn ciba_requests_of(&self, transaction: TransactionId) -> StoreResult<Vec<CibaRequest>>;
-    /// Records a notification attempt; with `delivered_at`, its success.
-    async fn record_ciba_notification(
+    /// Leases to `owner` until `until` one due notification whose
+    /// transaction has ended and which no live lease holds.
+    async fn claim_ciba_notification(
+        &self,
+        owner: uuid::Uuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<CibaNotification>>;
+    /// Records an acknowledged notification (and clears the kept id);
+    /// `false` if `owner` no longer holds its lease.
+    async fn ciba_notification_delivered(
         &self,
         id_hash: &[u8],
-        delivered_at: Option<DateTime<Utc>>,
-    ) -> StoreResult<()>;
+        owner: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Records a failed attempt and gives the lease up; `false` if `owner`
+    /// no longer held it.
+    async fn ciba_notification_failed(
+        &self,
+        id_hash: &[u8],
+        owner: uuid::Uuid,
+        failure: &NotifyFailure,
+    ) -> StoreResult<bool>;
     /// The key of `alg`, if made.
     async fn oidc_key(&self, alg: IdTokenAlg) -> StoreResult<Option<OidcKeyRecord>>;
     /// Stores `key` unless its algorithm has one (a racing replica's wins).
@@ -227,7 +284,11 @@ impl<E: Engine> CibaStore for E {
         row.map(TryInto::try_into).transpose()
     }
 
-    async fn insert_ciba_request(&self, request: &CibaRequest) -> StoreResult<()> {
+    async fn insert_ciba_request(
+        &self,
+        request: &CibaRequest,
+        notify: Option<&str>,
+    ) -> StoreResult<()> {
         let mut conn = connection::<E>(self.writer()).await?;
         let row = (
             request.id_hash.clone(),
@@ -236,6 +297,8 @@ impl<E: Engine> CibaStore for E {
             request.notification_token.clone(),
             request.interval_seconds,
             StoredTime(request.created_at),
+            notify.map(str::to_owned),
+            notify.map(|_| StoredTime(request.created_at)),
         );
         E::queries()
             .ciba
@@ -287,35 +350,72 @@ impl<E: Engine> CibaStore for E {
         Ok(changed == 1)
     }
 
-    async fn ciba_requests_of(&self, transaction: TransactionId) -> StoreResult<Vec<CibaRequest>> {
+    async fn claim_ciba_notification(
+        &self,
+        owner: uuid::Uuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<CibaNotification>> {
         let mut conn = connection::<E>(self.writer()).await?;
-        let rows: Vec<RequestRow> = E::queries()
+        let row: Option<NotifyRow> = E::queries()
             .ciba
-            .requests_of_transaction
-            .fetch_all(&mut *conn, (transaction,))
+            .claim_notification
+            .fetch_optional(
+                &mut *conn,
+                (StoredUuid(owner), StoredTime(until), StoredTime(now)),
+            )
             .await
             .map_err(E::error)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(row.and_then(|row| {
+            Some(CibaNotification {
+                auth_req_id: row.notify_auth_req_id?,
+                request: row.request.into(),
+            })
+        }))
     }
 
-    async fn record_ciba_notification(
+    async fn ciba_notification_delivered(
         &self,
         id_hash: &[u8],
-        delivered_at: Option<DateTime<Utc>>,
-    ) -> StoreResult<()> {
-        let q = &E::queries().ciba;
+        owner: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let mut conn = connection::<E>(self.writer()).await?;
-        q.count_notify_attempt
-            .execute(&mut *conn, (id_hash.to_vec(),))
+        let changed = E::queries()
+            .ciba
+            .notification_delivered
+            .execute(
+                &mut *conn,
+                (id_hash.to_vec(), StoredUuid(owner), StoredTime(at)),
+            )
             .await
             .map_err(E::error)?;
-        if let Some(at) = delivered_at {
-            q.mark_notified
-                .execute(&mut *conn, (id_hash.to_vec(), StoredTime(at)))
-                .await
-                .map_err(E::error)?;
-        }
-        Ok(())
+        Ok(changed == 1)
+    }
+
+    async fn ciba_notification_failed(
+        &self,
+        id_hash: &[u8],
+        owner: uuid::Uuid,
+        failure: &NotifyFailure,
+    ) -> StoreResult<bool> {
+        let mut conn = connection::<E>(self.writer()).await?;
+        let changed = E::queries()
+            .ciba
+            .notification_failed
+            .execute(
+                &mut *conn,
+                (
+                    id_hash.to_vec(),
+                    StoredUuid(owner),
+                    StoredTime(failure.next_attempt_at),
+                    failure.error.clone(),
+                    failure.give_up,
+                ),
+            )
+            .await
+            .map_err(E::error)?;
+        Ok(changed == 1)
     }
 
     async fn oidc_key(&self, alg: IdTokenAlg) -> StoreResult<Option<OidcKeyRecord>> {

@@ -1,6 +1,6 @@
 //! The statements of the CIBA store (the same text on both engines).
 
-use super::codec::StoredTime;
+use super::codec::{StoredTime, StoredUuid};
 use super::queries::Statement;
 use crate::domain::{ApplicationId, TransactionId};
 
@@ -12,16 +12,17 @@ pub(crate) struct CibaQueries {
     pub find_request: Statement<(Vec<u8>,)>,
     pub poll_request: Statement<(Vec<u8>, StoredTime, StoredTime)>,
     pub redeem_request: Statement<(Vec<u8>, StoredTime)>,
-    pub requests_of_transaction: Statement<(TransactionId,)>,
-    pub mark_notified: Statement<(Vec<u8>, StoredTime)>,
-    pub count_notify_attempt: Statement<(Vec<u8>,)>,
+    pub claim_notification: Statement<(StoredUuid, StoredTime, StoredTime)>,
+    pub notification_delivered: Statement<(Vec<u8>, StoredUuid, StoredTime)>,
+    pub notification_failed: Statement<NotifyFailedParams>,
     pub find_key: Statement<(String,)>,
     pub insert_key: Statement<(String, String, Vec<u8>, StoredTime)>,
     pub keys: Statement<()>,
 }
 
 /// A new request's columns: hash, application, transaction, token,
-/// interval, creation.
+/// interval, creation, and for a notified client the `auth_req_id` kept
+/// until it is notified and when the notification is first due.
 pub(crate) type RequestParams = (
     Vec<u8>,
     ApplicationId,
@@ -29,10 +30,21 @@ pub(crate) type RequestParams = (
     Option<String>,
     i64,
     StoredTime,
+    Option<String>,
+    Option<StoredTime>,
 );
+
+/// A failed notification: hash, lease owner, next attempt, error, and
+/// whether delivery is given up (the kept `auth_req_id` cleared).
+pub(crate) type NotifyFailedParams = (Vec<u8>, StoredUuid, StoredTime, String, bool);
 
 const REQUEST_COLUMNS: &str = "id_hash, application_id, transaction_id, notification_token, \
      interval_seconds, created_at, last_poll_at, redeemed_at, notified_at, notify_attempts";
+
+/// [`REQUEST_COLUMNS`] and the kept `auth_req_id`, for the notifier.
+const NOTIFY_COLUMNS: &str = "id_hash, application_id, transaction_id, notification_token, \
+     interval_seconds, created_at, last_poll_at, redeemed_at, notified_at, notify_attempts, \
+     notify_auth_req_id";
 
 /// The statements, one text for both engines.
 pub(crate) fn queries() -> CibaQueries {
@@ -50,7 +62,8 @@ pub(crate) fn queries() -> CibaQueries {
         ),
         insert_request: Statement::new(
             "INSERT INTO ciba_requests (id_hash, application_id, transaction_id, \
-             notification_token, interval_seconds, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+             notification_token, interval_seconds, created_at, notify_auth_req_id, \
+             notify_due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         ),
         find_request: Statement::new(format!(
             "SELECT {REQUEST_COLUMNS} FROM ciba_requests WHERE id_hash = $1"
@@ -64,14 +77,35 @@ pub(crate) fn queries() -> CibaQueries {
         redeem_request: Statement::new(
             "UPDATE ciba_requests SET redeemed_at = $2 WHERE id_hash = $1 AND redeemed_at IS NULL",
         ),
-        requests_of_transaction: Statement::new(format!(
-            "SELECT {REQUEST_COLUMNS} FROM ciba_requests WHERE transaction_id = $1"
+        // A due notification whose transaction has ended, leased to one
+        // replica: the inner pick may race another replica's; the outer
+        // conditions are checked again on the row as it is when it is
+        // written, so only one replica takes it.
+        claim_notification: Statement::new(format!(
+            "UPDATE ciba_requests SET notify_lease_owner = $1, notify_lease_until = $2 \
+             WHERE id_hash = (SELECT r.id_hash FROM ciba_requests r \
+                 JOIN transactions t ON t.id = r.transaction_id \
+                 WHERE r.notify_auth_req_id IS NOT NULL AND r.notify_due_at <= $3 \
+                   AND (r.notify_lease_until IS NULL OR r.notify_lease_until < $3) \
+                   AND t.state NOT IN ('PENDING', 'SCANNED') \
+                 ORDER BY r.notify_due_at LIMIT 1) \
+               AND notify_auth_req_id IS NOT NULL \
+               AND (notify_lease_until IS NULL OR notify_lease_until < $3) \
+             RETURNING {NOTIFY_COLUMNS}"
         )),
-        mark_notified: Statement::new(
-            "UPDATE ciba_requests SET notified_at = $2 WHERE id_hash = $1 AND notified_at IS NULL",
+        // Acknowledged: the kept id is cleared, so it lives no longer than
+        // its purpose.
+        notification_delivered: Statement::new(
+            "UPDATE ciba_requests SET notified_at = $3, notify_auth_req_id = NULL, \
+               notify_attempts = notify_attempts + 1, notify_error = NULL, \
+               notify_lease_owner = NULL, notify_lease_until = NULL \
+             WHERE id_hash = $1 AND notify_lease_owner = $2",
         ),
-        count_notify_attempt: Statement::new(
-            "UPDATE ciba_requests SET notify_attempts = notify_attempts + 1 WHERE id_hash = $1",
+        notification_failed: Statement::new(
+            "UPDATE ciba_requests SET notify_attempts = notify_attempts + 1, notify_due_at = $3, \
+               notify_error = $4, notify_lease_owner = NULL, notify_lease_until = NULL, \
+               notify_auth_req_id = CASE WHEN $5 THEN NULL ELSE notify_auth_req_id END \
+             WHERE id_hash = $1 AND notify_lease_owner = $2",
         ),
         find_key: Statement::new(
             "SELECT alg, kid, private_der, created_at FROM oidc_keys WHERE alg = $1",
@@ -104,9 +138,9 @@ impl CibaQueries {
             find_request,
             poll_request,
             redeem_request,
-            requests_of_transaction,
-            mark_notified,
-            count_notify_attempt,
+            claim_notification,
+            notification_delivered,
+            notification_failed,
             find_key,
             insert_key,
             keys,
@@ -118,9 +152,9 @@ impl CibaQueries {
             one("ciba find_request", find_request),
             one("ciba poll_request", poll_request),
             one("ciba redeem_request", redeem_request),
-            one("ciba requests_of_transaction", requests_of_transaction),
-            one("ciba mark_notified", mark_notified),
-            one("ciba count_notify_attempt", count_notify_attempt),
+            one("ciba claim_notification", claim_notification),
+            one("ciba notification_delivered", notification_delivered),
+            one("ciba notification_failed", notification_failed),
             one("ciba find_key", find_key),
             one("ciba insert_key", insert_key),
             one("ciba keys", keys),

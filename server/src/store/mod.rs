@@ -47,7 +47,9 @@ mod webhooks;
 
 pub use applications::{ApiKeyStore, ApplicationStore};
 pub use checkpoints::{Checkpoint, CheckpointStore};
-pub use ciba::{CibaClient, CibaRequest, CibaStore, OidcKeyRecord};
+pub use ciba::{
+    CibaClient, CibaNotification, CibaRequest, CibaStore, NotifyFailure, OidcKeyRecord,
+};
 pub use devices::{DeviceStore, Reservation};
 pub use events::{EventHead, EventStore};
 pub use postgres::{PgLimits, PgStore};

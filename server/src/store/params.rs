@@ -74,6 +74,8 @@ tuple_bind!(3; A, B, C);
 tuple_bind!(4; A, B, C, D);
 tuple_bind!(5; A, B, C, D, E);
 tuple_bind!(6; A, B, C, D, E, F);
+tuple_bind!(7; A, B, C, D, E, F, G);
+tuple_bind!(8; A, B, C, D, E, F, G, H);
 tuple_bind!(10; A, B, C, D, E, F, G, H, I, J);
 
 /// The parameters of every statement that writes a change: the
