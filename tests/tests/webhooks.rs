@@ -12,7 +12,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use assent_proto::v1::{CreatePushAuthenticationRequest, TransactionState, WaitTransactionRequest};
+use assent_proto::v1::{
+    CreatePushAuthenticationRequest, Event, ListServerKeysRequest, TransactionState,
+    WaitTransactionRequest,
+};
 use assent_server::ServerConfig;
 use assent_tests::agent::{AgentProcess, EnrolledAgent};
 use assent_tests::{
@@ -286,6 +289,50 @@ async fn every_event_once_in_order(db: TestDb) {
     let ids = logins(&mut rp, 5).await;
     receiver.until_accepted(&ids, 20).await;
     assert_complete_and_ordered(&receiver, &ids);
+    // Each delivery's `data` carries the server's Ed25519 signature over
+    // the event, which verifies with a published key (as a Subscribe
+    // event's does), and not once a field is changed.
+    let keys = rp
+        .list_server_keys(ListServerKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    let lines = receiver.lines();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let mut event = event_of(&line["data"]);
+        assent_proto::verify::verify_event(&event, &keys).unwrap_or_else(|e| panic!("{e}: {line}"));
+        event.cursor += 1;
+        assert!(assent_proto::verify::verify_event(&event, &keys).is_err());
+    }
+}
+
+/// The event a webhook's `data` describes (docs/webhooks.md).
+fn event_of(data: &serde_json::Value) -> Event {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    let text = |name: &str| data[name].as_str().unwrap_or_default().to_owned();
+    let bytes = |name: &str| STANDARD.decode(text(name)).unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(&text("occurred_at")).unwrap();
+    Event {
+        cursor: data["cursor"].as_u64().unwrap(),
+        r#type: text("type"),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: at.timestamp(),
+            nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap(),
+        }),
+        transaction_id: text("transaction_id"),
+        user_id: text("user_id"),
+        device_id: text("device_id"),
+        reason: text("reason"),
+        fraud_reported: data["fraud_reported"].as_bool().unwrap(),
+        binding: bytes("binding"),
+        application_id: text("application_id"),
+        key_id: text("key_id"),
+        signature: bytes("signature"),
+        ..Event::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

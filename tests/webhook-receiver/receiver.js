@@ -45,6 +45,7 @@ const server = http.createServer((req, res) => {
       transaction_id: event.data.transaction_id,
       key_id: event.data.key_id,
       signature: event.data.signature,
+      data: event.data,
     };
     if (control.mode === "fail") {
       res.writeHead(500).end("failing on purpose");
