@@ -184,6 +184,17 @@ impl TestServer {
         Self::launch(config, db.url.clone(), TimeSource::Given(clock)).await
     }
 
+    /// Starts a server whose use cases read `clock`, after adjusting its
+    /// configuration.
+    pub async fn start_with_clock_and(
+        db: &TestDb,
+        clock: Arc<ManualClock>,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let config = Self::config(db, adjust);
+        Self::launch(config, db.url.clone(), TimeSource::Given(clock)).await
+    }
+
     /// Starts a server whose use cases read `time`.
     pub async fn start_with_time(db: &TestDb, time: TimeSource) -> Self {
         let config = Self::config(db, |_| {});

@@ -408,11 +408,34 @@ async fn case_15_signatures_of_the_wrong_length_are_refused_as_malformed(db: Tes
 
 // ---- #22: a request that expired while its device was away ----
 
+/// Whether the sweeper records an expiry before the device is back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sweeper {
+    /// It runs every 100 ms: the expiry is recorded (its event written).
+    Recorded,
+    /// It does not run during the test: the transaction is stored SCANNED
+    /// and is expired only by the time rule every read applies.
+    NotYet,
+}
+
 async fn case_22_a_request_that_expired_while_the_device_was_away_is_not_asked_and_a_late_decision_is_not_applied(
     db: TestDb,
 ) {
+    away_past_expiry(db, Sweeper::Recorded).await;
+}
+
+async fn case_22_the_same_before_the_sweeper_has_recorded_the_expiry(db: TestDb) {
+    away_past_expiry(db, Sweeper::NotYet).await;
+}
+
+async fn away_past_expiry(db: TestDb, sweeper: Sweeper) {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-    let server = TestServer::start_with_clock(&db, Arc::clone(&clock)).await;
+    let server = TestServer::start_with_clock_and(&db, Arc::clone(&clock), |config| {
+        if sweeper == Sweeper::NotYet {
+            config.sweep_interval_ms = 3_600_000;
+        }
+    })
+    .await;
     let app = TestApp::create(&db, "Shop").await;
     let mut rp = rp_client(&server, &app.api_key).await;
     let phone = TestDevice::enroll(&server, &app, "alice").await;
@@ -432,13 +455,29 @@ async fn case_22_a_request_that_expired_while_the_device_was_away_is_not_asked_a
     drop(stream);
     assent_tests::until_disconnected(&mut rp, &phone.device_id, 5).await;
     clock.advance(Duration::from_secs(11));
-    within(5, "the sweeper to expire it", async {
-        while transaction(&mut rp, &short.transaction_id).await.state() != TransactionState::Expired
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    let last_event = |rp: &mut RpClient| {
+        let id = short.transaction_id.clone();
+        let mut rp = rp.clone();
+        async move {
+            rp.get_transaction(assent_proto::v1::GetTransactionRequest { transaction_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+                .last_event
+                .unwrap()
+                .r#type
         }
-    })
-    .await;
+    };
+    // The sweeper records the expiry; or nothing does before the device is
+    // back (a read would: reads record what they find expired).
+    if sweeper == Sweeper::Recorded {
+        within(5, "the sweeper to record the expiry", async {
+            while last_event(&mut rp).await != "transaction.expired" {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+    }
     // Back: it is asked again about the open one only.
     let mut stream = phone.connect(&server).await.expect("reconnect");
     let mut asked = Vec::new();
@@ -473,11 +512,24 @@ async fn case_22_a_request_that_expired_while_the_device_was_away_is_not_asked_a
     let tx = transaction(&mut rp, &short.transaction_id).await;
     assert_eq!(tx.state(), TransactionState::Expired);
     assert!(tx.decision_signature.is_empty(), "no decision was recorded");
-    // The open one is decided as ever.
-    match stream
+    let recorded = last_event(&mut rp).await;
+    assert!(
+        ["transaction.expired", "transaction.scanned"].contains(&recorded.as_str()),
+        "no outcome but the expiry is recorded: {recorded}"
+    );
+    // The open one is decided as ever (the device may first be told that
+    // the expired one was withdrawn, once its expiry is recorded).
+    let mut answer = stream
         .decide(phone.decision(&open, SignedVerdict::Accept, ""))
-        .await
-    {
+        .await;
+    while let Body::Cancellation(withdrawn) = &answer {
+        assert_eq!(
+            (withdrawn.transaction_id.as_str(), withdrawn.reason.as_str()),
+            (short.transaction_id.as_str(), "expired")
+        );
+        answer = stream.next().await.expect("stream").expect("a message");
+    }
+    match answer {
         Body::DecisionResult(result) => assert!(result.applied),
         other => panic!("expected the result, got {other:?}"),
     }
@@ -537,5 +589,6 @@ assent_tests::on_both_engines!(
     case_31_a_stream_without_a_hello_is_ended_at_the_hello_timeout,
     case_15_signatures_of_the_wrong_length_are_refused_as_malformed,
     case_22_a_request_that_expired_while_the_device_was_away_is_not_asked_and_a_late_decision_is_not_applied,
+    case_22_the_same_before_the_sweeper_has_recorded_the_expiry,
     case_22_a_push_that_expired_before_its_device_connected_is_not_asked,
 );
