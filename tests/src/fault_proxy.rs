@@ -22,12 +22,12 @@ use tokio::task::JoinHandle;
 /// Where a trap cuts, relative to the message that sets it off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CutAt {
-    /// The message never reaches the server: everything is cut instead.
+    /// The message never reaches the server: the cut happens instead.
     Before,
     /// The message reaches the server; once the server has answered it
     /// (PostgreSQL's `ReadyForQuery`: the statement's implicit transaction
-    /// has committed or failed) everything is cut and the answer is
-    /// dropped, so the client sees a broken connection.
+    /// has committed or failed) the cut happens and the answer is dropped,
+    /// so the client sees a broken connection.
     AfterReply,
 }
 
@@ -35,6 +35,16 @@ pub enum CutAt {
 struct Trap {
     needle: Vec<u8>,
     at: CutAt,
+    /// Every connection, leaving the proxy down; or only the one that
+    /// carried the message (a single broken connection; the others and new
+    /// ones are served).
+    everything: bool,
+    fired: oneshot::Sender<()>,
+}
+
+/// A trap that went off on a connection after its message was forwarded.
+struct Sprung {
+    everything: bool,
     fired: oneshot::Sender<()>,
 }
 
@@ -115,11 +125,22 @@ impl FaultProxy {
     /// until [`FaultProxy::up`]. The receiver fires once it has cut. A new
     /// trap replaces one that has not fired.
     pub fn cut_on(&self, needle: &[u8], at: CutAt) -> oneshot::Receiver<()> {
+        self.arm(needle, at, true)
+    }
+
+    /// Like [`FaultProxy::cut_on`], but cuts only the connection that
+    /// carries `needle`; the proxy stays up.
+    pub fn cut_connection_on(&self, needle: &[u8], at: CutAt) -> oneshot::Receiver<()> {
+        self.arm(needle, at, false)
+    }
+
+    fn arm(&self, needle: &[u8], at: CutAt, everything: bool) -> oneshot::Receiver<()> {
         assert!(!needle.is_empty(), "an empty needle matches everything");
         let (fired, receiver) = oneshot::channel();
         *self.shared.trap.lock().unwrap() = Some(Trap {
             needle: needle.to_vec(),
             at,
+            everything,
             fired,
         });
         receiver
@@ -154,7 +175,7 @@ impl Drop for FaultProxy {
 
 /// A trap that went off after its message was forwarded: the connection's
 /// answers are withheld until the cut.
-type Holding = Arc<Mutex<Option<oneshot::Sender<()>>>>;
+type Holding = Arc<Mutex<Option<Sprung>>>;
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
@@ -195,19 +216,23 @@ async fn upstream_pump(
         match sprung {
             Some(Trap {
                 at: CutAt::Before,
+                everything,
                 fired,
                 ..
             }) => {
-                shared.cut();
+                if everything {
+                    shared.cut();
+                }
                 let _ = fired.send(());
                 return;
             }
             Some(Trap {
                 at: CutAt::AfterReply,
+                everything,
                 fired,
                 ..
             }) => {
-                *holding.lock().unwrap() = Some(fired);
+                *holding.lock().unwrap() = Some(Sprung { everything, fired });
                 if to.write_all(chunk).await.is_err() {
                     return;
                 }
@@ -225,8 +250,8 @@ async fn upstream_pump(
 const READY_FOR_QUERY: &[u8] = b"Z\0\0\0\x05";
 
 /// Server to client; once a trap holds this connection, nothing more is
-/// forwarded, and everything is cut when the server has answered (or after
-/// a second at most).
+/// forwarded, and the trap cuts when the server has answered (or after a
+/// second at most).
 async fn downstream_pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
@@ -251,9 +276,11 @@ async fn downstream_pump(
         if held {
             withheld.extend_from_slice(&buffer[..read]);
             if read == 0 || contains(&withheld, READY_FOR_QUERY) {
-                shared.cut();
-                if let Some(fired) = holding.lock().unwrap().take() {
-                    let _ = fired.send(());
+                if let Some(sprung) = holding.lock().unwrap().take() {
+                    if sprung.everything {
+                        shared.cut();
+                    }
+                    let _ = sprung.fired.send(());
                 }
                 return;
             }

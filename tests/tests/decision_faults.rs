@@ -129,6 +129,30 @@ impl World {
     }
 }
 
+impl World {
+    /// The transaction's events as stored: (position, type, xid), and the
+    /// oldest transaction id still running.
+    async fn events_of(&self, transaction_id: &str) -> (Vec<(i64, String, String)>, String) {
+        let mut conn = sqlx::PgConnection::connect(&self.db.url)
+            .await
+            .expect("connect");
+        let events = sqlx::query_as(
+            "SELECT position, type, xid::text FROM events WHERE transaction_id = $1::uuid \
+               ORDER BY position",
+        )
+        .bind(transaction_id)
+        .fetch_all(&mut conn)
+        .await
+        .expect("events");
+        let xmin: String =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+                .fetch_one(&mut conn)
+                .await
+                .expect("xmin");
+        (events, xmin)
+    }
+}
+
 /// A relying party's subscriber: resumes from its last cursor whenever the
 /// stream fails (the database cut ends it `UNAVAILABLE`).
 struct Subscriber {
@@ -368,12 +392,13 @@ async fn resend(stream: &mut DeviceStream, decision: &SignedDecision) -> (Transa
     .await
 }
 
-/// One scenario: `ROUNDS` logins, each decided on replica `decide_on(round)`
-/// with the database cut `at` the decision, re-sent on `resend_on(round)`;
-/// a waiter on `wait_on(round)`, a subscriber on every replica.
+/// One scenario: `ROUNDS` logins, each decided on replica 0 with the
+/// database cut `at` the decision (every connection, or only the deciding
+/// one), re-sent on `resend_on(round)` (if at all); a waiter on
+/// `wait_on(round)`, a subscriber on every replica.
 async fn decisions_across_cuts(
     replicas: usize,
-    at: CutAt,
+    (at, everything): (CutAt, bool),
     resend_on: impl Fn(usize) -> Option<usize>,
     wait_on: impl Fn(usize) -> usize,
 ) {
@@ -406,7 +431,11 @@ async fn decisions_across_cuts(
         ));
         tokio::time::sleep(Duration::from_millis(30)).await;
 
-        let fired = world.proxy.cut_on(&decision.signature, at);
+        let fired = if everything {
+            world.proxy.cut_on(&decision.signature, at)
+        } else {
+            world.proxy.cut_connection_on(&decision.signature, at)
+        };
         stream
             .send(agent_message::Body::Decision(decision.clone()))
             .await;
@@ -472,18 +501,28 @@ async fn decisions_across_cuts(
     }
     for (replica, subscriber) in subscribers.iter().enumerate() {
         for (transaction_id, state) in &expected {
-            let seen = within(15, "the subscriber to see every outcome", async {
-                loop {
-                    let seen = subscriber.outcomes_of(transaction_id).await;
-                    if !seen.is_empty() {
-                        // Anything after the first copy would come with it.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        return subscriber.outcomes_of(transaction_id).await;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let seen = loop {
+                let seen = subscriber.outcomes_of(transaction_id).await;
+                if !seen.is_empty() {
+                    // Anything after the first copy would come with it.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    break subscriber.outcomes_of(transaction_id).await;
                 }
-            })
-            .await;
+                if Instant::now() > deadline {
+                    let held = subscriber.events.lock().await;
+                    let last = held.last().map(|e| (e.cursor, e.r#type.clone()));
+                    let resumed = subscriber.resumed.lock().await.clone();
+                    let stored = world.events_of(transaction_id).await;
+                    panic!(
+                        "replica {replica}'s subscriber has not seen the outcome of \
+                         {transaction_id} in 15 s: it holds {} events, the last {last:?}, \
+                         resumed after {resumed:?}; stored: {stored:?}",
+                        held.len()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
             assert_eq!(
                 seen,
                 [outcome_event(*state)],
@@ -505,7 +544,7 @@ async fn decisions_across_cuts(
         all
     };
     eprintln!(
-        "{ROUNDS} rounds, cut {at:?}, {replicas} replica(s): first answers {first_answers:?}; \
+        "{ROUNDS} rounds, cut {at:?} (everything: {everything}), {replicas} replica(s): first answers {first_answers:?}; \
          {wait_calls} WaitTransaction calls for {ROUNDS} waits; subscribers resumed after {resumed:?}; \
          {:.1} s",
         started.elapsed().as_secs_f64()
@@ -522,7 +561,7 @@ async fn decisions_across_cuts(
 /// is applied, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_53_a_decision_cut_before_commit_is_applied_once_by_its_resend() {
-    decisions_across_cuts(1, CutAt::Before, |_| Some(0), |_| 0).await;
+    decisions_across_cuts(1, (CutAt::Before, true), |_| Some(0), |_| 0).await;
 }
 
 /// #53 on two replicas: re-sent to the other replica (half the rounds), the
@@ -531,7 +570,7 @@ async fn case_53_a_decision_cut_before_commit_is_applied_once_by_its_resend() {
 async fn case_53_a_decision_cut_before_commit_and_resent_to_another_replica_is_applied_once() {
     decisions_across_cuts(
         2,
-        CutAt::Before,
+        (CutAt::Before, true),
         |round| Some(1 - round % 2),
         |round| round / 2 % 2,
     )
@@ -543,7 +582,7 @@ async fn case_53_a_decision_cut_before_commit_and_resent_to_another_replica_is_a
 /// a second transition nor an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_56_a_decision_committed_behind_a_cut_is_returned_as_stored_on_resend() {
-    decisions_across_cuts(1, CutAt::AfterReply, |_| Some(0), |_| 0).await;
+    decisions_across_cuts(1, (CutAt::AfterReply, true), |_| Some(0), |_| 0).await;
 }
 
 /// #56 on two replicas.
@@ -552,7 +591,7 @@ async fn case_56_a_decision_committed_behind_a_cut_and_resent_to_another_replica
  {
     decisions_across_cuts(
         2,
-        CutAt::AfterReply,
+        (CutAt::AfterReply, true),
         |round| Some(1 - round % 2),
         |round| round / 2 % 2,
     )
@@ -565,5 +604,14 @@ async fn case_56_a_decision_committed_behind_a_cut_and_resent_to_another_replica
 /// other one) and the subscribers on both still see it, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_52_waiters_and_subscribers_see_an_outcome_committed_behind_a_cut_once() {
-    decisions_across_cuts(2, CutAt::AfterReply, |_| None, |round| round % 2).await;
+    decisions_across_cuts(2, (CutAt::AfterReply, true), |_| None, |round| round % 2).await;
+}
+
+/// #52 with only the deciding connection broken (the database and the
+/// other connections stay up, so no replica notices an outage and nothing
+/// resynchronises): the waiters and subscribers still see the outcome,
+/// once, within their safety nets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_52_waiters_and_subscribers_see_an_outcome_whose_connection_broke_after_commit_once() {
+    decisions_across_cuts(2, (CutAt::AfterReply, false), |_| None, |round| round % 2).await;
 }

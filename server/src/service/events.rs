@@ -203,10 +203,16 @@ impl EventService {
             if full {
                 continue;
             }
+            // One poll deadline for the whole wait: the key check below
+            // wakes this loop more often than POLL, and a sleep made anew
+            // each time round would never end (then only a wake-up, which
+            // may be lost, would bring the next read).
+            let poll = tokio::time::sleep(POLL);
+            tokio::pin!(poll);
             loop {
                 tokio::select! {
                     _ = wake.changed() => break,
-                    () = tokio::time::sleep(POLL) => break,
+                    () = &mut poll => break,
                     () = sink.closed() => return,
                     () = stop.cancelled() => {
                         let draining = ServiceError::TryAgain(
