@@ -58,7 +58,7 @@ impl InProcess {
             .expect("create application");
         self.services
             .keys
-            .authenticate(&key)
+            .authenticate(&key, None)
             .await
             .expect("the new key authenticates")
     }

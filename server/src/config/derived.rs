@@ -105,6 +105,8 @@ impl ServerConfig {
             },
             enroll_refusal_burst: self.enroll_refusal_burst,
             enroll_refusals_per_second: self.enroll_refusals_per_minute / 60.0,
+            api_key_refusal_burst: self.api_key_refusal_burst,
+            api_key_refusals_per_second: self.api_key_refusals_per_minute / 60.0,
             max_subscribers_per_key: self.max_subscribers_per_key,
         }
     }

@@ -82,6 +82,10 @@ pub struct ServerConfig {
     pub enroll_refusal_burst: u32,
     /// Refused enrollment attempts per minute one peer address regains.
     pub enroll_refusals_per_minute: f64,
+    /// Refused API keys one source address may send at once.
+    pub api_key_refusal_burst: u32,
+    /// Refused API keys per minute one source address regains.
+    pub api_key_refusals_per_minute: f64,
     /// How long a call waits for a database connection, in milliseconds.
     pub db_acquire_timeout_ms: u64,
     /// Longest a database statement may run (PostgreSQL), in milliseconds.
@@ -148,6 +152,8 @@ impl Default for ServerConfig {
             fraud_cooldown_seconds: 3600,
             enroll_refusal_burst: 10,
             enroll_refusals_per_minute: 10.0,
+            api_key_refusal_burst: 20,
+            api_key_refusals_per_minute: 20.0,
             db_acquire_timeout_ms: 3000,
             db_statement_timeout_ms: 3000,
             request_timeout_ms: 10000,

@@ -54,7 +54,10 @@ impl RelyingPartyHandler {
                         .to_owned(),
                 )
             })?;
-        Ok(self.services.keys.authenticate(key).await?)
+        let source = super::connection::of(request)
+            .and_then(|info| info.remote)
+            .map(|addr| addr.ip());
+        Ok(self.services.keys.authenticate(key, source).await?)
     }
 }
 

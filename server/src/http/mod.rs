@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::service::CibaService;
 
-pub use oidc::router;
+pub use oidc::{Peer, router};
 
 /// Connections served at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 1_024;
@@ -62,7 +62,7 @@ pub async fn serve(
             permit = Arc::clone(&slots).acquire_owned() => permit,
         };
         let Ok(permit) = permit else { break };
-        let (tcp, _) = tokio::select! {
+        let (tcp, from) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -75,7 +75,7 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let app = app.clone();
+        let app = app.clone().layer(axum::Extension(Peer(from.ip())));
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Extension, Form, Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
@@ -17,6 +17,10 @@ use serde_json::json;
 use crate::domain::ciba::{DeliveryMode, IdTokenAlg};
 use crate::service::ciba::BcAuthorizeInput;
 use crate::service::{Caller, CibaError, CibaService};
+
+/// The address a request came from (set per connection by the server).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
 
 /// The CIBA grant type.
 pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
@@ -67,10 +71,11 @@ async fn jwks(State(ciba): State<Arc<CibaService>>) -> Response {
 
 async fn bc_authorize(
     State(ciba): State<Arc<CibaService>>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Form(params): Form<Params>,
 ) -> Response {
-    let caller = match client(&ciba, &headers, &params).await {
+    let caller = match client(&ciba, peer, &headers, &params).await {
         Ok(caller) => caller,
         Err(error) => return error.into_response(),
     };
@@ -95,10 +100,11 @@ async fn bc_authorize(
 
 async fn token(
     State(ciba): State<Arc<CibaService>>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Form(params): Form<Params>,
 ) -> Response {
-    let caller = match client(&ciba, &headers, &params).await {
+    let caller = match client(&ciba, peer, &headers, &params).await {
         Ok(caller) => caller,
         Err(error) => return error.into_response(),
     };
@@ -119,6 +125,7 @@ async fn token(
 /// both, RFC 6749 §2.3), checked.
 async fn client(
     ciba: &CibaService,
+    peer: Option<Extension<Peer>>,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Caller, CibaError> {
@@ -140,7 +147,8 @@ async fn client(
         (None, (Some(id), Some(secret))) => (id.clone(), secret.clone()),
         _ => return Err(CibaError::InvalidClient),
     };
-    ciba.authenticate(&id, &secret).await
+    ciba.authenticate(&id, &secret, peer.map(|Extension(Peer(ip))| ip))
+        .await
 }
 
 /// Undoes `application/x-www-form-urlencoded` (RFC 6749 §2.3.1 encodes the

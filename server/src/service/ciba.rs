@@ -147,9 +147,15 @@ impl CibaService {
     }
 
     /// Checks a client: `client_id` is the application id, the secret one
-    /// of its API keys, checked as gRPC checks keys.
-    pub async fn authenticate(&self, client_id: &str, secret: &str) -> Result<Caller, CibaError> {
-        let caller = match self.services.keys.authenticate(secret).await {
+    /// of its API keys, checked as gRPC checks keys (a source sending too
+    /// many wrong ones is held back on both ports alike).
+    pub async fn authenticate(
+        &self,
+        client_id: &str,
+        secret: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Caller, CibaError> {
+        let caller = match self.services.keys.authenticate(secret, source).await {
             Ok(caller) => caller,
             Err(ServiceError::Unauthenticated(_)) => return Err(CibaError::InvalidClient),
             Err(other) => return Err(other.into()),

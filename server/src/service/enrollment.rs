@@ -1,8 +1,7 @@
 //! Enrollment: codes created by relying parties, redeemed by new devices.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use assent_proto::signing;
@@ -12,9 +11,8 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use rand::{CryptoRng, RngCore};
 use tracing::instrument;
 
-use super::{Caller, CreationLimiter, Refused, RefusedExt, ServiceError, reason};
+use super::{Caller, CreationLimiter, Refused, ServiceError, SourceThrottle, reason};
 use crate::domain::clock::span;
-use crate::domain::rate::TokenBucket;
 use crate::domain::{
     Clock, Device, DeviceId, DeviceName, EnrollmentCode, EnrollmentId, InputError, NewDevice,
     Notice, UserId,
@@ -51,10 +49,6 @@ pub(super) fn verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, InputError
     Ok(key)
 }
 
-/// Peer addresses remembered at most by the enrollment throttle; past it,
-/// peers whose allowance has refilled are forgotten.
-const THROTTLED_PEERS: usize = 10_000;
-
 /// Creates enrollment codes and turns them into devices.
 pub struct EnrollmentService {
     store: Arc<dyn Store>,
@@ -62,25 +56,21 @@ pub struct EnrollmentService {
     notifier: Arc<Notifier>,
     metrics: Arc<Metrics>,
     limiter: Arc<CreationLimiter>,
-    /// Refused attempts per second one peer address regains.
-    refusals_per_second: f64,
-    /// Refused attempts one peer address may make at once.
-    refusal_burst: u32,
-    /// Refused attempts per peer address: guessing codes is throttled.
-    refusals: Mutex<HashMap<IpAddr, TokenBucket>>,
+    /// Refused attempts per peer address, across the replicas: guessing
+    /// codes is throttled.
+    refusals: SourceThrottle,
 }
 
 impl EnrollmentService {
-    /// Enrollment into `store`, a peer refused `refusal_burst` times at
-    /// once regaining `refusals_per_second` attempts.
+    /// Enrollment into `store`, a peer refused `refusals`' burst at once
+    /// regaining its rate (across the replicas).
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         notifier: Arc<Notifier>,
         metrics: Arc<Metrics>,
         limiter: Arc<CreationLimiter>,
-        refusals_per_second: f64,
-        refusal_burst: u32,
+        refusals: SourceThrottle,
     ) -> Self {
         Self {
             store,
@@ -88,47 +78,14 @@ impl EnrollmentService {
             notifier,
             metrics,
             limiter,
-            refusals_per_second,
-            refusal_burst,
-            refusals: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Refuses a peer that has used up its allowance of refused attempts.
-    fn check_peer(&self, peer: Option<IpAddr>) -> Result<(), ServiceError> {
-        let Some(peer) = peer else { return Ok(()) };
-        let now = self.clock.now();
-        let refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
-        // Looking does not spend: only refusals do.
-        match refusals.get(&peer).map(|bucket| bucket.clone().take(now)) {
-            Some(Err(retry)) => Err(ServiceError::ResourceExhausted(
-                Refused::new(
-                    reason::ENROLLMENT_RATE_LIMITED,
-                    format!(
-                        "too many refused enrollment attempts from this address; retry in {} s",
-                        retry.as_secs().max(1)
-                    ),
-                )
-                .retry_after(retry),
-            )),
-            _ => Ok(()),
+            refusals,
         }
     }
 
     /// Counts one refused attempt of `peer`, and logs it.
-    fn refused(&self, peer: Option<IpAddr>, error: ServiceError) -> ServiceError {
+    async fn refused(&self, peer: Option<IpAddr>, error: ServiceError) -> ServiceError {
         tracing::warn!(peer = ?peer, reason = %error, "enrollment refused");
-        if let Some(peer) = peer {
-            let now = self.clock.now();
-            let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
-            if refusals.len() >= THROTTLED_PEERS {
-                refusals.retain(|_, bucket| !bucket.is_full(now));
-            }
-            let bucket = refusals.entry(peer).or_insert_with(|| {
-                TokenBucket::new(self.refusals_per_second, self.refusal_burst, now)
-            });
-            let _ = bucket.take(now);
-        }
+        self.refusals.refused(peer).await;
         error
     }
 
@@ -168,11 +125,12 @@ impl EnrollmentService {
         input: EnrollInput,
         peer: Option<IpAddr>,
     ) -> Result<Device, ServiceError> {
-        self.check_peer(peer)?;
-        self.redeem(input).await.map_err(|error| match error {
-            ServiceError::Unavailable(_) | ServiceError::Internal(_) => error,
-            refused => self.refused(peer, refused),
-        })
+        self.refusals.check(peer)?;
+        match self.redeem(input).await {
+            Ok(device) => Ok(device),
+            Err(error @ (ServiceError::Unavailable(_) | ServiceError::Internal(_))) => Err(error),
+            Err(refused) => Err(self.refused(peer, refused).await),
+        }
     }
 
     async fn redeem(&self, input: EnrollInput) -> Result<Device, ServiceError> {

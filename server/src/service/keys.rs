@@ -1,7 +1,10 @@
-//! Relying parties' API keys.
+//! Relying parties' API keys, and the throttle of refused ones per source
+//! address (a guesser is slowed down on every replica).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::throttle::SourceThrottle;
 use super::{KeyCache, ServiceError};
 use crate::domain::{ApiKey, ApiKeyId};
 use crate::store::Application;
@@ -18,18 +21,40 @@ pub struct Caller {
 /// Checks API keys.
 pub struct KeyService {
     keys: Arc<KeyCache>,
+    /// Refused keys per source address, across the replicas.
+    refusals: SourceThrottle,
 }
 
 impl KeyService {
-    /// Checks keys as `keys` last read them.
-    pub fn new(keys: Arc<KeyCache>) -> Self {
-        Self { keys }
+    /// Checks keys as `keys` last read them, a source refused too often
+    /// held back by `refusals`.
+    pub fn new(keys: Arc<KeyCache>, refusals: SourceThrottle) -> Self {
+        Self { keys, refusals }
     }
 
     /// Checks an API key (constant-time) and returns its application. Keys
     /// are read at most every 0.5 s (`KEY_CACHE_TTL`), so a revoked
-    /// key stops working within that time on every replica.
-    pub async fn authenticate(&self, key_text: &str) -> Result<Caller, ServiceError> {
+    /// key stops working within that time on every replica. A source that
+    /// sent too many refused keys is refused (`RESOURCE_EXHAUSTED`, with
+    /// the wait) before its key is looked at, until its allowance refills;
+    /// `source` is the peer's address, `None` when unknown.
+    pub async fn authenticate(
+        &self,
+        key_text: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Caller, ServiceError> {
+        self.refusals.check(source)?;
+        match self.check(key_text).await {
+            Err(error @ ServiceError::Unauthenticated(_)) => {
+                tracing::warn!(?source, "API key refused");
+                self.refusals.refused(source).await;
+                Err(error)
+            }
+            other => other,
+        }
+    }
+
+    async fn check(&self, key_text: &str) -> Result<Caller, ServiceError> {
         let refused = || {
             ServiceError::Unauthenticated(
                 "the API key is not valid (unknown, revoked or mistyped); use a key printed by \

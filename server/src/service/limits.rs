@@ -19,6 +19,10 @@ pub struct ServiceLimits {
     pub enroll_refusal_burst: u32,
     /// Refused enrollment attempts per second one peer address regains.
     pub enroll_refusals_per_second: f64,
+    /// Refused API keys one source address may send at once.
+    pub api_key_refusal_burst: u32,
+    /// Refused API keys per second one source address regains.
+    pub api_key_refusals_per_second: f64,
     /// Open event streams per API key (per replica).
     pub max_subscribers_per_key: usize,
 }
@@ -32,6 +36,8 @@ impl Default for ServiceLimits {
             push: PushLimits::default(),
             enroll_refusal_burst: 10,
             enroll_refusals_per_second: 1.0 / 6.0,
+            api_key_refusal_burst: 20,
+            api_key_refusals_per_second: 1.0 / 3.0,
             max_subscribers_per_key: 64,
         }
     }

@@ -28,6 +28,7 @@ mod push;
 pub mod reason;
 mod services;
 pub mod signer;
+mod throttle;
 mod upkeep;
 mod webhook_client;
 mod webhook_delivery;
@@ -51,6 +52,7 @@ pub use logins::{CreateOtpInput, CreatedOtp, LoginService, MAX_WAIT, Transaction
 pub use push::{CreatePushInput, CreatedPush, PushService};
 pub use services::Services;
 pub use signer::{EventSigner, SignedEvent};
+pub use throttle::{ReplicaShare, SharedBuckets, SourceThrottle};
 pub use upkeep::UpkeepService;
 pub use webhook_delivery::{WebhookDelivery, WebhookSettings};
 pub use writer::{NotApplied, TransactionWriter};

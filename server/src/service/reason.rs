@@ -14,6 +14,8 @@ pub const OTP_REFUSED: &str = "OTP_REFUSED";
 pub const ENROLLMENT_CODE_REFUSED: &str = "ENROLLMENT_CODE_REFUSED";
 /// A peer address made too many refused enrollment attempts.
 pub const ENROLLMENT_RATE_LIMITED: &str = "ENROLLMENT_RATE_LIMITED";
+/// A source address made too many refused API-key attempts.
+pub const API_KEY_RATE_LIMITED: &str = "API_KEY_RATE_LIMITED";
 /// The enrollment proof does not verify with the new key.
 pub const ENROLLMENT_PROOF_INVALID: &str = "ENROLLMENT_PROOF_INVALID";
 /// The public key is enrolled as another device already.
@@ -73,6 +75,7 @@ mod tests {
         OTP_REFUSED,
         ENROLLMENT_CODE_REFUSED,
         ENROLLMENT_RATE_LIMITED,
+        API_KEY_RATE_LIMITED,
         ENROLLMENT_PROOF_INVALID,
         PUBLIC_KEY_IN_USE,
         NO_ENROLLED_DEVICE,

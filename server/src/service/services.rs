@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use super::throttle::{ReplicaShare, SourceThrottle};
 use super::{
     AuditService, ConfirmationService, CreationLimiter, DirectoryService, EnrollmentService,
     EventService, EventSigner, KeyCache, KeyService, LoginService, PushService, ServiceLimits,
-    TransactionWriter, UpkeepService,
+    TransactionWriter, UpkeepService, reason,
 };
 use crate::domain::Clock;
 use crate::metrics::Metrics;
@@ -57,24 +58,38 @@ impl Services {
             Arc::clone(&metrics),
         ));
         let keys = Arc::new(KeyCache::new(Arc::clone(&store), Arc::clone(&clock)));
+        // Rates shared by the replicas (each allows its share).
+        let share = Arc::new(ReplicaShare::new(Arc::clone(&store), Arc::clone(&clock)));
         let limiter = Arc::new(CreationLimiter::new(
-            Arc::clone(&store),
-            Arc::clone(&clock),
+            Arc::clone(&share),
             limits.create_per_second,
             limits.create_burst,
         ));
+        let key_refusals = SourceThrottle::new(
+            Arc::clone(&share),
+            limits.api_key_refusals_per_second,
+            limits.api_key_refusal_burst,
+            "API keys",
+            reason::API_KEY_RATE_LIMITED,
+        );
+        let enroll_refusals = SourceThrottle::new(
+            share,
+            limits.enroll_refusals_per_second,
+            limits.enroll_refusal_burst,
+            "enrollment attempts",
+            reason::ENROLLMENT_RATE_LIMITED,
+        );
         let signer = Arc::new(EventSigner::new(Arc::clone(&store), Arc::clone(&clock)));
         let replica = uuid::Uuid::new_v4();
         Arc::new(Self {
-            keys: KeyService::new(Arc::clone(&keys)),
+            keys: KeyService::new(Arc::clone(&keys), key_refusals),
             enrollment: EnrollmentService::new(
                 Arc::clone(&store),
                 Arc::clone(&clock),
                 Arc::clone(&notifier),
                 Arc::clone(&metrics),
                 Arc::clone(&limiter),
-                limits.enroll_refusals_per_second,
-                limits.enroll_refusal_burst,
+                enroll_refusals,
             ),
             logins: LoginService::new(
                 Arc::clone(&store),
