@@ -495,7 +495,7 @@ async fn away_past_expiry(db: TestDb, sweeper: Sweeper) {
         .collect();
     assert_eq!(
         asked,
-        [long.transaction_id.clone()],
+        std::slice::from_ref(&long.transaction_id),
         "only the open request is asked again"
     );
     // A decision on the expired one, signed while the device was away:
