@@ -580,7 +580,92 @@ async fn case_22_a_push_that_expired_before_its_device_connected_is_not_asked(db
     assert_eq!(asked, [open.transaction_id]);
 }
 
+// ---- #4: no oracle in words ----
+
+async fn case_04_every_refused_otp_gets_the_same_status_and_message(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let server = TestServer::start_with_clock(&db, Arc::clone(&clock)).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let other_app = TestApp::create(&db, "Other Shop").await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let mut other_rp = rp_client(&server, &other_app.api_key).await;
+    let create = |ttl_seconds: u32, user_id: &str| CreateOtpAuthenticationRequest {
+        message: "Log in?".to_owned(),
+        ttl_seconds,
+        user_id: user_id.to_owned(),
+        ..Default::default()
+    };
+    let otp = |response: tonic::Response<assent_proto::v1::CreateOtpAuthenticationResponse>| {
+        response.into_inner().otp
+    };
+    let expired = otp(rp.create_otp_authentication(create(10, "")).await.unwrap());
+    let used = otp(rp.create_otp_authentication(create(600, "")).await.unwrap());
+    let cancelled = rp.create_otp_authentication(create(600, "")).await.unwrap();
+    let cancelled = cancelled.into_inner();
+    rp.cancel_transaction(assent_proto::v1::CancelTransactionRequest {
+        transaction_id: cancelled.transaction_id.clone(),
+    })
+    .await
+    .unwrap();
+    let foreign = otp(other_rp
+        .create_otp_authentication(create(600, ""))
+        .await
+        .unwrap());
+    let other_user = otp(rp
+        .create_otp_authentication(create(600, "bob"))
+        .await
+        .unwrap());
+    let unknown = {
+        use base64::Engine as _;
+        let alphabet = base64::engine::general_purpose::STANDARD;
+        let mut bytes = alphabet.decode(&used).unwrap();
+        bytes[0] ^= 1;
+        alphabet.encode(&bytes)
+    };
+    clock.advance(Duration::from_secs(11));
+    // Three refusals per device, so no cooling-off is reached.
+    let first = TestDevice::enroll(&server, &app, "alice").await;
+    let second = TestDevice::enroll(&server, &app, "alice").await;
+    let mut streams = [
+        first.connect(&server).await.expect("connect"),
+        second.connect(&server).await.expect("connect"),
+    ];
+    streams[0].scan(&used).await;
+    let mut refusals = Vec::new();
+    for (class, otp, device) in [
+        ("unknown", &unknown, 0),
+        ("used", &used, 0),
+        ("expired", &expired, 0),
+        ("cancelled", &cancelled.otp, 1),
+        ("another application's", &foreign, 1),
+        ("another user's", &other_user, 1),
+    ] {
+        let stream = &mut streams[device];
+        let mut answer = stream.submit(otp).await;
+        // Withdrawals of what expired meanwhile may come first.
+        while let Body::Cancellation(_) = answer {
+            answer = stream.next().await.expect("stream").expect("a message");
+        }
+        match answer {
+            Body::Rejection(rejection) => {
+                refusals.push((class, rejection.code, rejection.message));
+            }
+            other => panic!("{class}: expected a rejection, got {other:?}"),
+        }
+    }
+    let (_, code, message) = refusals[0].clone();
+    assert_eq!(code, Code::NotFound as i32);
+    for (class, other_code, other_message) in &refusals {
+        assert_eq!(
+            (*other_code, other_message),
+            (code, &message),
+            "the {class} OTP is refused like an unknown one"
+        );
+    }
+}
+
 assent_tests::on_both_engines!(
+    case_04_every_refused_otp_gets_the_same_status_and_message,
     case_31_a_hello_naming_another_device_is_refused_and_that_device_keeps_its_stream,
     case_31_a_hello_signed_with_a_key_other_than_the_devices_is_refused,
     case_31_a_replayed_hello_is_refused,
