@@ -18,7 +18,7 @@ use assent_proto::v1::{
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status, Streaming};
 
 use crate::status;
@@ -38,6 +38,9 @@ pub struct ClientConfig {
     pub api_key: String,
     /// PEM file of the CA that signed the server certificate.
     pub ca_cert: Option<PathBuf>,
+    /// PEM files of the client certificate and its key, presented when the
+    /// server asks for one (mutual TLS).
+    pub client_identity: Option<(PathBuf, PathBuf)>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -46,6 +49,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("server", &self.server)
             .field("api_key", &"<redacted>")
             .field("ca_cert", &self.ca_cert)
+            .field("client_identity", &self.client_identity)
             .finish()
     }
 }
@@ -279,6 +283,13 @@ fn endpoint(config: &ClientConfig) -> anyhow::Result<Endpoint> {
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_while_idle(true);
     if !is_tls {
+        if let Some((path, _)) = &config.client_identity {
+            bail!(
+                "a client certificate ({}) was given but the server URL {url} is plain \
+                 http://; use https:// or drop --client-cert / ASSENT_CLIENT_CERT",
+                path.display()
+            );
+        }
         if let Some(path) = &config.ca_cert {
             bail!(
                 "a CA certificate ({}) was given but the server URL {url} is plain http://; \
@@ -294,10 +305,20 @@ fn endpoint(config: &ClientConfig) -> anyhow::Result<Endpoint> {
             .map(read_ca)
             .transpose()?,
     };
-    let tls = match ca {
+    let mut tls = match ca {
         Some(ca) => ClientTlsConfig::new().ca_certificate(ca),
         None => ClientTlsConfig::new(),
     };
+    if let Some((cert, key)) = &config.client_identity {
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the client {what} {}", path.display()))
+        };
+        tls = tls.identity(Identity::from_pem(
+            read(cert, "certificate")?,
+            read(key, "key")?,
+        ));
+    }
     endpoint
         .tls_config(tls)
         .context("cannot set up TLS for the server connection")

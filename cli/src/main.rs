@@ -56,6 +56,27 @@ struct Cli {
     #[arg(long, global = true, env = "ASSENT_CA_CERT", value_name = "FILE")]
     ca_cert: Option<PathBuf>,
 
+    /// PEM file of the client certificate presented when the server asks for
+    /// one (mutual TLS; with --client-key).
+    #[arg(
+        long,
+        global = true,
+        env = "ASSENT_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+
+    /// PEM file of the client certificate's private key.
+    #[arg(
+        long,
+        global = true,
+        env = "ASSENT_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
+
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -107,6 +128,7 @@ async fn main() -> ExitCode {
         server: cli.server,
         api_key,
         ca_cert: cli.ca_cert,
+        client_identity: cli.client_cert.zip(cli.client_key),
     };
     match run(cli.command, &config, format).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,9 @@ pub struct AgentConfig {
     pub exec_timeout: Duration,
     /// PEM file with the CA that signed the server certificate (`https://` only).
     pub ca_cert: Option<PathBuf>,
+    /// The client certificate and key presented to a server that asks
+    /// (mutual TLS).
+    pub client_identity: Option<assent_device::ClientIdentity>,
     /// Where the control socket listens; `None`: `state_dir/agent.sock`.
     pub socket: Option<PathBuf>,
     /// The group that may use the control socket (mode 0660); `None`: only
@@ -38,6 +41,7 @@ impl AgentConfig {
     pub fn device(&self) -> assent_device::DeviceConfig {
         assent_device::DeviceConfig {
             ca_cert: self.ca_cert.clone(),
+            client_identity: self.client_identity.clone(),
             ..assent_device::DeviceConfig::new(self.state_dir.clone(), self.server.clone())
         }
     }
@@ -51,6 +55,7 @@ impl AgentConfig {
             policy,
             exec_timeout: DEFAULT_EXEC_TIMEOUT,
             ca_cert: None,
+            client_identity: None,
             socket: None,
             socket_group: None,
         }

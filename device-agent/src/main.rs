@@ -31,6 +31,23 @@ struct Cli {
     /// PEM file of the CA that signed the server's certificate (https:// only).
     #[arg(long, global = true, env = "ASSENT_CA_CERT")]
     ca_cert: Option<PathBuf>,
+    /// PEM file of the client certificate to present when the server asks
+    /// for one (mutual TLS; with --client-key).
+    #[arg(
+        long,
+        global = true,
+        env = "ASSENT_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(
+        long,
+        global = true,
+        env = "ASSENT_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
     /// The daemon's control socket, used by `run` and by `otp`, `scan` and
     /// `status` [default: STATE_DIR/agent.sock].
     #[arg(long, global = true, env = "ASSENT_AGENT_SOCKET", value_name = "PATH")]
@@ -50,6 +67,16 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// The client certificate and key, when both are given.
+    fn client_identity(&self) -> Option<assent_device::ClientIdentity> {
+        Some(assent_device::ClientIdentity {
+            cert: self.client_cert.clone()?,
+            key: self.client_key.clone()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -155,6 +182,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             "cannot find a state directory: set --state-dir, ASSENT_AGENT_DIR, XDG_STATE_HOME or HOME",
         )?,
     };
+    let client_identity = cli.client_identity();
     match cli.command {
         Command::Enroll {
             ref code,
@@ -179,6 +207,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
             let mut config = AgentConfig::new(state_dir, server, Policy::default());
             config.ca_cert = cli.ca_cert.clone();
+            config.client_identity = client_identity.clone();
             let name = name.clone().unwrap_or_else(default_device_name);
             let enrollment = assent_agent::enroll(&config, &code, &name, force).await?;
             if cli.json {
@@ -200,6 +229,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut config = AgentConfig::new(state_dir, server, policy);
             config.exec_timeout = Duration::from_secs(exec_timeout);
             config.ca_cert = cli.ca_cert.clone();
+            config.client_identity = client_identity.clone();
             config.socket = cli.socket.clone();
             config.socket_group = socket_group
                 .as_deref()

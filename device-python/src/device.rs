@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use assent_device::{DeviceConfig, DeviceHandle, OtpOutcome};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+
+use crate::client_identity;
 use pyo3::types::PyDict;
 use tokio::task::JoinHandle;
 
@@ -74,18 +76,22 @@ impl PyDevice {
 impl PyDevice {
     /// Starts the device enrolled in `state_dir` (see `enroll`), talking to
     /// `server` (a URL, or several separated by commas); `ca_cert` is the PEM
-    /// file of the CA that signed an https:// server's certificate. Raises
+    /// file of the CA that signed an https:// server's certificate;
+    /// `client_cert` and `client_key` the PEM files presented to a server
+    /// that asks for a client certificate (mutual TLS). Raises
     /// NotEnrolledError without an enrollment, InvalidArgumentError for a
     /// bad URL, TypeError when `handler` has no `confirm` method. Returns at
     /// once; the device connects in the background (see `on_connection`).
     #[new]
-    #[pyo3(signature = (state_dir, server, handler, ca_cert=None))]
+    #[pyo3(signature = (state_dir, server, handler, ca_cert=None, client_cert=None, client_key=None))]
     fn new(
         py: Python<'_>,
         state_dir: PathBuf,
         server: String,
         handler: Py<PyAny>,
         ca_cert: Option<PathBuf>,
+        client_cert: Option<PathBuf>,
+        client_key: Option<PathBuf>,
     ) -> PyResult<Self> {
         let is_callable = handler
             .bind(py)
@@ -114,6 +120,7 @@ impl PyDevice {
         let bridge = PythonHandler::new(handler, Arc::downgrade(&runtime), notice_tx);
         let config = DeviceConfig {
             ca_cert,
+            client_identity: client_identity(client_cert, client_key)?,
             ..DeviceConfig::new(state_dir, server)
         };
         let device = {

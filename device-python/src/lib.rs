@@ -31,6 +31,20 @@ use crate::errors::{
     NotEnrolledError, RevokedError, ServerUnreachableError, to_py,
 };
 
+/// The client certificate and key, both or neither.
+pub(crate) fn client_identity(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> PyResult<Option<assent_device::ClientIdentity>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(assent_device::ClientIdentity { cert, key })),
+        (None, None) => Ok(None),
+        _ => Err(InvalidArgumentError::new_err(
+            "give both client_cert and client_key, or neither",
+        )),
+    }
+}
+
 /// Enrolls this device with the one-time `code` the application showed the
 /// user, under `device_name` (1 to 64 characters), and saves its new key and
 /// profile in `state_dir` (created with mode 0700; files 0600). Refuses to
@@ -38,7 +52,8 @@ use crate::errors::{
 /// `device_id`, `user_id`, `application_id` and `application_name`. Waits
 /// for the server without holding the GIL.
 #[pyfunction]
-#[pyo3(signature = (state_dir, server, code, device_name, force=false, ca_cert=None))]
+#[pyo3(signature = (state_dir, server, code, device_name, force=false, ca_cert=None, client_cert=None, client_key=None))]
+#[allow(clippy::too_many_arguments)]
 fn enroll<'py>(
     py: Python<'py>,
     state_dir: PathBuf,
@@ -47,9 +62,12 @@ fn enroll<'py>(
     device_name: String,
     force: bool,
     ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let config = DeviceConfig {
         ca_cert,
+        client_identity: client_identity(client_cert, client_key)?,
         ..DeviceConfig::new(state_dir, server)
     };
     let enrollment = py

@@ -139,7 +139,7 @@ impl Device {
     /// enters its own runtime first.
     pub fn start<H: Handler>(config: DeviceConfig, handler: H) -> Result<Self, Error> {
         let (profile, key) = credentials::load(&config.state_dir, config.keys().as_ref())?;
-        let endpoints = connection::endpoints(&config.server, config.ca_cert.as_deref())?;
+        let endpoints = connection::endpoints(&config.server, connection::TlsFiles::of(&config))?;
         // Devices spread over the list: each starts at a random server.
         let current = rand::random_range(0..endpoints.len());
         let (commands, command_rx) = mpsc::channel(64);

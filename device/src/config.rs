@@ -25,9 +25,22 @@ pub struct DeviceConfig {
     /// PEM file with the CA that signed the server certificate; without it
     /// `https://` trusts the system's CA bundle.
     pub ca_cert: Option<PathBuf>,
+    /// PEM files of the certificate and key this device presents when the
+    /// server asks for one (mutual TLS, `https://` only).
+    pub client_identity: Option<ClientIdentity>,
     /// Where the private key is kept; `None`: `device.key` in `state_dir`
     /// ([`FileKeyStore`]).
     pub key_store: Option<Arc<dyn KeyStore>>,
+}
+
+/// A TLS client certificate and its private key, PEM files (the key is
+/// read when a connection is made, never kept in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate (chain), PEM.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
 }
 
 impl fmt::Debug for DeviceConfig {
@@ -36,6 +49,7 @@ impl fmt::Debug for DeviceConfig {
             .field("state_dir", &self.state_dir)
             .field("server", &self.server)
             .field("ca_cert", &self.ca_cert)
+            .field("client_identity", &self.client_identity)
             .field("key_store", &self.key_store)
             .finish()
     }
@@ -53,6 +67,7 @@ impl DeviceConfig {
             state_dir,
             server: server.into(),
             ca_cert: None,
+            client_identity: None,
             key_store: None,
         }
     }

@@ -10,8 +10,9 @@ use assent_proto::v1::{AgentMessage, Hello, Ready, ServerMessage, agent_message,
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity as TlsIdentity};
 
+use crate::config::{ClientIdentity, DeviceConfig};
 use crate::error::Error;
 use crate::identity::Identity;
 
@@ -20,9 +21,37 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Outgoing messages buffered while HTTP/2 flow control holds them.
 const OUTBOUND_BUFFER: usize = 64;
 
+/// What TLS connections trust and present.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TlsFiles<'a> {
+    /// The CA of the server's certificate (else the system's bundle).
+    pub ca_cert: Option<&'a Path>,
+    /// The certificate and key presented to a server that asks (mutual TLS).
+    pub identity: Option<&'a ClientIdentity>,
+}
+
+impl<'a> TlsFiles<'a> {
+    /// The TLS files of `config`.
+    pub(crate) fn of(config: &'a DeviceConfig) -> Self {
+        Self {
+            ca_cert: config.ca_cert.as_deref(),
+            identity: config.client_identity.as_ref(),
+        }
+    }
+}
+
+/// Reads a PEM file the TLS settings name.
+fn read_pem(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Storage {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// The gRPC endpoint for `server`, with the keepalive settings of a
-/// long-lived device stream; `https://` URLs trust the PEM CA in `ca_cert`.
-pub(crate) fn endpoint(server: &str, ca_cert: Option<&Path>) -> Result<Endpoint, Error> {
+/// long-lived device stream; `https://` URLs trust the PEM CA in `tls` and
+/// present its client certificate, if any.
+pub(crate) fn endpoint(server: &str, files: TlsFiles<'_>) -> Result<Endpoint, Error> {
     let invalid = |reason: String| Error::InvalidServerUrl {
         url: server.to_owned(),
         reason,
@@ -37,18 +66,21 @@ pub(crate) fn endpoint(server: &str, ca_cert: Option<&Path>) -> Result<Endpoint,
         Some("http") => Ok(endpoint),
         Some("https") => {
             // The given CA narrows trust to it; otherwise the system's roots.
-            let Some(path) = ca_cert.or_else(assent_proto::tls::system_ca_bundle) else {
+            let Some(path) = files.ca_cert.or_else(assent_proto::tls::system_ca_bundle) else {
                 return Err(invalid(format!(
                     "https:// needs the system's CA bundle (none of {}) or --ca-cert FILE \
                      (ASSENT_CA_CERT)",
                     assent_proto::tls::SYSTEM_CA_BUNDLES.join(", ")
                 )));
             };
-            let pem = std::fs::read(path).map_err(|source| Error::Storage {
-                path: path.to_owned(),
-                source,
-            })?;
-            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+            let mut tls =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(path)?));
+            if let Some(identity) = files.identity {
+                tls = tls.identity(TlsIdentity::from_pem(
+                    read_pem(&identity.cert)?,
+                    read_pem(&identity.key)?,
+                ));
+            }
             endpoint
                 .tls_config(tls)
                 .map_err(|error| invalid(error.to_string()))
@@ -59,12 +91,12 @@ pub(crate) fn endpoint(server: &str, ca_cert: Option<&Path>) -> Result<Endpoint,
 
 /// The endpoints of a server list: URLs separated by commas (replicas,
 /// or load balancers in front of them), each checked like [`endpoint`].
-pub(crate) fn endpoints(servers: &str, ca_cert: Option<&Path>) -> Result<Vec<Endpoint>, Error> {
+pub(crate) fn endpoints(servers: &str, files: TlsFiles<'_>) -> Result<Vec<Endpoint>, Error> {
     let list: Vec<Endpoint> = servers
         .split(',')
         .map(str::trim)
         .filter(|server| !server.is_empty())
-        .map(|server| endpoint(server, ca_cert))
+        .map(|server| endpoint(server, files))
         .collect::<Result<_, _>>()?;
     if list.is_empty() {
         return Err(Error::InvalidServerUrl {
@@ -227,22 +259,22 @@ mod tests {
 
     #[test]
     fn plain_and_tls_urls_are_checked() {
-        assert!(endpoint("http://127.0.0.1:50051", None).is_ok());
+        assert!(endpoint("http://127.0.0.1:50051", TlsFiles::default()).is_ok());
         // https:// trusts the system's roots unless a CA file narrows it.
         assert_eq!(
-            endpoint("https://assent.example", None).is_ok(),
+            endpoint("https://assent.example", TlsFiles::default()).is_ok(),
             assent_proto::tls::system_ca_bundle().is_some()
         );
         assert!(matches!(
-            endpoint("ftp://assent.example", None),
+            endpoint("ftp://assent.example", TlsFiles::default()),
             Err(Error::InvalidServerUrl { .. })
         ));
-        assert!(endpoint("not a url", None).is_err());
-        let list = endpoints("http://a:1, http://b:2,", None).unwrap();
+        assert!(endpoint("not a url", TlsFiles::default()).is_err());
+        let list = endpoints("http://a:1, http://b:2,", TlsFiles::default()).unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(list[1].uri().to_string(), "http://b:2/");
-        assert!(endpoints(" , ", None).is_err());
-        assert!(endpoints("http://a:1,ftp://b", None).is_err());
+        assert!(endpoints(" , ", TlsFiles::default()).is_err());
+        assert!(endpoints("http://a:1,ftp://b", TlsFiles::default()).is_err());
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub async fn enroll(
         )));
     }
     let code = code.trim();
-    let endpoints = connection::endpoints(&config.server, config.ca_cert.as_deref())?;
+    let endpoints = connection::endpoints(&config.server, connection::TlsFiles::of(config))?;
     // Fail on an unwritable state directory before the code is spent.
     credentials::create_state_dir(&config.state_dir)?;
 

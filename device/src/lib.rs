@@ -68,7 +68,7 @@ mod unenroll;
 
 pub use answer::{Answer, DenyReason};
 pub use client::{Device, DeviceHandle, Status};
-pub use config::{DEFAULT_SERVER, DeviceConfig, MAX_DEVICE_NAME_CHARS};
+pub use config::{ClientIdentity, DEFAULT_SERVER, DeviceConfig, MAX_DEVICE_NAME_CHARS};
 pub use credentials::DeviceProfile;
 pub use enrollment::{Enrollment, enroll};
 pub use error::Error;

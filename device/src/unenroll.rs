@@ -57,7 +57,7 @@ pub fn forget(config: &DeviceConfig) -> Result<(), Error> {
 /// device the server already revoked is forgotten too.
 pub async fn unenroll(config: &DeviceConfig) -> Result<(), Error> {
     let (profile, key) = credentials::load(&config.state_dir, config.keys().as_ref())?;
-    let endpoints = connection::endpoints(&config.server, config.ca_cert.as_deref())?;
+    let endpoints = connection::endpoints(&config.server, connection::TlsFiles::of(config))?;
     let identity = Identity::new(profile.device_id.clone(), key);
     let mut last = None;
     for endpoint in endpoints {

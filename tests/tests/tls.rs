@@ -131,70 +131,41 @@ fn text(output: &std::process::Output) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_server_cli_and_agent_complete_a_login_over_tls() {
-    let files = Files::new();
-    let authority = Authority::new("Assent test CA");
-    let (cert, key) = authority.issue("assent-server", false);
-    let ca = files.write("ca.pem", &authority.pem());
-    let cert_path = files.write("server.pem", &cert);
-    let key_path = files.write("server.key", &key);
-    let db = TestDb::sqlite();
-    let app = TestApp::create(&db, "Example Shop").await;
-    let server = TlsServer::start(db, |config| {
-        config.tls_cert = Some(cert_path);
-        config.tls_key = Some(key_path);
-    })
-    .await;
-    let url = server.url();
-    until_serving(&url, &authority.pem(), None).await;
+/// The CLI creates an enrollment code over TLS, the agent enrolls with it,
+/// connects and accepts a push the CLI starts and waits for; both present
+/// `identity` (extra arguments: a client certificate) when given.
+async fn complete_a_login(
+    files: &Files,
+    url: &str,
+    ca: &std::path::Path,
+    api_key: &str,
+    identity: &[&str],
+) {
     let ca_arg = ca.to_str().unwrap();
-    // The CLI over TLS, trusting the test CA, as the test application.
     let cli = |args: &[&str]| {
-        let trusted = [
-            "--server",
-            &url,
-            "--ca-cert",
-            ca_arg,
-            "--api-key",
-            &app.api_key,
-        ];
-        run("assent", &[&trusted[..], args].concat())
+        let trusted = ["--server", url, "--ca-cert", ca_arg, "--api-key", api_key];
+        run("assent", &[&trusted[..], identity, args].concat())
     };
-
-    // The CLI over TLS, trusting the test CA.
     let created = cli(&["--json", "enrollment", "create", "--user", "alice"]);
     assert!(created.status.success(), "{}", text(&created));
     let code: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
     let code = code["code"].as_str().unwrap().to_owned();
 
-    // Without the CA the CLI refuses the server's certificate.
-    let untrusted = run(
-        "assent",
-        &[
-            "--server",
-            &url,
-            "--api-key",
-            &app.api_key,
-            "enrollment",
-            "create",
-            "--user",
-            "bob",
-        ],
-    );
-    assert_eq!(untrusted.status.code(), Some(1), "{}", text(&untrusted));
-
     // The agent enrolls and connects over TLS, and accepts a push.
     let state = files.dir.join("agent");
     let state_arg = state.to_str().unwrap();
     let agent_args = [
-        "--state-dir",
-        state_arg,
-        "--server",
-        &url,
-        "--ca-cert",
-        ca_arg,
-    ];
+        &[
+            "--state-dir",
+            state_arg,
+            "--server",
+            url,
+            "--ca-cert",
+            ca_arg,
+        ][..],
+        identity,
+    ]
+    .concat();
     let enrolled = run(
         "assent-agent",
         &[&agent_args[..], &["enroll", "--code", &code]].concat(),
@@ -202,7 +173,7 @@ async fn the_server_cli_and_agent_complete_a_login_over_tls() {
     assert!(enrolled.status.success(), "{}", text(&enrolled));
     let _daemon = ChildGuard(
         Command::new(binary("assent-agent"))
-            .args(agent_args)
+            .args(&agent_args)
             .args(["run", "--policy", "accept"])
             .spawn()
             .unwrap(),
@@ -245,6 +216,42 @@ async fn the_server_cli_and_agent_complete_a_login_over_tls() {
         "accepted over TLS: {}",
         text(&waited)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_cli_and_agent_complete_a_login_over_tls() {
+    let files = Files::new();
+    let authority = Authority::new("Assent test CA");
+    let (cert, key) = authority.issue("assent-server", false);
+    let ca = files.write("ca.pem", &authority.pem());
+    let cert_path = files.write("server.pem", &cert);
+    let key_path = files.write("server.key", &key);
+    let db = TestDb::sqlite();
+    let app = TestApp::create(&db, "Example Shop").await;
+    let server = TlsServer::start(db, |config| {
+        config.tls_cert = Some(cert_path);
+        config.tls_key = Some(key_path);
+    })
+    .await;
+    let url = server.url();
+    until_serving(&url, &authority.pem(), None).await;
+    complete_a_login(&files, &url, &ca, &app.api_key, &[]).await;
+
+    // Without the CA the CLI refuses the server's certificate.
+    let untrusted = run(
+        "assent",
+        &[
+            "--server",
+            &url,
+            "--api-key",
+            &app.api_key,
+            "enrollment",
+            "create",
+            "--user",
+            "bob",
+        ],
+    );
+    assert_eq!(untrusted.status.code(), Some(1), "{}", text(&untrusted));
 
     // Plaintext HTTP/2 to the TLS port is refused.
     let plain = Endpoint::from_shared(format!("http://127.0.0.1:{}", server.port))
@@ -363,4 +370,59 @@ async fn a_new_certificate_is_served_without_a_restart() {
     })
     .await;
     assert_eq!(health(&server.url(), &authority.pem(), None).await, Ok(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_and_the_agent_present_client_certificates_under_mutual_tls() {
+    let files = Files::new();
+    let servers = Authority::new("server CA");
+    let clients = Authority::new("client CA");
+    let (cert, key) = servers.issue("assent-server", false);
+    let (client_cert, client_key) = clients.issue("kiosk-7", true);
+    let ca = files.write("ca.pem", &servers.pem());
+    let client_ca = files.write("client-ca.pem", &clients.pem());
+    let cert_path = files.write("server.pem", &cert);
+    let key_path = files.write("server.key", &key);
+    let client_cert = files.write("client.pem", &client_cert);
+    let client_key = files.write("client.key", &client_key);
+    let db = TestDb::sqlite();
+    let app = TestApp::create(&db, "Example Shop").await;
+    let server = TlsServer::start(db, |config| {
+        config.tls_cert = Some(cert_path);
+        config.tls_key = Some(key_path);
+        config.tls_client_ca = Some(client_ca);
+    })
+    .await;
+    let url = server.url();
+    let identity = [
+        "--client-cert",
+        client_cert.to_str().unwrap(),
+        "--client-key",
+        client_key.to_str().unwrap(),
+    ];
+    until_serving(
+        &url,
+        &servers.pem(),
+        Some((
+            &std::fs::read_to_string(&client_cert).unwrap(),
+            &std::fs::read_to_string(&client_key).unwrap(),
+        )),
+    )
+    .await;
+    complete_a_login(&files, &url, &ca, &app.api_key, &identity).await;
+    // Without its certificate the CLI is refused by the server.
+    let bare = run(
+        "assent",
+        &[
+            "--server",
+            &url,
+            "--ca-cert",
+            ca.to_str().unwrap(),
+            "--api-key",
+            &app.api_key,
+            "devices",
+            "list",
+        ],
+    );
+    assert_eq!(bare.status.code(), Some(1), "{}", text(&bare));
 }
