@@ -363,6 +363,62 @@ async fn case_40_a_subscriber_that_never_reads_holds_up_no_one_and_loses_nothing
     assert!(cursors.windows(2).all(|w| w[0] < w[1]));
 }
 
+// ---- #30: a revoked key's stream ends within a second ----
+
+async fn case_30_a_revoked_keys_stream_ends_within_a_second_even_amid_a_long_backlog(db: TestDb) {
+    const EVENTS: usize = 1200;
+    let server = TestServer::start_with(&db, |config| config.create_burst = 10_000).await;
+    let app = TestApp::create(&db, "Shop").await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+    for _ in 0..EVENTS {
+        rp.create_otp_authentication(otp_request(b""))
+            .await
+            .expect("create");
+    }
+    // A second key replays the backlog through small windows, so the
+    // server waits on it while it pauses.
+    let store = db.store().await;
+    let app_id = assent_server::domain::ApplicationId::parse(&app.id).unwrap();
+    let (key_id, key) = assent_server::admin::add_api_key(store.as_ref(), app_id)
+        .await
+        .unwrap();
+    let tap = TcpTap::start(server.addr).await;
+    let mut replay = rp_client_on(tap.slow_reader_channel(8 * 1024).await, &key)
+        .subscribe(SubscribeRequest::default())
+        .await
+        .expect("subscribe")
+        .into_inner();
+    for _ in 0..10 {
+        within(5, "the backlog", replay.message())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Revoked mid-backlog; a second later the stream reads on.
+    assent_server::admin::revoke_api_key(store.as_ref(), app_id, key_id)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut received = 10;
+    let ended = within(10, "the revoked stream to end", async {
+        loop {
+            match replay.message().await {
+                Ok(Some(_)) => received += 1,
+                Ok(None) => panic!("ended without a status after {received} events"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await;
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    // What was on its way when the key was revoked (windows, queue, the
+    // page being sent), not the rest of the backlog.
+    assert!(
+        received < EVENTS / 2,
+        "a revoked key's stream went on for {received} of {EVENTS} events"
+    );
+}
+
 // ---- #51: database errors say nothing about the database ----
 
 /// Words no status a client sees may carry: SQL, the engines' own words,
@@ -615,5 +671,6 @@ assent_tests::on_both_engines!(
     case_38_an_outcome_bound_to_another_session_does_not_verify_with_this_sessions_binding,
     case_26_an_enrollment_code_lives_its_ttl_from_60_s_to_24_h_and_is_refused_after,
     case_40_a_subscriber_that_never_reads_holds_up_no_one_and_loses_nothing,
+    case_30_a_revoked_keys_stream_ends_within_a_second_even_amid_a_long_backlog,
     case_51_database_errors_reach_no_client_as_sql_or_schema_names,
 );

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -201,6 +202,15 @@ impl EventService {
                 }
             }
             if full {
+                // A long backlog is read page after page without waiting:
+                // the key is checked between pages too (at most every
+                // KEY_CHECK), so a revoked key's stream ends within the
+                // second however much is left to read.
+                if key_check.tick().now_or_never().is_some()
+                    && self.ended_by_key_check(&caller, &sink).await
+                {
+                    return;
+                }
                 continue;
             }
             // One poll deadline for the whole wait: the key check below
@@ -228,22 +238,29 @@ impl EventService {
                         .await;
                         return;
                     }
-                    _ = key_check.tick() => match self.is_key_revoked(&caller).await {
-                        Ok(false) => {}
-                        Ok(true) => {
-                            let revoked = ServiceError::Unauthenticated(
-                                "the API key of this stream was revoked".to_owned(),
-                            );
-                            let _ = sink.send(Err(revoked)).await;
-                            return;
-                        }
-                        Err(error) => {
-                            let _ = sink.send(Err(error)).await;
-                            return;
-                        }
+                    _ = key_check.tick() => if self.ended_by_key_check(&caller, &sink).await {
+                        return;
                     },
                 }
             }
         }
+    }
+
+    /// Checks the stream's key; once it is revoked (or cannot be read), says
+    /// so on the stream and returns true: the pump ends.
+    async fn ended_by_key_check(
+        &self,
+        caller: &Caller,
+        sink: &mpsc::Sender<Result<SignedEvent, ServiceError>>,
+    ) -> bool {
+        let error = match self.is_key_revoked(caller).await {
+            Ok(false) => return false,
+            Ok(true) => {
+                ServiceError::Unauthenticated("the API key of this stream was revoked".to_owned())
+            }
+            Err(error) => error,
+        };
+        let _ = sink.send(Err(error)).await;
+        true
     }
 }
