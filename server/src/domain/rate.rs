@@ -12,6 +12,14 @@ pub const OTP_FAILURE_LIMIT: i64 = 5;
 /// The window over which failed OTPs are counted; also the cooling-off period.
 pub const OTP_FAILURE_WINDOW: Duration = Duration::from_secs(300);
 
+/// Signatures of one device that may fail to verify at once (hellos and
+/// decisions); past it the device is locked out of both until its allowance
+/// refills, one every [`SIGNATURE_FAILURE_REFILL`].
+pub const SIGNATURE_FAILURE_LIMIT: u32 = 5;
+
+/// How long a device waits for one more failed-signature allowance.
+pub const SIGNATURE_FAILURE_REFILL: Duration = Duration::from_secs(60);
+
 /// The OTP strike rule at one moment: every OTP a device hands in takes a
 /// strike first (a valid one gives it back); a device may take one while
 /// its window, opened by its first strike, holds fewer than `limit`. A

@@ -10,9 +10,12 @@ use rand::{CryptoRng, RngCore};
 use tracing::instrument;
 
 use super::enrollment::verifying_key;
+use super::throttle::{ReplicaShare, SharedBuckets};
 use super::writer::NotApplied;
 use super::{Refused, RefusedExt, ServiceError, TransactionWriter, reason};
-use crate::domain::rate::{OTP_FAILURE_WINDOW, StrikeWindow};
+use crate::domain::rate::{
+    OTP_FAILURE_WINDOW, SIGNATURE_FAILURE_LIMIT, SIGNATURE_FAILURE_REFILL, StrikeWindow,
+};
 use crate::domain::transaction::Decision;
 use crate::domain::{Clock, Device, DeviceId, Otp, Refusal, Transaction, TransactionId};
 use crate::metrics::Metrics;
@@ -48,25 +51,71 @@ pub struct ConfirmationService {
     clock: Arc<dyn Clock>,
     writer: Arc<TransactionWriter>,
     metrics: Arc<Metrics>,
+    /// Failed decision signatures per device (sent on its authenticated
+    /// stream, so only the key holder spends them), across the replicas
+    /// `share` counts.
+    share: Arc<ReplicaShare>,
+    signature_failures: SharedBuckets<DeviceId>,
 }
 
+/// Devices whose failed signatures are remembered at most.
+const SIGNATURE_LOCKS: usize = 100_000;
+
 impl ConfirmationService {
-    /// The device use cases over `store`, deciding through `writer`.
+    /// The device use cases over `store`, deciding through `writer`,
+    /// failed signatures counted across the replicas `share` counts.
     pub fn new(
         store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
         writer: Arc<TransactionWriter>,
         metrics: Arc<Metrics>,
+        share: Arc<ReplicaShare>,
     ) -> Self {
         Self {
             store,
-            clock,
+            clock: share.clock(),
             writer,
             metrics,
+            share,
+            signature_failures: SharedBuckets::new(
+                1.0 / SIGNATURE_FAILURE_REFILL.as_secs_f64(),
+                SIGNATURE_FAILURE_LIMIT,
+                SIGNATURE_LOCKS,
+            ),
         }
     }
 
+    /// Refuses a device locked out by failed decision signatures.
+    fn check_signature_lock(&self, device: DeviceId) -> Result<(), ServiceError> {
+        self.signature_failures
+            .check(&device, self.clock.now())
+            .map_err(|retry| {
+                ServiceError::ResourceExhausted(
+                    Refused::new(
+                        reason::SIGNATURE_ATTEMPTS_EXHAUSTED,
+                        format!(
+                            "too many of this device's signatures failed to verify; retry in {} s",
+                            retry.as_secs().max(1)
+                        ),
+                    )
+                    .retry_after(retry),
+                )
+            })
+    }
+
+    /// Counts a decision signature of `device` that failed to verify.
+    async fn signature_failed(&self, device: DeviceId) {
+        tracing::warn!(device_id = %device, "a device signature failed to verify");
+        let now = self.clock.now();
+        let replicas = self.share.replicas(now).await;
+        let _ = self.signature_failures.take(&device, replicas, now);
+    }
+
     /// Verifies a stream's hello: known, unrevoked device, valid signature.
+    /// A failed hello locks nothing: device ids are public, so counting
+    /// failures per device would let anyone lock a device out, and per
+    /// address would let one client behind a proxy lock every device out;
+    /// each costs one signature check and ends its stream (bounded by the
+    /// connection caps and the handshake timeout).
     #[instrument(skip_all, fields(device_id = %device_id))]
     pub async fn authenticate_device(
         &self,
@@ -83,16 +132,13 @@ impl ConfirmationService {
             return Err(ServiceError::device_revoked());
         }
         let key = verifying_key(&device.public_key)?;
-        ed25519(
-            key.as_bytes(),
-            &signing::hello_bytes(&device_id.to_string(), challenge),
-            &signature.to_bytes(),
-        )
-        .map_err(|_| {
-            ServiceError::Unauthenticated(
+        let signed = signing::hello_bytes(&device_id.to_string(), challenge);
+        if ed25519(key.as_bytes(), &signed, &signature.to_bytes()).is_err() {
+            tracing::warn!("a hello signature failed to verify");
+            return Err(ServiceError::Unauthenticated(
                 "the hello signature does not verify with this device's key".to_owned(),
-            )
-        })?;
+            ));
+        }
         self.heartbeat(device_id).await
     }
 
@@ -201,6 +247,7 @@ impl ConfirmationService {
         input: DecisionInput,
         held: Option<Transaction>,
     ) -> Result<DecisionOutcome, ServiceError> {
+        self.check_signature_lock(device.id)?;
         let now = self.clock.now();
         let key = verifying_key(&device.public_key)?;
         let signature = input.decision.signature;
@@ -230,6 +277,7 @@ impl ConfirmationService {
             }),
             Err(NotApplied::Refused(Refusal::Input(error), _)) => Err(error.into()),
             Err(NotApplied::Refused(Refusal::BadSignature, _)) => {
+                self.signature_failed(device.id).await;
                 Err(ServiceError::PermissionDenied(Refused::new(
                     reason::DECISION_SIGNATURE_INVALID,
                     "the decision signature does not verify for this transaction and nonce",

@@ -42,6 +42,8 @@ pub const OTP_ATTEMPTS_EXHAUSTED: &str = "OTP_ATTEMPTS_EXHAUSTED";
 pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
 /// The decision signature does not verify.
 pub const DECISION_SIGNATURE_INVALID: &str = "DECISION_SIGNATURE_INVALID";
+/// Too many of the device's signatures failed to verify; it waits.
+pub const SIGNATURE_ATTEMPTS_EXHAUSTED: &str = "SIGNATURE_ATTEMPTS_EXHAUSTED";
 /// The device has been revoked.
 pub const DEVICE_REVOKED: &str = "DEVICE_REVOKED";
 /// The device's stream said hello twice.
@@ -89,6 +91,7 @@ mod tests {
         OTP_ATTEMPTS_EXHAUSTED,
         MESSAGE_TOO_LARGE,
         DECISION_SIGNATURE_INVALID,
+        SIGNATURE_ATTEMPTS_EXHAUSTED,
         DEVICE_REVOKED,
         ALREADY_AUTHENTICATED,
         STREAM_REPLACED,

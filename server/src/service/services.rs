@@ -73,7 +73,7 @@ impl Services {
             reason::API_KEY_RATE_LIMITED,
         );
         let enroll_refusals = SourceThrottle::new(
-            share,
+            Arc::clone(&share),
             limits.enroll_refusals_per_second,
             limits.enroll_refusal_burst,
             "enrollment attempts",
@@ -109,9 +109,9 @@ impl Services {
             ),
             confirmations: ConfirmationService::new(
                 Arc::clone(&store),
-                Arc::clone(&clock),
                 Arc::clone(&writer),
                 Arc::clone(&metrics),
+                share,
             ),
             directory: DirectoryService::new(
                 Arc::clone(&store),

@@ -40,6 +40,11 @@ impl ReplicaShare {
         self.clock.now()
     }
 
+    /// That clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     /// The live replicas (at least 1; 1 when they cannot be counted).
     pub async fn replicas(&self, now: DateTime<Utc>) -> u32 {
         {
