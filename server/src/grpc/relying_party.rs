@@ -252,6 +252,8 @@ impl RelyingPartyService for RelyingPartyHandler {
         let (sender, receiver) = mpsc::channel(64);
         let services = Arc::clone(&self.services);
         let stop = self.shutdown.child_token();
+        // Read while the handler runs inside its stream's task.
+        let reset = super::transport::StreamReset::current().into_token();
         let app = caller.application.id;
         self.tasks.spawn(
             async move {
@@ -259,7 +261,7 @@ impl RelyingPartyService for RelyingPartyHandler {
                 let _slot = slot;
                 services
                     .events
-                    .pump_events(caller, after, sender, stop)
+                    .pump_events(caller, after, sender, stop, reset)
                     .await;
             }
             .instrument(tracing::info_span!("subscribe", app = %app)),

@@ -174,6 +174,7 @@ impl EventService {
         mut after: i64,
         sink: mpsc::Sender<Result<SignedEvent, ServiceError>>,
         stop: CancellationToken,
+        reset: CancellationToken,
     ) {
         let app = caller.application.id;
         let feed = self.feeds.of(app);
@@ -197,7 +198,10 @@ impl EventService {
                 let late = (self.clock.now() - event.record.occurred_at).to_std();
                 self.metrics
                     .flow_step(FlowStep::Delivered, late.unwrap_or_default());
-                if sink.send(Ok(event)).await.is_err() {
+                if !self
+                    .send_or_reset(&caller, &sink, &mut key_check, &reset, event)
+                    .await
+                {
                     return;
                 }
             }
@@ -262,5 +266,37 @@ impl EventService {
         };
         let _ = sink.send(Err(error)).await;
         true
+    }
+
+    /// Sends `event` once the peer has room for it. A peer that does not
+    /// read cannot be told its key was revoked, so while it holds the send
+    /// up the key is still checked every `KEY_CHECK`, and a revoked key's
+    /// stream is reset (`reset`); false once the stream has ended.
+    async fn send_or_reset(
+        &self,
+        caller: &Caller,
+        sink: &mpsc::Sender<Result<SignedEvent, ServiceError>>,
+        key_check: &mut tokio::time::Interval,
+        reset: &CancellationToken,
+        event: SignedEvent,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                biased;
+                permit = sink.reserve() => {
+                    let Ok(permit) = permit else { return false };
+                    permit.send(Ok(event));
+                    return true;
+                }
+                _ = key_check.tick() => {
+                    // A failed read is decided once the peer reads again.
+                    if let Ok(true) = self.is_key_revoked(caller).await {
+                        tracing::info!("resetting the stream of a revoked key that does not read");
+                        reset.cancel();
+                        return false;
+                    }
+                }
+            }
+        }
     }
 }
