@@ -8,7 +8,7 @@ use assent_proto::v1::relying_party_service_client::RelyingPartyServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 
 use crate::settings::Settings;
@@ -85,6 +85,20 @@ pub async fn connect(settings: &Settings) -> Result<Client, ConnectError> {
                 ))
             })?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let Some((cert, key)) = &settings.client_identity {
+            let read = |path: &std::path::Path, what: &str| {
+                std::fs::read(path).map_err(|error| {
+                    misconfigured(format!(
+                        "cannot read the client {what} {}: {error}",
+                        path.display()
+                    ))
+                })
+            };
+            tls = tls.identity(Identity::from_pem(
+                read(cert, "certificate")?,
+                read(key, "key")?,
+            ));
         }
         endpoint = endpoint.tls_config(tls).map_err(|error| {
             misconfigured(format!(

@@ -60,6 +60,8 @@ struct File {
     server: String,
     api_key: ApiKey,
     ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
     timeout_seconds: Option<u32>,
     #[serde(default)]
     fallback: Fallback,
@@ -79,6 +81,9 @@ pub struct Settings {
     pub api_key: ApiKey,
     /// PEM CA for an `https://` server; the system bundle when unset.
     pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate and key presented to a server with mutual
+    /// TLS.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
     /// How long the whole login may wait for the device (10–600 s); also
     /// the push's TTL.
     pub timeout: Duration,
@@ -141,7 +146,7 @@ pub enum SettingsError {
     /// never the text, which could be the key.
     #[error(
         "the settings file {path} is invalid{where_}; settings: server, api_key, ca_cert, \
-         timeout_seconds, fallback (deny|allow), message, user_map, number_matching, wait_for_enter"
+         client_cert, client_key, timeout_seconds, fallback (deny|allow), message, user_map, number_matching, wait_for_enter"
     )]
     Invalid {
         /// The file.
@@ -233,6 +238,20 @@ fn parse(path: &Path, text: &str) -> Result<Settings, SettingsError> {
             "`ca_cert` is set but `server` is plain http://".to_owned()
         ));
     }
+    let client_identity = match (file.client_cert, file.client_key) {
+        (Some(_), Some(_)) if server.starts_with("http://") => {
+            return Err(bad(
+                "`client_cert` is set but `server` is plain http://".to_owned()
+            ));
+        }
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(bad(
+                "set both `client_cert` and `client_key`, or neither".to_owned()
+            ));
+        }
+    };
     let key = file.api_key.expose();
     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad(
@@ -263,6 +282,7 @@ fn parse(path: &Path, text: &str) -> Result<Settings, SettingsError> {
         server,
         api_key: file.api_key,
         ca_cert: file.ca_cert,
+        client_identity,
         timeout: Duration::from_secs(u64::from(timeout_seconds)),
         fallback: file.fallback,
         message,
@@ -318,6 +338,24 @@ mod tests {
         assert!(settings.number_matching);
         assert!(!settings.wait_for_enter);
         assert_eq!(settings.api_key.expose(), KEY);
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_https() {
+        let https = format!("server = \"https://assent.example\"\napi_key = \"{KEY}\"\n");
+        let both = format!("{https}client_cert = \"/c.pem\"\nclient_key = \"/k.pem\"\n");
+        let settings = parse(Path::new("p"), &both).unwrap();
+        assert_eq!(
+            settings.client_identity,
+            Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
+        );
+        let alone = format!("{https}client_cert = \"/c.pem\"\n");
+        assert!(parse(Path::new("p"), &alone).is_err());
+        let plain = format!(
+            "{}client_cert = \"/c.pem\"\nclient_key = \"/k.pem\"\n",
+            minimal()
+        );
+        assert!(parse(Path::new("p"), &plain).is_err());
     }
 
     #[test]
