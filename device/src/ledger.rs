@@ -203,6 +203,24 @@ impl Ledger {
             )
     }
 
+    /// Whether `rejection` refused a signed decision only for now (the
+    /// server could not reach its database, or ran out of time): the
+    /// decision may have committed or not, so it stays unacknowledged, to
+    /// be re-sent on a new stream, and the server answers the re-send with
+    /// the one outcome it stored. Its callers are not told anything yet.
+    pub(crate) fn keeps_for_resend(&self, rejection: &Rejection) -> bool {
+        let transient = matches!(
+            tonic::Code::from_i32(rejection.code),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted
+        );
+        rejection.request_id == 0
+            && transient
+            && matches!(
+                self.tracked.get(&rejection.transaction_id),
+                Some(Tracked::Decided(_))
+            )
+    }
+
     /// A refused OTP or decision: tells the caller(s) concerned; returns how
     /// many callers were told. A refused decision is forgotten but not taken
     /// as the end of the transaction: if the server asks again, the policy

@@ -201,6 +201,42 @@ fn a_rejected_decision_is_reported() {
 }
 
 #[test]
+fn a_decision_refused_for_now_is_kept_for_a_resend_and_its_caller_waits() {
+    let mut ledger = Ledger::default();
+    let mut outcome = waiting(&mut ledger, TX);
+    let id = ledger.take_submissions()[0].request_id;
+    ledger.on_confirmation(&confirmation(id, TX));
+    ledger.on_decided(decision(TX));
+    let unavailable = Rejection {
+        transaction_id: TX.to_owned(),
+        code: tonic::Code::Unavailable as i32,
+        message: "the server's database is unavailable; retry shortly".to_owned(),
+        ..Default::default()
+    };
+    assert!(ledger.keeps_for_resend(&unavailable));
+    ledger.on_disconnect();
+    assert_eq!(
+        ledger.unacknowledged(),
+        [decision(TX)],
+        "re-sent on the new stream"
+    );
+    assert_eq!(outcome.try_recv(), Err(TryRecvError::Empty));
+    // The re-send finds the decision committed behind the failure.
+    ledger.on_decision_result(&result(TX, TransactionState::Accepted, false));
+    assert!(outcome.try_recv().unwrap().ok);
+    // A final refusal, or a transient one of no decision held, is not kept.
+    let refused = Rejection {
+        code: tonic::Code::PermissionDenied as i32,
+        ..unavailable.clone()
+    };
+    assert!(!ledger.keeps_for_resend(&refused));
+    assert!(
+        !ledger.keeps_for_resend(&unavailable),
+        "nothing held any more"
+    );
+}
+
+#[test]
 fn a_caller_that_hung_up_is_not_submitted() {
     let mut ledger = Ledger::default();
     drop(waiting(&mut ledger, TX));

@@ -130,6 +130,20 @@ impl World {
 }
 
 impl World {
+    /// The nonce of a transaction once it is scanned, read past the proxy.
+    async fn scanned_nonce(&self, transaction_id: &str) -> Option<Vec<u8>> {
+        let mut conn = sqlx::PgConnection::connect(&self.db.url)
+            .await
+            .expect("connect");
+        sqlx::query_scalar(
+            "SELECT nonce FROM transactions WHERE id = $1::uuid AND state = 'SCANNED'",
+        )
+        .bind(transaction_id)
+        .fetch_optional(&mut conn)
+        .await
+        .expect("the transaction")
+    }
+
     /// The transaction's events as stored: (position, type, xid), and the
     /// oldest transaction id still running.
     async fn events_of(&self, transaction_id: &str) -> (Vec<(i64, String, String)>, String) {
@@ -614,4 +628,77 @@ async fn case_52_waiters_and_subscribers_see_an_outcome_committed_behind_a_cut_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_52_waiters_and_subscribers_see_an_outcome_whose_connection_broke_after_commit_once() {
     decisions_across_cuts(2, (CutAt::AfterReply, false), |_| None, |round| round % 2).await;
+}
+
+/// #53 and #56 with the real agent (`assent-agent run`, two replicas named
+/// in `--server`): its decision is cut before the database and after the
+/// commit; the agent is told `UNAVAILABLE`, must keep the signed decision
+/// and re-send it on a new stream (to the other replica), and the caller of
+/// `assent-agent otp` gets the one outcome stored — not "rejected" while
+/// the login was accepted, nor a login left waiting for an answer that was
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_56_the_agent_resends_a_decision_told_unavailable_and_reports_the_one_outcome() {
+    const AGENT_ROUNDS: usize = 3;
+    let started = Instant::now();
+    let world = World::start(2).await;
+    let agent = assent_tests::EnrolledAgent::enroll(&world.replicas[0], &world.app, "bob").await;
+    // The policy accepts once the test opens the gate (so the trap is
+    // armed before the decision is signed).
+    let gate = agent.work.join("gate");
+    let policy = format!(
+        "exec:while [ ! -e {0} ]; do sleep 0.02; done; rm -f {0}",
+        gate.display()
+    );
+    let servers = format!("{},{}", world.replicas[0].url(), world.replicas[1].url());
+    let _daemon = agent.run(&servers, &["--policy", &policy]);
+    agent.wait_connected().await;
+    let mut rp = world.rp(0).await;
+    for at in [CutAt::Before, CutAt::AfterReply] {
+        for round in 0..AGENT_ROUNDS {
+            let (transaction_id, otp) = create(&mut rp).await;
+            let pending = {
+                let dir = agent.state_dir.clone();
+                tokio::spawn(async move {
+                    assent_agent::submit_otp(&dir, &otp, Duration::from_secs(60)).await
+                })
+            };
+            // Scanned: the nonce the decision will carry is known now.
+            let nonce = within(15, "the agent's scan", async {
+                loop {
+                    if let Some(nonce) = world.scanned_nonce(&transaction_id).await {
+                        return nonce;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            let fired = world.proxy.cut_on(&nonce, at);
+            std::fs::write(&gate, b"").expect("open the gate");
+            within(10, "the cut at the agent's decision", fired)
+                .await
+                .expect("the trap fired");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            world.proxy.up();
+            let outcome = within(45, "the outcome of assent-agent otp", pending)
+                .await
+                .expect("join")
+                .expect("an outcome");
+            assert!(
+                outcome.ok && outcome.state.as_deref() == Some("ACCEPTED"),
+                "{at:?}, round {round}: the caller was told {outcome:?}"
+            );
+            let (stored, outcomes) = world.stored(&transaction_id).await;
+            assert_eq!(stored, "ACCEPTED", "{at:?}, round {round}");
+            assert_eq!(
+                outcomes,
+                ["transaction.accepted"],
+                "{at:?}, round {round}: exactly one outcome"
+            );
+        }
+    }
+    eprintln!(
+        "{AGENT_ROUNDS} rounds per cut with the agent: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

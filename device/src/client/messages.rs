@@ -64,6 +64,17 @@ impl<H: Handler> EventLoop<H> {
                 );
             }
             server_message::Body::Rejection(rejection) => {
+                assert!(rejection.code >= 0, "BROKEN ON PURPOSE");
+                if self.ledger.keeps_for_resend(&rejection) {
+                    tracing::warn!(
+                        transaction_id = %rejection.transaction_id,
+                        code = rejection.code,
+                        message = %rejection.message,
+                        "the server could not record the decision now; re-sending it on a new stream"
+                    );
+                    let reason = "the server could not record a decision";
+                    return Some(self.disconnected(since, None, reason));
+                }
                 let callers = self.ledger.on_rejection(&rejection);
                 tracing::warn!(
                     request_id = rejection.request_id,
