@@ -64,7 +64,6 @@ impl<H: Handler> EventLoop<H> {
                 );
             }
             server_message::Body::Rejection(rejection) => {
-                assert!(rejection.code >= 0, "BROKEN ON PURPOSE");
                 if self.ledger.keeps_for_resend(&rejection) {
                     tracing::warn!(
                         transaction_id = %rejection.transaction_id,
