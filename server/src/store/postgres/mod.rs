@@ -1,31 +1,35 @@
-//! The PostgreSQL engine. Every applied change is one autocommitted
-//! statement (the compare-and-set, its guards and the event append), and no
-//! write holds a lock beyond the rows it changes, so commits of one
-//! application batch in the WAL like any others. Event order comes from
-//! positions instead: an event's position is its database transaction's id
+//! The PostgreSQL engine. Changes are applied by group commit (`batch`):
+//! the changes that arrive together share one autocommitted statement —
+//! per change the compare-and-set, its guards and the event append — so
+//! they share its round trip, its commit and its WAL flush; no write holds
+//! a lock beyond the rows it changes. Event order comes from
+//! positions, not a lock: an event's position is its database transaction's id
 //! and its ordinal in it, and readers take only events of transactions older
 //! than every one still running — a reader that has seen position P never
 //! later finds a smaller one appear (no gap for `Subscribe`), whichever
 //! replica wrote it.
 
+mod batch;
 mod queries;
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgConnection, PgPool, Postgres};
 
-use super::engine::{Engine, apply_on, connection};
+use super::engine::Engine;
 use super::queries::Queries;
 use super::sql;
 use super::{StoreError, StoreResult};
 use crate::domain::Change;
+use batch::GroupCommit;
 
 /// Storage on PostgreSQL; cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    group: Arc<GroupCommit>,
 }
 
 /// How the PostgreSQL pool is bounded.
@@ -84,8 +88,11 @@ impl PgStore {
             }
             Err(source) => return Err(StoreError::Connect { target, source }),
         }
+        // Group commit's own connection counts against the bound.
+        let pool_size = limits.max_connections.saturating_sub(1).max(1);
+        let group = GroupCommit::new(&options, limits.acquire_timeout);
         let pool = PgPoolOptions::new()
-            .max_connections(limits.max_connections)
+            .max_connections(pool_size)
             .acquire_timeout(limits.acquire_timeout)
             // A ping per acquire is a round trip per query (≈ 13 per login,
             // BENCHMARKS.md); a broken connection fails its next query
@@ -94,12 +101,16 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(db_error)?;
-        Ok(Self { pool })
+        Ok(Self { pool, group })
     }
 
-    /// Wraps an existing pool.
+    /// Wraps an existing pool (writes go through a connection of their own
+    /// to the same database).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        let limits = PgLimits::default();
+        let options = pool.connect_options();
+        let group = GroupCommit::new(&options, limits.acquire_timeout);
+        Self { pool, group }
     }
 
     /// Applies the embedded migrations (`migrations/postgres`).
@@ -160,10 +171,10 @@ impl Engine for PgStore {
         db_error(error)
     }
 
-    /// A change is one statement, which commits atomically on its own.
+    /// A change goes into the next batch (`batch`): one statement, which
+    /// commits atomically with the other changes that arrived meanwhile.
     async fn apply_alone(&self, change: &Change) -> StoreResult<bool> {
-        let mut conn = connection::<Self>(&self.pool).await?;
-        apply_on::<Self>(&mut conn, change).await
+        self.group.apply(change).await
     }
 }
 
