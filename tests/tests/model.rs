@@ -251,24 +251,35 @@ impl Model {
         Answer::Created
     }
 
-    /// Every lookup takes a strike; five in a window opened by the first
-    /// one (and reopened 300 s later) cool the device off.
-    fn take_strike(&mut self, device: usize) -> bool {
+    /// A lookup is allowed while the device has fewer than five strikes in
+    /// the window opened by the first (reopened 300 s later); one that
+    /// matches an open OTP (`hits`) takes none, any other takes one.
+    fn reserve(&mut self, device: usize, hits: bool) -> bool {
         let now = self.now;
+        let strike = u32::from(!hits);
         match &mut self.strikes[device] {
             Some((start, strikes)) if *start > now - 300 => {
                 if *strikes >= 5 {
                     return false;
                 }
-                *strikes += 1;
+                *strikes += strike;
             }
-            slot => *slot = Some((now, 1)),
+            slot => *slot = Some((now, strike)),
         }
         true
     }
 
     fn scan(&mut self, device: usize, i: usize, genuine: bool) -> Answer {
-        if !self.take_strike(device) {
+        // Matching an open OTP: the right secret of a pending OTP login of
+        // the device's application (the store's check, before the domain's).
+        let hits = {
+            let tx = &self.txs[i];
+            genuine
+                && tx.app == DEVICES[device].0
+                && tx.kind == TransactionKind::Otp
+                && tx.state == S::Pending
+        };
+        if !self.reserve(device, hits) {
             return Answer::ResourceExhausted;
         }
         let (app, user) = DEVICES[device];
@@ -285,9 +296,6 @@ impl Model {
             && !self.revoked[device];
         if !is_valid {
             return Answer::OtpRefused;
-        }
-        if let Some((_, strikes)) = &mut self.strikes[device] {
-            *strikes = strikes.saturating_sub(1);
         }
         let tx = &mut self.txs[i];
         tx.state = S::Scanned;

@@ -26,7 +26,7 @@ use assent_server::domain::{
     EventType, Message, NewDevice, Otp, Reason, Revocation, SecretHash, Transaction, TransactionId,
     TransactionState as State, UserId,
 };
-use assent_server::store::{EventRecord, NewEnrollment, Reservation, Store, StoreError};
+use assent_server::store::{EventRecord, NewEnrollment, OtpLookup, Reservation, Store, StoreError};
 use assent_tests::TestDb;
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::SeedableRng;
@@ -617,12 +617,6 @@ async fn otp_lookups_are_reserved_atomically_within_their_window(db: TestDb) {
         reserve(tablet.id, c.at).await.unwrap(),
         "devices count apart"
     );
-    // An applied scan gives its device's strike back in the same write.
-    c.scanned(&phone).await;
-    assert!(
-        reserve(phone.id, c.at).await.unwrap(),
-        "a success gives its strike back"
-    );
     assert!(
         !reserve(phone.id, c.at + TimeDelta::minutes(4))
             .await
@@ -660,28 +654,79 @@ async fn an_otp_reservation_reads_the_transaction_only_once_allowed(db: TestDb) 
     let (pending, _) = c.login().await;
     let other_app = create_app(c.s(), "Other").await;
     let window = StrikeWindow::new(3, FIVE_MINUTES, c.at);
-    let reserve = |lookup| c.s().reserve_otp_attempt(phone.id, &window, lookup);
+    // Lookups with a wrong secret, so each takes a strike.
+    let lookup = |app, id| OtpLookup {
+        application_id: app,
+        transaction_id: id,
+        otp_hash: SecretHash::from_slice(&[4; 32]).unwrap(),
+    };
+    let (s, window, phone_id) = (c.s(), &window, phone.id);
+    let reserve = move |lookup: OtpLookup| async move {
+        s.reserve_otp_attempt(phone_id, window, Some(&lookup))
+            .await
+            .unwrap()
+    };
     assert_eq!(
-        reserve(Some((c.app, pending.id))).await.unwrap(),
+        reserve(lookup(c.app, pending.id)).await,
         Reservation::Allowed(Some(Box::new(pending.clone()))),
         "an allowed lookup reads the transaction as stored"
     );
     assert_eq!(
-        reserve(Some((other_app, pending.id))).await.unwrap(),
+        reserve(lookup(other_app, pending.id)).await,
         Reservation::Allowed(None),
         "another application's transaction is not found"
     );
     assert_eq!(
-        reserve(Some((c.app, TransactionId::random())))
-            .await
-            .unwrap(),
+        reserve(lookup(c.app, TransactionId::random())).await,
         Reservation::Allowed(None)
     );
     assert_eq!(
-        reserve(Some((c.app, pending.id))).await.unwrap(),
+        reserve(lookup(c.app, pending.id)).await,
         Reservation::CoolingOff,
         "past the limit nothing is read"
     );
+}
+
+async fn lookups_matching_an_open_otp_take_no_strike(db: TestDb) {
+    let c = Case::new(&db).await;
+    let phone = c.device("alice").await;
+    let (pending, otp) = c.login().await;
+    let window = StrikeWindow::new(5, FIVE_MINUTES, c.at);
+    let matching = OtpLookup {
+        application_id: c.app,
+        transaction_id: pending.id,
+        otp_hash: otp.hash(),
+    };
+    let (s, window, phone_id) = (c.s(), &window, phone.id);
+    let reserve = move |lookup: Option<OtpLookup>| async move {
+        s.reserve_otp_attempt(phone_id, window, lookup.as_ref())
+            .await
+            .unwrap()
+    };
+    // However many are in flight, a device's valid OTPs use up nothing.
+    let at_once = futures::future::join_all((0..20).map(|_| reserve(Some(matching.clone())))).await;
+    assert!(at_once.iter().all(Reservation::is_allowed), "{at_once:?}");
+    // The right id with another secret, another application's id, a used
+    // OTP, no OTP at all: each takes a strike — five, then the device
+    // cools off.
+    let wrong_secret = OtpLookup {
+        otp_hash: SecretHash::from_slice(&[3; 32]).unwrap(),
+        ..matching.clone()
+    };
+    let foreign = OtpLookup {
+        application_id: create_app(c.s(), "Other").await,
+        ..matching.clone()
+    };
+    let used = OtpLookup {
+        transaction_id: c.scanned(&phone).await.id,
+        ..matching.clone()
+    };
+    for lookup in [Some(wrong_secret), Some(foreign), Some(used), None, None] {
+        assert!(reserve(lookup).await.is_allowed());
+    }
+    assert_eq!(reserve(None).await, Reservation::CoolingOff, "five strikes");
+    // Cooling off, even a valid OTP waits (a guesser learns nothing).
+    assert_eq!(reserve(Some(matching)).await, Reservation::CoolingOff);
 }
 
 async fn one_open_push_per_user_and_the_push_history(db: TestDb) {
@@ -803,6 +848,7 @@ assent_tests::on_both_engines!(
     enrollments_are_single_use_and_public_keys_unique,
     otp_lookups_are_reserved_atomically_within_their_window,
     an_otp_reservation_reads_the_transaction_only_once_allowed,
+    lookups_matching_an_open_otp_take_no_strike,
     one_open_push_per_user_and_the_push_history,
     overdue_transactions_are_the_open_ones_past_their_expiry,
     open_confirmations_are_the_devices_scans_and_its_users_pushes,

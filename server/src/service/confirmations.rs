@@ -19,7 +19,7 @@ use crate::domain::rate::{
 use crate::domain::transaction::Decision;
 use crate::domain::{Clock, Device, DeviceId, Otp, Refusal, Transaction, TransactionId};
 use crate::metrics::Metrics;
-use crate::store::{Reservation, Store};
+use crate::store::{OtpLookup, Reservation, Store};
 
 /// The least time an OTP refusal takes, from the submission's arrival:
 /// above the refused paths' own work, so how long a refusal takes tells
@@ -168,18 +168,20 @@ impl ConfirmationService {
     ) -> Result<Transaction, ServiceError> {
         let arrived = tokio::time::Instant::now();
         let now = self.clock.now();
-        // Every submission takes a strike first, atomically; a valid OTP
-        // gives it back. So parallel streams of one device cannot look up
-        // more OTPs than the limit, and every refusal takes the same path.
-        // The OTP's transaction is read in the same round trip.
+        // Every submission is reserved first, atomically: one that does not
+        // match an open OTP takes a strike, so parallel streams of one
+        // device cannot look up more wrong OTPs than the limit, while its
+        // valid ones, however many are in flight, take none. The OTP's
+        // transaction is read in the same round trip.
         let otp = Otp::parse(otp_text);
-        let lookup = otp
-            .as_ref()
-            .ok()
-            .map(|otp| (device.application_id, otp.id()));
+        let lookup = otp.as_ref().ok().map(|otp| OtpLookup {
+            application_id: device.application_id,
+            transaction_id: otp.id(),
+            otp_hash: otp.hash(),
+        });
         let reservation = self
             .store
-            .reserve_otp_attempt(device.id, &StrikeWindow::at(now), lookup)
+            .reserve_otp_attempt(device.id, &StrikeWindow::at(now), lookup.as_ref())
             .await?;
         let Reservation::Allowed(found) = reservation else {
             return Err(ServiceError::ResourceExhausted(
@@ -215,13 +217,14 @@ impl ConfirmationService {
         };
         match scanned {
             Ok(transaction) => {
-                // The scan gave its strike back in the same write.
                 tracing::info!(transaction_id = %transaction.id, "transaction scanned");
                 Ok(transaction)
             }
             Err(error) => {
-                // Every refused OTP keeps its strike, whatever the reason,
-                // and is answered no sooner than the floor.
+                // Every refused OTP is answered no sooner than the floor,
+                // whatever the reason (an open OTP refused — expired, another
+                // user's — took no strike; an unknown, used or foreign one
+                // did).
                 self.metrics.otp_refused();
                 tokio::time::sleep_until(arrived + OTP_REFUSAL_FLOOR).await;
                 Err(error)

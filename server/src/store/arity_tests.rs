@@ -284,8 +284,15 @@ fn named_binders_bind_as_many_distinct_parameters_as_they_declare() {
         window: &window,
     };
     assert_eq!(names(strike).len(), StrikeParams::ARITY);
-    let lookup = Some((phone.application_id, TransactionId::random()));
-    let both = names(StrikeAndLookupParams { strike, lookup });
+    let lookup = crate::store::OtpLookup {
+        application_id: phone.application_id,
+        transaction_id: TransactionId::random(),
+        otp_hash: crate::domain::SecretHash::from_slice(&[1; 32]).unwrap_or_else(|| unreachable!()),
+    };
+    let both = names(StrikeAndLookupParams {
+        strike,
+        lookup: Some(&lookup),
+    });
     assert_eq!(both.len(), StrikeAndLookupParams::ARITY);
     assert_distinct(&both);
 }

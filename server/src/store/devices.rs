@@ -50,14 +50,26 @@ pub trait DeviceStore: Send + Sync {
     /// `false` if any of that did not hold; nothing was changed then.
     async fn apply_revocation(&self, revocation: &Revocation) -> StoreResult<bool>;
     /// Reserves one OTP lookup of the device, atomically, by the domain's
-    /// strike `window`. Once allowed, the transaction `lookup` names is
+    /// strike `window`: a lookup matching an open OTP takes no strike, any
+    /// other takes one. Once allowed, the transaction `lookup` names is
     /// read with it (in the same round trip where the engine can).
     async fn reserve_otp_attempt(
         &self,
         device: DeviceId,
         window: &StrikeWindow,
-        lookup: Option<(ApplicationId, TransactionId)>,
+        lookup: Option<&OtpLookup>,
     ) -> StoreResult<Reservation>;
+}
+
+/// An OTP handed in: the transaction it names and the hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtpLookup {
+    /// The device's application (an OTP of another is unknown to it).
+    pub application_id: ApplicationId,
+    /// The transaction the OTP names.
+    pub transaction_id: TransactionId,
+    /// SHA-256 of its secret part.
+    pub otp_hash: SecretHash,
 }
 
 /// What reserving an OTP lookup gave.
@@ -65,7 +77,8 @@ pub trait DeviceStore: Send + Sync {
 pub enum Reservation {
     /// The device has used up its strikes; nothing was reserved or read.
     CoolingOff,
-    /// A strike was taken; the transaction looked up, if it exists.
+    /// The lookup may go ahead (a strike was taken unless it matched an
+    /// open OTP); the transaction looked up, if it exists.
     Allowed(Option<Box<Transaction>>),
 }
 
@@ -268,13 +281,13 @@ impl<E: Engine> DeviceStore for E {
         &self,
         device: DeviceId,
         window: &StrikeWindow,
-        lookup: Option<(ApplicationId, TransactionId)>,
+        lookup: Option<&OtpLookup>,
     ) -> StoreResult<Reservation> {
         let mut conn = connection::<E>(self.writer()).await?;
         let strike = StrikeParams { device, window };
+        let params = StrikeAndLookupParams { strike, lookup };
         match &E::queries().dialect.reserve_otp_attempt {
             Reserve::AndFind(reserve) => {
-                let params = StrikeAndLookupParams { strike, lookup };
                 let row: ReservedRow = reserve
                     .fetch_one(&mut *conn, params)
                     .await
@@ -287,7 +300,7 @@ impl<E: Engine> DeviceStore for E {
             }
             Reserve::Alone(reserve) => {
                 if reserve
-                    .execute(&mut *conn, strike)
+                    .execute(&mut *conn, params)
                     .await
                     .map_err(E::error)?
                     == 0
@@ -296,7 +309,10 @@ impl<E: Engine> DeviceStore for E {
                 }
                 drop(conn);
                 Ok(Reservation::Allowed(match lookup {
-                    Some((app, id)) => self.find_transaction(app, id).await?.map(Box::new),
+                    Some(l) => self
+                        .find_transaction(l.application_id, l.transaction_id)
+                        .await?
+                        .map(Box::new),
                     None => None,
                 }))
             }

@@ -50,7 +50,7 @@ pub use checkpoints::{Checkpoint, CheckpointStore};
 pub use ciba::{
     CibaClient, CibaNotification, CibaRequest, CibaStore, NotifyFailure, OidcKeyRecord,
 };
-pub use devices::{DeviceStore, Reservation};
+pub use devices::{DeviceStore, OtpLookup, Reservation};
 pub use events::{EventHead, EventStore};
 pub use postgres::{PgLimits, PgStore};
 pub use presence::PresenceStore;

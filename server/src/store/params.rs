@@ -4,11 +4,12 @@
 //! [`Bind::ARITY`] is what the arity tests hold every statement's
 //! placeholders against.
 
+use super::OtpLookup;
 use super::codec::StoredTime;
 use super::driver::{Sink, Storable};
 use super::rows::{choices_text, verdict_text};
 use crate::domain::rate::StrikeWindow;
-use crate::domain::{ApplicationId, Change, DeviceId, TransactionId};
+use crate::domain::{Change, DeviceId};
 
 /// The parameters of one statement, bound in order.
 pub(crate) trait Bind: Send {
@@ -35,13 +36,6 @@ pub(crate) struct ChangeShape;
 
 impl Shape for ChangeShape {
     type Of<'a> = ChangeParams<'a>;
-}
-
-/// The shape of [`StrikeParams`].
-pub(crate) struct StrikeShape;
-
-impl Shape for StrikeShape {
-    type Of<'a> = StrikeParams<'a>;
 }
 
 /// The shape of [`StrikeAndLookupParams`].
@@ -169,24 +163,34 @@ impl Bind for StrikeParams<'_> {
     }
 }
 
-/// An OTP reservation that reads the looked-up transaction in the same
-/// statement: [`StrikeParams`], then the transaction (`$5`) and its
-/// application (`$6`).
+/// An OTP reservation and the lookup it is for: [`StrikeParams`], then the
+/// transaction (`$5`), its application (`$6`) and the handed-in OTP's hash
+/// (`$7`; a lookup that matches an open OTP takes no strike).
 #[derive(Clone, Copy)]
 pub(crate) struct StrikeAndLookupParams<'a> {
     /// The reservation.
     pub strike: StrikeParams<'a>,
-    /// The transaction to read, if any.
-    pub lookup: Option<(ApplicationId, TransactionId)>,
+    /// The OTP looked up, if it parsed.
+    pub lookup: Option<&'a OtpLookup>,
 }
 
 impl Bind for StrikeAndLookupParams<'_> {
     #[cfg(test)]
-    const ARITY: usize = StrikeParams::ARITY + 2;
+    const ARITY: usize = StrikeParams::ARITY + 3;
 
     fn bind<S: Sink>(self, s: &mut S) {
         self.strike.bind(s);
-        s.bind("lookup_transaction_id", self.lookup.map(|(_, id)| id));
-        s.bind("lookup_application_id", self.lookup.map(|(app, _)| app));
+        s.bind(
+            "lookup_transaction_id",
+            self.lookup.map(|l| l.transaction_id),
+        );
+        s.bind(
+            "lookup_application_id",
+            self.lookup.map(|l| l.application_id),
+        );
+        s.bind(
+            "lookup_otp_hash",
+            self.lookup.map(|l| l.otp_hash.as_bytes().to_vec()),
+        );
     }
 }

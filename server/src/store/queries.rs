@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use super::codec::{StoredTime, StoredUuid};
 use super::driver::{Args, Driver, Readable};
-use super::params::{Bind, ChangeShape, Shape, StrikeAndLookupShape, StrikeShape};
+use super::params::{Bind, ChangeShape, Shape, StrikeAndLookupShape};
 use crate::domain::{
     ApiKeyId, ApplicationId, DeviceId, EnrollmentId, EventType, TransactionId, TransactionState,
     UserId,
@@ -221,5 +221,5 @@ pub(crate) enum Reserve {
     AndFind(Statement<StrikeAndLookupShape>),
     /// The statement only takes the strike (one row changed if allowed);
     /// the transaction is read after it.
-    Alone(Statement<StrikeShape>),
+    Alone(Statement<StrikeAndLookupShape>),
 }

@@ -9,14 +9,21 @@ use crate::domain::{TransactionKind, TransactionState};
 use crate::store::queries::{DialectQueries, Queries, Statement};
 use crate::store::rows::{device_columns, event_columns, transaction_columns};
 
-/// Reserves an OTP lookup of device `$1`: a window opened at or before `$3`
-/// starts anew at `$4`; otherwise a strike is added while fewer than `$2`.
-/// One row, one statement: atomic under the row lock on both engines.
+/// Reserves an OTP lookup of device `$1`: allowed while the device has
+/// fewer than `$2` strikes in its window (a window opened at or before `$3`
+/// starts anew at `$4`). A lookup that matches an open OTP — transaction
+/// `$5` of application `$6`, still `PENDING`, whose OTP hash is `$7` — takes
+/// no strike; any other takes one. So a device's valid OTPs never use up
+/// its allowance, however many are in flight, while wrong ones stay bounded
+/// and, once the device cools off, even a valid one waits. One row, one
+/// statement: atomic under the row lock on both engines.
 macro_rules! reserve_otp_attempt {
     () => {
         "UPDATE devices SET \
        otp_strikes = CASE WHEN otp_window_start IS NULL OR otp_window_start <= $3 \
-         THEN 1 ELSE otp_strikes + 1 END, \
+         THEN 0 ELSE otp_strikes END \
+         + CASE WHEN EXISTS (SELECT 1 FROM transactions WHERE id = $5 AND application_id = $6 \
+             AND state = 'PENDING' AND otp_hash = $7) THEN 0 ELSE 1 END, \
        otp_window_start = CASE WHEN otp_window_start IS NULL OR otp_window_start <= $3 \
          THEN $4 ELSE otp_window_start END \
      WHERE id = $1 \

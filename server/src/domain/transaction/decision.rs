@@ -60,8 +60,8 @@ impl Transaction {
             device_unrevoked: Some(device.id),
             unexpired_at: Some(now),
         };
-        // A valid OTP gives back the strike its submission took.
-        change.gives_back_strike = Some(device.id);
+        // A valid OTP took no strike (the reservation matched it), so it
+        // gives none back.
         Ok(change)
     }
 
