@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The BENCHMARKS.md replica rows: N release assent-server processes (N in
+# $REPLICAS, default "1 2 3") on one freshly created database, one
+# `assent-bench flows --server URL1,URL2,…` spreading its relying-party
+# channels and device streams round-robin over them (the servers with the
+# creation limits the bench lifts for its own server), against the floor of
+# the same database (16 pgbench clients: three replicas' pools and a
+# 64-client floor would pass PostgreSQL's 100 connections). Appends one JSON
+# object per run to $OUT.
+#
+#   cargo build --release -p assent-bench -p assent-server
+#   bash bench/scripts/replicas.sh
+#
+# Knobs: ADMIN_URL, DB, REPLICAS, CONCURRENCY (64), DURATION (10), OUT.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BENCH="${BENCH:-$HERE/target/release/assent-bench}"
+SERVER="${SERVER:-$HERE/target/release/assent-server}"
+ADMIN_URL="${ADMIN_URL:-postgres://postgres@127.0.0.1:5432}"
+DB="${DB:-assent_bench_replicas}"
+REPLICAS="${REPLICAS:-1 2 3}"
+CONCURRENCY="${CONCURRENCY:-64}"
+DURATION="${DURATION:-10}"
+OUT="${OUT:-$HERE/target/bench-results.jsonl}"
+URL="$ADMIN_URL/$DB"
+
+pids=()
+stop() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+trap stop EXIT
+
+for n in $REPLICAS; do
+  psql "$ADMIN_URL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+  psql "$ADMIN_URL/postgres" -qc "CREATE DATABASE $DB" >/dev/null
+  "$SERVER" --database-url "$URL" migrate >/dev/null
+  key=$("$SERVER" --database-url "$URL" app create --name Bench --json | sed -n 's/.*"api_key":"\([^"]*\)".*/\1/p')
+  [ -n "$key" ] || { echo "no API key from app create" >&2; exit 1; }
+  urls=()
+  for i in $(seq 1 "$n"); do
+    port=$((50060 + i))
+    ASSENT_METRICS_LISTEN=off ASSENT_CREATE_RATE_PER_SECOND=1000000 ASSENT_CREATE_BURST=1000000 \
+      ASSENT_PUSH_UNANSWERED_LIMIT=1000000 "$SERVER" --database-url "$URL" --listen "127.0.0.1:$port" \
+      >"$HERE/target/replica-$i.log" 2>&1 &
+    pids+=($!)
+    urls+=("http://127.0.0.1:$port")
+  done
+  for i in $(seq 1 "$n"); do
+    port=$((50060 + i))
+    for _ in $(seq 1 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      sleep 0.1
+    done
+  done
+  servers=$(IFS=,; echo "${urls[*]}")
+  echo "[replicas $(date -u +%H:%M:%S)] load $(cut -d' ' -f1-3 /proc/loadavg): $n replica(s)" >&2
+  "$BENCH" flows --server "$servers" --api-key "$key" --ceiling-database-url "$URL" \
+    --ceiling-clients 16 \
+    --concurrency "$CONCURRENCY" --duration "$DURATION" --json | tee -a "$OUT"
+  echo >&2
+  stop
+done
