@@ -13,6 +13,7 @@ pub mod ciba;
 pub mod ciba_clients;
 mod ciba_notify;
 mod ciba_tokens;
+mod ciba_types;
 mod confirmations;
 mod creation_limiter;
 mod directory;

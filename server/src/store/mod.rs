@@ -26,6 +26,7 @@ mod applications;
 mod arity_tests;
 mod checkpoints;
 mod ciba;
+mod ciba_rows;
 mod ciba_sql;
 pub(crate) mod codec;
 mod devices;

@@ -10,6 +10,7 @@
 //! replica wrote it.
 
 mod batch;
+mod batch_sql;
 mod queries;
 
 use std::sync::{Arc, LazyLock};

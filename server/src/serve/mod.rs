@@ -23,6 +23,9 @@ use crate::service::{
 };
 use crate::startup::OpenedStore;
 use crate::{metrics, sweeper};
+use bounds::{connection_limits, http2_settings};
+
+mod bounds;
 
 /// Where the use cases read the time.
 #[derive(Clone)]
@@ -34,9 +37,6 @@ pub enum TimeSource {
     /// Exactly this clock (tests move a manual one).
     Given(Arc<dyn Clock>),
 }
-
-/// Concurrent HTTP/2 streams per connection.
-const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 
 /// Serves an already opened store (held, with its lock, until the end).
 pub async fn serve(
@@ -385,45 +385,4 @@ async fn health_service(
         tracing::info!("draining: health reports NOT_SERVING");
     });
     service
-}
-
-/// Descriptors kept for everything but client connections, beyond the
-/// database pool: the listeners, the metrics port's clients, files, logs.
-const DESCRIPTOR_RESERVE: u64 = 128;
-
-/// The connection bounds, the cap fitted to the open-file limit (said in
-/// the start log).
-fn connection_limits(config: &ServerConfig) -> grpc::connection::ConnectionLimits {
-    let configured = grpc::connection::ConnectionLimits {
-        max_connections: config.max_connections,
-        max_per_peer: config.max_connections_per_peer,
-        handshake_timeout: Duration::from_millis(config.handshake_timeout_ms),
-        idle_timeout: Duration::from_secs(config.idle_timeout_seconds),
-    };
-    let Some(soft_limit) = grpc::connection::open_file_limit() else {
-        tracing::warn!("cannot read the open-file limit; the connection cap is as configured");
-        return configured;
-    };
-    let reserve = DESCRIPTOR_RESERVE + u64::from(config.max_db_connections);
-    let limits = configured.within_open_files(soft_limit, reserve);
-    tracing::info!(
-        max_connections = limits.max_connections,
-        configured = configured.max_connections,
-        open_file_limit = soft_limit,
-        reserve,
-        "connection cap"
-    );
-    limits
-}
-
-/// HTTP/2 bounds of the gRPC port.
-fn http2_settings(config: &ServerConfig) -> grpc::transport::Http2Settings {
-    grpc::transport::Http2Settings {
-        max_streams: MAX_STREAMS_PER_CONNECTION,
-        max_header_list_bytes: 16 * 1024,
-        keepalive_interval: Duration::from_secs(20),
-        keepalive_timeout: Duration::from_secs(10),
-        // A request must arrive whole within the time its handler has.
-        request_read_timeout: Duration::from_millis(config.request_timeout_ms),
-    }
 }
