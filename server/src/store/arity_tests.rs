@@ -84,7 +84,6 @@ fn groups(q: &Queries) -> Vec<Group> {
         insert_transaction,
         update_transaction,
         append_event,
-        give_back_strike,
         reserve_otp_attempt,
         append_device_event,
         events_after,
@@ -96,7 +95,7 @@ fn groups(q: &Queries) -> Vec<Group> {
         database_time,
     } = dialect;
     let mut change = vec![insert_transaction, update_transaction];
-    change.extend(append_event.iter().chain(give_back_strike));
+    change.extend(append_event.iter());
     let mut all = vec![
         group("insert_application", &[insert_application]),
         group("insert_api_key", &[insert_api_key]),
@@ -272,7 +271,6 @@ fn named_binders_bind_as_many_distinct_parameters_as_they_declare() {
         },
         after,
         notices: Vec::new(),
-        gives_back_strike: Some(phone.id),
     };
     let bound = names(ChangeParams(&change));
     assert_eq!(bound.len(), ChangeParams::ARITY);

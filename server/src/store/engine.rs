@@ -73,8 +73,5 @@ pub(crate) async fn apply_on<E: Engine>(
     if let Some(append) = &q.append_event {
         append.execute(conn, params).await.map_err(E::error)?;
     }
-    if let (false, Some(give_back)) = (inserts, &q.give_back_strike) {
-        give_back.execute(conn, params).await.map_err(E::error)?;
-    }
     Ok(true)
 }

@@ -74,15 +74,14 @@ tuple_bind!(10; A, B, C, D, E, F, G, H, I, J);
 
 /// The parameters of every statement that writes a change: the
 /// transaction's columns in table order (`$1`–`$22`), its event
-/// (`$23`–`$28`), the compare-and-set and guards (`$29`–`$31`) and the
-/// device whose OTP strike it gives back (`$32`). The event's application
-/// and transaction are the transaction's `$2` and `$1`.
+/// (`$23`–`$28`) and the compare-and-set and guards (`$29`–`$31`). The
+/// event's application and transaction are the transaction's `$2` and `$1`.
 #[derive(Clone, Copy)]
 pub(crate) struct ChangeParams<'a>(pub &'a Change);
 
 impl Bind for ChangeParams<'_> {
     #[cfg(test)]
-    const ARITY: usize = 32;
+    const ARITY: usize = 31;
 
     fn bind<S: Sink>(self, s: &mut S) {
         let Change {
@@ -90,7 +89,6 @@ impl Bind for ChangeParams<'_> {
             after: t,
             guard,
             event: e,
-            gives_back_strike,
             notices: _,
         } = self.0;
         let answer = t.answer.as_ref();
@@ -134,7 +132,6 @@ impl Bind for ChangeParams<'_> {
         s.bind("expected_version", *expected);
         s.bind("guard_device_unrevoked", guard.device_unrevoked);
         s.bind("guard_unexpired_at", guard.unexpired_at.map(StoredTime));
-        s.bind("gives_back_strike", *gives_back_strike);
     }
 }
 

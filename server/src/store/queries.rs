@@ -191,8 +191,6 @@ pub(crate) struct DialectQueries {
     pub update_transaction: Statement<ChangeShape>,
     /// Appends a change's event after its write, where that write did not.
     pub append_event: Option<Statement<ChangeShape>>,
-    /// Gives back the strike a change names, where its update did not.
-    pub give_back_strike: Option<Statement<ChangeShape>>,
     /// How an OTP lookup is reserved.
     pub reserve_otp_attempt: Reserve,
     /// Appends a device's event.

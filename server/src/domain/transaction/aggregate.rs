@@ -174,7 +174,6 @@ impl Transaction {
             guard: Guard::default(),
             event,
             notices,
-            gives_back_strike: None,
         })
     }
 

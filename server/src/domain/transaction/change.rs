@@ -24,11 +24,6 @@ pub struct Change {
     pub event: NewEvent,
     /// What devices are told once the change is applied.
     pub notices: Vec<Notice>,
-    /// A device whose OTP strike this change gives back, in the same atomic
-    /// write. No change of the domain sets it any more: a valid OTP takes no
-    /// strike (`store::sql::reserve_otp_attempt`). The stores still apply
-    /// it; removing it from the statements is left for a later change.
-    pub gives_back_strike: Option<DeviceId>,
 }
 
 /// Conditions the store checks in the same atomic write as the change.

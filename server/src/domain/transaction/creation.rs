@@ -128,7 +128,6 @@ impl Transaction {
             guard: Guard::default(),
             event,
             notices,
-            gives_back_strike: None,
         }
     }
 }

@@ -7,8 +7,8 @@
 //! [`MAX_BATCH`]), then hands the lead to the next follower that arrived
 //! while the batch committed, who does the same. A batch is one
 //! autocommitted statement ([`BATCH`]): per change the same compare-and-set
-//! and commit-time guards as the single-change statement, the strike given
-//! back and the event appended, all or nothing; it returns which changes
+//! and commit-time guards as the single-change statement and the event
+//! appended, all or nothing; it returns which changes
 //! applied, and each caller is answered only after that commit (so only
 //! once its change is durable). A lone change runs the single-change
 //! statement (`update_transaction` or `insert_transaction`), which costs
@@ -380,8 +380,7 @@ async fn run(conn: &mut PgConnection, batch: &[Job]) -> Result<HashSet<usize>, s
         .bind(rows().map(|r| r.event_at).collect::<Vec<_>>())
         .bind(rows().map(|r| r.expected).collect::<Vec<_>>())
         .bind(rows().map(|r| r.guard_device).collect::<Vec<_>>())
-        .bind(rows().map(|r| r.guard_unexpired_at).collect::<Vec<_>>())
-        .bind(rows().map(|r| r.strike_device).collect::<Vec<_>>());
+        .bind(rows().map(|r| r.guard_unexpired_at).collect::<Vec<_>>());
     let applied = query.fetch_all(conn).await?;
     Ok(applied
         .into_iter()

@@ -21,7 +21,7 @@ pub(super) const PLANNING: [(&str, &str); 4] = [
 
 /// Applies every batch: per change `n` (its place in the batch) the
 /// transaction's columns in table order, its event, the compare-and-set and
-/// guards, and the device whose strike it gives back — the columns of
+/// guards — the columns of
 /// `store::params::ChangeParams`, one array each. Returns the `n` of each
 /// change that applied.
 pub(super) const BATCH: &str = concat!(
@@ -30,18 +30,18 @@ pub(super) const BATCH: &str = concat!(
        $11::bytea[], $12::bytea[], $13::int2[], $14::text[], $15::timestamptz[], \
        $16::timestamptz[], $17::timestamptz[], $18::int8[], $19::bytea[], $20::text[], \
        $21::text[], $22::int2[], $23::text[], $24::text[], $25::uuid[], $26::text[], \
-       $27::bool[], $28::timestamptz[], $29::int8[], $30::uuid[], $31::timestamptz[], \
-       $32::uuid[]) WITH ORDINALITY AS c (id, application_id, kind, state, user_id, device_id, \
+       $27::bool[], $28::timestamptz[], $29::int8[], $30::uuid[], $31::timestamptz[]) \
+       WITH ORDINALITY AS c (id, application_id, kind, state, user_id, device_id, \
        reason, message, context, otp_hash, nonce, decision_signature, match_number, \
        number_choices, created_at, expires_at, completed_at, version, binding, decision, \
        decision_reason, picked_number, event_type, event_user_id, event_device_id, \
        event_reason, event_fraud_reported, event_at, expected, guard_device, \
-       guard_unexpired_at, strike_device, n)), ",
-    // Every device a change guards or gives a strike back to, locked in id
+       guard_unexpired_at, n)), ",
+    // Every device a change guards, locked in id
     // order before any transaction row: a concurrent revocation either
     // committed first and is seen, or waits for this batch.
     "d AS MATERIALIZED (SELECT id, application_id, revoked_at FROM devices \
-       WHERE id = ANY($30::uuid[] || $32::uuid[]) ORDER BY id FOR NO KEY UPDATE), ",
+       WHERE id = ANY($30::uuid[]) ORDER BY id FOR NO KEY UPDATE), ",
     // The compare-and-set and guards of each change to a stored
     // transaction; the uncorrelated `count(*)` runs once, first.
     "u AS (UPDATE transactions t SET state = c.state, user_id = c.user_id, \
@@ -65,10 +65,6 @@ pub(super) const BATCH: &str = concat!(
        FROM c WHERE c.expected IS NULL ORDER BY n RETURNING id), ",
     "ok AS (SELECT n FROM u UNION ALL \
        SELECT c.n FROM i JOIN c ON c.id = i.id AND c.expected IS NULL), ",
-    "s AS (UPDATE devices SET otp_strikes = GREATEST(otp_strikes - g.k, 0) \
-       FROM (SELECT c.strike_device AS id, count(*) AS k FROM c JOIN ok ON ok.n = c.n \
-             WHERE c.expected IS NOT NULL AND c.strike_device IS NOT NULL GROUP BY 1) g \
-       WHERE devices.id = g.id AND otp_strikes > 0), ",
     "e AS (INSERT INTO events (application_id, type, transaction_id, user_id, device_id, \
          reason, fraud_reported, occurred_at, binding, position) \
        SELECT c.application_id, c.event_type, c.id, c.event_user_id, c.event_device_id, \
@@ -113,7 +109,6 @@ pub(super) struct Row {
     pub(super) expected: Option<i64>,
     pub(super) guard_device: Option<Uuid>,
     pub(super) guard_unexpired_at: Option<DateTime<Utc>>,
-    pub(super) strike_device: Option<Uuid>,
 }
 
 impl Row {
@@ -124,7 +119,6 @@ impl Row {
             after: t,
             guard,
             event: e,
-            gives_back_strike,
             notices: _,
         } = change;
         let answer = t.answer.as_ref();
@@ -160,7 +154,6 @@ impl Row {
             expected: *expected,
             guard_device: guard.device_unrevoked.map(|d| d.as_uuid()),
             guard_unexpired_at: guard.unexpired_at,
-            strike_device: gives_back_strike.map(|d| d.as_uuid()),
         }
     }
 }

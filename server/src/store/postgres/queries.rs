@@ -1,8 +1,8 @@
 //! The statements PostgreSQL runs in its own dialect. A change's write is
 //! bound by [`crate::store::params::ChangeParams`] (`$1`–`$22` the
 //! transaction, `$23`–`$28` its event, `$29`–`$31` the compare-and-set and
-//! guards, `$32` the device whose OTP strike it gives back) and is one
-//! statement: the compare-and-set, its guards, the strike and the event.
+//! guards) and is one statement: the compare-and-set, its guards and the
+//! event.
 //!
 //! No write takes a lock beyond the rows it changes: events are ordered by
 //! position (their transaction's id, then their ordinal in it; see
@@ -53,14 +53,15 @@ pub(super) fn dialect() -> DialectQueries {
         // device `$30` (if any) is the application's and unrevoked — its row
         // locked `FOR NO KEY UPDATE`, so a concurrent revocation either
         // committed first and is seen, or waits for this change — and the
-        // transaction has not expired at `$31` (if given); gives back `$32`'s
-        // strike and appends the event. The device row is locked first and
+        // transaction has not expired at `$31` (if given); appends the
+        // event. The device row is locked first and
         // exclusively: under `FOR SHARE`, two changes of one device on one
         // transaction (one OTP handed in twice at once) each held the share
         // lock, one waited for the other's transaction row, and the other's
-        // strike give-back waited for the first's share lock — a deadlock
-        // (races.rs case_2, 1 in 200 rounds). Changes of one device now
-        // queue on its row, and the second sees the first's version.
+        // strike give-back (scans gave strikes back then) waited for the
+        // first's share lock — a deadlock (races.rs case_2, 1 in 200
+        // rounds). Changes of one device queue on its row, and the second
+        // sees the first's version.
         update_transaction: Statement::new(concat!(
             "WITH d AS (SELECT id FROM devices WHERE id = $30 AND application_id = $2 \
                      AND revoked_at IS NULL FOR NO KEY UPDATE), \
@@ -72,13 +73,10 @@ pub(super) fn dialect() -> DialectQueries {
                  AND ($30::uuid IS NULL OR EXISTS (SELECT 1 FROM d)) \
                  AND ($31::timestamptz IS NULL OR expires_at > $31) \
                RETURNING id \
-             ), \
-             s AS (UPDATE devices SET otp_strikes = otp_strikes - 1 \
-                     WHERE id = $32 AND otp_strikes > 0 AND EXISTS (SELECT 1 FROM t)) ",
+             ) ",
             append_event!()
         )),
         append_event: None,
-        give_back_strike: None,
         // Reserves an OTP lookup (see `store::sql`'s portable form) without
         // waiting for its commit to reach the disk (a strike is a bound, not
         // an answer, and losing the last few in a crash only loosens it),

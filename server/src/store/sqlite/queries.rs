@@ -1,8 +1,8 @@
 //! The statements SQLite runs in its own dialect. A change is written by
 //! up to three statements in one write transaction, all bound by
 //! [`crate::store::params::ChangeParams`] (`$1`–`$22` the transaction,
-//! `$23`–`$28` its event, `$29`–`$31` the compare-and-set and guards, `$32`
-//! the device whose OTP strike it gives back). One writer connection
+//! `$23`–`$28` its event, `$29`–`$31` the compare-and-set and guards). One
+//! writer connection
 //! serialises every write, so events commit in cursor order.
 
 use crate::store::queries::{DialectQueries, Reserve, Statement};
@@ -34,9 +34,6 @@ pub(in crate::store) fn dialect() -> DialectQueries {
             "INSERT INTO events (application_id, type, transaction_id, user_id, device_id, \
                reason, fraud_reported, occurred_at, binding) \
              VALUES ($2, $23, $1, $24, $25, $26, $27, $28, $19)",
-        )),
-        give_back_strike: Some(Statement::new(
-            "UPDATE devices SET otp_strikes = otp_strikes - 1 WHERE id = $32 AND otp_strikes > 0",
         )),
         // Only reserves; the transaction is read after it.
         reserve_otp_attempt: Reserve::Alone(Statement::new(reserve_otp_attempt!())),
