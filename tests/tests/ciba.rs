@@ -319,21 +319,54 @@ fn notified_client(db: &TestDb, app: &TestApp, mode: &str, alg: &str, port: u16)
     assert_eq!(set["mode"], mode, "{set}");
 }
 
+/// A ping or push client on PostgreSQL, notified at a port of its own, and
+/// alice's accepting agent connected.
+struct Notified {
+    db: TestDb,
+    app: TestApp,
+    port: String,
+    server: TestServer,
+    issuer: String,
+    agent: EnrolledAgent,
+    daemon: assent_tests::AgentProcess,
+}
+
+impl Notified {
+    async fn start(mode: &str, alg: &str) -> Self {
+        let db = TestDb::create().await;
+        let app = TestApp::create(&db, "Example Shop").await;
+        let port = free_address().port();
+        notified_client(&db, &app, mode, alg, port);
+        let (server, issuer) = start_with(&db, |c| c.oidc_allow_private = true).await;
+        let agent = EnrolledAgent::enroll(&server, &app, "alice").await;
+        let daemon = agent.run(&server.url(), &["--policy", "accept"]);
+        agent.wait_connected().await;
+        Self {
+            db,
+            app,
+            port: port.to_string(),
+            server,
+            issuer,
+            agent,
+            daemon,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ping_mode_notifies_with_the_bearer_token_retries_a_failed_ping_and_the_client_fetches() {
     if !can_run("ciba") {
         return;
     }
-    let db = TestDb::create().await;
-    let app = TestApp::create(&db, "Example Shop").await;
-    let port = free_address().port();
-    notified_client(&db, &app, "ping", "RS256", port);
-    let (server, issuer) = start_with(&db, |c| c.oidc_allow_private = true).await;
-    let agent = EnrolledAgent::enroll(&server, &app, "alice").await;
-    let _daemon = agent.run(&server.url(), &["--policy", "accept"]);
-    agent.wait_connected().await;
-
-    let port = port.to_string();
+    let Notified {
+        db: _db,
+        app,
+        port,
+        server,
+        issuer,
+        agent,
+        daemon: _daemon,
+    } = Notified::start("ping", "RS256").await;
     let pinged = client(&[
         "ping",
         &issuer,
@@ -376,16 +409,15 @@ async fn push_mode_delivers_an_id_token_jose_verifies_and_pushes_a_denial_as_acc
     if !can_run("ciba") {
         return;
     }
-    let db = TestDb::create().await;
-    let app = TestApp::create(&db, "Example Shop").await;
-    let port = free_address().port();
-    notified_client(&db, &app, "push", "EdDSA", port);
-    let (server, issuer) = start_with(&db, |c| c.oidc_allow_private = true).await;
-    let agent = EnrolledAgent::enroll(&server, &app, "alice").await;
-    let _daemon = agent.run(&server.url(), &["--policy", "accept"]);
-    agent.wait_connected().await;
-
-    let port = port.to_string();
+    let Notified {
+        db: _db,
+        app,
+        port,
+        server,
+        issuer,
+        agent,
+        daemon: _daemon,
+    } = Notified::start("push", "EdDSA").await;
     let pushed = client(&[
         "push",
         &issuer,
