@@ -95,6 +95,10 @@ pub struct Metrics {
     pool_size: Gauge,
     pool_idle: Gauge,
     pool: std::sync::OnceLock<sqlx::PgPool>,
+    /// The relay's counts as of the last render (sent, received payloads,
+    /// received notices), brought up to the notifier's at each render.
+    relayed: [Counter; 3],
+    rendering: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -171,8 +175,27 @@ impl Default for Metrics {
             "Idle connections of the PostgreSQL pool",
             pool_idle.clone(),
         );
+        let relayed: [Counter; 3] = Default::default();
+        for (counter, (name, help)) in relayed.iter().zip([
+            (
+                "relay_payloads_sent",
+                "NOTIFY payloads sent to the other replicas that need them",
+            ),
+            (
+                "relay_payloads_received",
+                "NOTIFY payloads received from other replicas (relay wake-ups)",
+            ),
+            (
+                "relay_notices_received",
+                "Notices received from other replicas",
+            ),
+        ]) {
+            registry.register(name, help, counter.clone());
+        }
         Self {
             registry,
+            relayed,
+            rendering: std::sync::Mutex::new(()),
             created,
             ended,
             otp_refused,
@@ -258,6 +281,19 @@ impl Metrics {
 
     /// The text exposition format, gauges read now.
     pub fn render(&self, notifier: &Notifier) -> String {
+        let _rendering = self
+            .rendering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counts = notifier.relayed();
+        for (counter, now) in self.relayed.iter().zip([
+            &counts.payloads_sent,
+            &counts.payloads_received,
+            &counts.notices_received,
+        ]) {
+            let now = now.load(std::sync::atomic::Ordering::Relaxed);
+            counter.inc_by(now.saturating_sub(counter.get()));
+        }
         self.device_streams
             .set(i64::try_from(notifier.session_count()).unwrap_or(i64::MAX));
         if let Some(pool) = self.pool.get() {

@@ -81,6 +81,10 @@ pub async fn presence(services: Arc<Services>, stop: CancellationToken) {
                     Ok(gone) => tracing::info!(gone, "forgot the streams of replicas that stopped renewing"),
                     Err(error) => tracing::warn!(%error, "cannot renew the presence lease"),
                 }
+                let pruned = services.notifier().prune_listeners().await;
+                if pruned > 0 {
+                    tracing::debug!(pruned, "gave up the routes of applications no longer waited for here");
+                }
             }
         }
     }

@@ -220,3 +220,204 @@ async fn three_replicas_together_keep_one_creation_limit() {
         "three replicas together created {created} with a burst of 30"
     );
 }
+
+/// The relay is routed: a replica receives, on its own channel, only the
+/// notices of the devices it holds streams of and of the applications it
+/// holds waiters or subscribers of. Observed by listening on the replicas'
+/// channels alongside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_receives_only_the_notices_it_needs() {
+    use assent_proto::v1::CreateOtpAuthenticationRequest;
+    use sqlx::postgres::PgListener;
+
+    let db = TestDb::create().await;
+    let replica_a = TestServer::start(&db).await;
+    let replica_b = TestServer::start(&db).await;
+    let replica_c = TestServer::start(&db).await;
+    let shop = TestApp::create(&db, "Example Shop").await;
+    let other = TestApp::create(&db, "Other Shop").await;
+    let alice = TestDevice::enroll(&replica_a, &shop, "alice").await;
+    let bob = TestDevice::enroll(&replica_a, &shop, "bob").await;
+    let mut alice_stream = alice.connect(&replica_a).await.expect("alice on A");
+    let _bob_stream = bob.connect(&replica_c).await.expect("bob on C");
+
+    // Which replica is which: the one holding each stream.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let replica_of = |device: String| {
+        let pool = pool.clone();
+        async move {
+            let (replica,): (uuid::Uuid,) =
+                sqlx::query_as("SELECT replica FROM presence WHERE device_id = $1::uuid")
+                    .bind(device)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            replica
+        }
+    };
+    let a = replica_of(alice.device_id.clone()).await;
+    let c = replica_of(bob.device_id.clone()).await;
+    assert_ne!(a, c);
+    let mut on_a = PgListener::connect(&db.url).await.unwrap();
+    on_a.listen(&format!("assent_r_{}", a.simple()))
+        .await
+        .unwrap();
+    let mut on_c = PgListener::connect(&db.url).await.unwrap();
+    on_c.listen(&format!("assent_r_{}", c.simple()))
+        .await
+        .unwrap();
+
+    // A push to alice on B goes to A (alice's stream), not to C.
+    let mut rp_b = rp_client(&replica_b, &shop.api_key).await;
+    let push = rp_b
+        .create_push_authentication(push_to("alice"))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Body::ConfirmationRequest(_)) = alice_stream.next().await.expect("stream") else {
+        panic!("alice's device on A must receive the push created on B");
+    };
+    let payload = within(5, "A to be notified", on_a.recv()).await.unwrap();
+    assert!(payload.payload().contains(&push.transaction_id));
+    assert!(payload.payload().contains("\"confirm\""));
+
+    // C subscribes to the shop's events: from then on the shop's wake-ups
+    // go to C too, while the cancellation for alice's device still goes to
+    // A only.
+    let mut rp_c = rp_client(&replica_c, &shop.api_key).await;
+    let mut events_c = rp_c
+        .subscribe(SubscribeRequest {
+            after_cursor: 0,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    rp_b.cancel_transaction(CancelTransactionRequest {
+        transaction_id: push.transaction_id.clone(),
+    })
+    .await
+    .unwrap();
+    let to_c = within(5, "C to be woken for the shop", on_c.recv())
+        .await
+        .unwrap();
+    assert!(
+        to_c.payload().contains("events_appended"),
+        "{}",
+        to_c.payload()
+    );
+    assert!(to_c.payload().contains(&shop.id));
+    assert!(
+        !to_c.payload().contains("withdraw"),
+        "alice's cancellation is not C's business: {}",
+        to_c.payload()
+    );
+    let Some(Body::Cancellation(_)) = alice_stream.next().await.expect("stream") else {
+        panic!("the cancellation on B must reach alice's device on A");
+    };
+    within(10, "C's subscriber to read the cancellation", async {
+        loop {
+            let event = events_c.message().await.unwrap().unwrap();
+            if event.transaction_id == push.transaction_id
+                && event.r#type == "transaction.cancelled"
+            {
+                return;
+            }
+        }
+    })
+    .await;
+
+    // Another application's traffic wakes neither A nor C: nobody there
+    // waits for it, subscribes to it or holds its devices.
+    let mut other_b = rp_client(&replica_b, &other.api_key).await;
+    let otp = other_b
+        .create_otp_authentication(CreateOtpAuthenticationRequest {
+            message: "Log in to Other Shop?".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    other_b
+        .cancel_transaction(CancelTransactionRequest {
+            transaction_id: otp.transaction_id.clone(),
+        })
+        .await
+        .unwrap();
+    // Markers after it, one for each: anything of the other shop would
+    // come before them.
+    let marker = |user: &'static str| {
+        let mut rp = rp_b.clone();
+        async move {
+            rp.create_push_authentication(push_to(user))
+                .await
+                .unwrap()
+                .into_inner()
+                .transaction_id
+        }
+    };
+    let to_a = marker("alice").await;
+    let to_c = marker("bob").await;
+    for (name, listener, marker) in [("A", &mut on_a, to_a), ("C", &mut on_c, to_c)] {
+        within(5, "the marker", async {
+            loop {
+                let payload = listener.recv().await.unwrap();
+                assert!(
+                    !payload.payload().contains(&other.id)
+                        && !payload.payload().contains(&otp.transaction_id),
+                    "{name} was sent the other shop's notice: {}",
+                    payload.payload()
+                );
+                if payload.payload().contains(&marker) {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// A replica's listener rows: taken once per application however often,
+/// gone when the replica stops, and when its lease ran out.
+#[tokio::test]
+async fn listener_rows_follow_the_replica() {
+    let db = TestDb::create().await;
+    let shop = TestApp::create(&db, "Example Shop").await;
+    let app = assent_server::domain::ApplicationId::parse(&shop.id).unwrap();
+    let store = db.store().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let rows = |replica: uuid::Uuid| {
+        let pool = pool.clone();
+        async move {
+            let (count,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM listeners WHERE replica = $1")
+                    .bind(replica)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            count
+        }
+    };
+    let now = chrono::Utc::now();
+    let (stopping, dying) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for replica in [stopping, dying] {
+        store
+            .renew_replica(replica, now + chrono::TimeDelta::seconds(30))
+            .await
+            .unwrap();
+        store.application_listened(app, replica).await.unwrap();
+        store.application_listened(app, replica).await.unwrap();
+        assert_eq!(rows(replica).await, 1);
+    }
+    store.application_unlistened(app, stopping).await.unwrap();
+    assert_eq!(rows(stopping).await, 0);
+    store.application_listened(app, stopping).await.unwrap();
+    store.replica_stopped(stopping).await.unwrap();
+    assert_eq!(rows(stopping).await, 0, "a clean stop takes its rows");
+    assert_eq!(rows(dying).await, 1);
+    store
+        .forget_dead_replicas(now + chrono::TimeDelta::seconds(31))
+        .await
+        .unwrap();
+    assert_eq!(rows(dying).await, 0, "a lease that ran out takes them too");
+}

@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{mpsc, watch};
 
+use super::listeners::{Listeners, Listening};
 use super::sessions::{SessionEnd, Sessions};
 use crate::domain::transaction::Audience;
 use crate::domain::{ApplicationId, Change, Notice, Transaction, TransactionId};
+use crate::store::Store;
 
 /// The in-process hub.
 #[derive(Debug, Default)]
@@ -20,22 +22,80 @@ pub struct Notifier {
     pub(super) sessions: Mutex<Sessions>,
     pub(super) next_session: AtomicU64,
     relay: Option<mpsc::UnboundedSender<Notice>>,
+    /// This replica's id: its presence rows, its listener rows, its relay
+    /// channel.
+    replica: uuid::Uuid,
+    /// Where the relay sends application notices (with a relay only).
+    listeners: Option<Listeners>,
+    /// What the relay carried.
+    pub(super) relayed: RelayCounts,
+}
+
+/// What the relay carried since the start, for the metrics.
+#[derive(Debug, Default)]
+pub struct RelayCounts {
+    /// `NOTIFY` payloads sent to other replicas.
+    pub payloads_sent: AtomicU64,
+    /// Payloads received from other replicas (each wakes the relay once).
+    pub payloads_received: AtomicU64,
+    /// Notices in them.
+    pub notices_received: AtomicU64,
 }
 
 impl Notifier {
     /// A hub for one process.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Arc::new(Self {
+            replica: uuid::Uuid::new_v4(),
+            ..Self::default()
+        })
     }
 
-    /// A hub that also hands every notice to the returned relay queue.
-    pub fn with_relay() -> (Arc<Self>, mpsc::UnboundedReceiver<Notice>) {
+    /// A hub that also hands every notice to the returned relay queue, and
+    /// records in `routes` which applications' notices it needs from the
+    /// other replicas (without, it records nothing).
+    pub fn with_relay(
+        routes: Option<Arc<dyn Store>>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Notice>) {
         let (sender, receiver) = mpsc::unbounded_channel();
+        let replica = uuid::Uuid::new_v4();
         let notifier = Self {
             relay: Some(sender),
+            replica,
+            listeners: routes.map(|store| Listeners::new(store, replica)),
             ..Self::default()
         };
         (Arc::new(notifier), receiver)
+    }
+
+    /// This replica's id.
+    pub fn replica(&self) -> uuid::Uuid {
+        self.replica
+    }
+
+    /// What the relay carried since the start.
+    pub fn relayed(&self) -> &RelayCounts {
+        &self.relayed
+    }
+
+    /// Routes `app`'s notices from the other replicas here while the
+    /// returned hold lives. Take it before [`Notifier::watch_events`] or
+    /// [`Notifier::watch_outcome`] and the first read: what another replica
+    /// decides after this returns is relayed here.
+    pub async fn listen_application(&self, app: ApplicationId) -> Listening {
+        match &self.listeners {
+            Some(listeners) => listeners.listen(app).await,
+            None => Listening::local(),
+        }
+    }
+
+    /// Gives up the routes of applications no one here has waited for or
+    /// subscribed to for a while; how many.
+    pub async fn prune_listeners(&self) -> usize {
+        match &self.listeners {
+            Some(listeners) => listeners.prune().await,
+            None => 0,
+        }
     }
 
     /// Publishes what an applied change decided: the event's wake-up and

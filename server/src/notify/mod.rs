@@ -15,12 +15,14 @@
 //! re-reads what is open) rather than left to act on stale authority.
 
 mod hub;
+mod listeners;
 mod outcomes;
 pub mod postgres;
 mod sessions;
 #[cfg(test)]
 mod tests;
 
-pub use hub::Notifier;
+pub use hub::{Notifier, RelayCounts};
+pub use listeners::{LISTENER_IDLE, Listening};
 pub use outcomes::OutcomeWatch;
 pub use sessions::{Delivery, DeviceRegistration, SESSION_INBOX, SessionEnd};

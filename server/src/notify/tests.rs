@@ -109,7 +109,7 @@ async fn dropping_the_registration_disconnects() {
 
 #[tokio::test]
 async fn notices_are_relayed_but_remote_ones_are_not_relayed_again() {
-    let (notifier, mut relay) = Notifier::with_relay();
+    let (notifier, mut relay) = Notifier::with_relay(None);
     let phone = device(ApplicationId::random(), "alice");
     let revoked = Notice::Revoked {
         device_id: phone.id,

@@ -152,7 +152,7 @@ fn start_notifier(
     let Some(pool) = &opened.pool else {
         return Notifier::new();
     };
-    let (notifier, outbox) = Notifier::with_relay();
+    let (notifier, outbox) = Notifier::with_relay(Some(Arc::clone(&opened.store)));
     tasks.spawn(notify::postgres::run(
         pool.clone(),
         Arc::clone(&notifier),

@@ -178,6 +178,8 @@ impl EventService {
     ) {
         let app = caller.application.id;
         let feed = self.feeds.of(app);
+        // Wake-ups from other replicas come here while this stream lasts.
+        let _listening = self.notifier.listen_application(app).await;
         let mut wake = self.notifier.watch_events(app);
         let mut key_check = tokio::time::interval(KEY_CHECK);
         key_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

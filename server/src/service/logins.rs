@@ -183,6 +183,11 @@ impl LoginService {
             ));
         }
         let _waiting = self.metrics.wait_started();
+        // Outcomes decided on other replicas come here from now on.
+        let _listening = self
+            .notifier
+            .listen_application(caller.application.id)
+            .await;
         let mut watch = self.notifier.watch_outcome(id);
         self.wait_on(caller, id, timeout, &mut watch).await
     }

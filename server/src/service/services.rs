@@ -80,7 +80,7 @@ impl Services {
             reason::ENROLLMENT_RATE_LIMITED,
         );
         let signer = Arc::new(EventSigner::new(Arc::clone(&store), Arc::clone(&clock)));
-        let replica = uuid::Uuid::new_v4();
+        let replica = notifier.replica();
         Arc::new(Self {
             keys: KeyService::new(Arc::clone(&keys), key_refusals),
             enrollment: EnrollmentService::new(

@@ -43,6 +43,11 @@ pub trait PresenceStore: Send + Sync {
         user: Option<&UserId>,
         now: DateTime<Utc>,
     ) -> StoreResult<HashSet<DeviceId>>;
+    /// `replica` holds waiters or event subscribers of `app`: the relay
+    /// sends it the application's notices (idempotent).
+    async fn application_listened(&self, app: ApplicationId, replica: Uuid) -> StoreResult<()>;
+    /// `replica` holds none any more.
+    async fn application_unlistened(&self, app: ApplicationId, replica: Uuid) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -93,7 +98,11 @@ impl<E: Engine> PresenceStore for E {
     async fn replica_stopped(&self, replica: Uuid) -> StoreResult<()> {
         let q = E::queries();
         let mut tx = self.writer().begin().await.map_err(E::error)?;
-        for statement in [&q.replica_streams_gone, &q.replica_gone] {
+        for statement in [
+            &q.replica_streams_gone,
+            &q.replica_listeners_gone,
+            &q.replica_gone,
+        ] {
             statement
                 .execute(&mut *tx, (StoredUuid(replica),))
                 .await
@@ -109,6 +118,10 @@ impl<E: Engine> PresenceStore for E {
         let before = (StoredTime(before),);
         let streams = q
             .dead_streams_gone
+            .execute(&mut *tx, before)
+            .await
+            .map_err(E::error)?;
+        q.dead_listeners_gone
             .execute(&mut *tx, before)
             .await
             .map_err(E::error)?;
@@ -144,5 +157,25 @@ impl<E: Engine> PresenceStore for E {
             .await
             .map_err(E::error)?;
         Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn application_listened(&self, app: ApplicationId, replica: Uuid) -> StoreResult<()> {
+        let mut conn = connection::<E>(self.writer()).await?;
+        E::queries()
+            .listen_application
+            .execute(&mut *conn, (app, StoredUuid(replica)))
+            .await
+            .map_err(E::error)?;
+        Ok(())
+    }
+
+    async fn application_unlistened(&self, app: ApplicationId, replica: Uuid) -> StoreResult<()> {
+        let mut conn = connection::<E>(self.writer()).await?;
+        E::queries()
+            .unlisten_application
+            .execute(&mut *conn, (app, StoredUuid(replica)))
+            .await
+            .map_err(E::error)?;
+        Ok(())
     }
 }

@@ -291,6 +291,23 @@ pub(crate) fn queries(dialect: DialectQueries) -> Queries {
         ),
         // Replicas with a valid lease.
         live_replicas: Statement::new("SELECT count(*) FROM replicas WHERE expires_at > $1"),
+        // A replica holds waiters or subscribers of an application.
+        listen_application: Statement::new(
+            "INSERT INTO listeners (application_id, replica) VALUES ($1, $2) \
+         ON CONFLICT DO NOTHING",
+        ),
+        // It holds none any more.
+        unlisten_application: Statement::new(
+            "DELETE FROM listeners WHERE application_id = $1 AND replica = $2",
+        ),
+        // A replica's listeners.
+        replica_listeners_gone: Statement::new("DELETE FROM listeners WHERE replica = $1"),
+        // Listeners of replicas whose lease ended.
+        dead_listeners_gone: Statement::new(
+            "DELETE FROM listeners WHERE replica IN \
+         (SELECT id FROM replicas WHERE expires_at < $1) \
+         OR replica NOT IN (SELECT id FROM replicas)",
+        ),
         ciba: super::ciba_sql::queries(),
         webhooks: super::webhook_sql::queries(),
         dialect,

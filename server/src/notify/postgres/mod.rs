@@ -1,15 +1,19 @@
 //! Carries notifications between replicas that share one PostgreSQL, with
-//! `NOTIFY`/`LISTEN` on one channel. Each replica publishes what its own
-//! [`Notifier`] relays and applies what the others publish, skipping its own
-//! messages. The events table stays the truth: a lost wake-up only delays a
-//! subscriber until its next poll, and a device that misses a push or a
-//! cancellation gets the current state on its next reconnect or decision.
+//! `NOTIFY`/`LISTEN`. Each replica listens on a channel of its own and
+//! publishes what its own [`Notifier`] relays to the replicas that need it
+//! ([`publish`]: routed by `presence` and `listeners`), and applies what
+//! the others send it. The events table stays the truth: a lost wake-up
+//! only delays a subscriber until its next poll, and a device that misses a
+//! push or a cancellation gets the current state on its next reconnect or
+//! decision.
+
+mod publish;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
@@ -20,56 +24,12 @@ use super::Notifier;
 use crate::domain::Notice;
 use crate::store::Store;
 
-/// The `LISTEN` channel.
-const CHANNEL: &str = "assent_fanout";
-/// `NOTIFY` payloads must stay under 8000 bytes.
-const MAX_PAYLOAD: usize = 7000;
+/// The channel every replica published on before notices were routed:
+/// still listened to, so notices from a replica of an older version reach
+/// this one during a rolling upgrade.
+const LEGACY_CHANNEL: &str = "assent_fanout";
 /// Relayed notifications sent in one batch at most.
 const BATCH: usize = 256;
-
-/// One published batch.
-#[derive(Debug, Serialize, Deserialize)]
-struct Batch {
-    /// The publishing replica.
-    origin: Uuid,
-    /// What happened.
-    items: Vec<Notice>,
-}
-
-/// Splits items into payloads under the size limit, each a JSON [`Batch`].
-fn payloads(origin: Uuid, items: Vec<Notice>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    for item in items {
-        current.push(item);
-        let encoded = serde_json::to_string(&Batch {
-            origin,
-            items: current.clone(),
-        })
-        .unwrap_or_default();
-        if encoded.len() > MAX_PAYLOAD && current.len() > 1 {
-            let last = current.pop();
-            out.extend(
-                serde_json::to_string(&Batch {
-                    origin,
-                    items: std::mem::take(&mut current),
-                })
-                .ok(),
-            );
-            current.extend(last);
-        }
-    }
-    if !current.is_empty() {
-        out.extend(
-            serde_json::to_string(&Batch {
-                origin,
-                items: current,
-            })
-            .ok(),
-        );
-    }
-    out
-}
 
 /// How often an outage of the LISTEN connection is logged at most.
 const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
@@ -84,7 +44,7 @@ pub async fn run(
     mut outbox: mpsc::UnboundedReceiver<Notice>,
     stop: CancellationToken,
 ) {
-    let origin = Uuid::new_v4();
+    let origin = notifier.replica();
     let (received, mut inbox) = mpsc::channel(1024);
     // The listener owns a connection of its own, outside the pool, and is
     // never cancelled halfway: a connection that ran LISTEN can never be
@@ -107,7 +67,8 @@ pub async fn run(
                         Err(_) => break,
                     }
                 }
-                publish(&pool, origin, dedupe(items)).await;
+                let sent = publish::publish(&pool, origin, &dedupe(items)).await;
+                notifier.relayed().payloads_sent.fetch_add(sent, Ordering::Relaxed);
             }
             payload = inbox.recv() => {
                 let Some(payload) = payload else { break };
@@ -127,10 +88,11 @@ async fn listen(
     received: mpsc::Sender<String>,
     stop: CancellationToken,
 ) {
+    let channel = publish::channel_of(notifier.replica());
     let mut backoff = Duration::from_millis(100);
     let mut outage = Outage::default();
     loop {
-        let mut listener = match dedicated_listener(&pool).await {
+        let mut listener = match dedicated_listener(&pool, &channel).await {
             Ok(listener) => listener,
             Err(error) => {
                 outage.failed(&error);
@@ -197,7 +159,7 @@ impl Outage {
 }
 
 /// A listener on a one-connection pool of its own, with LISTEN done.
-async fn dedicated_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+async fn dedicated_listener(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
     let own = PgPoolOptions::new()
         .max_connections(1)
         .max_lifetime(None)
@@ -207,7 +169,7 @@ async fn dedicated_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
         .await?;
     let mut listener = PgListener::connect_with(&own).await?;
     listener.ignore_pool_close_event(true);
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([channel, LEGACY_CHANNEL]).await?;
     Ok(listener)
 }
 
@@ -223,27 +185,20 @@ fn dedupe(items: Vec<Notice>) -> Vec<Notice> {
         .collect()
 }
 
-async fn publish(pool: &PgPool, origin: Uuid, items: Vec<Notice>) {
-    for payload in payloads(origin, items) {
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(&payload)
-            .execute(pool)
-            .await;
-        if let Err(error) = sent {
-            tracing::warn!(%error, "cannot notify other replicas");
-        }
-    }
-}
-
 async fn apply(notifier: &Notifier, store: &dyn Store, origin: Uuid, payload: &str) {
-    let Ok(batch) = serde_json::from_str::<Batch>(payload) else {
+    let Ok(batch) = serde_json::from_str::<publish::Batch>(payload) else {
         tracing::warn!("ignoring a malformed notification from another replica");
         return;
     };
     if batch.origin == origin {
         return;
     }
+    let counts = notifier.relayed();
+    counts.payloads_received.fetch_add(1, Ordering::Relaxed);
+    counts.notices_received.fetch_add(
+        u64::try_from(batch.items.len()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
     for notice in batch.items {
         let transaction = match &notice {
             // Only a replica holding a session of the user needs the push,
@@ -293,12 +248,12 @@ mod tests {
                 reason: WithdrawReason::AnsweredElsewhere,
             })
             .collect();
-        let payloads = payloads(origin, items.clone());
+        let payloads = publish::Columns::of(&items).payloads(origin);
         assert!(payloads.len() > 1);
         let mut decoded = Vec::new();
         for payload in &payloads {
-            assert!(payload.len() <= MAX_PAYLOAD);
-            let batch: Batch = serde_json::from_str(payload).unwrap_or(Batch {
+            assert!(payload.len() <= publish::MAX_PAYLOAD);
+            let batch: publish::Batch = serde_json::from_str(payload).unwrap_or(publish::Batch {
                 origin,
                 items: Vec::new(),
             });

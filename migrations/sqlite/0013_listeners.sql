@@ -1,0 +1,8 @@
+-- Listeners; see the PostgreSQL migration of the same number (one process
+-- on SQLite: kept for the shared store contract).
+CREATE TABLE listeners (
+    application_id  TEXT NOT NULL REFERENCES applications (id) ON DELETE CASCADE,
+    replica         TEXT NOT NULL,
+    PRIMARY KEY (application_id, replica)
+) STRICT;
+CREATE INDEX listeners_replica ON listeners (replica);

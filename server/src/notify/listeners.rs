@@ -1,0 +1,134 @@
+//! Which applications' notices this replica needs from the others. A
+//! replica with waiters or event subscribers of an application holds a
+//! `listeners` row for it, taken (and committed) before the first of them
+//! reads, so the relay sends the application's wake-ups and outcomes here
+//! and nowhere else; the row is given up a while after the last of them
+//! left. Device notices need no such row: they follow `presence`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::domain::ApplicationId;
+use crate::store::Store;
+
+/// How long an application's row stays after its last waiter or subscriber
+/// left: a steady trickle of short waits takes it once, not once per wait.
+pub const LISTENER_IDLE: Duration = Duration::from_secs(60);
+
+/// This replica's `listeners` rows.
+pub(super) struct Listeners {
+    store: Arc<dyn Store>,
+    replica: Uuid,
+    /// The rows held, with who uses each. Inserting and deleting a row
+    /// happen under this lock, so a row is never deleted under a new user.
+    held: tokio::sync::Mutex<HashMap<ApplicationId, Arc<Held>>>,
+}
+
+impl fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listeners")
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One held row.
+#[derive(Debug)]
+struct Held {
+    users: AtomicUsize,
+    released_at: Mutex<Instant>,
+}
+
+/// A waiter's or subscriber's hold on its application's row; dropping it
+/// releases the hold.
+#[derive(Debug)]
+#[must_use = "the application's notices come here only while this is held"]
+pub struct Listening(Option<Arc<Held>>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        if let Some(held) = &self.0
+            && held.users.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            *held
+                .released_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        }
+    }
+}
+
+impl Listening {
+    /// A hold on nothing: one process, no other replica to hear from.
+    pub(super) fn local() -> Self {
+        Self(None)
+    }
+}
+
+impl Listeners {
+    pub(super) fn new(store: Arc<dyn Store>, replica: Uuid) -> Self {
+        Self {
+            store,
+            replica,
+            held: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Holds `app`'s row, inserting it first if this replica holds none.
+    /// If the database refuses, the hold is on nothing and the caller's
+    /// slow re-read (its safety net) brings what the others decide.
+    pub(super) async fn listen(&self, app: ApplicationId) -> Listening {
+        let mut held = self.held.lock().await;
+        if let Some(row) = held.get(&app) {
+            row.users.fetch_add(1, Ordering::AcqRel);
+            return Listening(Some(Arc::clone(row)));
+        }
+        if let Err(error) = self.store.application_listened(app, self.replica).await {
+            tracing::warn!(%error, "cannot route this application's notices here yet");
+            return Listening(None);
+        }
+        let row = Arc::new(Held {
+            users: AtomicUsize::new(1),
+            released_at: Mutex::new(Instant::now()),
+        });
+        held.insert(app, Arc::clone(&row));
+        Listening(Some(row))
+    }
+
+    /// Gives up the rows unused for [`LISTENER_IDLE`]; how many.
+    pub(super) async fn prune(&self) -> usize {
+        let mut held = self.held.lock().await;
+        let now = Instant::now();
+        let idle: Vec<ApplicationId> = held
+            .iter()
+            .filter(|(_, row)| {
+                row.users.load(Ordering::Acquire) == 0
+                    && now
+                        - *row
+                            .released_at
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                        >= LISTENER_IDLE
+            })
+            .map(|(app, _)| *app)
+            .collect();
+        let mut pruned = 0;
+        for app in idle {
+            match self.store.application_unlistened(app, self.replica).await {
+                Ok(()) => {
+                    held.remove(&app);
+                    pruned += 1;
+                }
+                // Kept, and tried again at the next pruning.
+                Err(error) => tracing::warn!(%error, "cannot give up a listener row"),
+            }
+        }
+        pruned
+    }
+}
