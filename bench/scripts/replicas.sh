@@ -6,7 +6,10 @@
 # creation limits the bench lifts for its own server), against the floor of
 # the same database (16 pgbench clients: three replicas' pools and a
 # 64-client floor would pass PostgreSQL's 100 connections). Appends one JSON
-# object per run to $OUT.
+# object per run to $OUT, and after it one line per replica: its CPU during
+# the run (ms of user + system time, /proc/PID/stat) and what its relay
+# carried (its /metrics: NOTIFY payloads sent and received — each received
+# payload wakes the relay once — and notices received).
 #
 #   cargo build --release -p assent-bench -p assent-server
 #   bash bench/scripts/replicas.sh
@@ -31,6 +34,8 @@ stop() {
   pids=()
 }
 trap stop EXIT
+# User + system clock ticks of a process so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 for n in $REPLICAS; do
   psql "$ADMIN_URL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
@@ -41,7 +46,7 @@ for n in $REPLICAS; do
   urls=()
   for i in $(seq 1 "$n"); do
     port=$((50060 + i))
-    ASSENT_METRICS_LISTEN=off ASSENT_CREATE_RATE_PER_SECOND=1000000 ASSENT_CREATE_BURST=1000000 \
+    ASSENT_METRICS_LISTEN="127.0.0.1:$((9160 + i))" ASSENT_CREATE_RATE_PER_SECOND=1000000 ASSENT_CREATE_BURST=1000000 \
       ASSENT_PUSH_UNANSWERED_LIMIT=1000000 "$SERVER" --database-url "$URL" --listen "127.0.0.1:$port" \
       >"$HERE/target/replica-$i.log" 2>&1 &
     pids+=($!)
@@ -56,9 +61,20 @@ for n in $REPLICAS; do
   done
   servers=$(IFS=,; echo "${urls[*]}")
   echo "[replicas $(date -u +%H:%M:%S)] load $(cut -d' ' -f1-3 /proc/loadavg): $n replica(s)" >&2
+  cpu_before=()
+  for pid in "${pids[@]}"; do cpu_before+=("$(cpu_ticks "$pid")"); done
   "$BENCH" flows --server "$servers" --api-key "$key" --ceiling-database-url "$URL" \
     --ceiling-clients 16 \
     --concurrency "$CONCURRENCY" --duration "$DURATION" --json | tee -a "$OUT"
+  for i in $(seq 1 "$n"); do
+    pid=${pids[$((i - 1))]}
+    ticks=$(( $(cpu_ticks "$pid") - ${cpu_before[$((i - 1))]} ))
+    metrics=$(curl -sf "http://127.0.0.1:$((9160 + i))/metrics" || true)
+    counter() { printf '%s\n' "$metrics" | awk -v name="assent_$1_total" '$1 == name { print $2 }'; }
+    printf '{"replicas":%d,"replica":%d,"cpu_ms":%d,"relay_payloads_sent":%s,"relay_payloads_received":%s,"relay_notices_received":%s}\n' \
+      "$n" "$i" $(( ticks * 1000 / $(getconf CLK_TCK) )) \
+      "$(counter relay_payloads_sent)" "$(counter relay_payloads_received)" "$(counter relay_notices_received)" | tee -a "$OUT"
+  done
   echo >&2
   stop
 done

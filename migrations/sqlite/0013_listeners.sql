@@ -3,6 +3,7 @@
 CREATE TABLE listeners (
     application_id  TEXT NOT NULL REFERENCES applications (id) ON DELETE CASCADE,
     replica         TEXT NOT NULL,
-    PRIMARY KEY (application_id, replica)
+    kind            TEXT NOT NULL CHECK (kind IN ('events', 'outcomes')),
+    PRIMARY KEY (application_id, kind, replica)
 ) STRICT;
 CREATE INDEX listeners_replica ON listeners (replica);

@@ -312,6 +312,11 @@ async fn a_replica_receives_only_the_notices_it_needs() {
         "alice's cancellation is not C's business: {}",
         to_c.payload()
     );
+    assert!(
+        !to_c.payload().contains("\"settled\""),
+        "C has no outcome waiters: {}",
+        to_c.payload()
+    );
     let Some(Body::Cancellation(_)) = alice_stream.next().await.expect("stream") else {
         panic!("the cancellation on B must reach alice's device on A");
     };
@@ -320,6 +325,51 @@ async fn a_replica_receives_only_the_notices_it_needs() {
             let event = events_c.message().await.unwrap().unwrap();
             if event.transaction_id == push.transaction_id
                 && event.r#type == "transaction.cancelled"
+            {
+                return;
+            }
+        }
+    })
+    .await;
+
+    // A waiter on C gets an outcome decided on B at once (its slow re-read
+    // comes only after 5 s), and C the settled transaction with it.
+    let waited = rp_b
+        .create_push_authentication(push_to("alice"))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Body::ConfirmationRequest(_)) = alice_stream.next().await.expect("stream") else {
+        panic!("the second push must reach alice");
+    };
+    let waiter = tokio::spawn({
+        let mut rp_c = rp_c.clone();
+        let id = waited.transaction_id.clone();
+        async move {
+            rp_c.wait_transaction(assent_proto::v1::WaitTransactionRequest {
+                transaction_id: id,
+                timeout_ms: 20_000,
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let cancelled_at = std::time::Instant::now();
+    rp_b.cancel_transaction(CancelTransactionRequest {
+        transaction_id: waited.transaction_id.clone(),
+    })
+    .await
+    .unwrap();
+    within(5, "the waiter on C", waiter).await.unwrap().unwrap();
+    assert!(
+        cancelled_at.elapsed() < std::time::Duration::from_secs(3),
+        "woken by the relayed outcome, not by its slow re-read"
+    );
+    within(5, "C to be sent the settled transaction", async {
+        loop {
+            let payload = on_c.recv().await.unwrap();
+            if payload.payload().contains("\"settled\"")
+                && payload.payload().contains(&waited.transaction_id)
             {
                 return;
             }
@@ -381,6 +431,7 @@ async fn a_replica_receives_only_the_notices_it_needs() {
 /// gone when the replica stops, and when its lease ran out.
 #[tokio::test]
 async fn listener_rows_follow_the_replica() {
+    use assent_server::store::Interest;
     let db = TestDb::create().await;
     let shop = TestApp::create(&db, "Example Shop").await;
     let app = assent_server::domain::ApplicationId::parse(&shop.id).unwrap();
@@ -405,16 +456,22 @@ async fn listener_rows_follow_the_replica() {
             .renew_replica(replica, now + chrono::TimeDelta::seconds(30))
             .await
             .unwrap();
-        store.application_listened(app, replica).await.unwrap();
-        store.application_listened(app, replica).await.unwrap();
-        assert_eq!(rows(replica).await, 1);
+        for interest in [Interest::Events, Interest::Outcomes, Interest::Events] {
+            store
+                .application_listened(app, interest, replica)
+                .await
+                .unwrap();
+        }
+        assert_eq!(rows(replica).await, 2, "one row per kind");
     }
-    store.application_unlistened(app, stopping).await.unwrap();
-    assert_eq!(rows(stopping).await, 0);
-    store.application_listened(app, stopping).await.unwrap();
+    store
+        .application_unlistened(app, Interest::Events, stopping)
+        .await
+        .unwrap();
+    assert_eq!(rows(stopping).await, 1, "only the kind given up");
     store.replica_stopped(stopping).await.unwrap();
     assert_eq!(rows(stopping).await, 0, "a clean stop takes its rows");
-    assert_eq!(rows(dying).await, 1);
+    assert_eq!(rows(dying).await, 2);
     store
         .forget_dead_replicas(now + chrono::TimeDelta::seconds(31))
         .await

@@ -12,7 +12,7 @@ use super::listeners::{Listeners, Listening};
 use super::sessions::{SessionEnd, Sessions};
 use crate::domain::transaction::Audience;
 use crate::domain::{ApplicationId, Change, Notice, Transaction, TransactionId};
-use crate::store::Store;
+use crate::store::{Interest, Store};
 
 /// The in-process hub.
 #[derive(Debug, Default)]
@@ -78,13 +78,15 @@ impl Notifier {
         &self.relayed
     }
 
-    /// Routes `app`'s notices from the other replicas here while the
-    /// returned hold lives. Take it before [`Notifier::watch_events`] or
-    /// [`Notifier::watch_outcome`] and the first read: what another replica
-    /// decides after this returns is relayed here.
-    pub async fn listen_application(&self, app: ApplicationId) -> Listening {
+    /// Routes `app`'s wake-ups ([`Interest::Events`]) or settled
+    /// transactions ([`Interest::Outcomes`]) from the other replicas here
+    /// while the returned hold lives. Take it before
+    /// [`Notifier::watch_events`] or [`Notifier::watch_outcome`] and the
+    /// first read: what another replica decides after this returns is
+    /// relayed here.
+    pub async fn listen_application(&self, app: ApplicationId, interest: Interest) -> Listening {
         match &self.listeners {
-            Some(listeners) => listeners.listen(app).await,
+            Some(listeners) => listeners.listen(app, interest).await,
             None => Listening::local(),
         }
     }

@@ -1,9 +1,10 @@
 //! Which applications' notices this replica needs from the others. A
-//! replica with waiters or event subscribers of an application holds a
-//! `listeners` row for it, taken (and committed) before the first of them
-//! reads, so the relay sends the application's wake-ups and outcomes here
-//! and nowhere else; the row is given up a while after the last of them
-//! left. Device notices need no such row: they follow `presence`.
+//! replica with event subscribers of an application holds a `listeners`
+//! row for its wake-ups, one with outcome waiters a row for its settled
+//! transactions, each taken (and committed) before the first of them reads,
+//! so the relay sends those notices here and nowhere else; a row is given
+//! up a while after the last of them left. Device notices need no such
+//! row: they follow `presence`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::domain::ApplicationId;
-use crate::store::Store;
+use crate::store::{Interest, Store};
 
 /// How long an application's row stays after its last waiter or subscriber
 /// left: a steady trickle of short waits takes it once, not once per wait.
@@ -27,7 +28,7 @@ pub(super) struct Listeners {
     replica: Uuid,
     /// The rows held, with who uses each. Inserting and deleting a row
     /// happen under this lock, so a row is never deleted under a new user.
-    held: tokio::sync::Mutex<HashMap<ApplicationId, Arc<Held>>>,
+    held: tokio::sync::Mutex<HashMap<(ApplicationId, Interest), Arc<Held>>>,
 }
 
 impl fmt::Debug for Listeners {
@@ -83,13 +84,18 @@ impl Listeners {
     /// Holds `app`'s row, inserting it first if this replica holds none.
     /// If the database refuses, the hold is on nothing and the caller's
     /// slow re-read (its safety net) brings what the others decide.
-    pub(super) async fn listen(&self, app: ApplicationId) -> Listening {
+    pub(super) async fn listen(&self, app: ApplicationId, interest: Interest) -> Listening {
+        let key = (app, interest);
         let mut held = self.held.lock().await;
-        if let Some(row) = held.get(&app) {
+        if let Some(row) = held.get(&key) {
             row.users.fetch_add(1, Ordering::AcqRel);
             return Listening(Some(Arc::clone(row)));
         }
-        if let Err(error) = self.store.application_listened(app, self.replica).await {
+        let listened = self
+            .store
+            .application_listened(app, interest, self.replica)
+            .await;
+        if let Err(error) = listened {
             tracing::warn!(%error, "cannot route this application's notices here yet");
             return Listening(None);
         }
@@ -97,7 +103,7 @@ impl Listeners {
             users: AtomicUsize::new(1),
             released_at: Mutex::new(Instant::now()),
         });
-        held.insert(app, Arc::clone(&row));
+        held.insert(key, Arc::clone(&row));
         Listening(Some(row))
     }
 
@@ -105,7 +111,7 @@ impl Listeners {
     pub(super) async fn prune(&self) -> usize {
         let mut held = self.held.lock().await;
         let now = Instant::now();
-        let idle: Vec<ApplicationId> = held
+        let idle: Vec<(ApplicationId, Interest)> = held
             .iter()
             .filter(|(_, row)| {
                 row.users.load(Ordering::Acquire) == 0
@@ -116,13 +122,17 @@ impl Listeners {
                             .unwrap_or_else(PoisonError::into_inner)
                         >= LISTENER_IDLE
             })
-            .map(|(app, _)| *app)
+            .map(|(key, _)| *key)
             .collect();
         let mut pruned = 0;
-        for app in idle {
-            match self.store.application_unlistened(app, self.replica).await {
+        for (app, interest) in idle {
+            let given_up = self
+                .store
+                .application_unlistened(app, interest, self.replica)
+                .await;
+            match given_up {
                 Ok(()) => {
-                    held.remove(&app);
+                    held.remove(&(app, interest));
                     pruned += 1;
                 }
                 // Kept, and tried again at the next pruning.

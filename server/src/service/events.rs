@@ -13,7 +13,7 @@ use super::{Caller, KeyCache, Refused, RefusedExt, ServiceError, SignedEvent, re
 use crate::domain::{ApiKeyId, Clock};
 use crate::metrics::{FlowStep, Metrics};
 use crate::notify::Notifier;
-use crate::store::Store;
+use crate::store::{Interest, Store};
 
 /// Events read per query.
 const PAGE: i64 = 256;
@@ -179,7 +179,10 @@ impl EventService {
         let app = caller.application.id;
         let feed = self.feeds.of(app);
         // Wake-ups from other replicas come here while this stream lasts.
-        let _listening = self.notifier.listen_application(app).await;
+        let _listening = self
+            .notifier
+            .listen_application(app, Interest::Events)
+            .await;
         let mut wake = self.notifier.watch_events(app);
         let mut key_check = tokio::time::interval(KEY_CHECK);
         key_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -20,7 +20,7 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, OutcomeWatch};
-use crate::store::Store;
+use crate::store::{Interest, Store};
 
 /// Input of an OTP login.
 #[derive(Debug, Clone)]
@@ -186,7 +186,7 @@ impl LoginService {
         // Outcomes decided on other replicas come here from now on.
         let _listening = self
             .notifier
-            .listen_application(caller.application.id)
+            .listen_application(caller.application.id, Interest::Outcomes)
             .await;
         let mut watch = self.notifier.watch_outcome(id);
         self.wait_on(caller, id, timeout, &mut watch).await

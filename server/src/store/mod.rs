@@ -54,7 +54,7 @@ pub use ciba::{
 pub use devices::{DeviceStore, OtpLookup, Reservation};
 pub use events::{EventHead, EventStore};
 pub use postgres::{PgLimits, PgStore};
-pub use presence::PresenceStore;
+pub use presence::{Interest, PresenceStore};
 pub use records::*;
 pub use server_keys::{ServerKeyRecord, ServerKeyStore};
 pub use sqlite::SqliteStore;

@@ -12,6 +12,25 @@ use super::codec::{StoredTime, StoredUuid};
 use super::engine::{Engine, connection};
 use crate::domain::{ApplicationId, DeviceId, UserId};
 
+/// What a replica listens to of an application (a `listeners` row's kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Interest {
+    /// Its event log's wake-ups (event subscribers are here).
+    Events,
+    /// Its transactions settling (outcome waiters are here).
+    Outcomes,
+}
+
+impl Interest {
+    /// The stored kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::Outcomes => "outcomes",
+        }
+    }
+}
+
 /// Which devices hold a live stream, on any replica.
 #[async_trait]
 pub trait PresenceStore: Send + Sync {
@@ -43,11 +62,22 @@ pub trait PresenceStore: Send + Sync {
         user: Option<&UserId>,
         now: DateTime<Utc>,
     ) -> StoreResult<HashSet<DeviceId>>;
-    /// `replica` holds waiters or event subscribers of `app`: the relay
-    /// sends it the application's notices (idempotent).
-    async fn application_listened(&self, app: ApplicationId, replica: Uuid) -> StoreResult<()>;
+    /// `replica` holds event subscribers or outcome waiters (`interest`) of
+    /// `app`: the relay sends it those notices of the application
+    /// (idempotent).
+    async fn application_listened(
+        &self,
+        app: ApplicationId,
+        interest: Interest,
+        replica: Uuid,
+    ) -> StoreResult<()>;
     /// `replica` holds none any more.
-    async fn application_unlistened(&self, app: ApplicationId, replica: Uuid) -> StoreResult<()>;
+    async fn application_unlistened(
+        &self,
+        app: ApplicationId,
+        interest: Interest,
+        replica: Uuid,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -159,21 +189,33 @@ impl<E: Engine> PresenceStore for E {
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
-    async fn application_listened(&self, app: ApplicationId, replica: Uuid) -> StoreResult<()> {
+    async fn application_listened(
+        &self,
+        app: ApplicationId,
+        interest: Interest,
+        replica: Uuid,
+    ) -> StoreResult<()> {
         let mut conn = connection::<E>(self.writer()).await?;
+        let row = (app, interest.as_str().to_owned(), StoredUuid(replica));
         E::queries()
             .listen_application
-            .execute(&mut *conn, (app, StoredUuid(replica)))
+            .execute(&mut *conn, row)
             .await
             .map_err(E::error)?;
         Ok(())
     }
 
-    async fn application_unlistened(&self, app: ApplicationId, replica: Uuid) -> StoreResult<()> {
+    async fn application_unlistened(
+        &self,
+        app: ApplicationId,
+        interest: Interest,
+        replica: Uuid,
+    ) -> StoreResult<()> {
         let mut conn = connection::<E>(self.writer()).await?;
+        let row = (app, interest.as_str().to_owned(), StoredUuid(replica));
         E::queries()
             .unlisten_application
-            .execute(&mut *conn, (app, StoredUuid(replica)))
+            .execute(&mut *conn, row)
             .await
             .map_err(E::error)?;
         Ok(())

@@ -151,8 +151,8 @@ pub(crate) struct Queries {
     pub dead_replicas_gone: Statement<(StoredTime,)>,
     pub connected_devices: Statement<(ApplicationId, Option<UserId>, StoredTime)>,
     pub live_replicas: Statement<(StoredTime,)>,
-    pub listen_application: Statement<(ApplicationId, StoredUuid)>,
-    pub unlisten_application: Statement<(ApplicationId, StoredUuid)>,
+    pub listen_application: Statement<(ApplicationId, String, StoredUuid)>,
+    pub unlisten_application: Statement<(ApplicationId, String, StoredUuid)>,
     pub replica_listeners_gone: Statement<(StoredUuid,)>,
     pub dead_listeners_gone: Statement<(StoredTime,)>,
     /// OpenID CIBA's statements (`store::ciba`).

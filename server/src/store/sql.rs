@@ -293,12 +293,12 @@ pub(crate) fn queries(dialect: DialectQueries) -> Queries {
         live_replicas: Statement::new("SELECT count(*) FROM replicas WHERE expires_at > $1"),
         // A replica holds waiters or subscribers of an application.
         listen_application: Statement::new(
-            "INSERT INTO listeners (application_id, replica) VALUES ($1, $2) \
+            "INSERT INTO listeners (application_id, kind, replica) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
         ),
         // It holds none any more.
         unlisten_application: Statement::new(
-            "DELETE FROM listeners WHERE application_id = $1 AND replica = $2",
+            "DELETE FROM listeners WHERE application_id = $1 AND kind = $2 AND replica = $3",
         ),
         // A replica's listeners.
         replica_listeners_gone: Statement::new("DELETE FROM listeners WHERE replica = $1"),

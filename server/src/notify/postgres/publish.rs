@@ -3,7 +3,8 @@
 //! notices to the replicas holding its streams (`presence`), a user's to
 //! those holding a stream of one of the user's devices, an application's
 //! wake-ups and outcomes to those holding its waiters or subscribers
-//! (`listeners`) — each on the replica's own channel. A replica that
+//! (`listeners`: wake-ups to those with subscribers, settled transactions to
+//! those with waiters) — each on the replica's own channel. A replica that
 //! needs none of a batch is not woken by it.
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,7 @@ use uuid::Uuid;
 
 use crate::domain::Notice;
 use crate::domain::transaction::Audience;
+use crate::store::Interest;
 
 /// `NOTIFY` payloads must stay under 8000 bytes: a chunk's notices, with
 /// the envelope, stay under this.
@@ -33,22 +35,28 @@ pub(super) fn channel_of(replica: Uuid) -> String {
     format!("assent_r_{}", replica.simple())
 }
 
-/// Whom a notice concerns, as the routing statement's columns.
+/// Whom a notice concerns, as the routing statement's columns: the
+/// application's listeners of one kind, a user's devices, or one device.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Route {
     application: Option<Uuid>,
+    listeners: Option<&'static str>,
     user: Option<String>,
     device: Option<Uuid>,
 }
 
 fn route_of(notice: &Notice) -> Route {
     match notice {
-        Notice::EventsAppended { application_id } | Notice::Settled { application_id, .. } => {
-            Route {
-                application: Some(application_id.as_uuid()),
-                ..Route::default()
-            }
-        }
+        Notice::EventsAppended { application_id } => Route {
+            application: Some(application_id.as_uuid()),
+            listeners: Some(Interest::Events.as_str()),
+            ..Route::default()
+        },
+        Notice::Settled { application_id, .. } => Route {
+            application: Some(application_id.as_uuid()),
+            listeners: Some(Interest::Outcomes.as_str()),
+            ..Route::default()
+        },
         Notice::Confirm {
             application_id,
             user_id,
@@ -65,7 +73,7 @@ fn route_of(notice: &Notice) -> Route {
         } => Route {
             application: Some(application_id.as_uuid()),
             user: Some(user_id.as_str().to_owned()),
-            device: None,
+            ..Route::default()
         },
         Notice::Withdraw {
             audience: Audience::Device { device_id },
@@ -86,6 +94,7 @@ fn route_of(notice: &Notice) -> Route {
 pub(super) struct Columns {
     chunk: Vec<i32>,
     application: Vec<Option<Uuid>>,
+    listeners: Vec<Option<&'static str>>,
     user: Vec<Option<String>>,
     device: Vec<Option<Uuid>>,
     item: Vec<String>,
@@ -108,6 +117,7 @@ impl Columns {
             let route = route_of(notice);
             columns.chunk.push(chunk);
             columns.application.push(route.application);
+            columns.listeners.push(route.listeners);
             columns.user.push(route.user);
             columns.device.push(route.device);
             columns.item.push(item);
@@ -137,8 +147,8 @@ impl Columns {
 /// notifies each once per chunk with what it needs, in order.
 const ROUTED_NOTIFY: &str = r#"
 WITH n AS (
-    SELECT * FROM unnest($2::int4[], $3::uuid[], $4::text[], $5::uuid[], $6::text[])
-        WITH ORDINALITY AS n (chunk, app, usr, dev, item, ord)
+    SELECT * FROM unnest($2::int4[], $3::uuid[], $4::text[], $5::text[], $6::uuid[],
+        $7::text[]) WITH ORDINALITY AS n (chunk, app, kind, usr, dev, item, ord)
 ), t AS (
     SELECT n.ord, p.replica FROM n JOIN presence p ON p.device_id = n.dev
     UNION
@@ -146,8 +156,8 @@ WITH n AS (
         JOIN devices d ON d.application_id = n.app AND d.user_id = n.usr
         JOIN presence p ON p.device_id = d.id
     UNION
-    SELECT n.ord, l.replica FROM n JOIN listeners l ON l.application_id = n.app
-        WHERE n.usr IS NULL AND n.dev IS NULL
+    SELECT n.ord, l.replica FROM n
+        JOIN listeners l ON l.application_id = n.app AND l.kind = n.kind
 )
 SELECT pg_notify('assent_r_' || replace(t.replica::text, '-', ''),
     '{"origin":"' || $1::text || '","items":[' || string_agg(n.item, ',' ORDER BY n.ord) || ']}')
@@ -166,6 +176,7 @@ pub(super) async fn publish(pool: &PgPool, origin: Uuid, items: &[Notice]) -> u6
         .bind(origin)
         .bind(&columns.chunk)
         .bind(&columns.application)
+        .bind(&columns.listeners)
         .bind(&columns.user)
         .bind(&columns.device)
         .bind(&columns.item)
