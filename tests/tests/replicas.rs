@@ -478,3 +478,32 @@ async fn listener_rows_follow_the_replica() {
         .unwrap();
     assert_eq!(rows(dying).await, 0, "a lease that ran out takes them too");
 }
+
+/// A replica alone publishes nothing, and one that joins it says hello: a
+/// push created on the first reaches a device on the newcomer at once, not
+/// at the session's 30 s re-read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_joins_a_lone_one_is_sent_its_notices_at_once() {
+    let db = TestDb::create().await;
+    let first = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Example Shop").await;
+    let device = TestDevice::enroll(&first, &app, "alice").await;
+    // The first has counted the others (none) by now.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let newcomer = TestServer::start(&db).await;
+    let mut stream = device
+        .connect(&newcomer)
+        .await
+        .expect("connect to the newcomer");
+    let mut rp = rp_client(&first, &app.api_key).await;
+    let push = rp
+        .create_push_authentication(push_to("alice"))
+        .await
+        .unwrap()
+        .into_inner();
+    let request = within(5, "the push on the newcomer", stream.next()).await;
+    let Some(Body::ConfirmationRequest(request)) = request.expect("stream") else {
+        panic!("the device on the newcomer must receive the push");
+    };
+    assert_eq!(request.transaction_id, push.transaction_id);
+}

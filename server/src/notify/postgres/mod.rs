@@ -36,6 +36,55 @@ const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
 /// Longest pause between two attempts to LISTEN again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How often a replica counts the others (when it knows of none, it
+/// publishes nothing).
+const PEER_COUNT_EVERY: Duration = Duration::from_secs(5);
+/// How long a replica counts as present after it was last heard from,
+/// whatever the leases say: a new replica says hello before it takes its
+/// lease.
+const HEARD_FOR: Duration = Duration::from_secs(30);
+
+/// Whether any other replica may need this one's notices: assumed until
+/// the first count (at the start) says otherwise, and for [`HEARD_FOR`]
+/// after anything is heard from another replica (a new one says hello when
+/// it starts, before it serves and before its lease counts); a replica
+/// alone publishes nothing.
+#[derive(Debug)]
+struct Peers {
+    counted_none: bool,
+    heard_until: tokio::time::Instant,
+}
+
+impl Peers {
+    fn new() -> Self {
+        Self {
+            counted_none: false,
+            heard_until: tokio::time::Instant::now(),
+        }
+    }
+
+    fn alone(&self) -> bool {
+        self.counted_none && tokio::time::Instant::now() >= self.heard_until
+    }
+
+    fn heard(&mut self) {
+        self.heard_until = tokio::time::Instant::now() + HEARD_FOR;
+    }
+
+    fn counted(&mut self, others: Result<i64, sqlx::Error>) {
+        // A failed count assumes company: publishing to no one costs little.
+        self.counted_none = matches!(others, Ok(0));
+    }
+}
+
+/// The other replicas with a valid lease.
+async fn count_others(pool: &PgPool, origin: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM replicas WHERE expires_at > now() AND id <> $1")
+        .bind(origin)
+        .fetch_one(pool)
+        .await
+}
+
 /// Runs the bridge until `stop` fires.
 pub async fn run(
     pool: PgPool,
@@ -55,9 +104,16 @@ pub async fn run(
         received,
         stop.clone(),
     ));
+    // Hello to the replicas already running (an empty batch on the channel
+    // every version listens to): they publish to this one from now on.
+    publish::hello(&pool, origin).await;
+    let mut peers = Peers::new();
+    let mut count = tokio::time::interval(PEER_COUNT_EVERY);
+    count.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
+            _ = count.tick() => peers.counted(count_others(&pool, origin).await),
             relay = outbox.recv() => {
                 let Some(first) = relay else { break };
                 let mut items = vec![first];
@@ -67,12 +123,20 @@ pub async fn run(
                         Err(_) => break,
                     }
                 }
+                if peers.alone() {
+                    // No other replica to need them (the events table and
+                    // the sessions' re-reads stay the truth for one that
+                    // joins unheard).
+                    continue;
+                }
                 let sent = publish::publish(&pool, origin, &dedupe(items)).await;
                 notifier.relayed().payloads_sent.fetch_add(sent, Ordering::Relaxed);
             }
             payload = inbox.recv() => {
                 let Some(payload) = payload else { break };
-                apply(&notifier, store.as_ref(), origin, &payload).await;
+                if apply(&notifier, store.as_ref(), origin, &payload).await {
+                    peers.heard();
+                }
             }
         }
     }
@@ -185,13 +249,15 @@ fn dedupe(items: Vec<Notice>) -> Vec<Notice> {
         .collect()
 }
 
-async fn apply(notifier: &Notifier, store: &dyn Store, origin: Uuid, payload: &str) {
+/// Applies what another replica sent; whether it came from another
+/// replica.
+async fn apply(notifier: &Notifier, store: &dyn Store, origin: Uuid, payload: &str) -> bool {
     let Ok(batch) = serde_json::from_str::<publish::Batch>(payload) else {
         tracing::warn!("ignoring a malformed notification from another replica");
-        return;
+        return false;
     };
     if batch.origin == origin {
-        return;
+        return false;
     }
     let counts = notifier.relayed();
     counts.payloads_received.fetch_add(1, Ordering::Relaxed);
@@ -228,6 +294,7 @@ async fn apply(notifier: &Notifier, store: &dyn Store, origin: Uuid, payload: &s
         };
         notifier.deliver_remote(&notice, transaction.as_ref());
     }
+    true
 }
 
 #[cfg(test)]

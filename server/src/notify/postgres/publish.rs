@@ -166,6 +166,24 @@ WHERE t.replica <> $1
 GROUP BY t.replica, n.chunk
 "#;
 
+/// Says hello to the running replicas on the channel every version listens
+/// to: an empty batch from `origin`.
+pub(super) async fn hello(pool: &PgPool, origin: Uuid) {
+    let hello = serde_json::to_string(&Batch {
+        origin,
+        items: Vec::new(),
+    })
+    .unwrap_or_default();
+    let sent = sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(super::LEGACY_CHANNEL)
+        .bind(hello)
+        .execute(pool)
+        .await;
+    if let Err(error) = sent {
+        tracing::warn!(%error, "cannot say hello to the other replicas");
+    }
+}
+
 /// Sends `items` to the replicas that need them; how many payloads went.
 pub(super) async fn publish(pool: &PgPool, origin: Uuid, items: &[Notice]) -> u64 {
     let columns = Columns::of(items);
