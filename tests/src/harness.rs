@@ -74,6 +74,21 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// Where this database's PostgreSQL listens (for a fault proxy in front
+    /// of it); 127.0.0.1:5432 if the URL names no address.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| {
+                rest.rsplit_once('@')
+                    .map_or(Some(rest), |(_, host)| Some(host))
+            })
+            .and_then(|host| host.split('/').next())
+            .and_then(|host| host.parse().ok())
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 5432)))
+    }
+
     /// A fresh SQLite file in a new temporary directory.
     pub fn sqlite() -> Self {
         let dir = crate::scratch_dir("test");

@@ -19,20 +19,6 @@ use sqlx::Connection;
 use tokio::sync::Mutex;
 use tonic::Code;
 
-/// Where the test database's PostgreSQL listens (for a proxy in front).
-fn postgres_address(db: &TestDb) -> std::net::SocketAddr {
-    db.url
-        .split("://")
-        .nth(1)
-        .and_then(|rest| {
-            rest.rsplit_once('@')
-                .map_or(Some(rest), |(_, host)| Some(host))
-        })
-        .and_then(|host| host.split('/').next())
-        .and_then(|host| host.parse().ok())
-        .unwrap_or_else(|| "127.0.0.1:5432".parse().unwrap())
-}
-
 fn otp_request() -> CreateOtpAuthenticationRequest {
     CreateOtpAuthenticationRequest {
         message: "Log in?".to_owned(),
@@ -195,7 +181,7 @@ async fn load(mut rp: RpClient, stop: Arc<AtomicBool>, observed: Arc<Mutex<Obser
 async fn twenty_database_restarts_under_load_give_no_internal_errors_and_lose_nothing() {
     const RESTARTS: usize = 20;
     let db = TestDb::create().await;
-    let proxy = FaultProxy::start(postgres_address(&db)).await;
+    let proxy = FaultProxy::start(db.address()).await;
     let url = proxy.postgres_url(&db.url);
     let server = TestServer::start_with(&db, |config| {
         config.database_url = Some(url);
@@ -273,7 +259,7 @@ async fn after_an_outage_replicas_relay_again_and_expire_what_became_overdue() {
     use assent_tests::TestDevice;
 
     let db = TestDb::create().await;
-    let proxy = FaultProxy::start(postgres_address(&db)).await;
+    let proxy = FaultProxy::start(db.address()).await;
     let url = proxy.postgres_url(&db.url);
     let start = |url: String| {
         let db = &db;

@@ -36,20 +36,6 @@ use tonic::Code;
 /// Rounds per test: each cuts the database once (about 0.3–0.5 s a round).
 const ROUNDS: usize = 24;
 
-/// Where the test database's PostgreSQL listens (for a proxy in front).
-fn postgres_address(db: &TestDb) -> std::net::SocketAddr {
-    db.url
-        .split("://")
-        .nth(1)
-        .and_then(|rest| {
-            rest.rsplit_once('@')
-                .map_or(Some(rest), |(_, host)| Some(host))
-        })
-        .and_then(|host| host.split('/').next())
-        .and_then(|host| host.parse().ok())
-        .unwrap_or_else(|| "127.0.0.1:5432".parse().unwrap())
-}
-
 /// Replicas on one database, each reaching it through the one proxy.
 struct World {
     db: TestDb,
@@ -62,7 +48,7 @@ struct World {
 impl World {
     async fn start(replicas: usize) -> Self {
         let db = TestDb::create().await;
-        let proxy = FaultProxy::start(postgres_address(&db)).await;
+        let proxy = FaultProxy::start(db.address()).await;
         let mut servers = Vec::new();
         for _ in 0..replicas {
             let url = proxy.postgres_url(&db.url);

@@ -379,20 +379,6 @@ async fn callers_that_go_away_never_stall_the_others() {
     }
 }
 
-/// Where the test database's PostgreSQL listens.
-fn postgres_address(db: &TestDb) -> std::net::SocketAddr {
-    db.url
-        .split("://")
-        .nth(1)
-        .and_then(|rest| {
-            rest.rsplit_once('@')
-                .map_or(Some(rest), |(_, host)| Some(host))
-        })
-        .and_then(|host| host.split('/').next())
-        .and_then(|host| host.parse().ok())
-        .unwrap_or_else(|| "127.0.0.1:5432".parse().unwrap())
-}
-
 /// The other unknown outcome: the batch committed, but its answer never
 /// arrived (the connection is cut right after PostgreSQL answered the
 /// statement that carries one chosen change). Its callers are told
@@ -405,7 +391,7 @@ async fn a_batch_cut_after_its_commit_is_stored_whole_though_unacknowledged() {
 
     let db = TestDb::create().await;
     db.store().await; // migrated
-    let proxy = FaultProxy::start(postgres_address(&db)).await;
+    let proxy = FaultProxy::start(db.address()).await;
     let store: Arc<dyn Store> = Arc::new(
         PgStore::connect(&proxy.postgres_url(&db.url), PgLimits::default())
             .await
