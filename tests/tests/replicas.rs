@@ -507,3 +507,54 @@ async fn a_replica_that_joins_a_lone_one_is_sent_its_notices_at_once() {
     };
     assert_eq!(request.transaction_id, push.transaction_id);
 }
+
+/// A replica's hold on an application's route: one row however many wait,
+/// kept while any of them waits and for a while after, given up once
+/// unused, and taken again by the next waiter.
+#[tokio::test]
+async fn a_route_is_held_while_used_and_given_up_when_not() {
+    use assent_server::notify::Notifier;
+    use assent_server::store::{Interest, Store};
+    use std::time::Duration;
+
+    let db = TestDb::create().await;
+    let shop = TestApp::create(&db, "Example Shop").await;
+    let app = assent_server::domain::ApplicationId::parse(&shop.id).unwrap();
+    let store: std::sync::Arc<dyn Store> = db.store().await;
+    let (notifier, _relay) = Notifier::with_relay(Some(store));
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let rows = || {
+        let pool = pool.clone();
+        let replica = notifier.replica();
+        async move {
+            let (count,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM listeners WHERE replica = $1")
+                    .bind(replica)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            count
+        }
+    };
+    let first = notifier.listen_application(app, Interest::Outcomes).await;
+    let second = notifier.listen_application(app, Interest::Outcomes).await;
+    assert_eq!(rows().await, 1, "one row however many wait");
+    assert_eq!(notifier.prune_listeners_idle_for(Duration::ZERO).await, 0);
+    drop(first);
+    assert_eq!(
+        notifier.prune_listeners_idle_for(Duration::ZERO).await,
+        0,
+        "kept while one still waits"
+    );
+    drop(second);
+    assert_eq!(
+        notifier.prune_listeners().await,
+        0,
+        "kept for a while after the last left"
+    );
+    assert_eq!(rows().await, 1);
+    assert_eq!(notifier.prune_listeners_idle_for(Duration::ZERO).await, 1);
+    assert_eq!(rows().await, 0, "given up once unused");
+    let _again = notifier.listen_application(app, Interest::Outcomes).await;
+    assert_eq!(rows().await, 1, "taken again by the next waiter");
+}

@@ -92,10 +92,15 @@ impl Notifier {
     }
 
     /// Gives up the routes of applications no one here has waited for or
-    /// subscribed to for a while; how many.
+    /// subscribed to for [`super::LISTENER_IDLE`]; how many.
     pub async fn prune_listeners(&self) -> usize {
+        self.prune_listeners_idle_for(super::LISTENER_IDLE).await
+    }
+
+    /// Gives up the routes unused for `idle` (zero: every unused one).
+    pub async fn prune_listeners_idle_for(&self, idle: std::time::Duration) -> usize {
         match &self.listeners {
-            Some(listeners) => listeners.prune().await,
+            Some(listeners) => listeners.prune(idle).await,
             None => 0,
         }
     }

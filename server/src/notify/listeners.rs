@@ -26,9 +26,12 @@ pub const LISTENER_IDLE: Duration = Duration::from_secs(60);
 pub(super) struct Listeners {
     store: Arc<dyn Store>,
     replica: Uuid,
-    /// The rows held, with who uses each. Inserting and deleting a row
-    /// happen under this lock, so a row is never deleted under a new user.
-    held: tokio::sync::Mutex<HashMap<(ApplicationId, Interest), Arc<Held>>>,
+    /// The rows held, with who uses each (a waiter's usual path: a lookup).
+    held: Mutex<HashMap<(ApplicationId, Interest), Arc<Held>>>,
+    /// Taken to insert or delete a row, so a row is never deleted under a
+    /// new user: pruning takes its rows out of `held` first, and whoever
+    /// wants one then waits here and inserts it again.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Listeners {
@@ -77,19 +80,32 @@ impl Listeners {
         Self {
             store,
             replica,
-            held: tokio::sync::Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Holds `app`'s row, inserting it first if this replica holds none.
-    /// If the database refuses, the hold is on nothing and the caller's
-    /// slow re-read (its safety net) brings what the others decide.
+    /// A hold on the row of `key` if this replica has it.
+    fn hold(&self, key: (ApplicationId, Interest)) -> Option<Listening> {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.get(&key).map(|row| {
+            row.users.fetch_add(1, Ordering::AcqRel);
+            Listening(Some(Arc::clone(row)))
+        })
+    }
+
+    /// Holds the row of `app` and `interest`, inserting it first if this
+    /// replica has none. If the database refuses, the hold is on nothing and
+    /// the caller's slow re-read (its safety net) brings what the others
+    /// decide.
     pub(super) async fn listen(&self, app: ApplicationId, interest: Interest) -> Listening {
         let key = (app, interest);
-        let mut held = self.held.lock().await;
-        if let Some(row) = held.get(&key) {
-            row.users.fetch_add(1, Ordering::AcqRel);
-            return Listening(Some(Arc::clone(row)));
+        if let Some(listening) = self.hold(key) {
+            return listening;
+        }
+        let _writing = self.writing.lock().await;
+        if let Some(listening) = self.hold(key) {
+            return listening;
         }
         let listened = self
             .store
@@ -103,40 +119,52 @@ impl Listeners {
             users: AtomicUsize::new(1),
             released_at: Mutex::new(Instant::now()),
         });
-        held.insert(key, Arc::clone(&row));
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(&row));
         Listening(Some(row))
     }
 
-    /// Gives up the rows unused for [`LISTENER_IDLE`]; how many.
-    pub(super) async fn prune(&self) -> usize {
-        let mut held = self.held.lock().await;
-        let now = Instant::now();
-        let idle: Vec<(ApplicationId, Interest)> = held
-            .iter()
-            .filter(|(_, row)| {
-                row.users.load(Ordering::Acquire) == 0
-                    && now
-                        - *row
-                            .released_at
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                        >= LISTENER_IDLE
-            })
-            .map(|(key, _)| *key)
-            .collect();
+    /// Gives up the rows unused for `idle`; how many.
+    pub(super) async fn prune(&self, idle: Duration) -> usize {
+        let _writing = self.writing.lock().await;
+        let idle: Vec<((ApplicationId, Interest), Arc<Held>)> = {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let keys: Vec<_> = held
+                .iter()
+                .filter(|(_, row)| {
+                    row.users.load(Ordering::Acquire) == 0
+                        && now
+                            - *row
+                                .released_at
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                            >= idle
+                })
+                .map(|(key, _)| *key)
+                .collect();
+            keys.into_iter()
+                .filter_map(|key| held.remove(&key).map(|row| (key, row)))
+                .collect()
+        };
         let mut pruned = 0;
-        for (app, interest) in idle {
+        for ((app, interest), row) in idle {
             let given_up = self
                 .store
                 .application_unlistened(app, interest, self.replica)
                 .await;
             match given_up {
-                Ok(()) => {
-                    held.remove(&(app, interest));
-                    pruned += 1;
+                Ok(()) => pruned += 1,
+                // Still in the table: kept, and tried again next time.
+                Err(error) => {
+                    tracing::warn!(%error, "cannot give up a listener row");
+                    self.held
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert((app, interest), row);
                 }
-                // Kept, and tried again at the next pruning.
-                Err(error) => tracing::warn!(%error, "cannot give up a listener row"),
             }
         }
         pruned
