@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::codec::StoredTime;
 use super::engine::{Engine, connection};
-use super::rows::EventRow;
+use super::rows::{EventRow, HeadedEventRow};
 use super::{EventRecord, StoreResult};
 use crate::domain::{ApplicationId, TransactionId};
 
@@ -58,23 +58,40 @@ impl<E: Engine> EventStore for E {
         // Everything committed before this call is returned: where older
         // transactions may still commit, wait (briefly, pause by pause)
         // until those older than the newest committed event have finished.
-        let (head,): (Option<i64>,) = q
-            .events_head
-            .fetch_one(&mut *conn, (app,))
+        // Usually one statement reads the head and what is readable up to
+        // it; when nothing is readable, the head says whether to wait.
+        let first: Vec<HeadedEventRow> = q
+            .dialect
+            .events_to_head
+            .fetch_all(&mut *conn, (app, after, limit))
             .await
             .map_err(E::error)?;
-        let Some(head) = head.filter(|&head| head > after) else {
-            return Ok(Vec::new());
+        let head = match first.first() {
+            Some(row) => row.head,
+            None => {
+                let (head,): (Option<i64>,) = q
+                    .events_head
+                    .fetch_one(&mut *conn, (app,))
+                    .await
+                    .map_err(E::error)?;
+                match head.filter(|&head| head > after) {
+                    Some(head) => head,
+                    None => return Ok(Vec::new()),
+                }
+            }
         };
+        let mut read: Option<Vec<EventRow>> = Some(first.into_iter().map(|r| r.event).collect());
         let mut pauses = E::VISIBILITY_PAUSES.iter();
         loop {
-            let params = (app, after, limit, head);
-            let rows: Vec<EventRow> = q
-                .dialect
-                .events_after
-                .fetch_all(&mut *conn, params)
-                .await
-                .map_err(E::error)?;
+            let rows: Vec<EventRow> = match read.take().filter(|rows| !rows.is_empty()) {
+                Some(rows) => rows,
+                None => q
+                    .dialect
+                    .events_after
+                    .fetch_all(&mut *conn, (app, after, limit, head))
+                    .await
+                    .map_err(E::error)?,
+            };
             // No connection is held while pausing.
             drop(conn);
             let complete = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit

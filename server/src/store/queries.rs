@@ -201,6 +201,9 @@ pub(crate) struct DialectQueries {
     pub append_device_event: Statement<DeviceEventParams>,
     /// An application's events after a cursor, up to a head, at most a limit.
     pub events_after: Statement<(ApplicationId, i64, i64, i64)>,
+    /// The same up to the newest committed event, each row with that head
+    /// (one round trip where there is something to read).
+    pub events_to_head: Statement<(ApplicationId, i64, i64)>,
     /// Where an application's log stands.
     pub event_head: Statement<(ApplicationId,)>,
     /// Whether a newer transaction's event of the device committed first;

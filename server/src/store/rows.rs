@@ -210,6 +210,14 @@ pub(super) struct EventRow {
     binding: Option<Vec<u8>>,
 }
 
+/// An event with the newest committed position of its log.
+#[derive(sqlx::FromRow)]
+pub(super) struct HeadedEventRow {
+    #[sqlx(flatten)]
+    pub event: EventRow,
+    pub head: i64,
+}
+
 impl EventRow {
     /// The event's position.
     pub(super) fn position(&self) -> i64 {

@@ -107,6 +107,16 @@ pub(super) fn dialect() -> DialectQueries {
                AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
              ORDER BY position LIMIT $3"
         )),
+        // The same up to the newest committed position, read in the same
+        // snapshot, with it on every row.
+        events_to_head: Statement::new(concat!(
+            "WITH h AS (SELECT max(position) AS head FROM events WHERE application_id = $1) \
+             SELECT ",
+            event_columns!(),
+            ", h.head FROM h JOIN events ON application_id = $1 AND position > $2 \
+               AND position <= h.head AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY position LIMIT $3"
+        )),
         // "From now" starts below every transaction still running.
         event_head: Statement::new(
             "SELECT COALESCE(max(position), 0), \

@@ -49,6 +49,14 @@ pub(in crate::store) fn dialect() -> DialectQueries {
             " FROM events WHERE application_id = $1 AND position > $2 AND position <= $4 \
              ORDER BY position LIMIT $3"
         )),
+        // The same up to the newest committed cursor, with it on every row.
+        events_to_head: Statement::new(concat!(
+            "WITH h AS (SELECT max(position) AS head FROM events WHERE application_id = $1) \
+             SELECT ",
+            event_columns!(),
+            ", h.head FROM h JOIN events ON application_id = $1 AND position > $2 \
+               AND position <= h.head ORDER BY position LIMIT $3"
+        )),
         // Twice the newest committed cursor: "from now" starts right there.
         event_head: Statement::new(
             "SELECT COALESCE(max(position), 0), COALESCE(max(position), 0) \
