@@ -113,12 +113,15 @@ impl DeviceSession {
     async fn serve(&mut self, inbound: &mut Inbound) {
         let mut nonce = [0u8; 32];
         secure_rng().fill_bytes(&mut nonce);
-        if !self.send(ToDevice::Challenge { nonce }).await {
+        if !Box::pin(self.send(ToDevice::Challenge { nonce })).await {
             return;
         }
-        let device = match self.authenticate(inbound, &nonce).await {
+        // Every step but the wait for the next message is boxed: a session
+        // spends its life idle in `connected`'s select, and an async fn is as
+        // large as its largest step (issue 21: memory per idle agent).
+        let device = match Box::pin(self.authenticate(inbound, &nonce)).await {
             Ok(device) => device,
-            Err(error) => return self.close(error).await,
+            Err(error) => return Box::pin(self.close(error)).await,
         };
         tracing::Span::current().record("device_id", tracing::field::display(device.id));
         tracing::info!(device_id = %device.id, "device connected");
@@ -128,7 +131,7 @@ impl DeviceSession {
         // Shown connected on every replica until this stream ends, however
         // it ends.
         let stream = registration.stream();
-        self.services.directory.stream_opened(stream, &device).await;
+        Box::pin(self.services.directory.stream_opened(stream, &device)).await;
         let end = self.connected(&device, &mut registration, inbound).await;
         // Unregister before the last word, so the device is shown
         // disconnected at once; withdrawals already queued still go out
@@ -136,7 +139,7 @@ impl DeviceSession {
         let end = end.or_else(|| registration.end_reason().map(ended));
         let withdrawals = registration.queued_withdrawals();
         drop(registration);
-        self.services.directory.stream_closed(stream).await;
+        Box::pin(self.services.directory.stream_closed(stream)).await;
         if let Some(error) = end {
             for notice in withdrawals {
                 if let Some(message) = cancellation(&notice)
@@ -145,9 +148,9 @@ impl DeviceSession {
                     break;
                 }
             }
-            self.close(error).await;
+            Box::pin(self.close(error)).await;
         }
-        if let Err(error) = self.services.confirmations.heartbeat(device.id).await {
+        if let Err(error) = Box::pin(self.services.confirmations.heartbeat(device.id)).await {
             tracing::debug!(%error, "last_seen not recorded at disconnect");
         }
         tracing::info!(device_id = %device.id, "device disconnected");
@@ -164,12 +167,12 @@ impl DeviceSession {
         let ready = ToDevice::Ready {
             device: Arc::new(device.clone()),
         };
-        if !self.send(ready).await {
+        if !Box::pin(self.send(ready)).await {
             return None;
         }
         // A push created while this query runs is both in its result and in
         // the inbox: remember what was sent so it goes out once.
-        let mut already_sent = match self.resend_open(device).await {
+        let mut already_sent = match Box::pin(self.resend_open(device)).await {
             Ok(Some(sent)) => sent,
             Ok(None) => return None,
             Err(error) => return Some(error),
@@ -188,7 +191,7 @@ impl DeviceSession {
                 biased;
                 () = self.shutdown.cancelled() => {
                     let go_away = ToDevice::GoAway { reconnect_after_ms: RECONNECT_AFTER_MS };
-                    self.send(go_away).await;
+                    Box::pin(self.send(go_away)).await;
                     break None;
                 }
                 delivery = registration.recv() => {
@@ -196,21 +199,22 @@ impl DeviceSession {
                     let Some(delivery) = delivery else {
                         break registration.end_reason().map(ended);
                     };
-                    if !self.deliver(device, delivery, &mut already_sent).await {
+                    if !Box::pin(self.deliver(device, delivery, &mut already_sent)).await {
                         break None;
                     }
                 }
                 () = refresh.notified() => {
                     // Notices from other replicas may have been lost: send
                     // what is open now (the agent ignores what it holds).
-                    match self.resend_open(device).await {
+                    match Box::pin(self.resend_open(device)).await {
                         Ok(Some(sent)) => already_sent.extend(sent),
                         Ok(None) => break None,
                         Err(error) => break Some(error),
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if let Err(error) = self.services.confirmations.heartbeat(device.id).await {
+                    let beat = Box::pin(self.services.confirmations.heartbeat(device.id));
+                    if let Err(error) = beat.await {
                         break Some(error);
                     }
                 }
@@ -219,7 +223,7 @@ impl DeviceSession {
                         if let Err(wait) = rate.take(self.services.clock().now()) {
                             break Some(flooded(wait));
                         }
-                        if !self.handle(device, message).await {
+                        if !Box::pin(self.handle(device, message)).await {
                             break None;
                         }
                     }
