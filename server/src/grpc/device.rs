@@ -129,9 +129,9 @@ impl DeviceService for DeviceHandler {
         self.tasks
             .spawn(DeviceSession::run(Arc::clone(&self.services), io).instrument(span));
         let stream = ReceiverStream::new(receiver)
-            .map(|item| {
-                item.map(|message| encode(*message))
-                    .map_err(|e| to_status(&e))
+            .map(|item| match *item {
+                Ok(message) => Ok(encode(message)),
+                Err(error) => Err(to_status(&error)),
             })
             .boxed();
         Ok(Response::new(stream))

@@ -44,7 +44,7 @@ pub(super) struct Entry {
     stream: uuid::Uuid,
     opened_at: chrono::DateTime<chrono::Utc>,
     device: DeviceId,
-    inbox: mpsc::Sender<Delivery>,
+    inbox: Inbox,
     end: Arc<Ending>,
     pub(super) refresh: Arc<tokio::sync::Notify>,
 }
@@ -73,6 +73,11 @@ impl Ending {
 
 type UserKey = (ApplicationId, UserId);
 
+/// A session's inbox. Boxed, so its first block (32 slots, allocated with
+/// the channel and kept while the session idles) is 32 pointers, not 32
+/// deliveries.
+type Inbox = mpsc::Sender<Box<Delivery>>;
+
 #[derive(Debug, Default)]
 pub(super) struct Sessions {
     pub(super) by_user: HashMap<UserKey, Vec<Entry>>,
@@ -89,10 +94,10 @@ impl Notifier {
         transaction: Option<&Arc<Transaction>>,
     ) {
         for (inbox, end) in self.each_session(audience) {
-            let delivery = Delivery {
+            let delivery = Box::new(Delivery {
                 notice: notice.clone(),
                 transaction: transaction.cloned(),
-            };
+            });
             if inbox.try_send(delivery).is_err() {
                 tracing::warn!(?notice, "device session not keeping up; ending it");
                 end.end(SessionEnd::FellBehind);
@@ -101,10 +106,7 @@ impl Notifier {
     }
 
     /// The inboxes and kill switches of the audience's sessions.
-    pub(super) fn each_session(
-        &self,
-        audience: &Audience,
-    ) -> Vec<(mpsc::Sender<Delivery>, Arc<Ending>)> {
+    pub(super) fn each_session(&self, audience: &Audience) -> Vec<(Inbox, Arc<Ending>)> {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let (key, device, except) = match audience {
             Audience::Device { device_id } => match sessions.user_of.get(device_id) {
@@ -164,7 +166,12 @@ impl Notifier {
         {
             let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
             sessions.user_of.insert(device.id, key.clone());
-            sessions.by_user.entry(key).or_default().push(Entry {
+            // Most users have one device: room for one, not Vec's first four.
+            let list = sessions
+                .by_user
+                .entry(key)
+                .or_insert_with(|| Vec::with_capacity(1));
+            list.push(Entry {
                 id,
                 stream,
                 opened_at,
@@ -225,7 +232,7 @@ pub struct DeviceRegistration {
     id: u64,
     stream: uuid::Uuid,
     refresh: Arc<tokio::sync::Notify>,
-    pub(super) receiver: mpsc::Receiver<Delivery>,
+    pub(super) receiver: mpsc::Receiver<Box<Delivery>>,
     end: Arc<Ending>,
 }
 
@@ -235,7 +242,7 @@ impl DeviceRegistration {
         tokio::select! {
             biased;
             () = self.end.token.cancelled() => None,
-            delivery = self.receiver.recv() => delivery,
+            delivery = self.receiver.recv() => delivery.map(|boxed| *boxed),
         }
     }
 

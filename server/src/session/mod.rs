@@ -46,7 +46,9 @@ pub const MESSAGE_BURST: u32 = 2000;
 pub const RECONNECT_AFTER_MS: u32 = 500;
 
 /// What the session sends: messages, or the error that ends the stream.
-pub type Outbound = mpsc::Sender<Result<Box<ToDevice>, ServiceError>>;
+/// Boxed, so the queue's first block (32 slots, allocated with the channel
+/// and kept while the session idles) is 32 pointers, not 32 errors.
+pub type Outbound = mpsc::Sender<Box<Result<ToDevice, ServiceError>>>;
 
 /// The stream a session runs over, as the transport hands it.
 pub struct SessionIo {

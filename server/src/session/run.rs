@@ -56,11 +56,11 @@ impl DeviceSession {
     /// Sends one message; false once the device is gone, has stopped
     /// reading for [`SEND_DEADLINE`], or the session is ending.
     pub(super) async fn send(&self, message: ToDevice) -> bool {
-        let message = Box::new(message);
+        let message = Box::new(Ok(message));
         tokio::select! {
             biased;
             () = self.ending.cancelled() => false,
-            sent = self.outbound.send_timeout(Ok(message), self.send_deadline) => {
+            sent = self.outbound.send_timeout(message, self.send_deadline) => {
                 if sent.is_err() && !self.outbound.is_closed() {
                     // The device stopped reading: let go of its stream.
                     tracing::info!("device does not read its stream; resetting it");
@@ -76,7 +76,7 @@ impl DeviceSession {
     /// the client already ended needs nothing more.
     async fn close(&self, error: ServiceError) {
         let outbound = &self.outbound;
-        let left = match outbound.try_send(Err(error)) {
+        let left = match outbound.try_send(Box::new(Err(error))) {
             Ok(()) => tokio::time::timeout(CLOSE_GRACE, outbound.closed())
                 .await
                 .is_ok(),
@@ -143,7 +143,7 @@ impl DeviceSession {
         if let Some(error) = end {
             for notice in withdrawals {
                 if let Some(message) = cancellation(&notice)
-                    && self.outbound.try_send(Ok(Box::new(message))).is_err()
+                    && self.outbound.try_send(Box::new(Ok(message))).is_err()
                 {
                     break;
                 }
