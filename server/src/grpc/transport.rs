@@ -280,38 +280,58 @@ async fn serve_connection<S>(
             )
             .await
         }
-        Some(acceptor) => {
-            // A handshake that never finishes is bounded by the
-            // connection's first-request timeout (`ClosableIo`).
-            match acceptor.accept(io).await {
-                Ok(io) => {
-                    drive(
-                        builder.serve_connection(TokioIo::new(io), service),
-                        shutdown,
-                    )
-                    .await
-                }
-                Err(error) => tracing::debug!(%error, "TLS handshake failed"),
-            }
+        // Boxed: the TLS state would make every plaintext connection's task
+        // as large as a TLS one (issue 21: memory per idle agent).
+        Some(acceptor) => Box::pin(serve_tls(io, acceptor, builder, service, shutdown)).await,
+    }
+}
+
+/// Serves one connection over TLS to its end.
+async fn serve_tls<S>(
+    io: ClosableIo,
+    acceptor: TlsAcceptor,
+    builder: hyper::server::conn::http2::Builder<StreamExecutor>,
+    service: S,
+    shutdown: CancellationToken,
+) where
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    // A handshake that never finishes is bounded by the connection's
+    // first-request timeout (`ClosableIo`).
+    match acceptor.accept(io).await {
+        Ok(io) => {
+            drive(
+                builder.serve_connection(TokioIo::new(io), service),
+                shutdown,
+            )
+            .await
         }
+        Err(error) => tracing::debug!(%error, "TLS handshake failed"),
     }
 }
 
 /// Runs a connection; on shutdown asks it to finish gracefully.
-async fn drive<C>(connection: C, shutdown: CancellationToken)
+///
+/// Not an async fn: one would keep the connection twice in its task (the
+/// argument and the pinned copy), and a connection is ~1.7 KB; boxed here, it
+/// is kept once (issue 21: memory per idle agent).
+fn drive<C>(connection: C, shutdown: CancellationToken) -> impl Future<Output = ()>
 where
     C: Future<Output = Result<(), hyper::Error>> + GracefulConnection,
 {
-    let mut connection = std::pin::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful();
-            connection.await
+    let mut connection = Box::pin(connection);
+    async move {
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = shutdown.cancelled() => {
+                connection.as_mut().graceful();
+                connection.await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "connection ended with an error");
         }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, "connection ended with an error");
     }
 }
 
