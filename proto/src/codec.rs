@@ -1,7 +1,8 @@
 //! The protobuf codec every generated service and client uses: tonic's prost
-//! codec with 1 KiB initial buffers instead of 8 KiB. Buffers grow on demand
-//! (message size limits are set per service), and a server holding tens of
-//! thousands of idle device streams saves ≈ 14 KiB per stream (BENCHMARKS.md).
+//! codec with 256-byte initial buffers instead of 8 KiB. Buffers grow on
+//! demand (message size limits are set per service), and a server holding
+//! tens of thousands of idle device streams saves ≈ 15 KiB per stream
+//! (BENCHMARKS.md).
 
 use std::marker::PhantomData;
 
@@ -10,7 +11,7 @@ use tonic::codec::{BufferSettings, Codec};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 /// Initial size of the encode and decode buffers.
-const INITIAL_BUFFER: usize = 1024;
+const INITIAL_BUFFER: usize = 256;
 /// Encoded bytes after which a streaming encoder yields (tonic's default).
 const YIELD_THRESHOLD: usize = 32 * 1024;
 
