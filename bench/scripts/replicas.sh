@@ -9,10 +9,15 @@
 # object per run to $OUT, and after it one line per replica: its CPU during
 # the run (ms of user + system time, /proc/PID/stat) and what its relay
 # carried (its /metrics: NOTIFY payloads sent and received — each received
-# payload wakes the relay once — and notices received).
+# payload wakes the relay once — and notices received), and the database's
+# commits during the run (floor included).
 #
 #   cargo build --release -p assent-bench -p assent-server
 #   bash bench/scripts/replicas.sh
+#
+# The servers listen on 127.0.0.1:61061… (above the kernel's ephemeral
+# range, so client ports of an earlier run still in TIME_WAIT never take
+# them), their metrics on 127.0.0.1:9161…
 #
 # Knobs: ADMIN_URL, DB, REPLICAS, CONCURRENCY (64), DURATION (10), OUT.
 set -euo pipefail
@@ -34,6 +39,8 @@ stop() {
   pids=()
 }
 trap stop EXIT
+# Commits of the bench database so far.
+commits() { psql "$ADMIN_URL/postgres" -tAc "SELECT xact_commit FROM pg_stat_database WHERE datname = '$DB'"; }
 # User + system clock ticks of a process so far.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
@@ -45,7 +52,7 @@ for n in $REPLICAS; do
   [ -n "$key" ] || { echo "no API key from app create" >&2; exit 1; }
   urls=()
   for i in $(seq 1 "$n"); do
-    port=$((50060 + i))
+    port=$((61060 + i))
     ASSENT_METRICS_LISTEN="127.0.0.1:$((9160 + i))" ASSENT_CREATE_RATE_PER_SECOND=1000000 ASSENT_CREATE_BURST=1000000 \
       ASSENT_PUSH_UNANSWERED_LIMIT=1000000 "$SERVER" --database-url "$URL" --listen "127.0.0.1:$port" \
       >"$HERE/target/replica-$i.log" 2>&1 &
@@ -53,7 +60,7 @@ for n in $REPLICAS; do
     urls+=("http://127.0.0.1:$port")
   done
   for i in $(seq 1 "$n"); do
-    port=$((50060 + i))
+    port=$((61060 + i))
     for _ in $(seq 1 100); do
       (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
       sleep 0.1
@@ -63,9 +70,13 @@ for n in $REPLICAS; do
   echo "[replicas $(date -u +%H:%M:%S)] load $(cut -d' ' -f1-3 /proc/loadavg): $n replica(s)" >&2
   cpu_before=()
   for pid in "${pids[@]}"; do cpu_before+=("$(cpu_ticks "$pid")"); done
+  commits_before=$(commits)
   "$BENCH" flows --server "$servers" --api-key "$key" --ceiling-database-url "$URL" \
     --ceiling-clients 16 \
     --concurrency "$CONCURRENCY" --duration "$DURATION" --json | tee -a "$OUT"
+  # The database's commits during the run (the floor's and the load's):
+  # how well each replica's group commit still batches.
+  printf '{"replicas":%d,"database_commits":%d}\n' "$n" $(( $(commits) - commits_before )) | tee -a "$OUT"
   for i in $(seq 1 "$n"); do
     pid=${pids[$((i - 1))]}
     ticks=$(( $(cpu_ticks "$pid") - ${cpu_before[$((i - 1))]} ))
