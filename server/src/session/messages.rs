@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use ed25519_dalek::Signature;
 
+use super::{MESSAGE_BURST, MESSAGES_PER_SECOND};
 use crate::domain::transaction::WithdrawReason;
-use crate::domain::{Device, DeviceId, InputError, Transaction, TransactionId};
-use crate::service::{DecisionInput, ServiceError};
+use crate::domain::{Device, DeviceId, InputError, Notice, Transaction, TransactionId};
+use crate::notify::SessionEnd;
+use crate::service::{DecisionInput, Refused, RefusedExt as _, ServiceError};
 
 /// A message from the device, parsed at the transport.
 #[derive(Debug)]
@@ -96,4 +98,49 @@ pub enum ToDevice {
         /// Suggested delay before reconnecting.
         reconnect_after_ms: u32,
     },
+}
+
+/// What a withdrawal tells the device.
+pub(super) fn cancellation(notice: &Notice) -> Option<ToDevice> {
+    let Notice::Withdraw {
+        transaction_id,
+        reason,
+        ..
+    } = notice
+    else {
+        return None;
+    };
+    Some(ToDevice::Withdrawn {
+        transaction_id: *transaction_id,
+        reason: *reason,
+    })
+}
+
+/// The error a stream that sends too fast ends with.
+pub(super) fn flooded(wait: std::time::Duration) -> ServiceError {
+    ServiceError::ResourceExhausted(
+        Refused::new(
+            "MESSAGE_RATE",
+            format!(
+                "this stream sent more than {MESSAGE_BURST} messages at once or {MESSAGES_PER_SECOND} \
+                 a second; reconnect and send less"
+            ),
+        )
+        .retry_after(wait),
+    )
+}
+
+/// The error a session ended by the notifier closes with.
+pub(super) fn ended(reason: SessionEnd) -> ServiceError {
+    match reason {
+        SessionEnd::Revoked => ServiceError::device_revoked(),
+        SessionEnd::FellBehind => ServiceError::TryAgain(
+            "the device did not keep up with its stream; reconnect".to_owned(),
+        ),
+        SessionEnd::Replaced => ServiceError::Aborted(
+            "this device opened a newer stream, which replaces this one (one live stream per \
+             device)"
+                .to_owned(),
+        ),
+    }
 }

@@ -9,14 +9,15 @@ use futures::stream::BoxStream;
 use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
+use super::messages::{cancellation, ended, flooded};
 use super::{
     CLOSE_GRACE, FromDevice, HEARTBEAT, HELLO_TIMEOUT, MESSAGE_BURST, MESSAGES_PER_SECOND,
     Outbound, RECONNECT_AFTER_MS, SessionIo, ToDevice,
 };
 use crate::domain::rate::TokenBucket;
 use crate::domain::{Device, Notice, Transaction, TransactionId, secure_rng};
-use crate::notify::{Delivery, DeviceRegistration, SessionEnd};
-use crate::service::{Refused, RefusedExt as _, ServiceError, Services, reason};
+use crate::notify::{Delivery, DeviceRegistration};
+use crate::service::{Refused, ServiceError, Services, reason};
 
 /// The state of one device stream (its inbound half is owned by
 /// [`DeviceSession::run`]).
@@ -354,50 +355,5 @@ impl DeviceSession {
             ),
         };
         self.send(answer).await
-    }
-}
-
-/// What a withdrawal tells the device.
-fn cancellation(notice: &Notice) -> Option<ToDevice> {
-    let Notice::Withdraw {
-        transaction_id,
-        reason,
-        ..
-    } = notice
-    else {
-        return None;
-    };
-    Some(ToDevice::Withdrawn {
-        transaction_id: *transaction_id,
-        reason: *reason,
-    })
-}
-
-/// The error a stream that sends too fast ends with.
-fn flooded(wait: std::time::Duration) -> ServiceError {
-    ServiceError::ResourceExhausted(
-        Refused::new(
-            "MESSAGE_RATE",
-            format!(
-                "this stream sent more than {MESSAGE_BURST} messages at once or {MESSAGES_PER_SECOND} \
-                 a second; reconnect and send less"
-            ),
-        )
-        .retry_after(wait),
-    )
-}
-
-/// The error a session ended by the notifier closes with.
-fn ended(reason: SessionEnd) -> ServiceError {
-    match reason {
-        SessionEnd::Revoked => ServiceError::device_revoked(),
-        SessionEnd::FellBehind => ServiceError::TryAgain(
-            "the device did not keep up with its stream; reconnect".to_owned(),
-        ),
-        SessionEnd::Replaced => ServiceError::Aborted(
-            "this device opened a newer stream, which replaces this one (one live stream per \
-             device)"
-                .to_owned(),
-        ),
     }
 }
