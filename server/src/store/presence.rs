@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::StoreResult;
 use super::codec::{StoredTime, StoredUuid};
 use super::engine::{Engine, connection};
+use super::queries::Statement;
 use crate::domain::{ApplicationId, DeviceId, UserId};
 
 /// What a replica listens to of an application (a `listeners` row's kind).
@@ -195,14 +196,14 @@ impl<E: Engine> PresenceStore for E {
         interest: Interest,
         replica: Uuid,
     ) -> StoreResult<()> {
-        let mut conn = connection::<E>(self.writer()).await?;
-        let row = (app, interest.as_str().to_owned(), StoredUuid(replica));
-        E::queries()
-            .listen_application
-            .execute(&mut *conn, row)
-            .await
-            .map_err(E::error)?;
-        Ok(())
+        listener_row(
+            self,
+            &E::queries().listen_application,
+            app,
+            interest,
+            replica,
+        )
+        .await
     }
 
     async fn application_unlistened(
@@ -211,13 +212,27 @@ impl<E: Engine> PresenceStore for E {
         interest: Interest,
         replica: Uuid,
     ) -> StoreResult<()> {
-        let mut conn = connection::<E>(self.writer()).await?;
-        let row = (app, interest.as_str().to_owned(), StoredUuid(replica));
-        E::queries()
-            .unlisten_application
-            .execute(&mut *conn, row)
-            .await
-            .map_err(E::error)?;
-        Ok(())
+        listener_row(
+            self,
+            &E::queries().unlisten_application,
+            app,
+            interest,
+            replica,
+        )
+        .await
     }
+}
+
+/// Inserts or deletes (`statement`) one `listeners` row.
+async fn listener_row<E: Engine>(
+    store: &E,
+    statement: &'static Statement<(ApplicationId, String, StoredUuid)>,
+    app: ApplicationId,
+    interest: Interest,
+    replica: Uuid,
+) -> StoreResult<()> {
+    let mut conn = connection::<E>(store.writer()).await?;
+    let row = (app, interest.as_str().to_owned(), StoredUuid(replica));
+    statement.execute(&mut *conn, row).await.map_err(E::error)?;
+    Ok(())
 }
