@@ -21,6 +21,24 @@ fn push_to(user: &str) -> CreatePushAuthenticationRequest {
     }
 }
 
+/// Reads `events` until `transaction_id`'s event of `kind` (within 10 s).
+async fn until_event(
+    events: &mut tonic::Streaming<assent_proto::v1::Event>,
+    transaction_id: &str,
+    kind: &str,
+    what: &str,
+) {
+    within(10, what, async {
+        loop {
+            let event = events.message().await.expect("stream").expect("open");
+            if event.transaction_id == transaction_id && event.r#type == kind {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_created_on_one_replica_reaches_a_device_on_another_and_back() {
     let db = TestDb::create().await;
@@ -59,19 +77,11 @@ async fn a_push_created_on_one_replica_reaches_a_device_on_another_and_back() {
         panic!("expected a decision result");
     };
     assert_eq!(result.state(), TransactionState::Accepted);
-    within(
-        10,
+    until_event(
+        &mut events_b,
+        &created.transaction_id,
+        "transaction.accepted",
         "B's subscriber to see the outcome decided on A",
-        async {
-            loop {
-                let event = events_b.message().await.expect("stream").expect("open");
-                if event.transaction_id == created.transaction_id
-                    && event.r#type == "transaction.accepted"
-                {
-                    return;
-                }
-            }
-        },
     )
     .await;
 
@@ -320,16 +330,12 @@ async fn a_replica_receives_only_the_notices_it_needs() {
     let Some(Body::Cancellation(_)) = alice_stream.next().await.expect("stream") else {
         panic!("the cancellation on B must reach alice's device on A");
     };
-    within(10, "C's subscriber to read the cancellation", async {
-        loop {
-            let event = events_c.message().await.unwrap().unwrap();
-            if event.transaction_id == push.transaction_id
-                && event.r#type == "transaction.cancelled"
-            {
-                return;
-            }
-        }
-    })
+    until_event(
+        &mut events_c,
+        &push.transaction_id,
+        "transaction.cancelled",
+        "C's subscriber to read the cancellation",
+    )
     .await;
 
     // A waiter on C gets an outcome decided on B at once (its slow re-read
