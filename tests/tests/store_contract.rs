@@ -729,6 +729,58 @@ async fn lookups_matching_an_open_otp_take_no_strike(db: TestDb) {
     assert_eq!(reserve(Some(matching)).await, Reservation::CoolingOff);
 }
 
+async fn a_scan_without_a_reservation_waits_out_the_cooling_off(db: TestDb) {
+    let c = Case::new(&db).await;
+    let (phone, tablet) = (c.device("alice").await, c.device("alice").await);
+    let window = StrikeWindow::new(5, FIVE_MINUTES, c.at);
+    for _ in 0..5 {
+        let reserved = c.s().reserve_otp_attempt(phone.id, &window, None).await;
+        assert!(reserved.unwrap().is_allowed());
+    }
+    // The phone cools off: its scans decided without a reservation fail
+    // their guard at commit and change nothing, the tablet's apply — alone
+    // and concurrently (PostgreSQL puts concurrent changes in one batch,
+    // where each fails only on its own guard).
+    let (t, otp) = c.login().await;
+    let cooling = t.scan_unreserved(&phone, &otp, [9; 32], window).unwrap();
+    assert_eq!(cooling.guard.otp_lookups, Some(window));
+    assert!(!c.apply(&cooling).await, "a cooling-off device's scan");
+    c.holds(&t).await;
+    let mut scans = Vec::new();
+    for n in 0..16 {
+        let (t, otp) = c.login().await;
+        let device = if n % 2 == 0 { &phone } else { &tablet };
+        let scan = t.scan_unreserved(device, &otp, [9; 32], window).unwrap();
+        let store = Arc::clone(&c.store);
+        scans.push((n, tokio::spawn(async move { store.apply(&scan).await })));
+    }
+    for (n, scan) in scans {
+        let applied = scan.await.unwrap().unwrap();
+        assert_eq!(
+            applied,
+            n % 2 == 1,
+            "scan {n} (the phone's are the even ones)"
+        );
+    }
+    // Under the reservation's condition: a window that is over, or a
+    // limit above the strikes taken, lets the same scan through; so does a
+    // scan whose lookup was reserved (no such guard).
+    let over = StrikeWindow {
+        over_if_opened_by: c.at,
+        ..window
+    };
+    let scan = t.scan_unreserved(&phone, &otp, [9; 32], over).unwrap();
+    assert!(c.apply(&scan).await, "the window is over");
+    let (t, otp) = c.login().await;
+    let higher = StrikeWindow { limit: 6, ..window };
+    let scan = t.scan_unreserved(&phone, &otp, [9; 32], higher).unwrap();
+    assert!(c.apply(&scan).await, "five strikes of six");
+    let (t, otp) = c.login().await;
+    let reserved = t.scan(&phone, &otp, [9; 32], c.at).unwrap();
+    assert_eq!(reserved.guard.otp_lookups, None);
+    assert!(c.apply(&reserved).await, "a reserved scan");
+}
+
 async fn one_open_push_per_user_and_the_push_history(db: TestDb) {
     let c = Case::new(&db).await;
     let s = |n| c.at + seconds(n);
@@ -849,6 +901,7 @@ assent_tests::on_both_engines!(
     otp_lookups_are_reserved_atomically_within_their_window,
     an_otp_reservation_reads_the_transaction_only_once_allowed,
     lookups_matching_an_open_otp_take_no_strike,
+    a_scan_without_a_reservation_waits_out_the_cooling_off,
     one_open_push_per_user_and_the_push_history,
     overdue_transactions_are_the_open_ones_past_their_expiry,
     open_confirmations_are_the_devices_scans_and_its_users_pushes,

@@ -27,6 +27,23 @@ use crate::store::{OtpLookup, Reservation, Store};
 /// another application's or another user's); it also slows guessing.
 pub const OTP_REFUSAL_FLOOR: std::time::Duration = std::time::Duration::from_millis(3);
 
+/// What a device's stream knows of the device's OTP lookups when it hands
+/// in the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupStanding {
+    /// Nothing (a new stream, or its last OTP was refused): the submission
+    /// is reserved first, like every lookup.
+    Unknown,
+    /// Every OTP this stream handed in since one was allowed after a
+    /// reservation was valid. A valid OTP of a transaction created on this
+    /// replica may then be scanned without the reservation's round trip:
+    /// the scan's commit itself requires that the device is not cooling
+    /// off. Only such a stream may skip it, so a device cooling off cannot
+    /// learn from how long a refusal takes whether its guess was right
+    /// (a right guess would have tried the commit first).
+    Clear,
+}
+
 /// A parsed signed decision.
 #[derive(Debug, Clone)]
 pub struct DecisionInput {
@@ -159,15 +176,33 @@ impl ConfirmationService {
 
     /// Binds the OTP's transaction to `device` (PENDING → SCANNED) and
     /// returns it with a fresh confirmation nonce.
-    #[instrument(skip_all, fields(device_id = %device.id))]
     pub async fn submit_otp<R: RngCore + CryptoRng + Send>(
         &self,
         device: &Device,
         otp_text: &str,
         rng: &mut R,
     ) -> Result<Transaction, ServiceError> {
+        self.submit_otp_from(device, otp_text, rng, LookupStanding::Unknown)
+            .await
+    }
+
+    /// [`ConfirmationService::submit_otp`] from a stream whose `standing`
+    /// may let a valid OTP skip its reservation.
+    #[instrument(skip_all, fields(device_id = %device.id))]
+    pub async fn submit_otp_from<R: RngCore + CryptoRng + Send>(
+        &self,
+        device: &Device,
+        otp_text: &str,
+        rng: &mut R,
+        standing: LookupStanding,
+    ) -> Result<Transaction, ServiceError> {
         let arrived = tokio::time::Instant::now();
         let now = self.clock.now();
+        if standing == LookupStanding::Clear
+            && let Some(scanned) = self.scan_unreserved(device, otp_text, rng).await?
+        {
+            return Ok(scanned);
+        }
         // Every submission is reserved first, atomically: one that does not
         // match an open OTP takes a strike, so parallel streams of one
         // device cannot look up more wrong OTPs than the limit, while its
@@ -230,6 +265,40 @@ impl ConfirmationService {
                 Err(error)
             }
         }
+    }
+
+    /// The scan of a valid OTP of a transaction this replica created,
+    /// decided on the copy it kept and committed with the reservation's
+    /// condition as a guard (one round trip instead of two). `None` if
+    /// anything is off — no copy, an invalid OTP, the transaction changed,
+    /// a guard failed — and then nothing was changed: the reserved path
+    /// decides the submission.
+    async fn scan_unreserved<R: RngCore + CryptoRng + Send>(
+        &self,
+        device: &Device,
+        otp_text: &str,
+        rng: &mut R,
+    ) -> Result<Option<Transaction>, ServiceError> {
+        let Ok(otp) = Otp::parse(otp_text) else {
+            return Ok(None);
+        };
+        let Some(copy) = self
+            .writer
+            .take_created_otp(device.application_id, otp.id())
+        else {
+            return Ok(None);
+        };
+        let mut nonce = [0u8; 32];
+        rng.fill_bytes(&mut nonce);
+        let window = StrikeWindow::at(self.clock.now());
+        let Ok(change) = copy.scan_unreserved(device, &otp, nonce, window) else {
+            return Ok(None);
+        };
+        if !self.writer.commit(&change).await? {
+            return Ok(None);
+        }
+        tracing::info!(transaction_id = %change.after.id, "transaction scanned");
+        Ok(Some(change.after))
     }
 
     /// Applies a signed decision of a device holding the confirmation.

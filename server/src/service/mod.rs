@@ -40,7 +40,7 @@ pub use audit::{AuditReport, AuditService, Finding};
 pub use ciba::{CibaError, CibaService};
 pub use ciba_notify::{CibaNotifier, NotifySettings};
 pub use ciba_tokens::IdTokenSigner;
-pub use confirmations::{ConfirmationService, DecisionInput, DecisionOutcome};
+pub use confirmations::{ConfirmationService, DecisionInput, DecisionOutcome, LookupStanding};
 pub use creation_limiter::CreationLimiter;
 pub use directory::{DeviceView, DirectoryService, LEASE_RENEWAL, REPLICA_LEASE};
 pub use enrollment::{EnrollInput, EnrollmentService};

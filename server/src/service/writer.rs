@@ -2,13 +2,15 @@
 //! apply the change with its compare-and-set, count it, publish what was
 //! applied.
 
-use std::sync::Arc;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 
 use super::ServiceError;
 use crate::domain::{
-    ApplicationId, Change, Clock, Refusal, Transaction, TransactionId, TransactionState,
+    ApplicationId, Change, Clock, Refusal, Transaction, TransactionId, TransactionKind,
+    TransactionState,
 };
 use crate::metrics::{FlowStep, Metrics};
 use crate::notify::Notifier;
@@ -18,6 +20,12 @@ use crate::store::Store;
 /// transaction changes at most three times in its life, so a fourth loss
 /// means something else is wrong.
 const ATTEMPTS: usize = 4;
+
+/// OTP transactions this writer created that are remembered for their
+/// scan, at most: the newest, each taken by the first scan that asks.
+/// Enough for the creations of a few seconds under load; a transaction
+/// forgotten (or created on another replica) is scanned the reserved way.
+const RECENT_OTPS: NonZeroUsize = NonZeroUsize::MIN.saturating_add(1023);
 
 /// Why [`TransactionWriter::update`] did not apply a change.
 #[derive(Debug)]
@@ -37,6 +45,8 @@ pub struct TransactionWriter {
     notifier: Arc<Notifier>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    /// OTP transactions created here, as created (see [`RECENT_OTPS`]).
+    recent_otps: Mutex<lru::LruCache<TransactionId, Transaction>>,
 }
 
 impl TransactionWriter {
@@ -52,7 +62,19 @@ impl TransactionWriter {
             notifier,
             clock,
             metrics,
+            recent_otps: Mutex::new(lru::LruCache::new(RECENT_OTPS)),
         }
+    }
+
+    /// Takes the OTP transaction `id` of `app` as this writer created it,
+    /// if it still remembers it: a copy to decide a scan on without reading
+    /// it (the compare-and-set makes a stale one harmless).
+    pub fn take_created_otp(&self, app: ApplicationId, id: TransactionId) -> Option<Transaction> {
+        self.recent_otps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop(&id)
+            .filter(|t| t.application_id == app)
     }
 
     /// Applies a change and publishes it; `false` if its compare-and-set or
@@ -63,6 +85,12 @@ impl TransactionWriter {
         }
         if change.expected.is_none() {
             self.metrics.transaction_created(change.after.kind);
+            if change.after.kind == TransactionKind::Otp {
+                self.recent_otps
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .put(change.after.id, change.after.clone());
+            }
         }
         if change.after.state.is_terminal() {
             self.metrics.transaction_ended(change.after.state);

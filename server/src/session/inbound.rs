@@ -2,10 +2,11 @@
 //! case each.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::{DeviceSession, ToDevice};
 use crate::domain::{Device, secure_rng};
-use crate::service::{DecisionInput, ServiceError};
+use crate::service::{DecisionInput, LookupStanding, ServiceError};
 
 /// A refusal that keeps the stream open.
 pub(super) fn rejection(request_id: u64, transaction_id: &str, error: ServiceError) -> ToDevice {
@@ -19,11 +20,17 @@ pub(super) fn rejection(request_id: u64, transaction_id: &str, error: ServiceErr
 impl DeviceSession {
     /// An OTP handed in: a confirmation request, or a rejection.
     pub(super) async fn submit_otp(&self, device: &Device, request_id: u64, otp: &str) -> ToDevice {
+        let standing = if self.lookups.load(Ordering::Relaxed) {
+            LookupStanding::Clear
+        } else {
+            LookupStanding::Unknown
+        };
         let scanned = self
             .services
             .confirmations
-            .submit_otp(device, otp, &mut secure_rng())
+            .submit_otp_from(device, otp, &mut secure_rng(), standing)
             .await;
+        self.lookups.store(scanned.is_ok(), Ordering::Relaxed);
         match scanned {
             Ok(transaction) => {
                 self.remember(&transaction);

@@ -2,6 +2,7 @@
 //! device, the notifier and the heartbeat until one of them ends it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
@@ -32,6 +33,10 @@ pub struct DeviceSession {
     /// The confirmations this device was last sent, as sent: a decision on
     /// one of them starts from it instead of reading it again.
     held: Mutex<HashMap<TransactionId, Transaction>>,
+    /// Whether every OTP this stream handed in since one was allowed
+    /// after a reservation was valid: only then may the next skip the
+    /// reservation (see [`crate::service::LookupStanding`]).
+    pub(super) lookups: AtomicBool,
 }
 
 /// Confirmations remembered per session at most.
@@ -107,6 +112,7 @@ impl DeviceSession {
             send_deadline,
             ending: CancellationToken::new(),
             held: Mutex::new(HashMap::new()),
+            lookups: AtomicBool::new(false),
         };
         session.serve(&mut inbound).await;
     }

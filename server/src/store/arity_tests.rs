@@ -268,6 +268,7 @@ fn named_binders_bind_as_many_distinct_parameters_as_they_declare() {
         guard: Guard {
             device_unrevoked: Some(phone.id),
             unexpired_at: Some(now),
+            otp_lookups: Some(StrikeWindow::at(now)),
         },
         event: NewEvent {
             application_id: after.application_id,

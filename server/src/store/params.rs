@@ -74,14 +74,14 @@ tuple_bind!(10; A, B, C, D, E, F, G, H, I, J);
 
 /// The parameters of every statement that writes a change: the
 /// transaction's columns in table order (`$1`–`$22`), its event
-/// (`$23`–`$28`) and the compare-and-set and guards (`$29`–`$31`). The
+/// (`$23`–`$28`) and the compare-and-set and guards (`$29`–`$33`). The
 /// event's application and transaction are the transaction's `$2` and `$1`.
 #[derive(Clone, Copy)]
 pub(crate) struct ChangeParams<'a>(pub &'a Change);
 
 impl Bind for ChangeParams<'_> {
     #[cfg(test)]
-    const ARITY: usize = 31;
+    const ARITY: usize = 33;
 
     fn bind<S: Sink>(self, s: &mut S) {
         let Change {
@@ -132,6 +132,12 @@ impl Bind for ChangeParams<'_> {
         s.bind("expected_version", *expected);
         s.bind("guard_device_unrevoked", guard.device_unrevoked);
         s.bind("guard_unexpired_at", guard.unexpired_at.map(StoredTime));
+        let lookups = guard.otp_lookups.as_ref();
+        s.bind("guard_otp_lookup_limit", lookups.map(|w| w.limit));
+        s.bind(
+            "guard_otp_window_over_if_opened_by",
+            lookups.map(|w| StoredTime(w.over_if_opened_by)),
+        );
     }
 }
 

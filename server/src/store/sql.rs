@@ -19,18 +19,39 @@ use crate::store::rows::{device_columns, event_columns, transaction_columns};
 /// statement: atomic under the row lock on both engines.
 macro_rules! reserve_otp_attempt {
     () => {
-        "UPDATE devices SET \
+        concat!(
+            "UPDATE devices SET \
        otp_strikes = CASE WHEN otp_window_start IS NULL OR otp_window_start <= $3 \
          THEN 0 ELSE otp_strikes END \
          + CASE WHEN EXISTS (SELECT 1 FROM transactions WHERE id = $5 AND application_id = $6 \
              AND state = 'PENDING' AND otp_hash = $7) THEN 0 ELSE 1 END, \
        otp_window_start = CASE WHEN otp_window_start IS NULL OR otp_window_start <= $3 \
          THEN $4 ELSE otp_window_start END \
-     WHERE id = $1 \
-       AND (otp_window_start IS NULL OR otp_window_start <= $3 OR otp_strikes < $2)"
+     WHERE id = $1 AND ",
+            $crate::store::sql::otp_lookup_allowed!("$2", "$3")
+        )
     };
 }
 pub(crate) use reserve_otp_attempt;
+
+/// Whether a device row may look up an OTP: it is not cooling off — its
+/// window is over (opened at or before `$over`) or holds fewer than
+/// `$limit` strikes. The reservation takes a lookup under it; a scan
+/// decided without a reservation (`Guard::otp_lookups`, its limit and
+/// window start bound) requires it at commit, the same condition read
+/// rather than taken, as a valid OTP takes no strike.
+macro_rules! otp_lookup_allowed {
+    ($limit:literal, $over:literal) => {
+        concat!(
+            "(otp_window_start IS NULL OR otp_window_start <= ",
+            $over,
+            " OR otp_strikes < ",
+            $limit,
+            ")"
+        )
+    };
+}
+pub(crate) use otp_lookup_allowed;
 
 /// The checkpoint columns.
 macro_rules! checkpoint_columns {

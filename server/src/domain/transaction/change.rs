@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::aggregate::Transaction;
 use super::state::{EventType, Reason, WithdrawReason};
+use crate::domain::rate::StrikeWindow;
 use crate::domain::{ApplicationId, DeviceId, TransactionId, UserId};
 
 /// One decided change of one transaction, applied atomically by the store.
@@ -34,6 +35,13 @@ pub struct Guard {
     pub device_unrevoked: Option<DeviceId>,
     /// The transaction must not have expired at this time.
     pub unexpired_at: Option<DateTime<Utc>>,
+    /// The device (`device_unrevoked`) must not be cooling off from wrong
+    /// OTPs under this window: set on a scan decided without a reservation
+    /// (see [`Transaction::scan_unreserved`]), so that one still waits out
+    /// the window like every other lookup.
+    ///
+    /// [`Transaction::scan_unreserved`]: super::aggregate::Transaction::scan_unreserved
+    pub otp_lookups: Option<StrikeWindow>,
 }
 
 /// An event about to be appended.

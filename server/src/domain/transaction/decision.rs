@@ -8,6 +8,7 @@ use super::aggregate::{Refusal, SignedAnswer, Transaction};
 use super::change::{Change, Guard, Notice};
 use super::state::{Reason, TransactionKind, TransactionState, WithdrawReason};
 use crate::domain::device::Device;
+use crate::domain::rate::StrikeWindow;
 use crate::domain::{DenyReason, InputError, Otp};
 
 /// A signed decision as the device sent it.
@@ -59,9 +60,31 @@ impl Transaction {
         change.guard = Guard {
             device_unrevoked: Some(device.id),
             unexpired_at: Some(now),
+            otp_lookups: None,
         };
         // A valid OTP took no strike (the reservation matched it), so it
         // gives none back.
+        Ok(change)
+    }
+
+    /// [`Transaction::scan`] decided on a copy the server already held,
+    /// without reserving the lookup first (one round trip fewer): the
+    /// change then also requires, at commit, that the device is not
+    /// cooling off from wrong OTPs under `window` — the reservation's
+    /// condition, which a valid OTP takes no strike under — so a device
+    /// that is waiting out its window waits on this path too. A change that
+    /// fails that guard, or finds the transaction no longer at this
+    /// version, has changed nothing; the caller then takes the reserved
+    /// path, which decides the submission as if this one never ran.
+    pub fn scan_unreserved(
+        &self,
+        device: &Device,
+        otp: &Otp,
+        nonce: [u8; 32],
+        window: StrikeWindow,
+    ) -> Result<Change, Refusal> {
+        let mut change = self.scan(device, otp, nonce, window.now)?;
+        change.guard.otp_lookups = Some(window);
         Ok(change)
     }
 
@@ -138,6 +161,7 @@ impl Transaction {
         change.guard = Guard {
             device_unrevoked: Some(device.id),
             unexpired_at: Some(now),
+            otp_lookups: None,
         };
         // The other devices of a push's user drop the request.
         if let Some(audience) = self.holders(Some(device.id)) {

@@ -380,7 +380,9 @@ async fn run(conn: &mut PgConnection, batch: &[Job]) -> Result<HashSet<usize>, s
         .bind(rows().map(|r| r.event_at).collect::<Vec<_>>())
         .bind(rows().map(|r| r.expected).collect::<Vec<_>>())
         .bind(rows().map(|r| r.guard_device).collect::<Vec<_>>())
-        .bind(rows().map(|r| r.guard_unexpired_at).collect::<Vec<_>>());
+        .bind(rows().map(|r| r.guard_unexpired_at).collect::<Vec<_>>())
+        .bind(rows().map(|r| r.guard_lookup_limit).collect::<Vec<_>>())
+        .bind(rows().map(|r| r.guard_lookup_over).collect::<Vec<_>>());
     let applied = query.fetch_all(conn).await?;
     Ok(applied
         .into_iter()

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::domain::Change;
 use crate::store::rows::{choices_text, transaction_columns, verdict_text};
+use crate::store::sql::otp_lookup_allowed;
 
 /// How the writing connection plans [`BATCH`]: once (a generic plan),
 /// and along the primary keys whatever the statistics say (a plan made
@@ -30,17 +31,19 @@ pub(super) const BATCH: &str = concat!(
        $11::bytea[], $12::bytea[], $13::int2[], $14::text[], $15::timestamptz[], \
        $16::timestamptz[], $17::timestamptz[], $18::int8[], $19::bytea[], $20::text[], \
        $21::text[], $22::int2[], $23::text[], $24::text[], $25::uuid[], $26::text[], \
-       $27::bool[], $28::timestamptz[], $29::int8[], $30::uuid[], $31::timestamptz[]) \
+       $27::bool[], $28::timestamptz[], $29::int8[], $30::uuid[], $31::timestamptz[], \
+       $32::int8[], $33::timestamptz[]) \
        WITH ORDINALITY AS c (id, application_id, kind, state, user_id, device_id, \
        reason, message, context, otp_hash, nonce, decision_signature, match_number, \
        number_choices, created_at, expires_at, completed_at, version, binding, decision, \
        decision_reason, picked_number, event_type, event_user_id, event_device_id, \
        event_reason, event_fraud_reported, event_at, expected, guard_device, \
-       guard_unexpired_at, n)), ",
+       guard_unexpired_at, guard_lookup_limit, guard_lookup_over, n)), ",
     // Every device a change guards, locked in id
     // order before any transaction row: a concurrent revocation either
     // committed first and is seen, or waits for this batch.
-    "d AS MATERIALIZED (SELECT id, application_id, revoked_at FROM devices \
+    "d AS MATERIALIZED (SELECT id, application_id, revoked_at, otp_strikes, \
+       otp_window_start FROM devices \
        WHERE id = ANY($30::uuid[]) ORDER BY id FOR NO KEY UPDATE), ",
     // The compare-and-set and guards of each change to a stored
     // transaction; the uncorrelated `count(*)` runs once, first.
@@ -54,7 +57,10 @@ pub(super) const BATCH: &str = concat!(
          AND c.expected IS NOT NULL AND t.id = c.id AND t.application_id = c.application_id \
          AND t.version = c.expected \
          AND (c.guard_device IS NULL OR EXISTS (SELECT 1 FROM d WHERE d.id = c.guard_device \
-           AND d.application_id = c.application_id AND d.revoked_at IS NULL)) \
+           AND d.application_id = c.application_id AND d.revoked_at IS NULL \
+           AND (c.guard_lookup_limit IS NULL OR ",
+    otp_lookup_allowed!("c.guard_lookup_limit", "c.guard_lookup_over"),
+    "))) \
          AND (c.guard_unexpired_at IS NULL OR t.expires_at > c.guard_unexpired_at) \
        RETURNING c.n), ",
     "i AS (INSERT INTO transactions (",
@@ -109,6 +115,8 @@ pub(super) struct Row {
     pub(super) expected: Option<i64>,
     pub(super) guard_device: Option<Uuid>,
     pub(super) guard_unexpired_at: Option<DateTime<Utc>>,
+    pub(super) guard_lookup_limit: Option<i64>,
+    pub(super) guard_lookup_over: Option<DateTime<Utc>>,
 }
 
 impl Row {
@@ -154,6 +162,8 @@ impl Row {
             expected: *expected,
             guard_device: guard.device_unrevoked.map(|d| d.as_uuid()),
             guard_unexpired_at: guard.unexpired_at,
+            guard_lookup_limit: guard.otp_lookups.map(|w| w.limit),
+            guard_lookup_over: guard.otp_lookups.map(|w| w.over_if_opened_by),
         }
     }
 }

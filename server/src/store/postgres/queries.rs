@@ -1,6 +1,6 @@
 //! The statements PostgreSQL runs in its own dialect. A change's write is
 //! bound by [`crate::store::params::ChangeParams`] (`$1`–`$22` the
-//! transaction, `$23`–`$28` its event, `$29`–`$31` the compare-and-set and
+//! transaction, `$23`–`$28` its event, `$29`–`$33` the compare-and-set and
 //! guards) and is one statement: the compare-and-set, its guards and the
 //! event.
 //!
@@ -11,7 +11,7 @@
 
 use crate::store::queries::{DialectQueries, Reserve, Statement};
 use crate::store::rows::{event_columns, transaction_columns};
-use crate::store::sql::reserve_otp_attempt;
+use crate::store::sql::{otp_lookup_allowed, reserve_otp_attempt};
 
 /// The position of the next event this database transaction appends: its
 /// transaction id shifted left 20 bits, plus a per-transaction ordinal kept
@@ -50,7 +50,8 @@ pub(super) fn dialect() -> DialectQueries {
             append_event!()
         )),
         // Writes the changed columns if the version is still `$29`, the
-        // device `$30` (if any) is the application's and unrevoked — its row
+        // device `$30` (if any) is the application's, unrevoked and, when
+        // `$32` and `$33` are given, not cooling off from wrong OTPs — its row
         // locked `FOR NO KEY UPDATE`, so a concurrent revocation either
         // committed first and is seen, or waits for this change — and the
         // transaction has not expired at `$31` (if given); appends the
@@ -64,7 +65,9 @@ pub(super) fn dialect() -> DialectQueries {
         // sees the first's version.
         update_transaction: Statement::new(concat!(
             "WITH d AS (SELECT id FROM devices WHERE id = $30 AND application_id = $2 \
-                     AND revoked_at IS NULL FOR NO KEY UPDATE), \
+                     AND revoked_at IS NULL AND ($32::int8 IS NULL OR ",
+            otp_lookup_allowed!("$32", "$33::timestamptz"),
+            ") FOR NO KEY UPDATE), \
              t AS ( \
                UPDATE transactions SET state = $4, user_id = $5, device_id = $6, reason = $7, \
                  otp_hash = $10, nonce = $11, decision_signature = $12, completed_at = $17, \

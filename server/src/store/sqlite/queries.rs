@@ -1,13 +1,13 @@
 //! The statements SQLite runs in its own dialect. A change is written by
 //! up to three statements in one write transaction, all bound by
 //! [`crate::store::params::ChangeParams`] (`$1`–`$22` the transaction,
-//! `$23`–`$28` its event, `$29`–`$31` the compare-and-set and guards). One
+//! `$23`–`$28` its event, `$29`–`$33` the compare-and-set and guards). One
 //! writer connection
 //! serialises every write, so events commit in cursor order.
 
 use crate::store::queries::{DialectQueries, Reserve, Statement};
 use crate::store::rows::{event_columns, transaction_columns};
-use crate::store::sql::reserve_otp_attempt;
+use crate::store::sql::{otp_lookup_allowed, reserve_otp_attempt};
 
 /// SQLite's statements.
 pub(in crate::store) fn dialect() -> DialectQueries {
@@ -19,17 +19,20 @@ pub(in crate::store) fn dialect() -> DialectQueries {
              $17, $18, $19, $20, $21, $22)"
         )),
         // Writes the changed columns if the version is still `$29`, the
-        // device `$30` (if any) is the application's and unrevoked, and the
+        // device `$30` (if any) is the application's, unrevoked and, when
+        // `$32` and `$33` are given, not cooling off from wrong OTPs, and the
         // transaction has not expired at `$31` (if given).
-        update_transaction: Statement::new(
+        update_transaction: Statement::new(concat!(
             "UPDATE transactions SET state = $4, user_id = $5, device_id = $6, reason = $7, \
                otp_hash = $10, nonce = $11, decision_signature = $12, completed_at = $17, \
                version = $18, decision = $20, decision_reason = $21, picked_number = $22 \
              WHERE id = $1 AND application_id = $2 AND version = $29 \
                AND ($30 IS NULL OR EXISTS (SELECT 1 FROM devices WHERE id = $30 \
-                 AND application_id = $2 AND revoked_at IS NULL)) \
-               AND ($31 IS NULL OR expires_at > $31)",
-        ),
+                 AND application_id = $2 AND revoked_at IS NULL AND ($32 IS NULL OR ",
+            otp_lookup_allowed!("$32", "$33"),
+            "))) \
+               AND ($31 IS NULL OR expires_at > $31)"
+        )),
         append_event: Some(Statement::new(
             "INSERT INTO events (application_id, type, transaction_id, user_id, device_id, \
                reason, fraud_reported, occurred_at, binding) \
