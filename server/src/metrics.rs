@@ -86,6 +86,7 @@ pub struct Metrics {
     created: Family<KindLabel, Counter>,
     ended: Family<StateLabel, Counter>,
     otp_refused: Counter,
+    otp_unreserved: Counter,
     enrolled: Counter,
     rpc: Family<RpcLabel, Histogram, fn() -> Histogram>,
     flow: Family<StepLabel, Histogram, fn() -> Histogram>,
@@ -127,6 +128,13 @@ impl Default for Metrics {
             "otp_refused",
             "OTP submissions refused",
             otp_refused.clone(),
+        );
+        let otp_unreserved = Counter::default();
+        registry.register(
+            "otp_scans_unreserved",
+            "OTP scans decided on the copy this replica kept of the transaction it created, \
+             without a reservation",
+            otp_unreserved.clone(),
         );
         let enrolled = Counter::default();
         registry.register("devices_enrolled", "Devices enrolled", enrolled.clone());
@@ -199,6 +207,7 @@ impl Default for Metrics {
             created,
             ended,
             otp_refused,
+            otp_unreserved,
             enrolled,
             rpc,
             flow,
@@ -239,6 +248,11 @@ impl Metrics {
     /// Counts a refused OTP submission.
     pub fn otp_refused(&self) {
         self.otp_refused.inc();
+    }
+
+    /// Counts an OTP scan that skipped its reservation.
+    pub fn otp_scanned_unreserved(&self) {
+        self.otp_unreserved.inc();
     }
 
     /// Counts an enrolled device.

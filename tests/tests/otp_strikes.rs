@@ -3,16 +3,26 @@
 //! four wrong ones among them, are all scanned — while wrong ones stay
 //! bounded to five per window, atomically; once cooled off, even a valid
 //! OTP waits. On the use case, both engines (each replica shares the
-//! device row, so the bound holds on every replica).
+//! device row, so the bound holds on every replica). And the scan that
+//! skips its reservation: taken only by a stream whose OTPs have all been
+//! valid, never by one that had a refusal, and falling back to the
+//! reserved path when the kept copy is stale.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use assent_proto::signing::SignedVerdict;
+use assent_proto::v1::server_message::Body;
+use assent_proto::v1::{
+    CancelTransactionRequest, CreateOtpAuthenticationRequest, CreateOtpAuthenticationResponse,
+};
 use assent_server::domain::{Context, Message};
 use assent_server::service::{CreateOtpInput, ServiceError};
-use assent_tests::{InProcess, TestDb, seeded};
+use assent_tests::{
+    DeviceStream, InProcess, RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client, seeded,
+};
 use chrono::Utc;
 
 fn otp_input() -> CreateOtpInput {
@@ -107,4 +117,98 @@ async fn valid_otps_in_flight_take_no_strikes_and_wrong_ones_stay_bounded(db: Te
     );
 }
 
-assent_tests::on_both_engines!(valid_otps_in_flight_take_no_strikes_and_wrong_ones_stay_bounded);
+async fn create(rp: &mut RpClient) -> CreateOtpAuthenticationResponse {
+    let request = CreateOtpAuthenticationRequest {
+        message: "Log in?".to_owned(),
+        ..Default::default()
+    };
+    rp.create_otp_authentication(request)
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The server's `assent_otp_scans_unreserved_total`.
+async fn unreserved(port: u16) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.unwrap();
+    response
+        .lines()
+        .find_map(|l| l.strip_prefix("assent_otp_scans_unreserved_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no counter: {response}"))
+}
+
+async fn only_a_stream_of_valid_otps_skips_the_reservation(db: TestDb) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = TestServer::start_with(&db, |config| {
+        config.metrics_listen = Some(([127, 0, 0, 1], port).into());
+    })
+    .await;
+    let app = TestApp::create(&db, "Shop").await;
+    let mut rp = rp_client(&server, &app.api_key).await;
+    let phone = TestDevice::enroll(&server, &app, "alice").await;
+    let mut stream = phone.connect(&server).await.unwrap();
+    // Each login to its end: the confirmation and the decision are the
+    // same whichever way the scan went.
+    let mut logins = Vec::new();
+    for _ in 0..5 {
+        logins.push(create(&mut rp).await);
+    }
+    let login = async |stream: &mut DeviceStream, otp: &str| {
+        let request = stream.scan(otp).await;
+        assert_eq!(request.message, "Log in?");
+        let decision = phone.decision(&request, SignedVerdict::Accept, "");
+        match stream.decide(decision).await {
+            Body::DecisionResult(result) => assert!(result.applied, "{result:?}"),
+            other => panic!("{other:?}"),
+        }
+    };
+    // A new stream reserves its first lookup; the next ones skip it.
+    login(&mut stream, &logins[0].otp).await;
+    assert_eq!(unreserved(port).await, 0);
+    login(&mut stream, &logins[1].otp).await;
+    login(&mut stream, &logins[2].otp).await;
+    assert_eq!(unreserved(port).await, 2);
+    // A refusal — an OTP already used — and the stream reserves again
+    // until a lookup is allowed.
+    let Body::Rejection(used) = stream.submit(&logins[0].otp).await else {
+        panic!("a used OTP scanned");
+    };
+    assert_eq!(tonic::Code::from_i32(used.code), tonic::Code::NotFound);
+    login(&mut stream, &logins[3].otp).await;
+    assert_eq!(unreserved(port).await, 2, "reserved after a refusal");
+    // A copy gone stale (the login was cancelled): refused as ever, by the
+    // reserved path.
+    rp.cancel_transaction(CancelTransactionRequest {
+        transaction_id: logins[4].transaction_id.clone(),
+    })
+    .await
+    .unwrap();
+    let Body::Rejection(cancelled) = stream.submit(&logins[4].otp).await else {
+        panic!("a cancelled OTP scanned");
+    };
+    assert_eq!(tonic::Code::from_i32(cancelled.code), tonic::Code::NotFound);
+    assert_eq!(unreserved(port).await, 2);
+    let fresh = create(&mut rp).await;
+    login(&mut stream, &fresh.otp).await;
+    assert_eq!(unreserved(port).await, 2, "reserved after a refusal");
+    let fresh = create(&mut rp).await;
+    login(&mut stream, &fresh.otp).await;
+    assert_eq!(unreserved(port).await, 3);
+}
+
+assent_tests::on_both_engines!(
+    valid_otps_in_flight_take_no_strikes_and_wrong_ones_stay_bounded,
+    only_a_stream_of_valid_otps_skips_the_reservation,
+);

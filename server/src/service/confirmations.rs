@@ -297,6 +297,7 @@ impl ConfirmationService {
         if !self.writer.commit(&change).await? {
             return Ok(None);
         }
+        self.metrics.otp_scanned_unreserved();
         tracing::info!(transaction_id = %change.after.id, "transaction scanned");
         Ok(Some(change.after))
     }
