@@ -13,7 +13,8 @@ use crate::store::sql::otp_lookup_allowed;
 /// How the writing connection plans [`BATCH`]: once (a generic plan),
 /// and along the primary keys whatever the statistics say (a plan made
 /// while the tables were small must not scan them once they are large).
-pub(super) const PLANNING: [(&str, &str); 4] = [
+/// The relay's publishing connection plans its routing statement so too.
+pub(crate) const PLANNING: [(&str, &str); 4] = [
     ("plan_cache_mode", "force_generic_plan"),
     ("enable_seqscan", "off"),
     ("enable_hashjoin", "off"),

@@ -11,6 +11,8 @@
 
 mod batch;
 mod batch_sql;
+
+pub(crate) use batch_sql::PLANNING;
 mod queries;
 
 use std::sync::{Arc, LazyLock};
