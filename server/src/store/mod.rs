@@ -53,8 +53,8 @@ pub use ciba::{
 };
 pub use devices::{DeviceStore, OtpLookup, Reservation};
 pub use events::{EventHead, EventStore};
-pub use postgres::{PgLimits, PgStore};
 pub(crate) use postgres::PLANNING;
+pub use postgres::{PgLimits, PgStore};
 pub use presence::{Interest, PresenceStore};
 pub use records::*;
 pub use server_keys::{ServerKeyRecord, ServerKeyStore};
