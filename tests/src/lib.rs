@@ -9,6 +9,7 @@ pub mod fault_proxy;
 pub mod haproxy;
 pub mod harness;
 pub mod in_process;
+pub mod metrics;
 pub mod pki;
 pub mod raw_http2;
 pub mod tap;

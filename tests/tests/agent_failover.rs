@@ -7,37 +7,13 @@ use std::time::Duration;
 
 use assent_proto::v1::{CreatePushAuthenticationRequest, TransactionState, WaitTransactionRequest};
 use assent_tests::agent::EnrolledAgent;
-use assent_tests::{TestApp, TestDb, TestServer, rp_client, within};
-
-/// A server with its metrics on a port of its own.
-async fn server_with_metrics(db: &TestDb) -> (TestServer, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = TestServer::start_with(db, |config| {
-        config.metrics_listen = Some(([127, 0, 0, 1], port).into());
-    })
-    .await;
-    (server, port)
-}
+use assent_tests::metrics::{metric, server_with_metrics};
+use assent_tests::{TestApp, TestDb, rp_client, within};
 
 /// Device streams this server holds itself (its metrics gauge).
 async fn streams_held(metrics_port: u16) -> u64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut socket) = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port)).await else {
-        return 0;
-    };
-    let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    socket.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    socket.read_to_string(&mut response).await.unwrap();
-    response
-        .lines()
-        .find_map(|line| line.strip_prefix("assent_device_streams "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
+    let held = metric(metrics_port, "assent_device_streams").await;
+    held.map_or(0, |value| value as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

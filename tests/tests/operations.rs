@@ -113,15 +113,7 @@ async fn reflection_lists_and_describes_the_assent_services(db: TestDb) {
 }
 
 async fn prometheus_metrics_count_what_happened(db: TestDb) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = TestServer::start_with(&db, |config| {
-        config.metrics_listen = Some(([127, 0, 0, 1], port).into());
-    })
-    .await;
+    let (server, port) = assent_tests::metrics::server_with_metrics(&db).await;
     let app = assent_tests::TestApp::create(&db, "Shop").await;
     let mut rp = assent_tests::rp_client(&server, &app.api_key).await;
     rp.create_otp_authentication(assent_proto::v1::CreateOtpAuthenticationRequest {
@@ -131,19 +123,9 @@ async fn prometheus_metrics_count_what_happened(db: TestDb) {
     .await
     .expect("create");
     let scrape = |path: &'static str| async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        assent_tests::metrics::http_get(port, path)
             .await
-            .unwrap();
-        socket
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-            )
-            .await
-            .unwrap();
-        let mut response = String::new();
-        socket.read_to_string(&mut response).await.unwrap();
-        response
+            .expect("the metrics endpoint answers")
     };
     let metrics = scrape("/metrics").await;
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");

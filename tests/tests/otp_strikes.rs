@@ -20,8 +20,9 @@ use assent_proto::v1::{
 };
 use assent_server::domain::{Context, Message};
 use assent_server::service::{CreateOtpInput, ServiceError};
+use assent_tests::metrics::{metric, server_with_metrics};
 use assent_tests::{
-    DeviceStream, InProcess, RpClient, TestApp, TestDb, TestDevice, TestServer, rp_client, seeded,
+    DeviceStream, InProcess, RpClient, TestApp, TestDb, TestDevice, rp_client, seeded,
 };
 use chrono::Utc;
 
@@ -130,31 +131,12 @@ async fn create(rp: &mut RpClient) -> CreateOtpAuthenticationResponse {
 
 /// The server's `assent_otp_scans_unreserved_total`.
 async fn unreserved(port: u16) -> u64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    socket.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    socket.read_to_string(&mut response).await.unwrap();
-    response
-        .lines()
-        .find_map(|l| l.strip_prefix("assent_otp_scans_unreserved_total "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no counter: {response}"))
+    let counted = metric(port, "assent_otp_scans_unreserved_total").await;
+    counted.expect("the counter on /metrics") as u64
 }
 
 async fn only_a_stream_of_valid_otps_skips_the_reservation(db: TestDb) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = TestServer::start_with(&db, |config| {
-        config.metrics_listen = Some(([127, 0, 0, 1], port).into());
-    })
-    .await;
+    let (server, port) = server_with_metrics(&db).await;
     let app = TestApp::create(&db, "Shop").await;
     let mut rp = rp_client(&server, &app.api_key).await;
     let phone = TestDevice::enroll(&server, &app, "alice").await;

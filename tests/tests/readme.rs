@@ -49,11 +49,7 @@ async fn the_readme_walkthrough_runs_as_written() {
         .replace("$PWD/target/release", &bin_dir);
 
     let work = assent_tests::scratch_dir("readme");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = assent_tests::metrics::free_port();
     let env = |command: &mut Command| {
         command
             .env("ASSENT_DATA_DIR", work.join("data"))
