@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use assent_proto::signing;
 use assent_proto::verify::ed25519;
+use chrono::{DateTime, Utc};
 use ed25519_dalek::Signature;
 use rand::{CryptoRng, RngCore};
 use tracing::instrument;
@@ -199,7 +200,7 @@ impl ConfirmationService {
         let arrived = tokio::time::Instant::now();
         let now = self.clock.now();
         if standing == LookupStanding::Clear
-            && let Some(scanned) = self.scan_unreserved(device, otp_text, rng).await?
+            && let Some(scanned) = self.scan_unreserved(device, otp_text, rng, now).await?
         {
             return Ok(scanned);
         }
@@ -278,6 +279,7 @@ impl ConfirmationService {
         device: &Device,
         otp_text: &str,
         rng: &mut R,
+        now: DateTime<Utc>,
     ) -> Result<Option<Transaction>, ServiceError> {
         let Ok(otp) = Otp::parse(otp_text) else {
             return Ok(None);
@@ -290,7 +292,7 @@ impl ConfirmationService {
         };
         let mut nonce = [0u8; 32];
         rng.fill_bytes(&mut nonce);
-        let window = StrikeWindow::at(self.clock.now());
+        let window = StrikeWindow::at(now);
         let Ok(change) = copy.scan_unreserved(device, &otp, nonce, window) else {
             return Ok(None);
         };

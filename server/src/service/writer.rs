@@ -3,7 +3,7 @@
 //! applied.
 
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
@@ -70,11 +70,16 @@ impl TransactionWriter {
     /// if it still remembers it: a copy to decide a scan on without reading
     /// it (the compare-and-set makes a stale one harmless).
     pub fn take_created_otp(&self, app: ApplicationId, id: TransactionId) -> Option<Transaction> {
+        self.recent_otps()
+            .pop(&id)
+            .filter(|t| t.application_id == app)
+    }
+
+    fn recent_otps(&self) -> MutexGuard<'_, lru::LruCache<TransactionId, Transaction>> {
+        // Every critical section leaves the map whole, and none panics.
         self.recent_otps
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pop(&id)
-            .filter(|t| t.application_id == app)
     }
 
     /// Applies a change and publishes it; `false` if its compare-and-set or
@@ -86,9 +91,7 @@ impl TransactionWriter {
         if change.expected.is_none() {
             self.metrics.transaction_created(change.after.kind);
             if change.after.kind == TransactionKind::Otp {
-                self.recent_otps
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
+                self.recent_otps()
                     .put(change.after.id, change.after.clone());
             }
         }

@@ -225,11 +225,7 @@ impl Outage {
 
 /// A listener on a one-connection pool of its own, with LISTEN done.
 async fn dedicated_listener(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
-    let own = PgPoolOptions::new()
-        .max_connections(1)
-        .max_lifetime(None)
-        .idle_timeout(None)
-        .acquire_timeout(Duration::from_secs(5))
+    let own = one_connection()
         .connect_with((*pool.connect_options()).clone())
         .await?;
     let mut listener = PgListener::connect_with(&own).await?;
@@ -246,12 +242,17 @@ async fn dedicated_listener(pool: &PgPool, channel: &str) -> Result<PgListener, 
 /// gave way to a generic one), which took most of a busy relay's database
 /// CPU — measured with three replicas on two cores, 0.49 of a core.
 fn publisher(pool: &PgPool) -> PgPool {
+    one_connection().connect_lazy_with((*pool.connect_options()).clone().options(PLANNING))
+}
+
+/// A pool of one connection that is kept (the listener's and the
+/// publisher's own, outside the shared pool).
+fn one_connection() -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(1)
         .max_lifetime(None)
         .idle_timeout(None)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with((*pool.connect_options()).clone().options(PLANNING))
 }
 
 /// Wake-ups of one application are idempotent: send each once per batch.
