@@ -433,6 +433,94 @@ async fn a_replica_receives_only_the_notices_it_needs() {
     }
 }
 
+/// Bursts of notices — more than a publisher sends one by one — reach the
+/// other replica whole: every push of a burst arrives at its device, then
+/// every cancellation of the next burst (a publisher that found itself
+/// behind gathers before it publishes again, and publishes again), in
+/// fewer payloads than notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_of_notices_reach_the_other_replica_whole() {
+    use sqlx::postgres::PgListener;
+
+    const USERS: usize = 24;
+    let db = TestDb::create().await;
+    let replica_a = TestServer::start(&db).await;
+    let replica_b = TestServer::start(&db).await;
+    let app = TestApp::create(&db, "Example Shop").await;
+    let mut streams = Vec::new();
+    for i in 0..USERS {
+        let device = TestDevice::enroll(&replica_b, &app, &format!("user-{i}")).await;
+        streams.push(device.connect(&replica_b).await.expect("connect to B"));
+    }
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let (b,): (uuid::Uuid,) = sqlx::query_as("SELECT DISTINCT replica FROM presence")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut on_b = PgListener::connect(&db.url).await.unwrap();
+    on_b.listen(&format!("assent_r_{}", b.simple()))
+        .await
+        .unwrap();
+
+    let rp_a = rp_client(&replica_a, &app.api_key).await;
+    let created = futures::future::join_all((0..USERS).map(|i| {
+        let mut rp = rp_a.clone();
+        async move {
+            rp.create_push_authentication(push_to(&format!("user-{i}")))
+                .await
+                .expect("push on A")
+                .into_inner()
+                .transaction_id
+        }
+    }))
+    .await;
+    for (stream, id) in streams.iter_mut().zip(&created) {
+        let request = within(10, "the push to reach its device on B", stream.next()).await;
+        let Ok(Some(Body::ConfirmationRequest(request))) = request else {
+            panic!("every push of the burst must reach its device on B");
+        };
+        assert_eq!(&request.transaction_id, id);
+    }
+    futures::future::join_all(created.iter().map(|id| {
+        let mut rp = rp_a.clone();
+        async move {
+            rp.cancel_transaction(CancelTransactionRequest {
+                transaction_id: id.clone(),
+            })
+            .await
+            .expect("cancel on A")
+        }
+    }))
+    .await;
+    for (stream, id) in streams.iter_mut().zip(&created) {
+        let cancelled = within(10, "the cancellation to reach B", stream.next()).await;
+        let Ok(Some(Body::Cancellation(cancellation))) = cancelled else {
+            panic!("every cancellation of the second burst must reach its device on B");
+        };
+        assert_eq!(&cancellation.transaction_id, id);
+    }
+    // Each transaction's push and cancellation, on B's channel.
+    let mut unseen: Vec<(&String, &str)> = created
+        .iter()
+        .flat_map(|id| [(id, "\"confirm\""), (id, "\"withdraw\"")])
+        .collect();
+    let mut payloads = 0;
+    within(10, "both bursts on B's channel", async {
+        while !unseen.is_empty() {
+            let payload = on_b.recv().await.unwrap();
+            let payload = payload.payload();
+            payloads += 1;
+            unseen.retain(|(id, kind)| !(payload.contains(id.as_str()) && payload.contains(kind)));
+        }
+    })
+    .await;
+    assert!(
+        payloads < 2 * USERS,
+        "{} notices in {payloads} payloads: the bursts were not gathered",
+        2 * USERS
+    );
+}
+
 /// A replica's listener rows: taken once per application however often,
 /// gone when the replica stops, and when its lease ran out.
 #[tokio::test]
