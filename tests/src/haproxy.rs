@@ -28,10 +28,7 @@ impl Haproxy {
             .output()
             .is_ok_and(|o| o.status.success());
         assert!(found, "this test needs HAProxy: apt-get install haproxy");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::ports::free_port();
         let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy.cfg");
         let mut command = Command::new("haproxy");
         command

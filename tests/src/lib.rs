@@ -11,6 +11,7 @@ pub mod harness;
 pub mod in_process;
 pub mod metrics;
 pub mod pki;
+pub mod ports;
 pub mod raw_http2;
 pub mod tap;
 pub mod throwaway_pg;

@@ -3,13 +3,7 @@
 
 use crate::{TestDb, TestServer};
 
-/// A loopback port that was free just now (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .unwrap_or_else(|error| panic!("no free loopback port: {error}"))
-}
+pub use crate::ports::free_port;
 
 /// An embedded server with its metrics on a port of its own.
 pub async fn server_with_metrics(db: &TestDb) -> (TestServer, u16) {

@@ -116,11 +116,7 @@ fn start(bin: &Path, dir: &Path) -> u16 {
             .unwrap();
         assert!(made.success(), "initdb of the throwaway cluster failed");
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::ports::free_port();
     let options = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
          -c synchronous_commit=off -c max_connections=300",

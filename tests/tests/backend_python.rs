@@ -159,10 +159,7 @@ async fn the_python_example_logs_in_with_a_real_agent_and_refuses_otherwise() {
     );
 
     // No server at the address: one line naming it.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .to_string();
+    let closed = assent_tests::ports::free_address().to_string();
     let run = login(&closed, &app.api_key, None).await;
     assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
     assert!(run.stdout.is_empty(), "{:?}", run.stdout);

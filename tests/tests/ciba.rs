@@ -12,8 +12,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use assent_tests::ports::free_address;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -28,12 +28,6 @@ use serde_json::Value;
 /// Whether the client's packages are installed (else "not run").
 fn can_run(test: &str) -> bool {
     tools::can_run(test, &[tools::CIBA_CLIENT_PACKAGES])
-}
-
-/// A free loopback address for the OIDC port (the issuer names it).
-fn free_address() -> SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap()
 }
 
 /// A server with the CIBA provider on; returns it and the issuer URL.

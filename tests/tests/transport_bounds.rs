@@ -66,11 +66,7 @@ async fn the_connection_cap_fits_the_open_file_limit() {
     const LIMIT: u64 = 400;
     const SILENT: usize = 320;
     let dir = scratch_dir("fdcap");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = assent_tests::ports::free_port();
     let log = std::fs::File::create(dir.join("server.log")).unwrap();
     // The server runs with a small open-file limit (util-linux prlimit).
     let _server = ChildGuard(

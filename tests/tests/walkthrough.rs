@@ -13,13 +13,7 @@ use serde_json::Value;
 
 use assent_tests::ChildGuard as Guard;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use assent_tests::ports::free_port;
 
 fn run(cmd: &mut Command) -> Output {
     let output = cmd.output().expect("spawn");

@@ -7,6 +7,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use assent_tests::ports::free_address;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -429,10 +430,7 @@ async fn another_replica_takes_over_when_the_delivering_one_stops() {
     }
     let db = TestDb::create().await;
     // The second replica's port, reserved now: the agent knows both.
-    let second_listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let second_listen = assent_tests::ports::free_address();
     let mut first = TestServer::start_with(&db, fast).await;
     let servers = format!("{},http://{second_listen}", first.url());
     let (app, _agent, _daemon) = accepting_agent(&first, &db, Some(&servers)).await;
@@ -709,14 +707,6 @@ fn server_process(db: &TestDb, listen: std::net::SocketAddr) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("start assent-server")
-}
-
-/// A free loopback address.
-fn free_address() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
